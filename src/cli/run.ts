@@ -1,0 +1,46 @@
+/**
+ * Runs a server or client until a signal: SIGINT/SIGTERM shut down cleanly, SIGHUP re-reads the
+ * config file (an invalid one is refused and the running config kept; settings that cannot change
+ * in place are named and need a restart).
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config/model.ts";
+import { loadConfig, type LoadOptions } from "../config/load.ts";
+import { setupLogging } from "../observe/log.ts";
+import { metrics } from "../observe/metrics.ts";
+import { startServer } from "../runtime/server.ts";
+import { startClient } from "../runtime/client.ts";
+import { errText } from "../mux/stream.ts";
+
+const log = getLogger(["half-tunnel", "cli"]);
+
+export async function run(cfg: Config, load: LoadOptions): Promise<number> {
+  await setupLogging(cfg.log.level);
+  for (const w of cfg.warnings) log.warn("config: {w}", { w });
+  const node = cfg.role === "server" ? await startServer(cfg) : await startClient(cfg);
+  log.info("{role} running (config: {src})", { role: cfg.role, src: cfg.source });
+
+  const done = Promise.withResolvers<void>();
+  const stop = () => done.resolve();
+  const reload = async () => {
+    try {
+      const next = await loadConfig({ ...load, role: cfg.role });
+      const kept = node.reload(next);
+      await setupLogging(next.log.level);
+      for (const w of next.warnings) log.warn("config: {w}", { w });
+      log.info("config reloaded from {src}; applies to new streams", { src: next.source });
+      if (kept.length) log.warn("changed settings that need a restart: {keys}", { keys: kept.join(", ") });
+    } catch (e) {
+      log.error("reload refused, keeping the running config: {reason}", { reason: errText(e) });
+    }
+  };
+  const signals: [Deno.Signal, () => void][] = [["SIGINT", stop], ["SIGTERM", stop]];
+  if (Deno.build.os !== "windows") signals.push(["SIGHUP", () => void reload()]);
+  for (const [sig, f] of signals) Deno.addSignalListener(sig, f);
+  await done.promise;
+  for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
+  log.info("shutting down; counters: {m}", { m: JSON.stringify(metrics) });
+  await node.close();
+  return 0;
+}

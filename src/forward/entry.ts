@@ -1,0 +1,130 @@
+/**
+ * Entry wiring for the forward tunnel: the local SOCKS5 proxy and static port forwards. Each
+ * accepted connection becomes one stream. SOCKS5 clients get success only after the exit side has
+ * connected, and the exit's failure code otherwise; static forwards send data optimistically.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { Address } from "../protocol/address.ts";
+import { formatHostPort, parseHostPort } from "../transport/address.ts";
+import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import { errText, type Stream, StreamError } from "../mux/stream.ts";
+import { acceptSocks5, SocksReply } from "./socks5.ts";
+
+const log = getLogger(["half-tunnel", "entry"]);
+
+/** Opens a stream through the tunnel; waits a bounded time for a live session, then rejects. */
+export type OpenStream = (target: Address) => Promise<Stream>;
+
+export interface SocksEntryOptions {
+  listen: string;
+  /** Read per connection so a reload applies to new connections. */
+  auth: () => { username: string; password: string } | null;
+  open: OpenStream;
+  socket: SocketOptions;
+  /** Bound on negotiation and on waiting for the exit to connect. */
+  timeoutMs: number;
+}
+
+export interface Entry {
+  readonly addr: Deno.NetAddr;
+  close(): void;
+}
+
+export function listenSocks5(opts: SocksEntryOptions): Entry {
+  const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
+  const listener = Deno.listen({ hostname, port });
+  serve(listener, (conn) => handleSocks(conn, opts));
+  log.info("SOCKS5 proxy listening on {addr}", { addr: show(listener.addr) });
+  return { addr: listener.addr as Deno.NetAddr, close: () => closeListener(listener) };
+}
+
+async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise<void> {
+  tuneSocket(conn, opts.socket);
+  let req;
+  try {
+    req = await acceptSocks5(conn, { auth: opts.auth(), timeoutMs: opts.timeoutMs });
+  } catch (e) {
+    log.info("SOCKS5 client {peer} rejected: {reason}", { peer: show(conn.remoteAddr), reason: errText(e) });
+    return safeClose(conn);
+  }
+  const { host, port } = req.target;
+  let stream: Stream | null = null;
+  try {
+    stream = await opts.open({ host, port });
+    await withTimeout(stream.opened, opts.timeoutMs, `exit did not answer for ${host}:${port}`);
+  } catch (e) {
+    const code = e instanceof StreamError ? e.code : SocksReply.GENERAL_FAILURE;
+    log.info("CONNECT {host}:{port} failed: {reason}", { host, port, reason: errText(e) });
+    stream?.reset("entry gave up");
+    await req.reply(code).catch(() => {});
+    return safeClose(conn);
+  }
+  try {
+    await req.reply(SocksReply.SUCCEEDED);
+  } catch {
+    stream.reset("SOCKS5 client went away");
+    return safeClose(conn);
+  }
+  stream.attach(conn, req.leftover);
+}
+
+export interface ForwardEntryOptions {
+  listen: { hostname: string; port: number };
+  target: Address;
+  open: OpenStream;
+  socket: SocketOptions;
+}
+
+/** A static forward: every connection to `listen` is carried to `target` on the exit side. */
+export function listenForward(opts: ForwardEntryOptions): Entry {
+  const listener = Deno.listen(opts.listen);
+  serve(listener, async (conn) => {
+    tuneSocket(conn, opts.socket);
+    try {
+      const stream = await opts.open(opts.target);
+      stream.attach(conn);
+    } catch (e) {
+      log.info("forward to {host}:{port} failed: {reason}", { ...opts.target, reason: errText(e) });
+      safeClose(conn);
+    }
+  });
+  log.info("forwarding {listen} to {target} through the tunnel", {
+    listen: show(listener.addr),
+    target: formatHostPort(opts.target.host, opts.target.port),
+  });
+  return { addr: listener.addr as Deno.NetAddr, close: () => closeListener(listener) };
+}
+
+function serve(listener: Deno.Listener<Deno.TcpConn>, handle: (c: Deno.TcpConn) => void): void {
+  (async () => {
+    for await (const conn of listener) handle(conn);
+  })().catch(() => {});
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      t = setTimeout(() => rej(new StreamError(`${what} within ${ms} ms`, SocksReply.TTL_EXPIRED)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+function show(a: Deno.Addr): string {
+  const n = a as Deno.NetAddr;
+  return formatHostPort(n.hostname, n.port);
+}
+
+function safeClose(c: Deno.Conn): void {
+  try {
+    c.close();
+  } catch { /* closed */ }
+}
+
+function closeListener(l: Deno.Listener): void {
+  try {
+    l.close();
+  } catch { /* closed */ }
+}

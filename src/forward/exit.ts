@@ -1,0 +1,39 @@
+/**
+ * Exit wiring for the forward tunnel: a stream the client opens is dialled here, under the exit
+ * policy, and confirmed (OPEN_OK) only once the target is connected, so the entry can give the
+ * application the true SOCKS5 outcome.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { Address } from "../protocol/address.ts";
+import { errText, type Stream, StreamError } from "../mux/stream.ts";
+import { metrics } from "../observe/metrics.ts";
+import { dialExit, type ExitPolicy, Reply } from "./exit_dialer.ts";
+
+const log = getLogger(["half-tunnel", "exit"]);
+
+/** `policy()` is read per stream so a reloaded config applies to new streams. */
+export function exitHandler(policy: () => ExitPolicy): (s: Stream, target: Address) => void {
+  return async (stream, target) => {
+    metrics.streamsOpened++;
+    try {
+      const conn = await dialExit(target.host, target.port, policy());
+      if (stream.closed) {
+        conn.close();
+        return;
+      }
+      await stream.accept();
+      stream.attach(conn);
+    } catch (e) {
+      metrics.streamsFailed++;
+      const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;
+      log.info("stream {id} to {host}:{port} failed: {reason}", {
+        id: stream.id,
+        host: target.host,
+        port: target.port,
+        reason: errText(e),
+      });
+      stream.fail(code, errText(e));
+    }
+  };
+}

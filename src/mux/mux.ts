@@ -1,0 +1,134 @@
+/**
+ * The stream multiplexer on top of a session: opens streams (OPEN with a target address), routes
+ * each in-order frame to its stream, and hands streams the peer opens to the wiring (exit dialer or
+ * reverse forwarder). Client-opened stream ids are odd, server-opened ones even.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
+import { Ctrl, Flag, type FrameHeader, FrameError } from "../protocol/frame.ts";
+import type { Session, SessionHandler } from "../session/session.ts";
+import { errText, Stream, type StreamHost } from "./stream.ts";
+
+const log = getLogger(["half-tunnel", "mux"]);
+
+export interface MuxOptions {
+  window: number;
+  maxPayload: number;
+  maxStreams: number;
+  /** Streams the peer opens; null refuses them (this side is not an exit). */
+  onOpen: ((stream: Stream, target: Address) => void) | null;
+  /** Pool sessions carry one stream and end after it (once the peer has acknowledged all). */
+  oneShot?: boolean;
+  /** Pool mode control session: the server asks for more pool connections. */
+  onPoolWant?: (count: number) => void;
+}
+
+/** SOCKS5 reply code used when a stream is refused by policy. */
+const NOT_ALLOWED = 2;
+const GENERAL_FAILURE = 1;
+
+export class Mux implements SessionHandler, StreamHost {
+  readonly window: number;
+  readonly maxPayload: number;
+  #streams = new Map<number, Stream>();
+  #nextId: number;
+
+  constructor(readonly session: Session, private opts: MuxOptions) {
+    this.window = opts.window;
+    this.maxPayload = opts.maxPayload;
+    this.#nextId = session.side === "client" ? 1 : 2;
+    session.handler = this;
+  }
+
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  get closed(): boolean {
+    return this.session.isClosed;
+  }
+
+  /** Opens a stream to `target` on the peer's side. */
+  open(target: Address): Stream {
+    if (this.#streams.size >= this.opts.maxStreams) {
+      throw new FrameError(`too many open streams (${this.opts.maxStreams})`);
+    }
+    const id = this.#nextId;
+    this.#nextId = (this.#nextId + 2) >>> 0;
+    const s = new Stream(id, this);
+    this.#streams.set(id, s);
+    this.send(Flag.CTRL, id, encodeAddress(target.host, target.port), Ctrl.OPEN).catch((e) => {
+      s.abort(errText(e));
+    });
+    return s;
+  }
+
+  send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void> {
+    return this.session.send(flags, streamId, payload, ctrl);
+  }
+
+  remove(stream: Stream): void {
+    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+    if (this.opts.oneShot && this.#streams.size === 0) {
+      this.session.drained().then(() => this.session.close("pool stream finished"));
+    }
+  }
+
+  onFrame(h: FrameHeader, payload: Uint8Array, stable: boolean): void {
+    if ((h.flags & Flag.CTRL) && payload[0] === Ctrl.OPEN) {
+      this.#onOpen(h.streamId, payload.subarray(1));
+      return;
+    }
+    if (h.streamId === 0) {
+      if ((h.flags & Flag.CTRL) && payload[0] === Ctrl.POOL_WANT && payload.length === 3) {
+        this.opts.onPoolWant?.((payload[1] << 8) | payload[2]);
+        return;
+      }
+      throw new FrameError(`unexpected frame (flags 0x${h.flags.toString(16)}) on stream 0`);
+    }
+    const s = this.#streams.get(h.streamId);
+    // Frames for a stream we already closed are the peer's in-flight tail: drop them.
+    if (!s) return;
+    try {
+      s.onFrame(h.flags, payload, stable);
+    } catch (e) {
+      s.reset(errText(e));
+    }
+  }
+
+  onClose(reason: string): void {
+    for (const s of [...this.#streams.values()]) s.sessionLost(reason);
+  }
+
+  #onOpen(id: number, addr: Uint8Array): void {
+    const peerParity = this.session.side === "client" ? 0 : 1;
+    if ((id & 1) !== peerParity || id === 0) {
+      throw new FrameError(`peer opened stream ${id} with the wrong id parity`);
+    }
+    if (this.#streams.has(id)) throw new FrameError(`peer reopened live stream ${id}`);
+    const s = new Stream(id, this);
+    this.#streams.set(id, s);
+    let target: Address;
+    try {
+      target = decodeAddress(addr);
+    } catch (e) {
+      s.fail(GENERAL_FAILURE, `bad address: ${errText(e)}`);
+      return;
+    }
+    if (!this.opts.onOpen) {
+      log.warn("session {sid}: refused stream to {host}:{port}: this side is not an exit", {
+        sid: this.session.label,
+        host: target.host,
+        port: target.port,
+      });
+      s.fail(NOT_ALLOWED, "streams are not accepted on this side");
+      return;
+    }
+    if (this.#streams.size > this.opts.maxStreams) {
+      s.fail(GENERAL_FAILURE, "too many open streams");
+      return;
+    }
+    this.opts.onOpen(s, target);
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * One multiplexed stream bound to a local socket. Each direction has its own credit window: the
+ * sender never has more than `window` bytes outstanding that the receiver has not yet written to
+ * its socket, so a reader that stalls stalls only its own stream and memory stays bounded.
+ * Half-close is real: FIN in one direction leaves the other open.
+ */
+
+import { Ctrl, Flag } from "../protocol/frame.ts";
+import { writeAll } from "../transport/leg.ts";
+
+/** The stream's view of its multiplexer (keeps this module free of the Mux class). */
+export interface StreamHost {
+  readonly window: number;
+  readonly maxPayload: number;
+  send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
+  remove(stream: Stream): void;
+}
+
+export class StreamError extends Error {
+  constructor(message: string, readonly code: number) {
+    super(message);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+const SMALL_READ = 16 * 1024;
+const te = new TextEncoder();
+const td = new TextDecoder();
+
+export class Stream {
+  #credit: number;
+  #creditWake: (() => void) | null = null;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #consumed = 0;
+  #writing = false;
+  #conn: Deno.Conn | null = null;
+  #localFin = false;
+  #remoteFin = false;
+  #finWritten = false;
+  #done = false;
+  #openResolve!: () => void;
+  #openReject!: (e: StreamError) => void;
+  /** Settles when the peer confirms or refuses an OPEN we sent. */
+  readonly opened: Promise<void>;
+
+  constructor(readonly id: number, private host: StreamHost) {
+    this.#credit = host.window;
+    this.opened = new Promise((res, rej) => {
+      this.#openResolve = res;
+      this.#openReject = rej;
+    });
+    this.opened.catch(() => {});
+  }
+
+  get closed(): boolean {
+    return this.#done;
+  }
+
+  /** Exit side: tell the opener the target is connected. */
+  accept(): Promise<void> {
+    return this.host.send(Flag.CTRL, this.id, EMPTY, Ctrl.OPEN_OK);
+  }
+
+  /** Exit side: refuse the open with a SOCKS5 reply code and a reason. */
+  fail(code: number, reason: string): void {
+    if (this.#done) return;
+    this.host.send(Flag.CTRL, this.id, codeAndText(code, reason), Ctrl.OPEN_FAIL).catch(() => {});
+    this.#finish();
+  }
+
+  /** Starts relaying between `conn` and the stream. `leftover` is sent first. */
+  attach(conn: Deno.Conn, leftover?: Uint8Array): void {
+    if (this.#done) {
+      safeClose(conn);
+      return;
+    }
+    this.#conn = conn;
+    this.#readLoop(conn, leftover);
+    if (this.#queue.length || this.#remoteFin) this.#writeLoop();
+  }
+
+  /** Aborts both directions and tells the peer. */
+  reset(reason: string, code = 1): void {
+    if (this.#done) return;
+    this.host.send(Flag.CTRL, this.id, codeAndText(code, reason), Ctrl.RESET).catch(() => {});
+    this.#finish();
+  }
+
+  /** The session is gone: close locally without telling anyone. */
+  abort(reason: string): void {
+    this.#openReject(new StreamError(reason, 1));
+    this.#finish();
+  }
+
+  /**
+   * The session ended. A stream that already received everything (FIN) still delivers its queue
+   * to the local socket; any other is aborted.
+   */
+  sessionLost(reason: string): void {
+    if (this.#done) return;
+    this.#localFin = true;
+    if (this.#remoteFin && this.#conn) {
+      if (!this.#writing) this.#writeLoop();
+      return;
+    }
+    this.abort(reason);
+  }
+
+  /** A frame for this stream, in order. */
+  onFrame(flags: number, payload: Uint8Array, stable: boolean): void {
+    if (this.#done) return;
+    if (flags & Flag.CTRL) return this.#onControl(payload);
+    if (flags & Flag.DATA && payload.length) {
+      if (this.#remoteFin) throw new StreamError("data after FIN", 1);
+      if (this.#queued + payload.length > this.host.window) {
+        this.reset("peer exceeded the flow-control window");
+        return;
+      }
+      this.#queue.push(stable ? payload : payload.slice());
+      this.#queued += payload.length;
+    }
+    if (flags & Flag.FIN) this.#remoteFin = true;
+    if (this.#conn && !this.#writing) this.#writeLoop();
+  }
+
+  #onControl(p: Uint8Array): void {
+    switch (p[0]) {
+      case Ctrl.WINDOW: {
+        if (p.length !== 5) throw new StreamError("WINDOW frame with bad length", 1);
+        this.#credit += new DataView(p.buffer, p.byteOffset + 1, 4).getUint32(0);
+        const w = this.#creditWake;
+        this.#creditWake = null;
+        w?.();
+        return;
+      }
+      case Ctrl.OPEN_OK:
+        this.#openResolve();
+        return;
+      case Ctrl.OPEN_FAIL:
+        this.#openReject(new StreamError(td.decode(p.subarray(2)) || "open failed", p[1] ?? 1));
+        this.#finish();
+        return;
+      case Ctrl.RESET:
+        this.#openReject(new StreamError(td.decode(p.subarray(2)) || "reset by peer", p[1] ?? 1));
+        this.#finish();
+        return;
+      default:
+        throw new StreamError(`unknown control type ${p[0]} on stream ${this.id}`, 1);
+    }
+  }
+
+  async #readLoop(conn: Deno.Conn, leftover?: Uint8Array): Promise<void> {
+    try {
+      if (leftover?.length) await this.#sendData(leftover);
+      let buf = new Uint8Array(SMALL_READ);
+      while (!this.#done && !this.#localFin) {
+        while (this.#credit <= 0 && !this.#done) {
+          await new Promise<void>((r) => this.#creditWake = r);
+        }
+        if (this.#done) return;
+        const n = await conn.read(buf.subarray(0, Math.min(this.#credit, buf.length)));
+        if (this.#done) return;
+        if (n === null) break;
+        await this.host.send(Flag.DATA, this.id, buf.subarray(0, n));
+        this.#credit -= n;
+        // A busy stream gets full-size frames; an idle one keeps its small buffer.
+        if (n === buf.length && buf.length < this.host.maxPayload) {
+          buf = new Uint8Array(this.host.maxPayload);
+        }
+      }
+      if (this.#done || this.#localFin) return;
+      await this.host.send(Flag.FIN, this.id, EMPTY);
+      this.#localFin = true;
+      this.#maybeDone();
+    } catch (e) {
+      this.reset(`local read failed: ${errText(e)}`);
+    }
+  }
+
+  async #sendData(b: Uint8Array): Promise<void> {
+    for (let off = 0; off < b.length;) {
+      while (this.#credit <= 0 && !this.#done) {
+        await new Promise<void>((r) => this.#creditWake = r);
+      }
+      if (this.#done) return;
+      const n = Math.min(b.length - off, this.#credit, this.host.maxPayload);
+      await this.host.send(Flag.DATA, this.id, b.subarray(off, off + n));
+      this.#credit -= n;
+      off += n;
+    }
+  }
+
+  async #writeLoop(): Promise<void> {
+    const conn = this.#conn!;
+    this.#writing = true;
+    try {
+      while (this.#queue.length && !this.#done) {
+        const c = this.#queue.shift()!;
+        await writeAll(conn, c);
+        this.#queued -= c.length;
+        this.#consumed += c.length;
+        if (this.#consumed >= this.host.window / 4) this.#grant();
+      }
+      if (this.#consumed > 0 && !this.#done) this.#grant();
+      if (this.#remoteFin && !this.#finWritten && !this.#done) {
+        this.#finWritten = true;
+        await conn.closeWrite();
+        this.#maybeDone();
+      }
+    } catch (e) {
+      this.reset(`local write failed: ${errText(e)}`);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  #grant(): void {
+    const p = new Uint8Array(4);
+    new DataView(p.buffer).setUint32(0, this.#consumed);
+    this.#consumed = 0;
+    this.host.send(Flag.CTRL, this.id, p, Ctrl.WINDOW).catch(() => {});
+  }
+
+  #maybeDone(): void {
+    if (this.#localFin && this.#finWritten) this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#queue.length = 0;
+    const w = this.#creditWake;
+    this.#creditWake = null;
+    w?.();
+    if (this.#conn) safeClose(this.#conn);
+    this.host.remove(this);
+  }
+}
+
+function codeAndText(code: number, text: string): Uint8Array {
+  const t = te.encode(text.slice(0, 200));
+  const b = new Uint8Array(1 + t.length);
+  b[0] = code;
+  b.set(t, 1);
+  return b;
+}
+
+function safeClose(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+export function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

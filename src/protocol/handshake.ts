@@ -1,0 +1,195 @@
+/**
+ * Leg authentication: a leg joins a session only by proving the shared key over fresh nonces,
+ * in both directions, so a captured session id or a replayed handshake is useless and a fake
+ * server learns nothing it can reuse. The key itself never crosses the wire.
+ *
+ *   HELLO   (client → server, 80 bytes): ver | role | flags | 0 | time ms (8) | client nonce (16) |
+ *           session id (16) | client recv ack (4) | MAC_auth("HT2 hello" ‖ bytes 0..47)
+ *   WELCOME (server → client, 56 bytes): status | flags | 0 0 | server nonce (16) | server recv ack (4) |
+ *           MAC_auth("HT2 welcome" ‖ hello MAC ‖ bytes 0..23)
+ */
+
+import { createHmac, pbkdf2Sync, randomFillSync, timingSafeEqual } from "node:crypto";
+import { SESSION_ID_LEN } from "./frame.ts";
+
+export const HELLO_LEN = 80;
+export const WELCOME_LEN = 56;
+const HELLO_VERSION = 1;
+/** Hellos older or newer than this are refused (clock skew allowance). */
+export const HELLO_MAX_SKEW_MS = 120_000;
+
+/** What a leg carries. */
+export const Role = {
+  /** client → server frames */
+  UP: 1,
+  /** server → client frames */
+  DOWN: 2,
+  /** both directions on one leg */
+  BOTH: 3,
+  /** a pre-dialled pool connection waiting for one stream */
+  POOL: 4,
+} as const;
+export type RoleValue = typeof Role[keyof typeof Role];
+
+export const HelloFlag = { HMAC: 1, RESUME: 2 } as const;
+
+export const WelcomeStatus = { OK: 0, UNKNOWN_SESSION: 1, REFUSED: 2 } as const;
+
+export class HandshakeError extends Error {
+  override name = "HandshakeError";
+}
+
+/** Keys derived once from the configured secret. */
+export interface Keys {
+  auth: Uint8Array;
+}
+
+/** Slow derivation so a captured handshake does not make a weak token cheap to brute-force. */
+export function deriveKeys(secret: string): Keys {
+  const auth = pbkdf2Sync(secret, "half-tunnel v2 auth", 100_000, 32, "sha256");
+  return { auth: new Uint8Array(auth) };
+}
+
+/** Per-session frame MAC key: binds frame MACs to one session. */
+export function frameKey(keys: Keys, sessionId: Uint8Array): Uint8Array {
+  return mac(keys.auth, [enc("HT2 frame"), sessionId]);
+}
+
+export interface Hello {
+  role: RoleValue;
+  flags: number;
+  timeMs: number;
+  nonce: Uint8Array;
+  sessionId: Uint8Array;
+  recvAck: number;
+  mac: Uint8Array;
+}
+
+export function randomBytes(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  randomFillSync(b);
+  return b;
+}
+
+export function encodeHello(
+  keys: Keys,
+  role: RoleValue,
+  flags: number,
+  sessionId: Uint8Array,
+  recvAck: number,
+  nowMs = Date.now(),
+): Uint8Array {
+  const b = new Uint8Array(HELLO_LEN);
+  const v = new DataView(b.buffer);
+  b[0] = HELLO_VERSION;
+  b[1] = role;
+  b[2] = flags;
+  v.setFloat64(4, nowMs);
+  randomFillSync(b.subarray(12, 28));
+  b.set(sessionId, 28);
+  v.setUint32(44, recvAck);
+  b.set(mac(keys.auth, [enc("HT2 hello"), b.subarray(0, 48)]), 48);
+  return b;
+}
+
+/** Remembers recent hello MACs so each hello is accepted at most once. */
+export class ReplayCache {
+  #seen = new Map<string, number>();
+
+  /** Returns false if this MAC was seen within the skew window. */
+  admit(macBytes: Uint8Array, nowMs: number): boolean {
+    if (this.#seen.size > 4096) this.#prune(nowMs);
+    const k = hexOf(macBytes);
+    if (this.#seen.has(k)) return false;
+    this.#seen.set(k, nowMs + 2 * HELLO_MAX_SKEW_MS);
+    return true;
+  }
+
+  #prune(nowMs: number): void {
+    for (const [k, exp] of this.#seen) if (exp < nowMs) this.#seen.delete(k);
+  }
+}
+
+/** Verifies a hello; throws HandshakeError saying why (for logs; the peer is told nothing). */
+export function verifyHello(
+  keys: Keys,
+  b: Uint8Array,
+  replay: ReplayCache,
+  nowMs = Date.now(),
+): Hello {
+  if (b.length !== HELLO_LEN) throw new HandshakeError(`hello has ${b.length} bytes, expected 80`);
+  if (b[0] !== HELLO_VERSION) throw new HandshakeError(`hello version ${b[0]} unsupported`);
+  const expect = mac(keys.auth, [enc("HT2 hello"), b.subarray(0, 48)]);
+  if (!timingSafeEqual(expect, b.subarray(48, 80))) {
+    throw new HandshakeError("hello MAC does not verify (wrong key?)");
+  }
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const role = b[1];
+  if (role < Role.UP || role > Role.POOL) throw new HandshakeError(`hello role ${role} unknown`);
+  const timeMs = v.getFloat64(4);
+  if (!(Math.abs(nowMs - timeMs) <= HELLO_MAX_SKEW_MS)) {
+    throw new HandshakeError(
+      `hello timestamp is ${Math.round((nowMs - timeMs) / 1000)} s off (clock skew or replay)`,
+    );
+  }
+  const macBytes = b.slice(48, 80);
+  if (!replay.admit(macBytes, nowMs)) throw new HandshakeError("hello replayed");
+  return {
+    role: role as RoleValue,
+    flags: b[2],
+    timeMs,
+    nonce: b.slice(12, 28),
+    sessionId: b.slice(28, 28 + SESSION_ID_LEN),
+    recvAck: v.getUint32(44),
+    mac: macBytes,
+  };
+}
+
+export function encodeWelcome(
+  keys: Keys,
+  hello: Hello,
+  status: number,
+  flags: number,
+  recvAck: number,
+): Uint8Array {
+  const b = new Uint8Array(WELCOME_LEN);
+  b[0] = status;
+  b[1] = flags;
+  randomFillSync(b.subarray(4, 20));
+  new DataView(b.buffer).setUint32(20, recvAck);
+  b.set(mac(keys.auth, [enc("HT2 welcome"), hello.mac, b.subarray(0, 24)]), 24);
+  return b;
+}
+
+/** Verifies the server's welcome against the hello we sent; returns status and server ack. */
+export function verifyWelcome(
+  keys: Keys,
+  hello: Uint8Array,
+  b: Uint8Array,
+): { status: number; flags: number; recvAck: number } {
+  if (b.length !== WELCOME_LEN) {
+    throw new HandshakeError(`welcome has ${b.length} bytes, expected ${WELCOME_LEN}`);
+  }
+  const expect = mac(keys.auth, [enc("HT2 welcome"), hello.subarray(48, 80), b.subarray(0, 24)]);
+  if (!timingSafeEqual(expect, b.subarray(24, 56))) {
+    throw new HandshakeError("server did not prove the key (wrong key or not a half-tunnel server)");
+  }
+  return { status: b[0], flags: b[1], recvAck: new DataView(b.buffer, b.byteOffset).getUint32(20) };
+}
+
+export function mac(key: Uint8Array, parts: Uint8Array[]): Uint8Array {
+  const h = createHmac("sha256", key);
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
+
+const te = new TextEncoder();
+function enc(s: string): Uint8Array {
+  return te.encode(s);
+}
+
+export function hexOf(b: Uint8Array): string {
+  let s = "";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}

@@ -1,0 +1,208 @@
+/**
+ * Server side of the reverse tunnel: binds every published port at start (a port that cannot be
+ * bound is an error naming it), and carries each user connection to the client as one stream:
+ * over a multiplexed session (`tcpmux`, `wsmux`, YAML reverse) or over one pre-dialled pool
+ * connection (`tcp`, `ws`). Connections that find no tunnel wait in a queue bounded by
+ * `channel_size`; beyond it they are refused with a log line, never left hanging.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
+import type { Address } from "../protocol/address.ts";
+import { Ctrl, Flag } from "../protocol/frame.ts";
+import { type Hello, type Keys, Role } from "../protocol/handshake.ts";
+import { formatHostPort } from "../transport/address.ts";
+import { type Leg, type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import { Session } from "../session/session.ts";
+import { Mux } from "../mux/mux.ts";
+import { errText } from "../mux/stream.ts";
+import { proxyV2Header } from "./proxy_protocol.ts";
+
+const log = getLogger(["half-tunnel", "reverse"]);
+
+/** How long a queued user connection waits for a tunnel before it is closed. */
+const QUEUE_WAIT_MS = 10_000;
+
+export interface PublisherOptions {
+  ports: PortMapping[];
+  mode: StreamMode;
+  channelSize: number;
+  proxyProtocol: boolean;
+  /** Pool mode: idle pool connections the server wants the client to keep. */
+  poolTarget: number;
+  socket: SocketOptions;
+  keys: Keys;
+  /** Session settings for one-shot pool sessions (keepalive from `keepalive_period`). */
+  poolSession: SessionConfig;
+  mux: { window: number; maxPayload: number };
+}
+
+interface Waiter {
+  conn: Deno.TcpConn;
+  target: Address;
+  header: Uint8Array | undefined;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class Publisher {
+  #listeners: Deno.Listener[] = [];
+  #muxes: Mux[] = [];
+  #rr = 0;
+  #idlePool: Mux[] = [];
+  #queue: Waiter[] = [];
+  #lastWant = 0;
+  readonly boundPorts: number[] = [];
+
+  private constructor(private opts: PublisherOptions) {}
+
+  static start(opts: PublisherOptions): Publisher {
+    const p = new Publisher(opts);
+    try {
+      for (const m of opts.ports) {
+        for (let port = m.bindPortStart; port <= m.bindPortEnd; port++) p.#bind(m, port);
+      }
+    } catch (e) {
+      p.close();
+      throw e;
+    }
+    log.info("publishing {n} port(s): {list}", {
+      n: p.boundPorts.length,
+      list: opts.ports.map((m) => m.source).join(", "),
+    });
+    return p;
+  }
+
+  #bind(m: PortMapping, port: number): void {
+    let l: Deno.TcpListener;
+    try {
+      l = Deno.listen({ hostname: m.bindHost, port });
+    } catch (e) {
+      throw new Error(`cannot publish port ${formatHostPort(m.bindHost, port)} (from "${m.source}"): ${errText(e)}`);
+    }
+    this.#listeners.push(l);
+    this.boundPorts.push(port);
+    const target: Address = { host: m.targetHost || "127.0.0.1", port: m.targetPort ?? port };
+    (async () => {
+      for await (const conn of l) this.#onUser(conn, target);
+    })().catch(() => {});
+  }
+
+  /** A multiplexed session that can carry streams (mux mode, and pool mode's control session). */
+  addMux(mux: Mux): void {
+    this.#muxes.push(mux);
+    mux.session.closed.then(() => {
+      this.#muxes = this.#muxes.filter((m) => m !== mux);
+    });
+    if (this.opts.mode === "mux") this.#drain();
+    else this.#askForPool();
+  }
+
+  /** Pool mode: a pre-dialled connection for one stream, proven with the control session's key. */
+  addPoolLeg(control: Session, leg: Leg, hello: Hello, welcome: Uint8Array): void {
+    const s = new Session({
+      id: hello.nonce,
+      side: "server",
+      keys: this.opts.keys,
+      hmac: control.hmac,
+      cfg: this.opts.poolSession,
+      resumable: false,
+    });
+    const mux = new Mux(s, { ...this.opts.mux, maxStreams: 1, onOpen: null, oneShot: true });
+    s.attachLeg(leg, Role.BOTH, 0, welcome);
+    this.#idlePool.push(mux);
+    s.closed.then(() => {
+      const i = this.#idlePool.indexOf(mux);
+      if (i >= 0) this.#idlePool.splice(i, 1);
+    });
+    this.#drain();
+  }
+
+  #onUser(conn: Deno.TcpConn, target: Address): void {
+    tuneSocket(conn, this.opts.socket);
+    const header = this.opts.proxyProtocol
+      ? proxyV2Header(conn.remoteAddr as Deno.NetAddr, conn.localAddr as Deno.NetAddr)
+      : undefined;
+    if (this.#dispatch(conn, target, header)) return;
+    if (this.#queue.length >= this.opts.channelSize) {
+      log.warn("refused connection from {peer} to port {port}: {n} already wait for the tunnel (channel_size)", {
+        peer: formatHostPort((conn.remoteAddr as Deno.NetAddr).hostname, (conn.remoteAddr as Deno.NetAddr).port),
+        port: (conn.localAddr as Deno.NetAddr).port,
+        n: this.#queue.length,
+      });
+      conn.close();
+      return;
+    }
+    const w: Waiter = {
+      conn,
+      target,
+      header,
+      timer: setTimeout(() => {
+        this.#queue = this.#queue.filter((x) => x !== w);
+        log.warn("closed connection to port {port}: no tunnel within {s} s", {
+          port: (conn.localAddr as Deno.NetAddr).port,
+          s: QUEUE_WAIT_MS / 1000,
+        });
+        conn.close();
+      }, QUEUE_WAIT_MS),
+    };
+    this.#queue.push(w);
+    this.#askForPool();
+  }
+
+  /** Starts a stream for the connection if a tunnel is available now. */
+  #dispatch(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): boolean {
+    const mux = this.opts.mode === "mux" ? this.#nextMux() : this.#idlePool.shift();
+    if (!mux) return false;
+    try {
+      mux.open(target).attach(conn, header);
+    } catch (e) {
+      log.warn("could not open a stream to {target}: {reason}", {
+        target: formatHostPort(target.host, target.port),
+        reason: errText(e),
+      });
+      conn.close();
+    }
+    return true;
+  }
+
+  #nextMux(): Mux | undefined {
+    const live = this.#muxes.filter((m) => !m.closed);
+    if (!live.length) return undefined;
+    return live[this.#rr++ % live.length];
+  }
+
+  #drain(): void {
+    while (this.#queue.length) {
+      const w = this.#queue[0];
+      if (!this.#dispatch(w.conn, w.target, w.header)) return;
+      clearTimeout(w.timer);
+      this.#queue.shift();
+    }
+  }
+
+  /** Pool mode: tells the client how many more connections to dial (at most every 20 ms). */
+  #askForPool(): void {
+    const control = this.#nextMux();
+    if (this.opts.mode !== "pool" || !control) return;
+    const want = Math.max(0, this.#queue.length + this.opts.poolTarget - this.#idlePool.length);
+    const now = Date.now();
+    if (!want || now - this.#lastWant < 20) return;
+    this.#lastWant = now;
+    const p = new Uint8Array(2);
+    new DataView(p.buffer).setUint16(0, Math.min(want, 0xffff));
+    control.session.send(Flag.CTRL, 0, p, Ctrl.POOL_WANT).catch(() => {});
+  }
+
+  close(): void {
+    for (const l of this.#listeners) {
+      try {
+        l.close();
+      } catch { /* closed */ }
+    }
+    for (const w of this.#queue) {
+      clearTimeout(w.timer);
+      w.conn.close();
+    }
+    this.#queue = [];
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Assembles a client from the config: the connector that keeps a session up (split or single
+ * legs), a multiplexer per session, the SOCKS5 proxy and static forwards of the forward tunnel, and
+ * the local dialer for streams the server opens in the reverse tunnel.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config/model.ts";
+import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
+import type { Address } from "../protocol/address.ts";
+import type { DialSpec } from "../transport/dial.ts";
+import type { SocketOptions } from "../transport/leg.ts";
+import { Connector, type LegPlan } from "../session/connector.ts";
+import { Mux } from "../mux/mux.ts";
+import { type Stream, StreamError } from "../mux/stream.ts";
+import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
+import { reverseHandler } from "../reverse/client_dialer.ts";
+import { PoolManager } from "../reverse/pool.ts";
+
+const log = getLogger(["half-tunnel", "client"]);
+
+export interface RunningClient {
+  readonly connector: Connector;
+  /** SOCKS5 listener first (if enabled), then static forwards. */
+  readonly entries: Entry[];
+  /** Resolves with a mux over a live session, or rejects after `timeoutMs`. */
+  mux(timeoutMs: number): Promise<Mux>;
+  reload(cfg: Config): string[];
+  close(): Promise<void>;
+}
+
+export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.key)): Promise<RunningClient> {
+  const cc = cfg.client;
+  let current = cfg;
+  const socket: SocketOptions = { nodelay: cc.nodelay, keepalive: true };
+  const caCerts = cc.tls.caFile ? [await Deno.readTextFile(cc.tls.caFile)] : [];
+  const spec = (url: string): DialSpec => ({
+    url: new URL(url),
+    kind: cc.legKind,
+    tls: cc.tls,
+    hostHeader: cc.hostHeader,
+    edgeIp: cc.edgeIp,
+    socket,
+    timeoutMs: cc.dialTimeoutMs,
+    caCerts,
+  });
+  const legs: LegPlan[] = cc.upstreamUrl === cc.downstreamUrl
+    ? [{ role: Role.BOTH, spec: spec(cc.upstreamUrl) }]
+    : [{ role: Role.UP, spec: spec(cc.upstreamUrl) }, { role: Role.DOWN, spec: spec(cc.downstreamUrl) }];
+
+  let mux: Mux | null = null;
+  let pool: PoolManager | null = null;
+  const muxWaiters = new Set<(m: Mux) => void>();
+  const onOpen = cc.reverse ? reverseHandler(() => current.client.forwarder, socket, cc.dialTimeoutMs) : null;
+  const connector = new Connector({
+    keys,
+    hmac: cfg.auth.hmac,
+    session: cfg.session,
+    reconnect: cc.reconnect,
+    legs,
+    onSession: (s) => {
+      const m = new Mux(s, {
+        window: cfg.session.streamWindow,
+        maxPayload: cfg.session.maxFramePayload,
+        maxStreams: cfg.session.maxStreams,
+        onOpen,
+        onPoolWant: (n) => pool?.want(n),
+      });
+      mux = m;
+      pool?.fill();
+      for (const w of [...muxWaiters]) w(m);
+      muxWaiters.clear();
+    },
+  });
+  if (cc.streamMode === "pool" && onOpen) {
+    pool = new PoolManager({
+      keys,
+      hmac: cfg.auth.hmac,
+      spec: legs[0].spec,
+      size: cc.connectionPool,
+      aggressive: cc.aggressivePool,
+      session: { ...cfg.session, keepaliveIntervalMs: cc.keepalivePeriodMs, livenessTimeoutMs: 2 * cc.keepalivePeriodMs },
+      reconnect: cc.reconnect,
+      mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
+      onOpen,
+      control: () => connector.session,
+    });
+  }
+  connector.start();
+
+  const liveMux = (timeoutMs: number): Promise<Mux> => {
+    if (mux && !mux.closed) return Promise.resolve(mux);
+    return new Promise((resolve, reject) => {
+      const done = (m: Mux) => {
+        clearTimeout(t);
+        resolve(m);
+      };
+      const t = setTimeout(() => {
+        muxWaiters.delete(done);
+        reject(new StreamError(`no tunnel session within ${timeoutMs} ms`, 1));
+      }, timeoutMs);
+      muxWaiters.add(done);
+    });
+  };
+  const open = async (target: Address): Promise<Stream> => (await liveMux(cc.dialTimeoutMs)).open(target);
+
+  const entries: Entry[] = [];
+  try {
+    if (cc.socks5) {
+      entries.push(listenSocks5({
+        listen: cc.socks5.listen,
+        auth: () => {
+          const s = current.client.socks5;
+          return s && s.username ? { username: s.username, password: s.password } : null;
+        },
+        open,
+        socket,
+        timeoutMs: cc.dialTimeoutMs + 5_000,
+      }));
+    }
+    for (const f of cc.forwards) {
+      entries.push(listenForward({
+        listen: { hostname: f.listenHost, port: f.listenPort },
+        target: { host: f.targetHost, port: f.targetPort },
+        open,
+        socket,
+      }));
+    }
+  } catch (e) {
+    for (const en of entries) en.close();
+    connector.stop();
+    throw e;
+  }
+  log.debug("client started with {n} leg(s)", { n: legs.length });
+
+  return {
+    connector,
+    entries,
+    mux: liveMux,
+    reload(next: Config): string[] {
+      const needsRestart: string[] = [];
+      const a = current.client, b = next.client;
+      for (const k of ["upstreamUrl", "downstreamUrl", "legKind", "streamMode", "reverse", "hostHeader", "edgeIp"] as const) {
+        if (a[k] !== b[k]) needsRestart.push(`client.${k}`);
+      }
+      if (a.socks5?.listen !== b.socks5?.listen) needsRestart.push("client.socks5.listen");
+      if (JSON.stringify(a.forwards) !== JSON.stringify(b.forwards)) needsRestart.push("client.forwards");
+      if (current.auth.key !== next.auth.key) needsRestart.push("auth.key");
+      current = next;
+      return needsRestart;
+    },
+    async close() {
+      for (const en of entries) en.close();
+      pool?.stop();
+      connector.stop();
+      const s = connector.session;
+      if (s) await s.closed;
+    },
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * Assembles a server from the config: leg listeners (WebSocket paths or raw TCP, TLS optional),
+ * the session registry, a multiplexer per session, the exit for forward streams and the published
+ * ports of the reverse tunnel. Returns a handle to reload settings and shut down cleanly.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config/model.ts";
+import { deriveKeys, type Keys } from "../protocol/handshake.ts";
+import { formatHostPort, parseHostPort } from "../transport/address.ts";
+import { type LegListener, listenLegs } from "../transport/listen.ts";
+import type { SocketOptions } from "../transport/leg.ts";
+import { SessionRegistry } from "../session/registry.ts";
+import { Mux } from "../mux/mux.ts";
+import { exitHandler } from "../forward/exit.ts";
+import type { ExitPolicy } from "../forward/exit_dialer.ts";
+import { Publisher } from "../reverse/publisher.ts";
+
+const log = getLogger(["half-tunnel", "server"]);
+
+export interface RunningServer {
+  /** Bound addresses of the leg listeners (upstream first). */
+  readonly legAddrs: Deno.NetAddr[];
+  readonly registry: SessionRegistry;
+  readonly publisher: Publisher | null;
+  /** Applies settings that can change in place; returns what needs a restart instead. */
+  reload(cfg: Config): string[];
+  close(): Promise<void>;
+}
+
+export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.key)): Promise<RunningServer> {
+  const sc = cfg.server;
+  const socket: SocketOptions = { nodelay: sc.nodelay, keepalive: true };
+  let current = cfg;
+  const ownPorts = new Set<number>();
+  const policy = (): ExitPolicy => ({
+    allowPrivate: current.server.allowPrivate,
+    ownPorts,
+    dialTimeoutMs: current.server.dialTimeoutMs,
+    socket,
+  });
+  const onOpen = sc.exit ? exitHandler(policy) : null;
+  let publisher: Publisher | null = null;
+  const registry = new SessionRegistry({
+    keys,
+    hmac: cfg.auth.hmac,
+    cfg: cfg.session,
+    onSession: (s) => {
+      const mux = new Mux(s, {
+        window: cfg.session.streamWindow,
+        maxPayload: cfg.session.maxFramePayload,
+        maxStreams: cfg.session.maxStreams,
+        onOpen,
+      });
+      publisher?.addMux(mux);
+    },
+    onPoolLeg: sc.streamMode === "pool" ? (s, leg, hello, welcome) => publisher?.addPoolLeg(s, leg, hello, welcome) : null,
+  });
+
+  const listeners: LegListener[] = [];
+  try {
+    const same = sameAddr(sc.upstreamAddr, sc.downstreamAddr);
+    const groups = same
+      ? [{ addr: sc.upstreamAddr, paths: [sc.upstreamPath, sc.downstreamPath] }]
+      : [
+        { addr: sc.upstreamAddr, paths: [sc.upstreamPath] },
+        { addr: sc.downstreamAddr, paths: [sc.downstreamPath] },
+      ];
+    for (const g of groups) {
+      const l = await listenLegs({
+        addr: g.addr,
+        paths: g.paths,
+        kind: sc.legKind,
+        tls: sc.tls,
+        socket,
+        helloTimeoutMs: 10_000,
+      }, registry.onHello);
+      listeners.push(l);
+      ownPorts.add(l.addr.port);
+      log.info("listening for {kind} legs on {addr}{paths}", {
+        kind: sc.tls ? (sc.legKind === "ws" ? "wss" : "tls") : sc.legKind,
+        addr: formatHostPort(l.addr.hostname, l.addr.port),
+        paths: sc.legKind === "ws" ? ` (${g.paths.join(", ")})` : "",
+      });
+    }
+    if (sc.ports.length) {
+      publisher = Publisher.start({
+        ports: sc.ports,
+        mode: sc.streamMode,
+        channelSize: sc.channelSize,
+        proxyProtocol: sc.proxyProtocol,
+        poolTarget: sc.connectionPool,
+        socket,
+        keys,
+        poolSession: { ...cfg.session, keepaliveIntervalMs: sc.keepalivePeriodMs, livenessTimeoutMs: 2 * sc.keepalivePeriodMs },
+        mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
+      });
+      for (const p of publisher.boundPorts) ownPorts.add(p);
+    }
+  } catch (e) {
+    for (const l of listeners) await l.close();
+    throw e;
+  }
+
+  return {
+    legAddrs: listeners.map((l) => l.addr),
+    registry,
+    publisher,
+    reload(next: Config): string[] {
+      const needsRestart: string[] = [];
+      const a = current.server, b = next.server;
+      for (const k of ["upstreamAddr", "downstreamAddr", "upstreamPath", "downstreamPath", "legKind", "streamMode", "exit"] as const) {
+        if (a[k] !== b[k]) needsRestart.push(`server.${k}`);
+      }
+      if (JSON.stringify(a.tls) !== JSON.stringify(b.tls)) needsRestart.push("server.tls");
+      if (JSON.stringify(a.ports) !== JSON.stringify(b.ports)) needsRestart.push("server.ports");
+      if (current.auth.key !== next.auth.key) needsRestart.push("auth.key");
+      current = next;
+      return needsRestart;
+    },
+    async close() {
+      publisher?.close();
+      registry.closeAll("server shutting down");
+      for (const l of listeners) await l.close();
+    },
+  };
+}
+
+function sameAddr(a: string, b: string): boolean {
+  const x = parseHostPort(a), y = parseHostPort(b);
+  return x.hostname === y.hostname && x.port === y.port;
+}

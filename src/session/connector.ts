@@ -1,0 +1,217 @@
+/**
+ * Client side of a resumable session: dials its legs (one bidirectional, or upstream + downstream
+ * for split paths), and whenever a leg is lost redials that leg alone with exponential backoff and
+ * jitter, rejoining the same session with a fresh key proof. If the server no longer knows the
+ * session (restart, resume timeout) the connector starts a new one and says so.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ReconnectConfig, SessionConfig } from "../config/model.ts";
+import {
+  encodeHello,
+  HelloFlag,
+  type Keys,
+  randomBytes,
+  Role,
+  type RoleValue,
+  WelcomeStatus,
+} from "../protocol/handshake.ts";
+import { SESSION_ID_LEN } from "../protocol/frame.ts";
+import { type DialSpec, dialLeg } from "../transport/dial.ts";
+import { metrics } from "../observe/metrics.ts";
+import { errText } from "../mux/stream.ts";
+import { Session } from "./session.ts";
+import { readWelcome } from "./welcome.ts";
+
+const log = getLogger(["half-tunnel", "client"]);
+
+export interface LegPlan {
+  role: RoleValue;
+  spec: DialSpec;
+}
+
+export interface ConnectorOptions {
+  keys: Keys;
+  hmac: boolean;
+  session: SessionConfig;
+  reconnect: ReconnectConfig;
+  /** One BOTH leg, or an UP and a DOWN leg. */
+  legs: LegPlan[];
+  /** A new session is up (first start and after the server lost the old one). */
+  onSession: (s: Session) => void;
+}
+
+export class BackoffTimer {
+  #attempt = 0;
+  constructor(private cfg: ReconnectConfig) {}
+
+  next(): number {
+    const base = Math.min(
+      this.cfg.maxDelayMs,
+      this.cfg.initialDelayMs * this.cfg.multiplier ** this.#attempt,
+    );
+    this.#attempt++;
+    const spread = base * this.cfg.jitter;
+    return Math.max(0, Math.round(base - spread + Math.random() * 2 * spread));
+  }
+
+  reset(): void {
+    this.#attempt = 0;
+  }
+}
+
+export class Connector {
+  #session: Session | null = null;
+  #stopped = false;
+  #waiters: ((s: Session) => void)[] = [];
+  #sleeps = new Set<{ t: ReturnType<typeof setTimeout>; r: () => void }>();
+  #redialing = new Set<RoleValue>();
+
+  constructor(private opts: ConnectorOptions) {}
+
+  get session(): Session | null {
+    return this.#session;
+  }
+
+  /** Runs until stop(): establishes the first session, retrying with backoff. */
+  start(): void {
+    this.#establish();
+  }
+
+  /** Resolves with a live session (waits while none is up). */
+  ready(): Promise<Session> {
+    const s = this.#session;
+    if (s && !s.isClosed) return Promise.resolve(s);
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const s of this.#sleeps) {
+      clearTimeout(s.t);
+      s.r();
+    }
+    this.#session?.close("client stopped", true);
+  }
+
+  async #establish(): Promise<void> {
+    const backoff = new BackoffTimer(this.opts.reconnect);
+    while (!this.#stopped) {
+      const id = randomBytes(SESSION_ID_LEN);
+      let session: Session | null = null;
+      try {
+        for (const plan of this.opts.legs) {
+          session = await this.#join(plan, id, session);
+        }
+      } catch (e) {
+        session?.close("could not bring up every leg");
+        const delay = backoff.next();
+        log.warn("connect failed: {reason}; retrying in {ms} ms", { reason: errText(e), ms: delay });
+        await this.#sleep(delay);
+        continue;
+      }
+      const s = session!;
+      this.#session = s;
+      s.onLegLost = (role, reason) => this.#redial(s, role, reason);
+      s.closed.then((reason) => {
+        if (this.#stopped || this.#session !== s) return;
+        log.warn("session {sid} ended ({reason}); starting a new one", { sid: s.label, reason });
+        this.#session = null;
+        this.#establish();
+      });
+      log.info("session {sid} established over {n} leg(s)", {
+        sid: s.label,
+        n: this.opts.legs.length,
+      });
+      this.opts.onSession(s);
+      for (const w of this.#waiters.splice(0)) w(s);
+      return;
+    }
+  }
+
+  /** Dials one leg and attaches it; creates the session on the first leg. */
+  async #join(plan: LegPlan, id: Uint8Array, session: Session | null): Promise<Session> {
+    const w = await this.#handshake(plan, id, 0, session?.recvSeq ?? 0);
+    if (w.status !== WelcomeStatus.OK) {
+      w.leg.close();
+      throw new Error(`server refused the leg (status ${w.status})`);
+    }
+    const s = session ?? new Session({
+      id,
+      side: "client",
+      keys: this.opts.keys,
+      hmac: (w.flags & HelloFlag.HMAC) !== 0,
+      cfg: this.opts.session,
+      resumable: true,
+    });
+    s.attachLeg(w.leg, plan.role, w.recvAck);
+    return s;
+  }
+
+  /** Dials a leg, sends the hello and returns the verified welcome. */
+  async #handshake(plan: LegPlan, id: Uint8Array, flags: number, recvAck: number) {
+    const f = flags | (this.opts.hmac ? HelloFlag.HMAC : 0);
+    const hello = encodeHello(this.opts.keys, plan.role, f, id, recvAck);
+    const label = `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`;
+    const raw = await dialLeg(plan.spec, id, hello, label);
+    return await readWelcome(raw, this.opts.keys, hello, plan.spec.timeoutMs);
+  }
+
+  async #redial(s: Session, role: RoleValue, reason: string): Promise<void> {
+    if (this.#redialing.has(role)) return;
+    this.#redialing.add(role);
+    const plan = this.opts.legs.find((p) => p.role === role)!;
+    const backoff = new BackoffTimer(this.opts.reconnect);
+    try {
+      while (!this.#stopped && !s.isClosed) {
+        const delay = backoff.next();
+        log.warn("leg {role} lost ({reason}); retrying in {ms} ms", {
+          role: roleName(role),
+          reason,
+          ms: delay,
+        });
+        await this.#sleep(delay);
+        if (this.#stopped || s.isClosed) return;
+        try {
+          metrics.legReconnects++;
+          const w = await this.#handshake(plan, s.id, HelloFlag.RESUME, s.recvSeq);
+          if (w.status === WelcomeStatus.UNKNOWN_SESSION) {
+            w.leg.close();
+            s.close("the server no longer knows this session (restarted or expired)");
+            return;
+          }
+          if (s.isClosed) {
+            w.leg.close();
+            return;
+          }
+          s.attachLeg(w.leg, role, w.recvAck);
+          log.info("leg {role} of session {sid} is back", { role: roleName(role), sid: s.label });
+          return;
+        } catch (e) {
+          reason = errText(e);
+        }
+      }
+    } finally {
+      this.#redialing.delete(role);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const entry = {
+        t: setTimeout(() => {
+          this.#sleeps.delete(entry);
+          r();
+        }, ms),
+        r,
+      };
+      this.#sleeps.add(entry);
+    });
+  }
+}
+
+export function roleName(role: RoleValue): string {
+  return role === Role.UP ? "upstream" : role === Role.DOWN ? "downstream" : role === Role.BOTH
+    ? "tunnel"
+    : "pool";
+}

@@ -1,0 +1,82 @@
+/**
+ * Cuts a leg's byte stream into frames, checks each header strictly and verifies the HMAC when the
+ * session uses one. Complete frames inside a chunk are passed on as views (no copy); only a frame
+ * split across chunks is reassembled in a buffer owned by the reader.
+ */
+
+import { timingSafeEqual } from "node:crypto";
+import {
+  checkHeader,
+  type FrameHeader,
+  FrameError,
+  HEADER_LEN,
+  MAC_LEN,
+  MAX_PAYLOAD,
+  readHeader,
+} from "../protocol/frame.ts";
+import { FrameMac } from "./frame_mac.ts";
+
+export type OnFrame = (h: FrameHeader, payload: Uint8Array, stable: boolean) => void;
+
+export class FrameReader {
+  #acc = new Uint8Array(HEADER_LEN + MAX_PAYLOAD + MAC_LEN);
+  #accView = new DataView(this.#acc.buffer);
+  #accLen = 0;
+  #h: FrameHeader = { flags: 0, streamId: 0, seq: 0, ack: 0, payloadLen: 0 };
+
+  constructor(
+    private sessionId: Uint8Array,
+    private mac: FrameMac | null,
+    private maxPayload: number,
+    private onFrame: OnFrame,
+  ) {}
+
+  push(chunk: Uint8Array, stable: boolean): void {
+    let i = 0;
+    if (this.#accLen > 0) {
+      i = this.#fill(chunk, 0, HEADER_LEN);
+      if (this.#accLen < HEADER_LEN) return;
+      const len = this.#check(this.#acc, this.#accView, 0);
+      i = this.#fill(chunk, i, len);
+      if (this.#accLen < len) return;
+      this.#emit(this.#acc, this.#accView, 0, false);
+      this.#accLen = 0;
+    }
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    while (chunk.length - i >= HEADER_LEN) {
+      const len = this.#check(chunk, view, i);
+      if (chunk.length - i < len) break;
+      this.#emit(chunk, view, i, stable);
+      i += len;
+    }
+    if (i < chunk.length) {
+      this.#acc.set(chunk.subarray(i), 0);
+      this.#accLen = chunk.length - i;
+    }
+  }
+
+  #fill(chunk: Uint8Array, i: number, upTo: number): number {
+    const take = Math.min(upTo - this.#accLen, chunk.length - i);
+    if (take > 0) {
+      this.#acc.set(chunk.subarray(i, i + take), this.#accLen);
+      this.#accLen += take;
+    }
+    return i + Math.max(take, 0);
+  }
+
+  #check(b: Uint8Array, v: DataView, off: number): number {
+    return checkHeader(b, v, off, this.sessionId, this.mac !== null, this.maxPayload);
+  }
+
+  #emit(b: Uint8Array, v: DataView, off: number, stable: boolean): void {
+    readHeader(v, off, this.#h);
+    const payloadEnd = off + HEADER_LEN + this.#h.payloadLen;
+    if (this.mac) {
+      const expect = this.mac.compute(b.subarray(off, payloadEnd));
+      if (!timingSafeEqual(expect, b.subarray(payloadEnd, payloadEnd + MAC_LEN))) {
+        throw new FrameError(`HMAC mismatch on frame seq ${this.#h.seq}`);
+      }
+    }
+    this.onFrame(this.#h, b.subarray(off + HEADER_LEN, payloadEnd), stable);
+  }
+}

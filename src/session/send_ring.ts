@@ -1,0 +1,165 @@
+/**
+ * The outgoing half of a session: sequenced frames are encoded once into a ring buffer and stay
+ * there until the peer acknowledges them, so a leg that drops can be replaced and the unacknowledged
+ * tail resent byte for byte. Frames never straddle the wrap point, so any run of unsent frames is
+ * one contiguous view that a transport can write in a single call.
+ *
+ * The ring starts small and doubles up to its bound; when it is full, senders wait for acks, which
+ * is how a slow or absent peer pushes back instead of memory growing.
+ */
+
+import { seqAfter } from "../protocol/frame.ts";
+
+export class SendRing {
+  #buf: Uint8Array;
+  #view: DataView;
+  #cap: number;
+  /** Absolute byte offsets: head = oldest unacked byte, tail = end of encoded bytes. */
+  #head = 0;
+  #tail = 0;
+  // Frame index, a queue from #first: start offset (absolute), length and seq of each frame.
+  #starts: number[] = [];
+  #lens: number[] = [];
+  #seqs: number[] = [];
+  #first = 0;
+  /** Index (absolute into the queue arrays) of the next frame to send. */
+  #sendIdx = 0;
+  #nextSeq = 1;
+  #waiters: (() => void)[] = [];
+
+  constructor(readonly maxBytes: number, initial = 256 * 1024) {
+    this.#cap = Math.min(initial, maxBytes);
+    this.#buf = new Uint8Array(this.#cap);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Seq that the next committed frame gets. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  /** Seq of the last frame committed (0 before any). */
+  get lastSeq(): number {
+    return (this.#nextSeq - 1) >>> 0;
+  }
+
+  get bufferedBytes(): number {
+    return this.#tail - this.#head;
+  }
+
+  get unackedFrames(): number {
+    return this.#starts.length - this.#first;
+  }
+
+  get hasUnsent(): boolean {
+    return this.#sendIdx < this.#starts.length;
+  }
+
+  /**
+   * Reserves `len` contiguous bytes for the next frame. Returns the buffer, its view and the
+   * offset to encode at, or null when the ring is full (then await `space()` and retry).
+   */
+  reserve(len: number): { buf: Uint8Array; view: DataView; off: number } | null {
+    for (;;) {
+      const pos = this.#tail % this.#cap;
+      const pad = pos + len > this.#cap ? this.#cap - pos : 0;
+      if (this.#cap - (this.#tail - this.#head) >= pad + len) {
+        this.#tail += pad;
+        return { buf: this.#buf, view: this.#view, off: this.#tail % this.#cap };
+      }
+      if (this.#cap >= this.maxBytes) return null;
+      this.#grow();
+    }
+  }
+
+  /** Commits the frame just encoded at the reserved offset; returns its seq. */
+  commit(len: number): number {
+    const seq = this.#nextSeq;
+    this.#nextSeq = (this.#nextSeq + 1) >>> 0 || 1;
+    this.#starts.push(this.#tail);
+    this.#lens.push(len);
+    this.#seqs.push(seq);
+    this.#tail += len;
+    return seq;
+  }
+
+  /** Releases every frame with seq <= ack. Returns false if ack names a frame never sent. */
+  ack(ack: number): boolean {
+    const n = this.#starts.length;
+    if (seqAfter(ack, this.lastSeq)) return false;
+    let i = this.#first;
+    while (i < n && !seqAfter(this.#seqs[i], ack)) i++;
+    if (i === this.#first) return true;
+    this.#first = i;
+    if (this.#sendIdx < i) this.#sendIdx = i;
+    this.#head = i < n ? this.#starts[i] : this.#tail;
+    this.#compact();
+    const w = this.#waiters.splice(0);
+    for (const f of w) f();
+    return true;
+  }
+
+  /** After a leg is replaced: resend everything the peer has not acknowledged. */
+  rewind(): void {
+    this.#sendIdx = this.#first;
+  }
+
+  /**
+   * Returns the next run of unsent frames (contiguous, at most `maxBytes` unless one frame is
+   * larger) and marks them sent, or null if none.
+   */
+  takeUnsent(maxBytes: number): Uint8Array | null {
+    const n = this.#starts.length;
+    if (this.#sendIdx >= n) return null;
+    const startAbs = this.#starts[this.#sendIdx];
+    let endAbs = startAbs + this.#lens[this.#sendIdx];
+    let i = this.#sendIdx + 1;
+    const pos = startAbs % this.#cap;
+    while (i < n && this.#starts[i] === endAbs && (endAbs - startAbs) < maxBytes) {
+      // A frame that begins at the wrap point is not contiguous with the previous one.
+      if (this.#starts[i] % this.#cap === 0) break;
+      endAbs += this.#lens[i];
+      i++;
+    }
+    this.#sendIdx = i;
+    return this.#buf.subarray(pos, pos + (endAbs - startAbs));
+  }
+
+  /** Resolves when an ack has freed space. */
+  space(): Promise<void> {
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  /** Wakes every waiter without freeing space (the session is closing). */
+  wakeAll(): void {
+    for (const f of this.#waiters.splice(0)) f();
+  }
+
+  #grow(): void {
+    const cap = Math.min(this.#cap * 2, this.maxBytes);
+    const buf = new Uint8Array(cap);
+    // Linearise the live region [head, tail) to offset 0; frames keep their relative layout.
+    const live = this.#tail - this.#head;
+    const hp = this.#head % this.#cap;
+    const firstPart = Math.min(live, this.#cap - hp);
+    buf.set(this.#buf.subarray(hp, hp + firstPart), 0);
+    if (live > firstPart) buf.set(this.#buf.subarray(0, live - firstPart), firstPart);
+    const base = this.#head;
+    for (let i = this.#first; i < this.#starts.length; i++) this.#starts[i] -= base;
+    this.#head = 0;
+    this.#tail = live;
+    this.#cap = cap;
+    this.#buf = buf;
+    this.#view = new DataView(buf.buffer);
+  }
+
+  #compact(): void {
+    if (this.#first < 1024 || this.#first * 2 < this.#starts.length) return;
+    const f = this.#first;
+    this.#starts.splice(0, f);
+    this.#lens.splice(0, f);
+    this.#seqs.splice(0, f);
+    this.#first = 0;
+    this.#sendIdx -= f;
+  }
+}

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { SendRing } from "./send_ring.ts";
+
+function put(r: SendRing, len: number, fill: number): number {
+  const slot = r.reserve(len);
+  assert.ok(slot, `no space for ${len}`);
+  slot.buf.fill(fill, slot.off, slot.off + len);
+  return r.commit(len);
+}
+
+Deno.test("frames are numbered, batched contiguously and released by ack", () => {
+  const r = new SendRing(1024, 1024);
+  assert.equal(put(r, 100, 1), 1);
+  assert.equal(put(r, 100, 2), 2);
+  const batch = r.takeUnsent(4096)!;
+  assert.equal(batch.length, 200);
+  assert.equal(batch[0], 1);
+  assert.equal(batch[199], 2);
+  assert.equal(r.takeUnsent(4096), null);
+  assert.equal(r.unackedFrames, 2);
+  assert.ok(r.ack(1));
+  assert.equal(r.unackedFrames, 1);
+  assert.ok(!r.ack(5), "ack beyond what was sent is refused");
+});
+
+Deno.test("rewind resends exactly the unacknowledged frames", () => {
+  const r = new SendRing(4096, 4096);
+  for (let i = 1; i <= 5; i++) put(r, 10, i);
+  r.takeUnsent(4096);
+  r.ack(3);
+  r.rewind();
+  const again = r.takeUnsent(4096)!;
+  assert.deepEqual([again[0], again[10], again.length], [4, 5, 20]);
+});
+
+Deno.test("frames never straddle the wrap point and a full ring waits for acks", async () => {
+  const r = new SendRing(300, 300);
+  put(r, 120, 1);
+  put(r, 120, 2);
+  assert.equal(r.reserve(120), null, "full");
+  let woke = false;
+  const p = r.space().then(() => woke = true);
+  r.takeUnsent(1000);
+  r.ack(1);
+  await p;
+  assert.ok(woke);
+  const slot = r.reserve(120)!;
+  assert.equal(slot.off, 0, "padded to the start instead of splitting");
+  r.commit(120);
+  const runs = [r.takeUnsent(1000)!];
+  assert.equal(runs[0].length, 120);
+});
+
+Deno.test("the ring grows up to its bound, keeping unacked frames intact", () => {
+  const r = new SendRing(4096, 256);
+  for (let i = 1; i <= 20; i++) put(r, 100, i);
+  assert.equal(r.bufferedBytes, 2000);
+  const all = r.takeUnsent(1 << 20)!;
+  assert.equal(all.length, 2000);
+  for (let i = 0; i < 20; i++) assert.equal(all[i * 100], i + 1);
+});

@@ -1,0 +1,401 @@
+/**
+ * A session: one UUID, one authenticated peer, 1..n legs. It numbers every stream frame it sends
+ * (seq), acknowledges what it receives (ack), keeps unacknowledged frames in a SendRing and, when a
+ * leg is replaced, resends exactly what the peer has not seen, so streams above never notice a
+ * dropped leg. It also runs liveness: keepalives on every leg, and a leg that stays silent for the
+ * liveness timeout is closed and (on the client) redialled.
+ *
+ * Legs by role: the client sends its sequenced frames on its UP (or BOTH) leg, the server on its
+ * DOWN (or BOTH) leg; unsequenced frames (keepalive, ack) go on every leg.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { SessionConfig } from "../config/model.ts";
+import {
+  Ctrl,
+  Flag,
+  type FrameHeader,
+  FrameError,
+  frameSize,
+  HEADER_LEN,
+  SEQUENCED,
+  seqAfter,
+  writeHeader,
+} from "../protocol/frame.ts";
+import { frameKey, hexOf, type Keys, Role, type RoleValue } from "../protocol/handshake.ts";
+import type { Leg } from "../transport/leg.ts";
+import { metrics } from "../observe/metrics.ts";
+import { FrameMac } from "./frame_mac.ts";
+import { FrameReader } from "./frame_reader.ts";
+import { SendRing } from "./send_ring.ts";
+
+const log = getLogger(["half-tunnel", "session"]);
+
+/** Largest run of frames handed to a transport in one send. */
+const SEND_BATCH = 256 * 1024;
+/** Acknowledge at least this often (bytes received), so the peer's ring drains. */
+const ACK_EVERY_BYTES = 128 * 1024;
+const ACK_DELAY_MS = 5;
+
+export interface SessionHandler {
+  /** A sequenced frame for the stream layer, in order, exactly once. */
+  onFrame(h: FrameHeader, payload: Uint8Array, stable: boolean): void;
+  onClose(reason: string): void;
+}
+
+interface LegState {
+  leg: Leg;
+  role: RoleValue;
+  reader: FrameReader;
+  lastRecv: number;
+  urgent: Uint8Array[];
+  wake: (() => void) | null;
+  alive: boolean;
+}
+
+export interface SessionOptions {
+  id: Uint8Array;
+  side: "client" | "server";
+  keys: Keys;
+  hmac: boolean;
+  cfg: SessionConfig;
+  /** False for one-shot pool sessions: they end with their leg. */
+  resumable: boolean;
+}
+
+export class Session {
+  readonly id: Uint8Array;
+  readonly idHex: string;
+  readonly side: "client" | "server";
+  readonly hmac: boolean;
+  handler: SessionHandler | null = null;
+  /** Called when a leg is lost and the session is still open (the client redials). */
+  onLegLost: ((role: RoleValue, reason: string) => void) | null = null;
+
+  #cfg: SessionConfig;
+  #resumable: boolean;
+  #ring: SendRing;
+  #mac: FrameMac | null;
+  #legs = new Map<RoleValue, LegState>();
+  #sendLeg: LegState | null = null;
+  #recvSeq = 0;
+  #ackedUpTo = 0;
+  #unackedBytes = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | null = null;
+  #keepalive: ReturnType<typeof setInterval>;
+  #resumeTimer: ReturnType<typeof setTimeout> | null = null;
+  #closed = false;
+  #closeReason = "";
+  #closedResolve!: (reason: string) => void;
+  readonly closed: Promise<string>;
+
+  constructor(opts: SessionOptions) {
+    this.id = opts.id;
+    this.idHex = hexOf(opts.id);
+    this.side = opts.side;
+    this.hmac = opts.hmac;
+    this.#cfg = opts.cfg;
+    this.#resumable = opts.resumable;
+    this.#ring = new SendRing(opts.cfg.replayBuffer);
+    this.#mac = opts.hmac ? new FrameMac(frameKey(opts.keys, opts.id)) : null;
+    this.closed = new Promise((r) => this.#closedResolve = r);
+    this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);
+  }
+
+  get label(): string {
+    return this.idHex.slice(0, 8);
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** Last seq received in order; sent in hellos and welcomes so the peer knows what to resend. */
+  get recvSeq(): number {
+    return this.#recvSeq;
+  }
+
+  /** True while a leg carries our sequenced frames. */
+  get canSend(): boolean {
+    return this.#sendLeg !== null;
+  }
+
+  get legCount(): number {
+    return this.#legs.size;
+  }
+
+  /**
+   * Adds an authenticated leg. `peerAck` is the last seq the peer received (from its hello or our
+   * welcome); `preface` (the server's welcome) is written before anything else on this leg.
+   */
+  attachLeg(leg: Leg, role: RoleValue, peerAck: number, preface?: Uint8Array): void {
+    if (this.#closed) {
+      leg.close();
+      return;
+    }
+    const old = this.#legs.get(role);
+    if (old) this.#dropLeg(old);
+    if (!this.#ring.ack(peerAck)) {
+      leg.close();
+      this.close(`peer acknowledged seq ${peerAck} that was never sent`);
+      return;
+    }
+    const ls: LegState = {
+      leg,
+      role,
+      reader: new FrameReader(this.id, this.#mac, this.#cfg.maxFramePayload, (h, p, s) => {
+        this.#onFrame(h, p, s);
+      }),
+      lastRecv: Date.now(),
+      urgent: preface ? [preface] : [],
+      wake: null,
+      alive: true,
+    };
+    this.#legs.set(role, ls);
+    const sends = role === Role.BOTH || role === (this.side === "client" ? Role.UP : Role.DOWN);
+    if (sends) {
+      const replay = this.#ring.unackedFrames;
+      this.#ring.rewind();
+      this.#sendLeg = ls;
+      if (replay > 0) {
+        metrics.framesReplayed += replay;
+        log.info("session {sid}: resumed on {leg}, {n} frames replayed", {
+          sid: this.label,
+          leg: leg.label,
+          n: replay,
+        });
+      }
+    }
+    if (this.#legsComplete() && this.#resumeTimer !== null) {
+      clearTimeout(this.#resumeTimer);
+      this.#resumeTimer = null;
+    }
+    leg.start(
+      (chunk, stable) => {
+        if (!ls.alive) return;
+        ls.lastRecv = Date.now();
+        ls.reader.push(chunk, stable);
+        this.#maybeAck();
+      },
+      (err) => this.#legClosed(ls, err),
+    );
+    this.#writer(ls);
+  }
+
+  /**
+   * Sends a sequenced frame. Resolves once it is in the replay ring (not on the wire); waits while
+   * the ring is full. `ctrl` prefixes the payload with a control type byte.
+   */
+  async send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void> {
+    while (!this.#enqueue(flags, streamId, payload, ctrl)) {
+      if (this.#closed) throw new FrameError(`session closed: ${this.#closeReason}`);
+      await this.#ring.space();
+    }
+  }
+
+  /** Encodes a sequenced frame into the ring if it fits now. */
+  #enqueue(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
+    if (this.#closed) return false;
+    const plen = payload.length + (ctrl === undefined ? 0 : 1);
+    const r = this.#ring.reserve(frameSize(plen, this.hmac));
+    if (!r) return false;
+    const f = this.#mac ? flags | Flag.HMAC : flags;
+    writeHeader(r.buf, r.view, r.off, f, this.id, streamId, this.#ring.nextSeq, this.#recvSeq, plen);
+    let p = r.off + HEADER_LEN;
+    if (ctrl !== undefined) r.buf[p++] = ctrl;
+    r.buf.set(payload, p);
+    const end = r.off + HEADER_LEN + plen;
+    if (this.#mac) r.buf.set(this.#mac.compute(r.buf.subarray(r.off, end)), end);
+    this.#ring.commit(frameSize(plen, this.hmac));
+    this.#noteAckSent();
+    const sl = this.#sendLeg;
+    if (sl?.wake) {
+      const w = sl.wake;
+      sl.wake = null;
+      w();
+    }
+    return true;
+  }
+
+  /** Resolves once the peer has acknowledged every frame sent so far (or the session closed). */
+  async drained(): Promise<void> {
+    while (this.#ring.unackedFrames > 0 && !this.#closed) await this.#ring.space();
+  }
+
+  /** Closes the session; with `notify`, tells the peer first (best effort). */
+  close(reason: string, notify = false): void {
+    if (this.#closed) return;
+    const flushing = notify && this.#sendLeg !== null &&
+      this.#enqueue(Flag.CTRL, 0, new TextEncoder().encode(reason.slice(0, 200)), Ctrl.CLOSE);
+    this.#closed = true;
+    this.#closeReason = reason;
+    clearInterval(this.#keepalive);
+    if (this.#resumeTimer !== null) clearTimeout(this.#resumeTimer);
+    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
+    this.#ring.wakeAll();
+    const legs = [...this.#legs.values()];
+    if (flushing) {
+      // Give the writer a moment to put the CLOSE frame on the wire.
+      const t = setTimeout(() => legs.forEach((ls) => this.#dropLeg(ls)), 100);
+      Deno.unrefTimer(t);
+    } else {
+      legs.forEach((ls) => this.#dropLeg(ls));
+    }
+    log.debug("session {sid} closed: {reason}", { sid: this.label, reason });
+    this.handler?.onClose(reason);
+    this.#closedResolve(reason);
+  }
+
+  #onFrame(h: FrameHeader, payload: Uint8Array, stable: boolean): void {
+    if (!this.#ring.ack(h.ack)) {
+      throw new FrameError(`peer acknowledged seq ${h.ack} that was never sent`);
+    }
+    if ((h.flags & SEQUENCED) === 0) {
+      if (h.flags & Flag.HANDSHAKE) throw new FrameError("unexpected handshake frame");
+      return; // keepalive or pure ack: the ack field was all it carried
+    }
+    if (!seqAfter(h.seq, this.#recvSeq)) return; // duplicate from a replay
+    if (h.seq !== ((this.#recvSeq + 1) >>> 0 || 1)) {
+      throw new FrameError(`sequence gap: got ${h.seq} after ${this.#recvSeq}`);
+    }
+    this.#recvSeq = h.seq;
+    this.#unackedBytes += h.payloadLen + HEADER_LEN;
+    if ((h.flags & Flag.CTRL) && payload[0] === Ctrl.CLOSE) {
+      const reason = new TextDecoder().decode(payload.subarray(1));
+      this.close(`peer closed the session: ${reason}`);
+      return;
+    }
+    this.handler?.onFrame(h, payload, stable);
+  }
+
+  #maybeAck(): void {
+    if (this.#unackedBytes >= ACK_EVERY_BYTES) {
+      this.#sendAck();
+    } else if (this.#recvSeq !== this.#ackedUpTo && this.#ackTimer === null) {
+      this.#ackTimer = setTimeout(() => {
+        this.#ackTimer = null;
+        if (this.#recvSeq !== this.#ackedUpTo) this.#sendAck();
+      }, ACK_DELAY_MS);
+    }
+  }
+
+  #sendAck(): void {
+    const target = this.#sendLeg ?? this.#legs.values().next().value;
+    if (!target || this.#closed) return;
+    this.#queueUrgent(target, this.#unsequenced(Flag.ACK));
+  }
+
+  #noteAckSent(): void {
+    this.#ackedUpTo = this.#recvSeq;
+    this.#unackedBytes = 0;
+  }
+
+  /** Builds a keepalive or pure-ack frame carrying the current ack. */
+  #unsequenced(flags: number): Uint8Array {
+    const b = new Uint8Array(frameSize(0, this.hmac));
+    const f = this.#mac ? flags | Flag.HMAC : flags;
+    writeHeader(b, new DataView(b.buffer), 0, f, this.id, 0, 0, this.#recvSeq, 0);
+    if (this.#mac) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
+    this.#noteAckSent();
+    return b;
+  }
+
+  #queueUrgent(ls: LegState, frame: Uint8Array): void {
+    ls.urgent.push(frame);
+    if (ls.wake) {
+      const w = ls.wake;
+      ls.wake = null;
+      w();
+    }
+  }
+
+  async #writer(ls: LegState): Promise<void> {
+    while (ls.alive) {
+      let chunk: Uint8Array | null = null;
+      if (ls.urgent.length) {
+        chunk = ls.urgent.length === 1 ? ls.urgent[0] : concat(ls.urgent);
+        ls.urgent.length = 0;
+      } else if (ls === this.#sendLeg && !this.#closed) {
+        chunk = this.#ring.takeUnsent(SEND_BATCH);
+      }
+      if (!chunk) {
+        await new Promise<void>((r) => ls.wake = r);
+        continue;
+      }
+      try {
+        await ls.leg.send(chunk);
+      } catch (e) {
+        this.#legClosed(ls, e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+    }
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const ls of [...this.#legs.values()]) {
+      if (now - ls.lastRecv > this.#cfg.livenessTimeoutMs) {
+        const secs = Math.round((now - ls.lastRecv) / 1000);
+        this.#legClosed(ls, new Error(`no traffic for ${secs} s (liveness timeout)`));
+      } else {
+        this.#queueUrgent(ls, this.#unsequenced(Flag.KEEPALIVE));
+      }
+    }
+  }
+
+  #legClosed(ls: LegState, err?: Error): void {
+    if (!ls.alive) return;
+    const reason = err?.message ?? "closed";
+    this.#dropLeg(ls);
+    if (this.#closed) return;
+    metrics.legsLost++;
+    if (!this.#resumable) {
+      this.close(`leg ${ls.leg.label} lost: ${reason}`);
+      return;
+    }
+    log.warn("session {sid}: leg {leg} lost: {reason}", {
+      sid: this.label,
+      leg: ls.leg.label,
+      reason,
+    });
+    if (this.#resumeTimer === null) {
+      this.#resumeTimer = setTimeout(() => {
+        this.#resumeTimer = null;
+        if (!this.#legsComplete()) {
+          this.close(`legs did not come back within ${this.#cfg.resumeTimeoutMs / 1000} s`);
+        }
+      }, this.#cfg.resumeTimeoutMs);
+    }
+    this.onLegLost?.(ls.role, reason);
+  }
+
+  #dropLeg(ls: LegState): void {
+    if (!ls.alive) return;
+    ls.alive = false;
+    if (this.#legs.get(ls.role) === ls) this.#legs.delete(ls.role);
+    if (this.#sendLeg === ls) this.#sendLeg = null;
+    ls.leg.close();
+    if (ls.wake) {
+      const w = ls.wake;
+      ls.wake = null;
+      w();
+    }
+  }
+
+  #legsComplete(): boolean {
+    if (this.#legs.has(Role.BOTH)) return true;
+    return this.#legs.has(Role.UP) && this.#legs.has(Role.DOWN);
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

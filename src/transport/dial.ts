@@ -1,0 +1,93 @@
+/**
+ * Client side of legs: dial the URL (or the edge IP), optionally TLS with our own server name and
+ * CA, then speak raw frames (`tcp://`, `tls://`) or WebSocket (`ws://`, `wss://`), sending the
+ * hello first. The welcome is read by the session layer from the leg's first bytes.
+ */
+
+import type { LegKind, TlsClientConfig } from "../config/model.ts";
+import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
+import { encodeHelloCookie } from "./hello_cookie.ts";
+import { type ByteConn, type Leg, type SocketOptions, TransportError, tuneSocket, writeAll } from "./leg.ts";
+import { TcpLeg } from "./tcp_leg.ts";
+import { connectInsecureTls } from "./tls_insecure.ts";
+import { upgradeClient } from "./ws_client.ts";
+
+export interface DialSpec {
+  url: URL;
+  kind: LegKind;
+  tls: TlsClientConfig;
+  /** Host header for WebSocket legs; "" = the URL's host. */
+  hostHeader: string;
+  /** Connect here instead of resolving the URL host; "" = the URL host. */
+  edgeIp: string;
+  socket: SocketOptions;
+  timeoutMs: number;
+  /** PEM contents of tls.caFile, read once by the caller. */
+  caCerts: string[];
+}
+
+export function usesTls(url: URL): boolean {
+  return url.protocol === "wss:" || url.protocol === "tls:";
+}
+
+export function defaultPort(url: URL): number {
+  return usesTls(url) ? 443 : 80;
+}
+
+export async function dialLeg(
+  spec: DialSpec,
+  sessionId: Uint8Array,
+  hello: Uint8Array,
+  label: string,
+): Promise<Leg> {
+  const urlHost = spec.url.hostname.replace(/^\[|\]$/g, "");
+  const hostname = spec.edgeIp || urlHost;
+  const port = Number(spec.url.port) || defaultPort(spec.url);
+  const conn = await connectWithTimeout(hostname, port, spec, urlHost);
+  try {
+    if (spec.kind === "tcp") {
+      await writeAll(conn, encodeHandshakeFrame(sessionId, hello));
+      return new TcpLeg(conn, label);
+    }
+    return await upgradeClient(conn, {
+      path: spec.url.pathname + spec.url.search,
+      host: spec.hostHeader || spec.url.host,
+      headers: { Cookie: encodeHelloCookie(hello) },
+    }, label, spec.timeoutMs);
+  } catch (e) {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+    throw e;
+  }
+}
+
+async function connectWithTimeout(
+  hostname: string,
+  port: number,
+  spec: DialSpec,
+  urlHost: string,
+): Promise<ByteConn> {
+  const serverName = spec.tls.sni || urlHost;
+  if (usesTls(spec.url) && spec.tls.insecureSkipVerify) {
+    return connectInsecureTls(hostname, port, serverName, spec.socket.nodelay, spec.timeoutMs);
+  }
+  const signal = AbortSignal.timeout(spec.timeoutMs);
+  let tcp: Deno.TcpConn;
+  try {
+    tcp = await Deno.connect({ hostname, port, signal });
+  } catch (e) {
+    if (signal.aborted) throw new TransportError(`connect to ${hostname}:${port} timed out`);
+    throw e;
+  }
+  tuneSocket(tcp, spec.socket);
+  if (!usesTls(spec.url)) return tcp;
+  const timer = setTimeout(() => tcp.close(), spec.timeoutMs);
+  try {
+    const conn = await Deno.startTls(tcp, { hostname: serverName, caCerts: spec.caCerts });
+    await conn.handshake();
+    return conn;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Server listeners for legs: WebSocket paths on an HTTP(S) server, or in-band hello frames on a
+ * raw TCP/TLS listener. Either way the session layer decides from the hello whether the leg is
+ * admitted; a refused peer gets a 404 (WebSocket) or a silent close (TCP) and nothing else.
+ */
+
+import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
+import { HELLO_LEN } from "../protocol/handshake.ts";
+import type { LegKind, TlsServerConfig } from "../config/model.ts";
+import { formatHostPort, parseHostPort } from "./address.ts";
+import { type Leg, type SocketOptions, tuneSocket } from "./leg.ts";
+import { TcpLeg } from "./tcp_leg.ts";
+import { wsHandler } from "./ws_server.ts";
+
+/** Returns how to attach the leg if the hello is admitted, or null to refuse. */
+export type OnHello = (hello: Uint8Array, peer: string) => ((leg: Leg) => void) | null;
+
+export interface LegListenSpec {
+  addr: string;
+  /** WebSocket paths served at this address (ignored by raw TCP listeners). */
+  paths: string[];
+  kind: LegKind;
+  tls: TlsServerConfig | null;
+  socket: SocketOptions;
+  /** How long a raw TCP peer may take to send its hello. */
+  helloTimeoutMs: number;
+}
+
+export interface LegListener {
+  readonly addr: Deno.NetAddr;
+  close(): Promise<void>;
+}
+
+export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise<LegListener> {
+  const { hostname, port } = parseHostPort(spec.addr);
+  const tls = spec.tls
+    ? {
+      cert: await Deno.readTextFile(spec.tls.certFile),
+      key: await Deno.readTextFile(spec.tls.keyFile),
+    }
+    : null;
+  if (spec.kind === "ws") {
+    const server = Deno.serve({
+      hostname,
+      port,
+      ...(tls ?? {}),
+      onListen: () => {},
+      onError: () => new Response("internal error", { status: 500 }),
+    }, wsHandler(new Set(spec.paths), onHello));
+    return {
+      addr: server.addr,
+      close: async () => {
+        await server.shutdown();
+      },
+    };
+  }
+  const listener = tls
+    ? Deno.listenTls({ hostname, port, ...tls })
+    : Deno.listen({ hostname, port });
+  const open = new Set<Deno.Conn>();
+  const loop = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      acceptRaw(conn, spec, onHello).finally(() => open.delete(conn));
+    }
+  })().catch(() => {});
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    close: async () => {
+      listener.close();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch { /* gone */ }
+      }
+      await loop;
+    },
+  };
+}
+
+async function acceptRaw(conn: Deno.Conn, spec: LegListenSpec, onHello: OnHello) {
+  const remote = conn.remoteAddr as Deno.NetAddr;
+  const peer = `tcp ${formatHostPort(remote.hostname, remote.port)}`;
+  if (!spec.tls) tuneSocket(conn, spec.socket);
+  const timer = setTimeout(() => close(conn), spec.helloTimeoutMs);
+  try {
+    const frame = new Uint8Array(HEADER_LEN + HELLO_LEN);
+    let got = 0;
+    while (got < frame.length) {
+      const n = await conn.read(frame.subarray(got));
+      if (n === null) return close(conn);
+      got += n;
+    }
+    clearTimeout(timer);
+    const view = new DataView(frame.buffer);
+    checkHeader(frame, view, 0, null, false, HELLO_LEN);
+    if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== HELLO_LEN) return close(conn);
+    const attach = onHello(frame.subarray(HEADER_LEN), peer);
+    if (!attach) return close(conn);
+    attach(new TcpLeg(conn, peer));
+  } catch {
+    close(conn);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function close(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}

@@ -1,0 +1,52 @@
+/**
+ * Leg over a raw TCP or TLS connection: frames are written back to back on the byte stream (the
+ * header carries the length). Reads use one reused buffer; the session copies what it keeps.
+ */
+
+import { type ByteConn, type Leg, TransportError, writeAll } from "./leg.ts";
+
+const READ_BUF = 256 * 1024;
+
+export class TcpLeg implements Leg {
+  #closed = false;
+  #conn: ByteConn;
+
+  constructor(conn: ByteConn, readonly label: string, private initial?: Uint8Array) {
+    this.#conn = conn;
+  }
+
+  async send(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) throw new TransportError(`${this.label}: closed`);
+    await writeAll(this.#conn, bytes);
+  }
+
+  start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
+    (async () => {
+      let err: Error | undefined;
+      try {
+        if (this.initial?.length) onData(this.initial, true);
+        const buf = new Uint8Array(READ_BUF);
+        while (true) {
+          const n = await this.#conn.read(buf);
+          if (n === null) break;
+          onData(buf.subarray(0, n), false);
+        }
+        if (!this.#closed) err = new TransportError("peer closed the connection");
+      } catch (e) {
+        if (!this.#closed) err = e instanceof Error ? e : new Error(String(e));
+      }
+      this.close();
+      onClose(err);
+    })();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the peer
+    }
+  }
+}
