@@ -200,7 +200,7 @@ export class Stream {
         await writeAll(conn, c);
         this.#queued -= c.length;
         this.#consumed += c.length;
-        if (this.#consumed >= this.host.window / 4) this.#grant();
+        if (this.#consumed >= this.host.window / 8) this.#grant();
       }
       if (this.#consumed > 0 && !this.#done) this.#grant();
       if (this.#remoteFin && !this.#finWritten && !this.#done) {

@@ -20,7 +20,9 @@ import { PoolManager } from "../reverse/pool.ts";
 const log = getLogger(["half-tunnel", "client"]);
 
 export interface RunningClient {
+  /** The first (often only) session's connector. */
   readonly connector: Connector;
+  readonly connectors: Connector[];
   /** SOCKS5 listener first (if enabled), then static forwards. */
   readonly entries: Entry[];
   /** Resolves with a mux over a live session, or rejects after `timeoutMs`. */
@@ -48,30 +50,35 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
     ? [{ role: Role.BOTH, spec: spec(cc.upstreamUrl) }]
     : [{ role: Role.UP, spec: spec(cc.upstreamUrl) }, { role: Role.DOWN, spec: spec(cc.downstreamUrl) }];
 
-  let mux: Mux | null = null;
+  // One slot per parallel session (`mux_session`); pool mode has one control session.
+  const count = cc.streamMode === "mux" ? cc.muxSessions : 1;
+  const muxes: (Mux | null)[] = new Array(count).fill(null);
+  let rr = 0;
   let pool: PoolManager | null = null;
   const muxWaiters = new Set<(m: Mux) => void>();
   const onOpen = cc.reverse ? reverseHandler(() => current.client.forwarder, socket, cc.dialTimeoutMs) : null;
-  const connector = new Connector({
-    keys,
-    hmac: cfg.auth.hmac,
-    session: cfg.session,
-    reconnect: cc.reconnect,
-    legs,
-    onSession: (s) => {
-      const m = new Mux(s, {
-        window: cfg.session.streamWindow,
-        maxPayload: cfg.session.maxFramePayload,
-        maxStreams: cfg.session.maxStreams,
-        onOpen,
-        onPoolWant: (n) => pool?.want(n),
-      });
-      mux = m;
-      pool?.fill();
-      for (const w of [...muxWaiters]) w(m);
-      muxWaiters.clear();
-    },
-  });
+  const connectors = muxes.map((_, slot) =>
+    new Connector({
+      keys,
+      hmac: cfg.auth.hmac,
+      session: cfg.session,
+      reconnect: cc.reconnect,
+      legs,
+      onSession: (s) => {
+        const m = new Mux(s, {
+          window: cfg.session.streamWindow,
+          maxPayload: cfg.session.maxFramePayload,
+          maxStreams: cfg.session.maxStreams,
+          onOpen,
+          onPoolWant: (n) => pool?.want(n),
+        });
+        muxes[slot] = m;
+        pool?.fill();
+        for (const w of [...muxWaiters]) w(m);
+        muxWaiters.clear();
+      },
+    })
+  );
   if (cc.streamMode === "pool" && onOpen) {
     pool = new PoolManager({
       keys,
@@ -83,13 +90,17 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
       reconnect: cc.reconnect,
       mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
       onOpen,
-      control: () => connector.session,
+      control: () => connectors[0].session,
     });
   }
-  connector.start();
+  for (const c of connectors) c.start();
 
+  /** Round-robin over sessions that are up. */
   const liveMux = (timeoutMs: number): Promise<Mux> => {
-    if (mux && !mux.closed) return Promise.resolve(mux);
+    for (let i = 0; i < count; i++) {
+      const m = muxes[rr++ % count];
+      if (m && !m.closed) return Promise.resolve(m);
+    }
     return new Promise((resolve, reject) => {
       const done = (m: Mux) => {
         clearTimeout(t);
@@ -128,13 +139,15 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
     }
   } catch (e) {
     for (const en of entries) en.close();
-    connector.stop();
+    pool?.stop();
+    for (const c of connectors) c.stop();
     throw e;
   }
-  log.debug("client started with {n} leg(s)", { n: legs.length });
+  log.debug("client started: {n} session(s) of {legs} leg(s)", { n: count, legs: legs.length });
 
   return {
-    connector,
+    connector: connectors[0],
+    connectors,
     entries,
     mux: liveMux,
     reload(next: Config): string[] {
@@ -152,9 +165,8 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
     async close() {
       for (const en of entries) en.close();
       pool?.stop();
-      connector.stop();
-      const s = connector.session;
-      if (s) await s.closed;
+      for (const c of connectors) c.stop();
+      await Promise.all(connectors.map((c) => c.session?.closed));
     },
   };
 }

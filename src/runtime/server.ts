@@ -128,5 +128,5 @@ export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
 
 function sameAddr(a: string, b: string): boolean {
   const x = parseHostPort(a), y = parseHostPort(b);
-  return x.hostname === y.hostname && x.port === y.port;
+  return x.port !== 0 && x.hostname === y.hostname && x.port === y.port;
 }

@@ -315,7 +315,8 @@ export class Session {
       if (ls.urgent.length) {
         chunk = ls.urgent.length === 1 ? ls.urgent[0] : concat(ls.urgent);
         ls.urgent.length = 0;
-      } else if (ls === this.#sendLeg && !this.#closed) {
+      } else if (ls === this.#sendLeg) {
+        // Also after close(): the CLOSE frame and anything before it still go out.
         chunk = this.#ring.takeUnsent(SEND_BATCH);
       }
       if (!chunk) {

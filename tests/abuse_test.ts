@@ -1,0 +1,119 @@
+/**
+ * Hostile input on the tunnel's own port: an authenticated leg that sends malformed frames, a
+ * replayed hello, a captured session id reused without the key. Each is refused and logged, and
+ * the sessions of well-behaved clients carry on.
+ */
+
+import assert from "node:assert/strict";
+import { deriveKeys, encodeHello, HELLO_LEN, Role } from "../src/protocol/handshake.ts";
+import { encodeHandshakeFrame } from "../src/protocol/handshake_frame.ts";
+import { Flag, frameSize, HEADER_LEN, writeHeader } from "../src/protocol/frame.ts";
+import { socks5Connect } from "../src/forward/socks5_client.ts";
+import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
+import { startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
+
+const keys = deriveKeys(TEST_KEY);
+
+async function rawLeg(port: number, hello: Uint8Array, sid: Uint8Array): Promise<Deno.TcpConn> {
+  const c = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(c, encodeHandshakeFrame(sid, hello));
+  return c;
+}
+
+/** Reads until EOF or `ms`; returns bytes seen and whether the server closed. */
+async function readUntilClose(c: Deno.Conn, ms: number): Promise<{ bytes: number; closed: boolean }> {
+  let bytes = 0;
+  const buf = new Uint8Array(4096);
+  try {
+    await within((async () => {
+      for (let n; (n = await c.read(buf)) !== null;) bytes += n;
+    })(), ms, "close");
+    return { bytes, closed: true };
+  } catch (e) {
+    if (String(e).includes("timeout")) return { bytes, closed: false };
+    return { bytes, closed: true };
+  }
+}
+
+async function echoWorks(socks: { hostname: string; port: number }, port: number) {
+  const c = await socks5Connect(socks, "127.0.0.1", port);
+  await writeAll(c, new Uint8Array([9, 8, 7]));
+  await c.closeWrite();
+  assert.deepEqual([...await within(readAll(c), 10_000, "echo")], [9, 8, 7]);
+  c.close();
+}
+
+Deno.test("malformed frames close only the offending leg", async () => {
+  const t = await startTunnel({ kind: "tcp", split: false });
+  const echo = echoServer();
+  try {
+    const port = t.server.legAddrs[0].port;
+    const cases: [string, (sid: Uint8Array) => Uint8Array][] = [
+      ["bad magic", () => new Uint8Array(HEADER_LEN).fill(0x41)],
+      ["bad version", (sid) => {
+        const b = frame(sid, Flag.DATA, 1, 0);
+        b[2] = 9;
+        return b;
+      }],
+      ["foreign session id", () => frame(new Uint8Array(16).fill(3), Flag.DATA, 1, 1)],
+      ["sequence gap", (sid) => frame(sid, Flag.DATA, 1, 5)],
+      ["ack for unsent frame", (sid) => {
+        const b = frame(sid, Flag.KEEPALIVE, 0, 0);
+        new DataView(b.buffer).setUint32(28, 1000);
+        return b;
+      }],
+      ["HMAC on a session without one", (sid) => frame(sid, Flag.KEEPALIVE | Flag.HMAC, 0, 0)],
+    ];
+    for (const [name, make] of cases) {
+      const sid = crypto.getRandomValues(new Uint8Array(16));
+      const c = await rawLeg(port, encodeHello(keys, Role.BOTH, 0, sid, 0), sid);
+      const welcome = new Uint8Array(HEADER_LEN + 56);
+      for (let got = 0; got < welcome.length;) got += (await c.read(welcome.subarray(got)))!;
+      await writeAll(c, make(sid));
+      const r = await readUntilClose(c, 5000);
+      c.close();
+      assert.ok(r.closed, `server closed the leg after ${name}`);
+    }
+    await echoWorks(t.socks, echo.port);
+  } finally {
+    await t.close();
+    await echo.close();
+  }
+});
+
+Deno.test("a replayed hello or a stolen session id gets nothing", async () => {
+  const t = await startTunnel({ kind: "tcp", split: false });
+  const echo = echoServer();
+  try {
+    const port = t.server.legAddrs[0].port;
+    const sid = crypto.getRandomValues(new Uint8Array(16));
+    const hello = encodeHello(keys, Role.BOTH, 0, sid, 0);
+    const first = await rawLeg(port, hello, sid);
+    const w = new Uint8Array(HEADER_LEN + 56);
+    for (let got = 0; got < w.length;) got += (await first.read(w.subarray(got)))!;
+    first.close();
+    // Exactly the same bytes again: refused without a welcome.
+    const replay = await rawLeg(port, hello, sid);
+    const r = await readUntilClose(replay, 5000);
+    replay.close();
+    assert.deepEqual(r, { bytes: 0, closed: true });
+    // The live client's session id with a hello made under another key: refused.
+    const live = t.client.connector.session!.id;
+    const forged = encodeHello(deriveKeys("attacker-guess-0123456789"), Role.BOTH, 2, live, 0);
+    assert.equal(forged.length, HELLO_LEN);
+    const thief = await rawLeg(port, forged, live);
+    const r2 = await readUntilClose(thief, 5000);
+    thief.close();
+    assert.deepEqual(r2, { bytes: 0, closed: true });
+    await echoWorks(t.socks, echo.port);
+  } finally {
+    await t.close();
+    await echo.close();
+  }
+});
+
+function frame(sid: Uint8Array, flags: number, streamId: number, seq: number): Uint8Array {
+  const b = new Uint8Array(frameSize(0, false));
+  writeHeader(b, new DataView(b.buffer), 0, flags, sid, streamId, seq, 0, 0);
+  return b;
+}

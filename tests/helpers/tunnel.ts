@@ -1,0 +1,64 @@
+/**
+ * Starts a half-tunnel server and client for end-to-end tests, either in this process (fast,
+ * real sockets on loopback) or as real `main.ts` processes, from YAML snippets on top of a shared
+ * test key. Every handle closes everything it started.
+ */
+
+import { parseConfigText } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/model.ts";
+import { type RunningServer, startServer } from "../../src/runtime/server.ts";
+import { type RunningClient, startClient } from "../../src/runtime/client.ts";
+
+export const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
+
+export function config(role: "server" | "client", yaml: string): Config {
+  return parseConfigText(`auth:\n  key: ${TEST_KEY}\nlog:\n  level: error\n${yaml}`, "yaml", "test", {
+    role,
+    env: {},
+  });
+}
+
+export interface Tunnel {
+  server: RunningServer;
+  client: RunningClient;
+  /** SOCKS5 proxy address of the client. */
+  socks: { hostname: string; port: number };
+  close(): Promise<void>;
+}
+
+/** Forward tunnel over WebSocket legs (split by default) with the exit allowed to dial loopback. */
+export async function startTunnel(opts: {
+  server?: string;
+  client?: string;
+  split?: boolean;
+  kind?: "ws" | "tcp";
+} = {}): Promise<Tunnel> {
+  const kind = opts.kind ?? "ws";
+  const split = opts.split ?? true;
+  const server = await startServer(config(
+    "server",
+    `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n` +
+      `  transport: ${kind}\n  allow_private: true\n${opts.server ?? ""}`,
+  ));
+  const [up, down] = server.legAddrs;
+  const scheme = kind === "ws" ? "ws" : "tcp";
+  const upUrl = `${scheme}://127.0.0.1:${up.port}/upstream`;
+  const downUrl = split ? `${scheme}://127.0.0.1:${(down ?? up).port}/downstream` : upUrl;
+  const client = await startClient(config(
+    "client",
+    `client:\n  upstream_url: ${upUrl}\n  downstream_url: ${downUrl}\n  socks5:\n    listen: 127.0.0.1:0\n${
+      opts.client ?? ""
+    }`,
+  ));
+  await client.mux(10_000);
+  const a = client.entries[0].addr;
+  return {
+    server,
+    client,
+    socks: { hostname: a.hostname, port: a.port },
+    async close() {
+      await client.close();
+      await server.close();
+    },
+  };
+}
