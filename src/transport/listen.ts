@@ -1,6 +1,6 @@
 /**
- * Server listeners for legs: WebSocket paths on an HTTP(S) server, or in-band hello frames on a
- * raw TCP/TLS listener. Either way the session layer decides from the hello whether the leg is
+ * Server listeners for legs on TCP or TLS sockets: WebSocket upgrades on configured paths, or
+ * in-band hello frames on raw connections. Either way the session layer decides from the hello whether the leg is
  * admitted; a refused peer gets a 404 (WebSocket) or a silent close (TCP) and nothing else.
  */
 
@@ -10,7 +10,7 @@ import type { LegKind, TlsServerConfig } from "../config/model.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import { type Leg, type SocketOptions, tuneSocket } from "./leg.ts";
 import { TcpLeg } from "./tcp_leg.ts";
-import { wsHandler } from "./ws_server.ts";
+import { serveWsUpgrade } from "./ws_server.ts";
 
 /** Returns how to attach the leg if the hello is admitted, or null to refuse. */
 export type OnHello = (hello: Uint8Array, peer: string) => ((leg: Leg) => void) | null;
@@ -22,7 +22,7 @@ export interface LegListenSpec {
   kind: LegKind;
   tls: TlsServerConfig | null;
   socket: SocketOptions;
-  /** How long a raw TCP peer may take to send its hello. */
+  /** How long a peer may take to send its hello (or its upgrade request). */
   helloTimeoutMs: number;
 }
 
@@ -39,21 +39,6 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
       key: await Deno.readTextFile(spec.tls.keyFile),
     }
     : null;
-  if (spec.kind === "ws") {
-    const server = Deno.serve({
-      hostname,
-      port,
-      ...(tls ?? {}),
-      onListen: () => {},
-      onError: () => new Response("internal error", { status: 500 }),
-    }, wsHandler(new Set(spec.paths), onHello));
-    return {
-      addr: server.addr,
-      close: async () => {
-        await server.shutdown();
-      },
-    };
-  }
   const listener = tls
     ? Deno.listenTls({ hostname, port, ...tls })
     : Deno.listen({ hostname, port });
@@ -61,7 +46,7 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
   const loop = (async () => {
     for await (const conn of listener) {
       open.add(conn);
-      acceptRaw(conn, spec, onHello).finally(() => open.delete(conn));
+      accept(conn, spec, onHello).finally(() => open.delete(conn));
     }
   })().catch(() => {});
   return {
@@ -78,10 +63,13 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
   };
 }
 
-async function acceptRaw(conn: Deno.Conn, spec: LegListenSpec, onHello: OnHello) {
+async function accept(conn: Deno.Conn, spec: LegListenSpec, onHello: OnHello) {
   const remote = conn.remoteAddr as Deno.NetAddr;
-  const peer = `tcp ${formatHostPort(remote.hostname, remote.port)}`;
+  const peer = `${spec.kind} ${formatHostPort(remote.hostname, remote.port)}`;
   if (!spec.tls) tuneSocket(conn, spec.socket);
+  if (spec.kind === "ws") {
+    return serveWsUpgrade(conn, peer, new Set(spec.paths), onHello, spec.helloTimeoutMs);
+  }
   const timer = setTimeout(() => close(conn), spec.helloTimeoutMs);
   try {
     const frame = new Uint8Array(HEADER_LEN + HELLO_LEN);

@@ -1,123 +1,96 @@
 /**
- * Server side of WebSocket legs on the runtime's HTTP server. The leg's hello rides in the upgrade
- * request, so the server answers anything unauthenticated (probes, wrong paths, wrong keys) with
- * the same plain 404 a static site would give, before any upgrade happens.
+ * Server side of WebSocket legs over our own sockets: a minimal HTTP/1.1 front that upgrades only
+ * requests that carry a valid hello (in a cookie) on a configured path. Everything else, probes,
+ * wrong paths and wrong keys alike, gets the same plain 404 a Go web server would give, so the
+ * port looks like an ordinary site.
  */
 
-import { type Leg, TransportError } from "./leg.ts";
-import type { OnHello } from "./listen.ts";
+import { createHash } from "node:crypto";
 import { decodeHelloCookie } from "./hello_cookie.ts";
+import { type ByteConn, writeAll } from "./leg.ts";
+import { WsLeg } from "./ws_leg.ts";
+import { findHeadEnd, WS_GUID } from "./ws_client.ts";
 
-/** Above this many bytes queued in the runtime we wait before sending more. */
-const HIGH_WATER = 4 * 1024 * 1024;
-const LOW_WATER = 1024 * 1024;
+const MAX_REQUEST_HEAD = 16 * 1024;
+const te = new TextEncoder();
+const td = new TextDecoder();
 
-export function notFound(): Response {
-  return new Response("404 page not found\n", {
-    status: 404,
-    headers: { "content-type": "text/plain; charset=utf-8" },
-  });
+export type Attach = (leg: WsLeg) => void;
+/** Decides on a hello: how to attach the leg, or null to refuse. */
+export type HelloCheck = (hello: Uint8Array, peer: string) => Attach | null;
+
+const NOT_FOUND_BODY = "404 page not found\n";
+
+function notFound(): Uint8Array {
+  return te.encode(
+    "HTTP/1.1 404 Not Found\r\n" +
+      "Content-Type: text/plain; charset=utf-8\r\n" +
+      "X-Content-Type-Options: nosniff\r\n" +
+      `Date: ${new Date().toUTCString()}\r\n` +
+      `Content-Length: ${NOT_FOUND_BODY.length}\r\n` +
+      "Connection: close\r\n\r\n" + NOT_FOUND_BODY,
+  );
 }
 
-export function wsHandler(
+/** Reads one request head; upgrades it to a leg or answers 404 and closes. */
+export async function serveWsUpgrade(
+  conn: ByteConn,
+  peer: string,
   paths: Set<string>,
-  onHello: OnHello,
-): (req: Request, info: Deno.ServeHandlerInfo) => Response {
-  return (req, info) => {
-    const url = new URL(req.url);
-    if (!paths.has(url.pathname) || req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return notFound();
+  check: HelloCheck,
+  timeoutMs: number,
+): Promise<void> {
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    const buf = new Uint8Array(MAX_REQUEST_HEAD);
+    let len = 0;
+    let end = -1;
+    while (end < 0) {
+      if (len === buf.length) return refuse(conn);
+      const n = await conn.read(buf.subarray(len));
+      if (n === null) return conn.close();
+      len += n;
+      end = findHeadEnd(buf, len);
     }
-    const hello = decodeHelloCookie(req.headers.get("cookie"));
-    const remote = info.remoteAddr as Deno.NetAddr;
-    const peer = `${remote.hostname}:${remote.port}`;
-    const attach = hello ? onHello(hello, `ws ${peer}`) : null;
-    if (!attach) return notFound();
-    const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 0 });
-    const leg = new WsServerLeg(socket, `ws ${peer}`);
-    socket.addEventListener("open", () => attach(leg), { once: true });
-    return response;
-  };
+    clearTimeout(timer);
+    const [requestLine, ...lines] = td.decode(buf.subarray(0, end)).split("\r\n");
+    const [method, target, version] = requestLine.split(" ");
+    const headers = new Map<string, string>();
+    for (const l of lines) {
+      const i = l.indexOf(":");
+      if (i > 0) headers.set(l.slice(0, i).trim().toLowerCase(), l.slice(i + 1).trim());
+    }
+    const path = (target ?? "").split("?")[0];
+    const key = headers.get("sec-websocket-key");
+    const isUpgrade = method === "GET" && version === "HTTP/1.1" && paths.has(path) && !!key &&
+      headers.get("upgrade")?.toLowerCase() === "websocket" &&
+      /\bupgrade\b/i.test(headers.get("connection") ?? "") &&
+      headers.get("sec-websocket-version") === "13";
+    const hello = isUpgrade ? decodeHelloCookie(headers.get("cookie") ?? null) : null;
+    const attach = hello ? check(hello, peer) : null;
+    if (!attach) return refuse(conn);
+    const accept = createHash("sha1").update(key + WS_GUID).digest("base64");
+    await writeAll(
+      conn,
+      te.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      ),
+    );
+    attach(new WsLeg(conn, peer, false, buf.slice(end + 4, len)));
+  } catch {
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-
-class WsServerLeg implements Leg {
-  #ws: WebSocket;
-  #closed = false;
-  #early: Uint8Array[] = [];
-  #onData: ((chunk: Uint8Array, stable: boolean) => void) | null = null;
-  #onClose: ((err?: Error) => void) | null = null;
-  #closeErr: Error | undefined;
-  #ended = false;
-
-  constructor(ws: WebSocket, readonly label: string) {
-    this.#ws = ws;
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (ev) => {
-      if (typeof ev.data === "string") {
-        this.#fail(new TransportError("unexpected text WebSocket message"));
-        return;
-      }
-      const chunk = new Uint8Array(ev.data as ArrayBuffer);
-      if (!this.#onData) {
-        this.#early.push(chunk);
-        return;
-      }
-      try {
-        this.#onData(chunk, true);
-      } catch (e) {
-        this.#fail(e instanceof Error ? e : new Error(String(e)));
-      }
-    };
-    ws.onclose = () => this.#end();
-    ws.onerror = (ev) => {
-      this.#closeErr ??= new TransportError((ev as ErrorEvent).message || "WebSocket error");
-    };
-  }
-
-  async send(bytes: Uint8Array): Promise<void> {
-    if (this.#closed) throw new TransportError(`${this.label}: closed`);
-    this.#ws.send(bytes);
-    if (this.#ws.bufferedAmount > HIGH_WATER) {
-      while (this.#ws.bufferedAmount > LOW_WATER && !this.#closed) {
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      if (this.#closed) throw new TransportError(`${this.label}: closed`);
-    }
-  }
-
-  start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
-    this.#onData = onData;
-    this.#onClose = onClose;
-    try {
-      for (const c of this.#early.splice(0)) onData(c, true);
-    } catch (e) {
-      this.#fail(e instanceof Error ? e : new Error(String(e)));
-    }
-    if (this.#closed) this.#end();
-  }
-
-  #fail(err: Error): void {
-    this.#closeErr ??= err;
-    this.close();
-  }
-
-  #end(): void {
-    this.#closed = true;
-    if (this.#ended || !this.#onClose) return;
-    this.#ended = true;
-    this.#onClose(this.#closeErr ?? new TransportError("peer closed the WebSocket"));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#ws.close();
-    } catch {
-      // already closing
-    }
-    // The runtime reports close asynchronously; the session must learn of it now.
-    this.#end();
+async function refuse(conn: ByteConn): Promise<void> {
+  try {
+    await writeAll(conn, notFound());
+  } finally {
+    conn.close();
   }
 }

@@ -1,0 +1,252 @@
+/**
+ * A leg over one WebSocket connection (RFC 6455) on our own socket, for both ends: the client masks
+ * what it sends, the server unmasks what it receives. Owning the socket (instead of the runtime's
+ * WebSocket) gives real backpressure both ways: a send resolves when the kernel took the bytes, and
+ * nothing is read faster than the session consumes it.
+ */
+
+import { randomFillSync } from "node:crypto";
+import { type ByteConn, type Leg, TransportError, writeAll } from "./leg.ts";
+
+const READ_BUF = 256 * 1024;
+/** Payload starts at this aligned offset of the send buffer so masking can run on 32-bit words. */
+const PAYLOAD_OFF = 16;
+
+export class WsLeg implements Leg {
+  #conn: ByteConn;
+  #closed = false;
+  #sendBuf = new Uint8Array(PAYLOAD_OFF + 128 * 1024);
+  #mask = new Uint8Array(4);
+  #writing: Promise<void> = Promise.resolve();
+
+  /**
+   * `client` selects the role: clients mask outgoing frames and expect unmasked ones; servers
+   * the reverse. `initial` holds bytes that arrived together with the upgrade.
+   */
+  constructor(
+    conn: ByteConn,
+    readonly label: string,
+    private client: boolean,
+    private initial: Uint8Array,
+  ) {
+    this.#conn = conn;
+  }
+
+  send(bytes: Uint8Array): Promise<void> {
+    return this.#write(2, bytes);
+  }
+
+  /** Serialises whole WebSocket frames so a pong never lands inside a data frame. */
+  #write(opcode: number, payload: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(new TransportError(`${this.label}: closed`));
+    const p = this.#writing.then(() => writeAll(this.#conn, this.#encode(opcode, payload)));
+    this.#writing = p.catch(() => {});
+    return p;
+  }
+
+  #encode(opcode: number, payload: Uint8Array): Uint8Array {
+    const n = payload.length;
+    if (this.#sendBuf.length < PAYLOAD_OFF + n) {
+      this.#sendBuf = new Uint8Array(PAYLOAD_OFF + Math.max(n, this.#sendBuf.length * 2));
+    }
+    const buf = this.#sendBuf;
+    const maskLen = this.client ? 4 : 0;
+    const hlen = (n < 126 ? 2 : n < 65536 ? 4 : 10) + maskLen;
+    const h = PAYLOAD_OFF - hlen;
+    const m = this.client ? 0x80 : 0;
+    buf[h] = 0x80 | opcode;
+    if (n < 126) {
+      buf[h + 1] = m | n;
+    } else if (n < 65536) {
+      buf[h + 1] = m | 126;
+      buf[h + 2] = n >> 8;
+      buf[h + 3] = n & 0xff;
+    } else {
+      buf[h + 1] = m | 127;
+      const dv = new DataView(buf.buffer, h + 2, 8);
+      dv.setUint32(0, Math.floor(n / 2 ** 32));
+      dv.setUint32(4, n >>> 0);
+    }
+    buf.set(payload, PAYLOAD_OFF);
+    if (this.client) {
+      randomFillSync(this.#mask);
+      buf.set(this.#mask, PAYLOAD_OFF - 4);
+      maskInPlace(buf, PAYLOAD_OFF, n, this.#mask, 0);
+    }
+    return buf.subarray(h, PAYLOAD_OFF + n);
+  }
+
+  start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
+    (async () => {
+      let err: Error | undefined;
+      try {
+        const parser = new WsFrameParser(!this.client, onData, (op, p) => this.#control(op, p));
+        if (this.initial.length) parser.push(this.initial);
+        const buf = new Uint8Array(READ_BUF);
+        while (!parser.closed) {
+          const n = await this.#conn.read(buf);
+          if (n === null) break;
+          parser.push(buf.subarray(0, n));
+        }
+        if (!this.#closed) err = new TransportError("peer closed the WebSocket");
+      } catch (e) {
+        if (!this.#closed) err = e instanceof Error ? e : new Error(String(e));
+      }
+      this.close();
+      onClose(err);
+    })();
+  }
+
+  #control(opcode: number, payload: Uint8Array): void {
+    if (opcode === 9) this.#write(10, payload.slice()).catch(() => {});
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
+ * XORs `n` bytes at `off` with the 4-byte mask, starting at mask position `phase`, a 32-bit word
+ * at a time where the buffer is aligned.
+ */
+export function maskInPlace(
+  buf: Uint8Array,
+  off: number,
+  n: number,
+  mask: Uint8Array,
+  phase: number,
+): void {
+  let i = 0;
+  // Advance byte by byte to a 4-byte boundary with the mask rotated to match.
+  while (i < n && ((buf.byteOffset + off + i) & 3) !== 0) {
+    buf[off + i] ^= mask[(phase + i) & 3];
+    i++;
+  }
+  const words = (n - i) >>> 2;
+  if (words > 0) {
+    const p = (phase + i) & 3;
+    const rot = new Uint8Array([mask[p], mask[(p + 1) & 3], mask[(p + 2) & 3], mask[(p + 3) & 3]]);
+    const m = new Uint32Array(rot.buffer)[0];
+    const w = new Uint32Array(buf.buffer, buf.byteOffset + off + i, words);
+    for (let k = 0; k < words; k++) w[k] ^= m;
+    i += words * 4;
+  }
+  for (; i < n; i++) buf[off + i] ^= mask[(phase + i) & 3];
+}
+
+/**
+ * Incremental WebSocket frame parser. Data payloads (binary and continuation) are delivered as
+ * they arrive, unmasked in place, in pieces that need not match frame boundaries: the session's
+ * frame reader reassembles.
+ */
+export class WsFrameParser {
+  closed = false;
+  #head = new Uint8Array(14);
+  #headLen = 0;
+  #remaining = 0;
+  #opcode = 0;
+  #mask = new Uint8Array(4);
+  #masked = false;
+  #phase = 0;
+  #control: Uint8Array | null = null;
+  #controlLen = 0;
+
+  constructor(
+    /** Servers require masked frames; clients require unmasked ones. */
+    private expectMasked: boolean,
+    private onData: (chunk: Uint8Array, stable: boolean) => void,
+    private onControl: (opcode: number, payload: Uint8Array) => void,
+  ) {}
+
+  push(b: Uint8Array): void {
+    let i = 0;
+    while (i < b.length && !this.closed) {
+      if (this.#remaining === 0 && this.#control === null) {
+        i = this.#readHead(b, i);
+        continue;
+      }
+      const take = Math.min(this.#remaining, b.length - i);
+      const piece = b.subarray(i, i + take);
+      if (this.#masked) {
+        maskInPlace(b, i, take, this.#mask, this.#phase);
+        this.#phase = (this.#phase + take) & 3;
+      }
+      if (this.#control) {
+        this.#control.set(piece, this.#controlLen);
+        this.#controlLen += take;
+      } else {
+        this.onData(piece, false);
+      }
+      this.#remaining -= take;
+      i += take;
+      if (this.#remaining === 0 && this.#control) this.#finishControl();
+    }
+  }
+
+  #readHead(b: Uint8Array, i: number): number {
+    while (i < b.length) {
+      this.#head[this.#headLen++] = b[i++];
+      const need = this.#headNeeded();
+      if (need > 0 && this.#headLen === need) {
+        this.#beginFrame();
+        return i;
+      }
+    }
+    return i;
+  }
+
+  #headNeeded(): number {
+    if (this.#headLen < 2) return 0;
+    const l = this.#head[1] & 0x7f;
+    const masked = (this.#head[1] & 0x80) !== 0;
+    return 2 + (l === 126 ? 2 : l === 127 ? 8 : 0) + (masked ? 4 : 0);
+  }
+
+  #beginFrame(): void {
+    const h = this.#head;
+    const headLen = this.#headLen;
+    this.#headLen = 0;
+    this.#masked = (h[1] & 0x80) !== 0;
+    if (this.#masked !== this.expectMasked) {
+      throw new TransportError(`WebSocket frame ${this.#masked ? "masked" : "unmasked"} from the wrong side`);
+    }
+    if (h[0] & 0x70) throw new TransportError("WebSocket frame with reserved bits set");
+    if (this.#masked) this.#mask.set(h.subarray(headLen - 4, headLen));
+    this.#phase = 0;
+    const op = h[0] & 0x0f;
+    const l = h[1] & 0x7f;
+    const dv = new DataView(h.buffer);
+    let len = l;
+    if (l === 126) len = dv.getUint16(2);
+    else if (l === 127) len = dv.getUint32(2) * 2 ** 32 + dv.getUint32(6);
+    if (op === 1) throw new TransportError("unexpected text WebSocket message");
+    if (op === 8) {
+      this.closed = true;
+      return;
+    }
+    if (op >= 8) {
+      if (len > 125) throw new TransportError("WebSocket control frame too long");
+      this.#opcode = op;
+      this.#control = new Uint8Array(len);
+      this.#controlLen = 0;
+      this.#remaining = len;
+      if (len === 0) this.#finishControl();
+      return;
+    }
+    if (op !== 0 && op !== 2) throw new TransportError(`unknown WebSocket opcode ${op}`);
+    this.#remaining = len;
+  }
+
+  #finishControl(): void {
+    const p = this.#control!;
+    this.#control = null;
+    this.onControl(this.#opcode, p);
+  }
+}
