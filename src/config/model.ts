@@ -99,8 +99,10 @@ export interface ServerConfig {
   dialTimeoutMs: number;
   /** Reverse tunnel: ports this server publishes. */
   ports: PortMapping[];
-  /** Queued user connections waiting for a pool connection; beyond it they are refused. */
+  /** Queued user connections waiting for a tunnel; beyond it they are refused. */
   channelSize: number;
+  /** Pool mode: idle pre-dialled connections the server asks the client to keep. */
+  connectionPool: number;
   /** Send a PROXY v2 header to the client-side target. */
   proxyProtocol: boolean;
   nodelay: boolean;

@@ -11,10 +11,11 @@ import { type RunningClient, startClient } from "../../src/runtime/client.ts";
 
 export const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
 
-export function config(role: "server" | "client", yaml: string): Config {
-  return parseConfigText(`auth:\n  key: ${TEST_KEY}\nlog:\n  level: error\n${yaml}`, "yaml", "test", {
+/** A config from YAML; the key and a quiet log level come from the environment layer. */
+export function config(role: "server" | "client", yaml: string, key = TEST_KEY): Config {
+  return parseConfigText(yaml, "yaml", "test", {
     role,
-    env: {},
+    env: { HT_AUTH_KEY: key, HT_LOG_LEVEL: "error" },
   });
 }
 
@@ -38,7 +39,9 @@ export async function startTunnel(opts: {
   const server = await startServer(config(
     "server",
     `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n` +
-      `  transport: ${kind}\n  allow_private: true\n${opts.server ?? ""}`,
+      `  transport: ${kind}\n${opts.server?.includes("allow_private") ? "" : "  allow_private: true\n"}${
+        opts.server ?? ""
+      }`,
   ));
   const [up, down] = server.legAddrs;
   const scheme = kind === "ws" ? "ws" : "tcp";
