@@ -21,13 +21,20 @@ async function rawLeg(port: number, hello: Uint8Array, sid: Uint8Array): Promise
 }
 
 /** Reads until EOF or `ms`; returns bytes seen and whether the server closed. */
-async function readUntilClose(c: Deno.Conn, ms: number): Promise<{ bytes: number; closed: boolean }> {
+async function readUntilClose(
+  c: Deno.Conn,
+  ms: number,
+): Promise<{ bytes: number; closed: boolean }> {
   let bytes = 0;
   const buf = new Uint8Array(4096);
   try {
-    await within((async () => {
-      for (let n; (n = await c.read(buf)) !== null;) bytes += n;
-    })(), ms, "close");
+    await within(
+      (async () => {
+        for (let n; (n = await c.read(buf)) !== null;) bytes += n;
+      })(),
+      ms,
+      "close",
+    );
     return { bytes, closed: true };
   } catch (e) {
     if (String(e).includes("timeout")) return { bytes, closed: false };

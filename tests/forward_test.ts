@@ -26,7 +26,10 @@ import { config, startTunnel } from "./helpers/tunnel.ts";
 const MiB = 1024 * 1024;
 const block = pattern(MiB, 7);
 
-async function curlSha(socks: { port: number }, url: string): Promise<{ bytes: number; sha: string }> {
+async function curlSha(
+  socks: { port: number },
+  url: string,
+): Promise<{ bytes: number; sha: string }> {
   const p = new Deno.Command("curl", {
     args: ["-sS", "--max-time", "60", "--socks5-hostname", `127.0.0.1:${socks.port}`, url],
     stdout: "piped",
@@ -61,10 +64,12 @@ function httpSource(total: number) {
   });
 }
 
-for (const [name, opts] of [
-  ["ws split", { kind: "ws", split: true }],
-  ["tcp single", { kind: "tcp", split: false }],
-] as const) {
+for (
+  const [name, opts] of [
+    ["ws split", { kind: "ws", split: true }],
+    ["tcp single", { kind: "tcp", split: false }],
+  ] as const
+) {
   Deno.test(`curl --socks5-hostname downloads 100 MiB intact (${name})`, async () => {
     const http = httpSource(100 * MiB);
     const t = await startTunnel(opts);
@@ -182,7 +187,11 @@ Deno.test("SOCKS5 replies carry the exit's outcome: refused, not allowed, own li
     const code = (p: Promise<unknown>) =>
       p.then(() => 0, (e) => (e instanceof SocksClientError ? e.reply : -1));
     assert.equal(await code(socks5Connect(t.socks, "127.0.0.1", closedPort)), 5, "refused");
-    assert.equal(await code(socks5Connect(strict.socks, "127.0.0.1", closedPort)), 2, "loopback not allowed");
+    assert.equal(
+      await code(socks5Connect(strict.socks, "127.0.0.1", closedPort)),
+      2,
+      "loopback not allowed",
+    );
     assert.equal(await code(socks5Connect(strict.socks, "10.1.2.3", 80)), 2, "private not allowed");
     const own = t.server.legAddrs[0].port;
     assert.equal(await code(socks5Connect(t.socks, "127.0.0.1", own)), 2, "own listener");
@@ -207,7 +216,11 @@ Deno.test("malformed SOCKS requests are rejected and the proxy keeps serving", a
     for (const [bad, expected] of cases) {
       const c = await Deno.connect({ hostname: "127.0.0.1", port: t.socks.port });
       await writeAll(c, new Uint8Array(bad));
-      const reply = await within(readAll(c).catch(() => new Uint8Array()), 10_000, "reply to garbage");
+      const reply = await within(
+        readAll(c).catch(() => new Uint8Array()),
+        10_000,
+        "reply to garbage",
+      );
       c.close();
       assert.deepEqual([...reply], expected, `answer to ${bad}`);
     }
@@ -235,11 +248,19 @@ Deno.test("a client with the wrong key is refused and probes get a plain 404", a
     await assert.rejects(wrong.mux(1500), /no tunnel session/);
     assert.ok(metrics.handshakesRefused > refusedBefore, "server counted the refused hello");
     const bodies = new Set<string>();
-    for (const [path, headers] of [
-      ["/upstream", {}],
-      ["/", {}],
-      ["/upstream", { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "x3JJHMbDL1EzLkh9GBhXDw==", "sec-websocket-version": "13", cookie: "sid=AAAA" }],
-    ] as const) {
+    for (
+      const [path, headers] of [
+        ["/upstream", {}],
+        ["/", {}],
+        ["/upstream", {
+          upgrade: "websocket",
+          connection: "Upgrade",
+          "sec-websocket-key": "x3JJHMbDL1EzLkh9GBhXDw==",
+          "sec-websocket-version": "13",
+          cookie: "sid=AAAA",
+        }],
+      ] as const
+    ) {
       const r = await fetch(`http://127.0.0.1:${up.port}${path}`, { headers });
       assert.equal(r.status, 404, path);
       bodies.add(await r.text());

@@ -9,7 +9,15 @@ import { metrics } from "../src/observe/metrics.ts";
 import { startServer } from "../src/runtime/server.ts";
 import { startClient } from "../src/runtime/client.ts";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { drain, pattern, repeatedSha256, sendRepeated, serveTcp, sourceServer, within } from "./helpers/net.ts";
+import {
+  drain,
+  pattern,
+  repeatedSha256,
+  sendRepeated,
+  serveTcp,
+  sourceServer,
+  within,
+} from "./helpers/net.ts";
 import { config } from "./helpers/tunnel.ts";
 
 const MiB = 1024 * 1024;
@@ -147,7 +155,9 @@ Deno.test("a stalled leg (black hole) is noticed by liveness and the transfer co
 });
 
 Deno.test("a session whose legs stay away past resume_timeout is closed and its sockets released", async () => {
-  const r = await rig(`session:\n  keepalive_interval: 200ms\n  liveness_timeout: 600ms\n  resume_timeout: 1s\n`);
+  const r = await rig(
+    `session:\n  keepalive_interval: 200ms\n  liveness_timeout: 600ms\n  resume_timeout: 1s\n`,
+  );
   const src = sourceServer(block, 1024 * MiB);
   try {
     const dl = await socks5Connect(r.socks, "127.0.0.1", src.port);
@@ -159,11 +169,15 @@ Deno.test("a session whose legs stay away past resume_timeout is closed and its 
     r.down.cutAll();
     await r.up.waitFor(() => r.server.registry.size === 0, 10_000);
     // The stream's socket on the client side is released too: reading ends.
-    await within((async () => {
-      try {
-        while (await dl.read(new Uint8Array(65536)) !== null) { /* drain what was in flight */ }
-      } catch { /* reset is fine */ }
-    })(), 15_000, "client stream closed");
+    await within(
+      (async () => {
+        try {
+          while (await dl.read(new Uint8Array(65536)) !== null) { /* drain what was in flight */ }
+        } catch { /* reset is fine */ }
+      })(),
+      15_000,
+      "client stream closed",
+    );
     dl.close();
     r.up.refuse(false);
     r.down.refuse(false);

@@ -30,8 +30,11 @@ export async function startReverse(
   const tls = transport.startsWith("wss") ? await selfSignedCert() : null;
   const server = await startServer(parseConfigText(
     `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
-      `log_level = "error"\nports = ["127.0.0.1:${published}=${target}"]\n` +
-      (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : "") + (extra.server ?? ""),
+      `log_level = "${
+        Deno.env.get("HT_TEST_LOG") ?? "error"
+      }"\nports = ["127.0.0.1:${published}=${target}"]\n` +
+      (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : "") +
+      (extra.server ?? ""),
     "toml",
     "test-server.toml",
     { env: {} },
@@ -39,7 +42,8 @@ export async function startReverse(
   const bind = server.legAddrs[0].port;
   const client = await startClient(parseConfigText(
     `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\n` +
-      `token = "${extra.token ?? TOKEN}"\nlog_level = "error"\nretry_interval = 1\n` + (extra.client ?? ""),
+      `token = "${extra.token ?? TOKEN}"\nlog_level = "error"\nretry_interval = 1\n` +
+      (extra.client ?? ""),
     "toml",
     "test-client.toml",
     { env: {} },

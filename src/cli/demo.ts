@@ -19,7 +19,10 @@ const GREETING = "half-tunnel demo: this page came through the tunnel\n";
 export async function runDemo(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { "socks-port": { type: "string", default: "1080" }, "log-level": { type: "string", default: "info" } },
+    options: {
+      "socks-port": { type: "string", default: "1080" },
+      "log-level": { type: "string", default: "info" },
+    },
   });
   const key = generateKey();
   const common: [string, string][] = [["auth.key", key], ["log.level", values["log-level"]!]];
@@ -34,7 +37,10 @@ export async function runDemo(args: string[]): Promise<number> {
     ],
   });
   await setupLogging(serverCfg.log.level);
-  const page = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => new Response(GREETING));
+  const page = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response(GREETING),
+  );
   const server = await startServer(serverCfg);
   const [up, down] = server.legAddrs;
   const clientCfg = await loadConfig({
@@ -58,14 +64,18 @@ export async function runDemo(args: string[]): Promise<number> {
     await writeAll(conn, new TextEncoder().encode(`GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`));
     let text = "";
     const buf = new Uint8Array(4096);
-    for (let n; (n = await conn.read(buf)) !== null;) text += new TextDecoder().decode(buf.subarray(0, n));
+    for (let n; (n = await conn.read(buf)) !== null;) {
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
     conn.close();
     ok = text.endsWith(GREETING);
   } catch (e) {
     console.error(`self-check failed: ${e instanceof Error ? e.message : e}`);
   }
   console.log(`
-half-tunnel demo ${ok ? "is up: the end-to-end check passed" : "started, but the end-to-end check FAILED"}
+half-tunnel demo ${
+    ok ? "is up: the end-to-end check passed" : "started, but the end-to-end check FAILED"
+  }
   upstream leg   ws://127.0.0.1:${up.port}/upstream
   downstream leg ws://127.0.0.1:${down.port}/downstream
   SOCKS5 proxy   ${socksAddr}

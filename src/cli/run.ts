@@ -30,7 +30,9 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
       await setupLogging(next.log.level);
       for (const w of next.warnings) log.warn("config: {w}", { w });
       log.info("config reloaded from {src}; applies to new streams", { src: next.source });
-      if (kept.length) log.warn("changed settings that need a restart: {keys}", { keys: kept.join(", ") });
+      if (kept.length) {
+        log.warn("changed settings that need a restart: {keys}", { keys: kept.join(", ") });
+      }
     } catch (e) {
       log.error("reload refused, keeping the running config: {reason}", { reason: errText(e) });
     }

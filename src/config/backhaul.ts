@@ -18,7 +18,16 @@ const MUX: Transport[] = ["tcpmux", "wsmux", "wssmux"];
 const TLS: Transport[] = ["wss", "wssmux"];
 
 /** Keys of Backhaul versions that half-tunnel does not implement. */
-const NOT_IMPLEMENTED = ["web_port", "sniffer", "sniffer_log", "skip_optz", "mss", "so_rcvbuf", "so_sndbuf", "accept_udp"];
+const NOT_IMPLEMENTED = [
+  "web_port",
+  "sniffer",
+  "sniffer_log",
+  "skip_optz",
+  "mss",
+  "so_rcvbuf",
+  "so_sndbuf",
+  "accept_udp",
+];
 
 const LEVELS: Record<string, LogLevel> = {
   panic: "fatal",
@@ -37,17 +46,27 @@ export function fromBackhaulToml(text: string, source: string, role?: "server" |
     doc = parseToml(text) as Record<string, unknown>;
   } catch (e) {
     const where = e instanceof TomlError ? ` at line ${e.line}` : "";
-    throw new ConfigError(`${source}: invalid TOML${where}: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
+    throw new ConfigError(
+      `${source}: invalid TOML${where}: ${e instanceof Error ? e.message.split("\n")[0] : e}`,
+    );
   }
   const tables = Object.keys(doc);
   for (const t of tables) {
-    if (t !== "server" && t !== "client") throw new ConfigError(`${source}: unknown table [${t}] at line ${lineOf(text, null, t)}`);
+    if (t !== "server" && t !== "client") {
+      throw new ConfigError(`${source}: unknown table [${t}] at line ${lineOf(text, null, t)}`);
+    }
   }
   const has = (t: string) => tables.includes(t);
-  if (has("server") && has("client")) throw new ConfigError(`${source}: has both [server] and [client]; use one file per side`);
-  if (!has("server") && !has("client")) throw new ConfigError(`${source}: needs a [server] or [client] table`);
+  if (has("server") && has("client")) {
+    throw new ConfigError(`${source}: has both [server] and [client]; use one file per side`);
+  }
+  if (!has("server") && !has("client")) {
+    throw new ConfigError(`${source}: needs a [server] or [client] table`);
+  }
   const fileRole = has("server") ? "server" : "client";
-  if (role && role !== fileRole) throw new ConfigError(`${source}: is a [${fileRole}] config, but "${role}" was asked for`);
+  if (role && role !== fileRole) {
+    throw new ConfigError(`${source}: is a [${fileRole}] config, but "${role}" was asked for`);
+  }
   const cfg = defaults(fileRole);
   cfg.source = source;
   const table = doc[fileRole] as Record<string, unknown>;
@@ -78,20 +97,30 @@ class TableReader {
   }
 
   error(key: string, what: string): ConfigError {
-    return new ConfigError(`${this.source}: [${this.name}] ${key} (line ${lineOf(this.text, this.name, key)}): ${what}`);
+    return new ConfigError(
+      `${this.source}: [${this.name}] ${key} (line ${lineOf(this.text, this.name, key)}): ${what}`,
+    );
   }
 
   warn(key: string, what: string): void {
-    this.cfg.warnings.push(`${this.source}: [${this.name}] ${key} (line ${lineOf(this.text, this.name, key)}): ${what}`);
+    this.cfg.warnings.push(
+      `${this.source}: [${this.name}] ${key} (line ${lineOf(this.text, this.name, key)}): ${what}`,
+    );
   }
 
   /** Reads a key if present; `only` lists the transports that use it (others get a warning). */
-  get<T>(key: string, type: "string" | "number" | "boolean" | "array", only?: Transport[]): T | undefined {
+  get<T>(
+    key: string,
+    type: "string" | "number" | "boolean" | "array",
+    only?: Transport[],
+  ): T | undefined {
     this.#used.add(key);
     if (!(key in this.table)) return undefined;
     const v = this.table[key];
     const ok = type === "array" ? Array.isArray(v) : typeof v === type;
-    if (!ok) throw this.error(key, `${JSON.stringify(v)} is not a ${type === "array" ? "list" : type}`);
+    if (!ok) {
+      throw this.error(key, `${JSON.stringify(v)} is not a ${type === "array" ? "list" : type}`);
+    }
     if (type === "number" && (!Number.isFinite(v as number) || (v as number) < 0)) {
       throw this.error(key, `${v} must be a non-negative number`);
     }
@@ -170,14 +199,22 @@ function server(t: TableReader, cfg: Config): void {
   const hb = seconds(t, "heartbeat");
   if (hb) cfg.session.keepaliveIntervalMs = hb;
   for (const k of ["mux_con", "mux_version"]) {
-    if (t.get(k, "number", MUX) !== undefined) t.warn(k, "has no equivalent in half-tunnel's multiplexer; ignored");
+    if (t.get(k, "number", MUX) !== undefined) {
+      t.warn(k, "has no equivalent in half-tunnel's multiplexer; ignored");
+    }
   }
-  cfg.session.maxFramePayload = t.get<number>("mux_framesize", "number", MUX) ?? cfg.session.maxFramePayload;
-  cfg.session.replayBuffer = t.get<number>("mux_recievebuffer", "number", MUX) ?? cfg.session.replayBuffer;
-  cfg.session.streamWindow = t.get<number>("mux_streambuffer", "number", MUX) ?? cfg.session.streamWindow;
-  const cert = t.get<string>("tls_cert", "string", TLS), key = t.get<string>("tls_key", "string", TLS);
+  cfg.session.maxFramePayload = t.get<number>("mux_framesize", "number", MUX) ??
+    cfg.session.maxFramePayload;
+  cfg.session.replayBuffer = t.get<number>("mux_recievebuffer", "number", MUX) ??
+    cfg.session.replayBuffer;
+  cfg.session.streamWindow = t.get<number>("mux_streambuffer", "number", MUX) ??
+    cfg.session.streamWindow;
+  const cert = t.get<string>("tls_cert", "string", TLS),
+    key = t.get<string>("tls_key", "string", TLS);
   if (TLS.includes(t.transport)) {
-    if (!cert || !key) throw t.error(cert ? "tls_key" : "tls_cert", `is required for transport "${t.transport}"`);
+    if (!cert || !key) {
+      throw t.error(cert ? "tls_key" : "tls_cert", `is required for transport "${t.transport}"`);
+    }
     s.tls = { certFile: cert, keyFile: key };
   }
   const ports = t.get<unknown[]>("ports", "array") ?? [];
@@ -191,8 +228,11 @@ function client(t: TableReader, cfg: Config): void {
   const c = cfg.client;
   const remote = t.get<string>("remote_addr", "string");
   if (!remote) throw t.error("remote_addr", "is required");
-  const scheme = { tcp: "tcp", tcpmux: "tcp", ws: "ws", wsmux: "ws", wss: "wss", wssmux: "wss" }[t.transport];
-  c.upstreamUrl = c.downstreamUrl = scheme === "tcp" ? `tcp://${remote}` : `${scheme}://${remote}/tunnel`;
+  const scheme =
+    { tcp: "tcp", tcpmux: "tcp", ws: "ws", wsmux: "ws", wss: "wss", wssmux: "wss" }[t.transport];
+  c.upstreamUrl = c.downstreamUrl = scheme === "tcp"
+    ? `tcp://${remote}`
+    : `${scheme}://${remote}/tunnel`;
   // Backhaul clients accept the server's self-signed certificate; the token proof in every
   // handshake is what authenticates the server here.
   c.tls.insecureSkipVerify = TLS.includes(t.transport);

@@ -33,7 +33,9 @@ export async function loadConfig(opts: LoadOptions): Promise<Config> {
   try {
     text = await Deno.readTextFile(opts.file);
   } catch (e) {
-    throw new ConfigError(`cannot read config file ${opts.file}: ${e instanceof Error ? e.message : e}`);
+    throw new ConfigError(
+      `cannot read config file ${opts.file}: ${e instanceof Error ? e.message : e}`,
+    );
   }
   return parseConfigText(text, format, opts.file, opts);
 }
@@ -87,7 +89,11 @@ function applyYaml(cfg: Config, text: string, source: string): void {
   });
 }
 
-function walk(obj: Record<string, unknown>, prefix: string, leaf: (path: string, v: unknown) => void) {
+function walk(
+  obj: Record<string, unknown>,
+  prefix: string,
+  leaf: (path: string, v: unknown) => void,
+) {
   for (const [k, v] of Object.entries(obj)) {
     const path = prefix ? `${prefix}.${k}` : k;
     // A mapping under a known leaf key is a bad value for that key, not a deeper path.

@@ -19,11 +19,15 @@ function port(text: string, entry: string): number {
 
 function side(text: string, entry: string, allowRange: boolean) {
   const m = HOST_PORT.exec(text.trim());
-  if (!m) throw new ConfigError(`"${entry}": "${text}" is not [host:]port${allowRange ? "[-port]" : ""}`);
+  if (!m) {
+    throw new ConfigError(`"${entry}": "${text}" is not [host:]port${allowRange ? "[-port]" : ""}`);
+  }
   const host = m[1] ?? m[2] ?? "";
   const start = port(m[3], entry);
   const end = m[4] !== undefined ? port(m[4], entry) : start;
-  if (m[4] !== undefined && !allowRange) throw new ConfigError(`"${entry}": a range is not allowed in "${text}"`);
+  if (m[4] !== undefined && !allowRange) {
+    throw new ConfigError(`"${entry}": a range is not allowed in "${text}"`);
+  }
   if (end < start) throw new ConfigError(`"${entry}": range ${start}-${end} is reversed`);
   return { host, start, end };
 }
@@ -61,7 +65,9 @@ export function parsePortMapping(entry: string): PortMapping {
 /** `"PORT=host:port"`: the client dials host:port when the server sends PORT. */
 export function parseForwarder(entry: string): [number, { host: string; port: number }] {
   const [k, v, extra] = String(entry).split("=");
-  if (v === undefined || extra !== undefined) throw new ConfigError(`forwarder: "${entry}" is not PORT=host:port`);
+  if (v === undefined || extra !== undefined) {
+    throw new ConfigError(`forwarder: "${entry}" is not PORT=host:port`);
+  }
   const r = side(v, entry, false);
   if (!r.host) throw new ConfigError(`forwarder: "${entry}" needs a host in host:port`);
   return [port(k.trim(), entry), { host: r.host, port: r.start }];
@@ -75,5 +81,11 @@ export function parseStaticForward(entry: string): StaticForward {
   }
   const a = side(l, entry, false), b = side(r, entry, false);
   if (!b.host) throw new ConfigError(`forwards: "${entry}" needs a target host`);
-  return { listenHost: a.host || "127.0.0.1", listenPort: a.start, targetHost: b.host, targetPort: b.start, source: entry };
+  return {
+    listenHost: a.host || "127.0.0.1",
+    listenPort: a.start,
+    targetHost: b.host,
+    targetPort: b.start,
+    source: entry,
+  };
 }

@@ -24,14 +24,25 @@ const LOG_LEVELS = ["trace", "debug", "info", "warning", "warn", "error", "fatal
 function key<K extends Kind>(
   path: string,
   kind: K,
-  set: (c: Config, v: K extends "bool" ? boolean : K extends "list" ? string[] : K extends "string" ? string : number) => void,
+  set: (
+    c: Config,
+    v: K extends "bool" ? boolean
+      : K extends "list" ? string[]
+      : K extends "string" ? string
+      : number,
+  ) => void,
   values?: readonly string[],
 ): KeySpec {
   return { path, kind, set: set as (c: Config, v: never) => void, values };
 }
 
 export const KEYS: KeySpec[] = [
-  key("log.level", "string", (c, v) => c.log.level = (v === "warn" ? "warning" : v) as LogLevel, LOG_LEVELS),
+  key(
+    "log.level",
+    "string",
+    (c, v) => c.log.level = (v === "warn" ? "warning" : v) as LogLevel,
+    LOG_LEVELS,
+  ),
   key("auth.key", "string", (c, v) => c.auth.key = v),
   key("auth.hmac", "bool", (c, v) => c.auth.hmac = v),
   key("session.keepalive_interval", "duration", (c, v) => c.session.keepaliveIntervalMs = v),
@@ -46,7 +57,10 @@ export const KEYS: KeySpec[] = [
   key("server.downstream_addr", "string", (c, v) => c.server.downstreamAddr = v),
   key("server.downstream_path", "string", (c, v) => c.server.downstreamPath = v),
   key("server.transport", "string", (c, v) => c.server.legKind = v as "ws" | "tcp", ["ws", "tcp"]),
-  key("server.mode", "string", (c, v) => c.server.streamMode = v as "mux" | "pool", ["mux", "pool"]),
+  key("server.mode", "string", (c, v) => c.server.streamMode = v as "mux" | "pool", [
+    "mux",
+    "pool",
+  ]),
   key("server.tls.cert_file", "string", (c, v) => tlsServer(c).certFile = v),
   key("server.tls.key_file", "string", (c, v) => tlsServer(c).keyFile = v),
   key("server.exit", "bool", (c, v) => c.server.exit = v),
@@ -60,7 +74,10 @@ export const KEYS: KeySpec[] = [
   key("server.keepalive_period", "duration", (c, v) => c.server.keepalivePeriodMs = v),
   key("client.upstream_url", "string", (c, v) => c.client.upstreamUrl = v),
   key("client.downstream_url", "string", (c, v) => c.client.downstreamUrl = v),
-  key("client.mode", "string", (c, v) => c.client.streamMode = v as "mux" | "pool", ["mux", "pool"]),
+  key("client.mode", "string", (c, v) => c.client.streamMode = v as "mux" | "pool", [
+    "mux",
+    "pool",
+  ]),
   key("client.tls.ca_file", "string", (c, v) => c.client.tls.caFile = v),
   key("client.tls.insecure_skip_verify", "bool", (c, v) => c.client.tls.insecureSkipVerify = v),
   key("client.tls.sni", "string", (c, v) => c.client.tls.sni = v),
@@ -76,7 +93,11 @@ export const KEYS: KeySpec[] = [
   key("client.connection_pool", "int", (c, v) => c.client.connectionPool = v),
   key("client.aggressive_pool", "bool", (c, v) => c.client.aggressivePool = v),
   key("client.mux_session", "int", (c, v) => c.client.muxSessions = v),
-  key("client.reconnect.initial_delay", "duration", (c, v) => c.client.reconnect.initialDelayMs = v),
+  key(
+    "client.reconnect.initial_delay",
+    "duration",
+    (c, v) => c.client.reconnect.initialDelayMs = v,
+  ),
   key("client.reconnect.max_delay", "duration", (c, v) => c.client.reconnect.maxDelayMs = v),
   key("client.reconnect.multiplier", "number", (c, v) => c.client.reconnect.multiplier = v),
   key("client.reconnect.jitter", "number", (c, v) => c.client.reconnect.jitter = v),
@@ -105,7 +126,10 @@ const drafts = new WeakMap<Config, SocksDraft>();
 function socks(c: Config): SocksDraft {
   let d = drafts.get(c);
   if (!d) {
-    d = { enabled: c.client.socks5 !== null, ...(c.client.socks5 ?? { listen: "127.0.0.1:1080", username: "", password: "" }) };
+    d = {
+      enabled: c.client.socks5 !== null,
+      ...(c.client.socks5 ?? { listen: "127.0.0.1:1080", username: "", password: "" }),
+    };
     drafts.set(c, d);
   }
   return d;
@@ -115,7 +139,9 @@ function socks(c: Config): SocksDraft {
 export function settleSocks(c: Config): void {
   const d = drafts.get(c);
   if (!d) return;
-  c.client.socks5 = d.enabled ? { listen: d.listen, username: d.username, password: d.password } : null;
+  c.client.socks5 = d.enabled
+    ? { listen: d.listen, username: d.username, password: d.password }
+    : null;
 }
 
 function tlsServer(c: Config) {

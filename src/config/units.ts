@@ -23,7 +23,9 @@ export function parseDuration(v: unknown, key: string): number {
     const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(v);
     if (m) return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? "s").toLowerCase()]);
   }
-  throw new ConfigError(`${key}: "${String(v)}" is not a duration (e.g. 200ms, 10s, 1m, or seconds)`);
+  throw new ConfigError(
+    `${key}: "${String(v)}" is not a duration (e.g. 200ms, 10s, 1m, or seconds)`,
+  );
 }
 
 /** Bytes. A bare number means bytes. */

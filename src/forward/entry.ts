@@ -8,6 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import { listenBurst } from "../transport/burst_listener.ts";
 import { errText, type Stream, StreamError } from "../mux/stream.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
 
@@ -33,10 +34,10 @@ export interface Entry {
 
 export function listenSocks5(opts: SocksEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
-  const listener = Deno.listen({ hostname, port });
-  serve(listener, (conn) => handleSocks(conn, opts));
+  const listener = listenBurst(hostname, port);
+  listener.serve((conn) => handleSocks(conn, opts));
   log.info("SOCKS5 proxy listening on {addr}", { addr: show(listener.addr) });
-  return { addr: listener.addr as Deno.NetAddr, close: () => closeListener(listener) };
+  return listener;
 }
 
 async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise<void> {
@@ -45,7 +46,10 @@ async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise
   try {
     req = await acceptSocks5(conn, { auth: opts.auth(), timeoutMs: opts.timeoutMs });
   } catch (e) {
-    log.info("SOCKS5 client {peer} rejected: {reason}", { peer: show(conn.remoteAddr), reason: errText(e) });
+    log.info("SOCKS5 client {peer} rejected: {reason}", {
+      peer: show(conn.remoteAddr),
+      reason: errText(e),
+    });
     return safeClose(conn);
   }
   const { host, port } = req.target;
@@ -78,8 +82,8 @@ export interface ForwardEntryOptions {
 
 /** A static forward: every connection to `listen` is carried to `target` on the exit side. */
 export function listenForward(opts: ForwardEntryOptions): Entry {
-  const listener = Deno.listen(opts.listen);
-  serve(listener, async (conn) => {
+  const listener = listenBurst(opts.listen.hostname, opts.listen.port);
+  listener.serve(async (conn) => {
     tuneSocket(conn, opts.socket);
     try {
       const stream = await opts.open(opts.target);
@@ -93,13 +97,7 @@ export function listenForward(opts: ForwardEntryOptions): Entry {
     listen: show(listener.addr),
     target: formatHostPort(opts.target.host, opts.target.port),
   });
-  return { addr: listener.addr as Deno.NetAddr, close: () => closeListener(listener) };
-}
-
-function serve(listener: Deno.Listener<Deno.TcpConn>, handle: (c: Deno.TcpConn) => void): void {
-  (async () => {
-    for await (const conn of listener) handle(conn);
-  })().catch(() => {});
+  return listener;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -107,7 +105,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([
     p,
     new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new StreamError(`${what} within ${ms} ms`, SocksReply.TTL_EXPIRED)), ms);
+      t = setTimeout(
+        () => rej(new StreamError(`${what} within ${ms} ms`, SocksReply.TTL_EXPIRED)),
+        ms,
+      );
     }),
   ]).finally(() => clearTimeout(t));
 }
@@ -120,11 +121,5 @@ function show(a: Deno.Addr): string {
 function safeClose(c: Deno.Conn): void {
   try {
     c.close();
-  } catch { /* closed */ }
-}
-
-function closeListener(l: Deno.Listener): void {
-  try {
-    l.close();
   } catch { /* closed */ }
 }

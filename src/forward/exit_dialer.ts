@@ -26,7 +26,11 @@ export interface ExitPolicy {
   socket: SocketOptions;
 }
 
-export async function dialExit(host: string, port: number, policy: ExitPolicy): Promise<Deno.TcpConn> {
+export async function dialExit(
+  host: string,
+  port: number,
+  policy: ExitPolicy,
+): Promise<Deno.TcpConn> {
   const addrs = await resolve(host, policy.dialTimeoutMs);
   let lastErr: StreamError | null = null;
   for (const ip of addrs) {

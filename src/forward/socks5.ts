@@ -79,7 +79,10 @@ export function parseAuthRequest(b: Uint8Array): Parsed<SocksAuth> {
   if (b.length < end) return null;
   const td = new TextDecoder();
   return {
-    value: { username: td.decode(b.subarray(2, 2 + ulen)), password: td.decode(b.subarray(3 + ulen, end)) },
+    value: {
+      username: td.decode(b.subarray(2, 2 + ulen)),
+      password: td.decode(b.subarray(3 + ulen, end)),
+    },
     used: end,
   };
 }
@@ -118,7 +121,10 @@ export function parseRequest(b: Uint8Array): Parsed<{ cmd: number; target: Socks
     host = String.fromCharCode(...name);
     type = "domain";
   } else {
-    throw new SocksError(`unsupported address type ${hex(atyp)}`, SocksReply.ADDRESS_TYPE_NOT_SUPPORTED);
+    throw new SocksError(
+      `unsupported address type ${hex(atyp)}`,
+      SocksReply.ADDRESS_TYPE_NOT_SUPPORTED,
+    );
   }
   const port = (b[end] << 8) | b[end + 1];
   if (port === 0) throw new SocksError("destination port 0", SocksReply.GENERAL_FAILURE);
@@ -197,13 +203,16 @@ export async function acceptSocks5(
     if (!methods.includes(want)) {
       await writeAll(conn, new Uint8Array([5, NO_ACCEPTABLE]));
       throw new SocksError(
-        opts.auth ? "client does not offer username/password authentication" : "client requires authentication",
+        opts.auth
+          ? "client does not offer username/password authentication"
+          : "client requires authentication",
       );
     }
     await writeAll(conn, new Uint8Array([5, want]));
     if (opts.auth) {
       const cred = await rd.next(parseAuthRequest, "authentication");
-      const ok = sameSecret(cred.username, opts.auth.username) && sameSecret(cred.password, opts.auth.password);
+      const ok = sameSecret(cred.username, opts.auth.username) &&
+        sameSecret(cred.password, opts.auth.password);
       await writeAll(conn, new Uint8Array([1, ok ? 0 : 1]));
       if (!ok) throw new SocksError("wrong username or password");
     }
@@ -218,7 +227,10 @@ export async function acceptSocks5(
     }
     if (req.cmd !== CMD_CONNECT) {
       await writeAll(conn, encodeReply(SocksReply.COMMAND_NOT_SUPPORTED));
-      throw new SocksError(`command ${hex(req.cmd)} not supported (only CONNECT)`, SocksReply.COMMAND_NOT_SUPPORTED);
+      throw new SocksError(
+        `command ${hex(req.cmd)} not supported (only CONNECT)`,
+        SocksReply.COMMAND_NOT_SUPPORTED,
+      );
     }
     clearTimeout(timer);
     let replied = false;

@@ -23,7 +23,9 @@ export async function socks5Connect(
     conn.setNoDelay(true);
     await writeAll(conn, new Uint8Array(auth ? [5, 1, 2] : [5, 1, 0]));
     const m = await readN(conn, 2);
-    if (m[0] !== 5 || m[1] === 0xff) throw new SocksClientError("proxy accepted no offered method", 0xff);
+    if (m[0] !== 5 || m[1] === 0xff) {
+      throw new SocksClientError("proxy accepted no offered method", 0xff);
+    }
     if (m[1] === 2) {
       const te = new TextEncoder();
       const u = te.encode(auth?.username ?? ""), p = te.encode(auth?.password ?? "");

@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
-import { Ctrl, Flag, type FrameHeader, FrameError } from "../protocol/frame.ts";
+import { Ctrl, Flag, FrameError, type FrameHeader } from "../protocol/frame.ts";
 import type { Session, SessionHandler } from "../session/session.ts";
 import { errText, Stream, type StreamHost } from "./stream.ts";
 

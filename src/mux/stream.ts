@@ -5,6 +5,7 @@
  * Half-close is real: FIN in one direction leaves the other open.
  */
 
+import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/leg.ts";
 
@@ -22,6 +23,7 @@ export class StreamError extends Error {
   }
 }
 
+const log = getLogger(["half-tunnel", "stream"]);
 const EMPTY = new Uint8Array(0);
 const SMALL_READ = 16 * 1024;
 const te = new TextEncoder();
@@ -83,6 +85,7 @@ export class Stream {
   /** Aborts both directions and tells the peer. */
   reset(reason: string, code = 1): void {
     if (this.#done) return;
+    log.debug("stream {id} reset: {reason}", { id: this.id, reason });
     this.host.send(Flag.CTRL, this.id, codeAndText(code, reason), Ctrl.RESET).catch(() => {});
     this.#finish();
   }
@@ -142,6 +145,10 @@ export class Stream {
         this.#finish();
         return;
       case Ctrl.RESET:
+        log.debug("stream {id} reset by peer: {reason}", {
+          id: this.id,
+          reason: td.decode(p.subarray(2)),
+        });
         this.#openReject(new StreamError(td.decode(p.subarray(2)) || "reset by peer", p[1] ?? 1));
         this.#finish();
         return;

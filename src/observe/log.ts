@@ -4,7 +4,13 @@
  * ids and reasons, never keys, tokens or passwords.
  */
 
-import { configure, getTextFormatter, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
+import {
+  configure,
+  getTextFormatter,
+  type LogLevel,
+  type LogRecord,
+  reset,
+} from "@logtape/logtape";
 
 const formatter = getTextFormatter({ timestamp: "date-time-tz" });
 const enc = new TextEncoder();

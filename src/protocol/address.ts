@@ -42,7 +42,9 @@ export function decodeAddress(b: Uint8Array): Address {
   } else if (t === 3) {
     const n = b[1] ?? 0;
     end = 2 + n;
-    if (n === 0 || b.length !== end + 2) throw new FrameError("domain address has the wrong length");
+    if (n === 0 || b.length !== end + 2) {
+      throw new FrameError("domain address has the wrong length");
+    }
     host = td.decode(b.subarray(2, end));
   } else {
     throw new FrameError(`unknown address type ${t}`);

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import {
   checkHeader,
   Flag,
-  type FrameHeader,
   FrameError,
+  type FrameHeader,
   frameSize,
   HEADER_LEN,
   readHeader,
@@ -31,7 +31,13 @@ Deno.test("header is the seed's 34-byte layout, big-endian", () => {
   assert.deepEqual([...b.subarray(32, 34)], [0, 3]);
   const h: FrameHeader = { flags: 0, streamId: 0, seq: 0, ack: 0, payloadLen: 0 };
   readHeader(new DataView(b.buffer), 0, h);
-  assert.deepEqual(h, { flags: Flag.DATA, streamId: 7, seq: 0x01020304, ack: 0xfffffffe, payloadLen: 3 });
+  assert.deepEqual(h, {
+    flags: Flag.DATA,
+    streamId: 7,
+    seq: 0x01020304,
+    ack: 0xfffffffe,
+    payloadLen: 3,
+  });
 });
 
 Deno.test("strict header checks name the bad field", () => {
@@ -40,7 +46,10 @@ Deno.test("strict header checks name the bad field", () => {
   assert.equal(check(encode(Flag.DATA, 3)), 37);
   const badMagic = encode(Flag.DATA, 0);
   badMagic[0] = 0x47;
-  assert.throws(() => check(badMagic), (e) => e instanceof FrameError && /bad magic/.test(e.message));
+  assert.throws(
+    () => check(badMagic),
+    (e) => e instanceof FrameError && /bad magic/.test(e.message),
+  );
   const badVer = encode(Flag.DATA, 0);
   badVer[2] = 1;
   assert.throws(() => check(badVer), /unsupported protocol version 1/);
@@ -60,10 +69,18 @@ Deno.test("sequence numbers compare across the u32 wrap", () => {
 });
 
 Deno.test("addresses round-trip in SOCKS5 layout", () => {
-  for (const [host, port] of [["1.2.3.4", 80], ["2001:db8::1", 443], ["example.org", 22], ["::", 1]] as const) {
+  for (
+    const [host, port] of [["1.2.3.4", 80], ["2001:db8::1", 443], ["example.org", 22], [
+      "::",
+      1,
+    ]] as const
+  ) {
     assert.deepEqual(decodeAddress(encodeAddress(host, port)), { host, port });
   }
-  assert.equal(formatIPv6(new Uint8Array(parseIPv6("2001:0db8:0:0:1:0:0:1")!)), "2001:db8::1:0:0:1");
+  assert.equal(
+    formatIPv6(new Uint8Array(parseIPv6("2001:0db8:0:0:1:0:0:1")!)),
+    "2001:db8::1:0:0:1",
+  );
   assert.deepEqual(parseIPv6("::ffff:10.0.0.1")!.slice(10), [0xff, 0xff, 10, 0, 0, 1]);
   assert.equal(parseIPv6("1::2::3"), null);
   assert.throws(() => decodeAddress(new Uint8Array([9, 0, 0])), /unknown address type 9/);

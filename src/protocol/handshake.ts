@@ -172,7 +172,9 @@ export function verifyWelcome(
   }
   const expect = mac(keys.auth, [enc("HT2 welcome"), hello.subarray(48, 80), b.subarray(0, 24)]);
   if (!timingSafeEqual(expect, b.subarray(24, 56))) {
-    throw new HandshakeError("server did not prove the key (wrong key or not a half-tunnel server)");
+    throw new HandshakeError(
+      "server did not prove the key (wrong key or not a half-tunnel server)",
+    );
   }
   return { status: b[0], flags: b[1], recvAck: new DataView(b.buffer, b.byteOffset).getUint32(20) };
 }

@@ -23,7 +23,10 @@ Deno.test("hello verifies once, with the right key, within the time window", () 
   assert.equal(h.recvAck, 42);
   assert.deepEqual([...h.sessionId], [...sid]);
   assert.throws(() => verifyHello(keys, hello, replay), /replayed/);
-  assert.throws(() => verifyHello(other, encodeHello(keys, Role.UP, 0, sid, 0), new ReplayCache()), /wrong key/);
+  assert.throws(
+    () => verifyHello(other, encodeHello(keys, Role.UP, 0, sid, 0), new ReplayCache()),
+    /wrong key/,
+  );
   const old = encodeHello(keys, Role.UP, 0, sid, 0, Date.now() - HELLO_MAX_SKEW_MS - 5000);
   assert.throws(() => verifyHello(keys, old, new ReplayCache()), /clock skew or replay/);
   const tampered = encodeHello(keys, Role.UP, 0, sid, 0);

@@ -9,7 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
 import { encodeHello, HelloFlag, type Keys, Role, WelcomeStatus } from "../protocol/handshake.ts";
-import { type DialSpec, dialLeg } from "../transport/dial.ts";
+import { dialLeg, type DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
 import { readWelcome } from "../session/welcome.ts";
@@ -80,12 +80,19 @@ export class PoolManager {
     try {
       const flags = this.opts.hmac ? HelloFlag.HMAC : 0;
       const hello = encodeHello(this.opts.keys, Role.POOL, flags, control.id, 0);
-      const raw = await dialLeg(this.opts.spec, control.id, hello, `${this.opts.spec.url.host} pool`);
+      const raw = await dialLeg(
+        this.opts.spec,
+        control.id,
+        hello,
+        `${this.opts.spec.url.host} pool`,
+      );
       const w = await readWelcome(raw, this.opts.keys, hello, this.opts.spec.timeoutMs);
       if (w.status !== WelcomeStatus.OK) {
         w.leg.close();
         throw new Error(
-          w.status === WelcomeStatus.UNKNOWN_SESSION ? "server does not know the control session" : `status ${w.status}`,
+          w.status === WelcomeStatus.UNKNOWN_SESSION
+            ? "server does not know the control session"
+            : `status ${w.status}`,
         );
       }
       session = new Session({
@@ -123,7 +130,10 @@ export class PoolManager {
       session?.close("pool connection failed");
       if (!this.#stopped && this.#retry === null) {
         const delay = this.#backoff.next();
-        log.warn("pool connection failed: {reason}; retrying in {ms} ms", { reason: errText(e), ms: delay });
+        log.warn("pool connection failed: {reason}; retrying in {ms} ms", {
+          reason: errText(e),
+          ms: delay,
+        });
         this.#retry = setTimeout(() => {
           this.#retry = null;
           this.fill();

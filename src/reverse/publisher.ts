@@ -2,8 +2,8 @@
  * Server side of the reverse tunnel: binds every published port at start (a port that cannot be
  * bound is an error naming it), and carries each user connection to the client as one stream:
  * over a multiplexed session (`tcpmux`, `wsmux`, YAML reverse) or over one pre-dialled pool
- * connection (`tcp`, `ws`). Connections that find no tunnel wait in a queue bounded by
- * `channel_size`; beyond it they are refused with a log line, never left hanging.
+ * connection (`tcp`, `ws`). Connections that find no tunnel (the client is away) wait in a queue
+ * bounded by `channel_size`; beyond it they are refused with a log line, never left hanging.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -13,6 +13,7 @@ import { Ctrl, Flag } from "../protocol/frame.ts";
 import { type Hello, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
 import { type Leg, type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import { type BurstListener, listenBurst } from "../transport/burst_listener.ts";
 import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../mux/stream.ts";
@@ -45,7 +46,7 @@ interface Waiter {
 }
 
 export class Publisher {
-  #listeners: Deno.Listener[] = [];
+  #listeners: BurstListener[] = [];
   #muxes: Mux[] = [];
   #rr = 0;
   #idlePool: Mux[] = [];
@@ -73,18 +74,20 @@ export class Publisher {
   }
 
   #bind(m: PortMapping, port: number): void {
-    let l: Deno.TcpListener;
+    let l: BurstListener;
     try {
-      l = Deno.listen({ hostname: m.bindHost, port });
+      l = listenBurst(m.bindHost, port);
     } catch (e) {
-      throw new Error(`cannot publish port ${formatHostPort(m.bindHost, port)} (from "${m.source}"): ${errText(e)}`);
+      throw new Error(
+        `cannot publish port ${formatHostPort(m.bindHost, port)} (from "${m.source}"): ${
+          errText(e)
+        }`,
+      );
     }
     this.#listeners.push(l);
     this.boundPorts.push(port);
     const target: Address = { host: m.targetHost || "127.0.0.1", port: m.targetPort ?? port };
-    (async () => {
-      for await (const conn of l) this.#onUser(conn, target);
-    })().catch(() => {});
+    l.serve((conn) => this.#onUser(conn, target));
   }
 
   /** A multiplexed session that can carry streams (mux mode, and pool mode's control session). */
@@ -124,11 +127,17 @@ export class Publisher {
       : undefined;
     if (this.#dispatch(conn, target, header)) return;
     if (this.#queue.length >= this.opts.channelSize) {
-      log.warn("refused connection from {peer} to port {port}: {n} already wait for the tunnel (channel_size)", {
-        peer: formatHostPort((conn.remoteAddr as Deno.NetAddr).hostname, (conn.remoteAddr as Deno.NetAddr).port),
-        port: (conn.localAddr as Deno.NetAddr).port,
-        n: this.#queue.length,
-      });
+      log.warn(
+        "refused connection from {peer} to port {port}: {n} already wait for the tunnel (channel_size)",
+        {
+          peer: formatHostPort(
+            (conn.remoteAddr as Deno.NetAddr).hostname,
+            (conn.remoteAddr as Deno.NetAddr).port,
+          ),
+          port: (conn.localAddr as Deno.NetAddr).port,
+          n: this.#queue.length,
+        },
+      );
       conn.close();
       return;
     }
@@ -149,9 +158,17 @@ export class Publisher {
     this.#askForPool();
   }
 
-  /** Starts a stream for the connection if a tunnel is available now. */
+  /**
+   * Starts a stream for the connection if a tunnel is available now. In pool mode a burst larger
+   * than the idle pool overflows onto the control session (a multiplexed one), so connections
+   * never wait for pool connections to be dialled; the client is asked to grow the pool.
+   */
   #dispatch(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): boolean {
-    const mux = this.opts.mode === "mux" ? this.#nextMux() : this.#idlePool.shift();
+    let mux = this.opts.mode === "pool" ? this.#idlePool.shift() : undefined;
+    if (!mux) {
+      mux = this.#nextMux();
+      if (mux && this.opts.mode === "pool") this.#askForPool();
+    }
     if (!mux) return false;
     try {
       mux.open(target).attach(conn, header);
@@ -184,9 +201,9 @@ export class Publisher {
   #askForPool(): void {
     const control = this.#nextMux();
     if (this.opts.mode !== "pool" || !control) return;
-    const want = Math.max(0, this.#queue.length + this.opts.poolTarget - this.#idlePool.length);
+    const want = Math.max(1, this.#queue.length + this.opts.poolTarget - this.#idlePool.length);
     const now = Date.now();
-    if (!want || now - this.#lastWant < 20) return;
+    if (now - this.#lastWant < 20) return;
     this.#lastWant = now;
     const p = new Uint8Array(2);
     new DataView(p.buffer).setUint16(0, Math.min(want, 0xffff));
@@ -194,11 +211,7 @@ export class Publisher {
   }
 
   close(): void {
-    for (const l of this.#listeners) {
-      try {
-        l.close();
-      } catch { /* closed */ }
-    }
+    for (const l of this.#listeners) l.close();
     for (const w of this.#queue) {
       clearTimeout(w.timer);
       w.conn.close();

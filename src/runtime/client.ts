@@ -31,7 +31,10 @@ export interface RunningClient {
   close(): Promise<void>;
 }
 
-export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.key)): Promise<RunningClient> {
+export async function startClient(
+  cfg: Config,
+  keys: Keys = deriveKeys(cfg.auth.key),
+): Promise<RunningClient> {
   const cc = cfg.client;
   let current = cfg;
   const socket: SocketOptions = { nodelay: cc.nodelay, keepalive: true };
@@ -48,7 +51,10 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
   });
   const legs: LegPlan[] = cc.upstreamUrl === cc.downstreamUrl
     ? [{ role: Role.BOTH, spec: spec(cc.upstreamUrl) }]
-    : [{ role: Role.UP, spec: spec(cc.upstreamUrl) }, { role: Role.DOWN, spec: spec(cc.downstreamUrl) }];
+    : [{ role: Role.UP, spec: spec(cc.upstreamUrl) }, {
+      role: Role.DOWN,
+      spec: spec(cc.downstreamUrl),
+    }];
 
   // One slot per parallel session (`mux_session`); pool mode has one control session.
   const count = cc.streamMode === "mux" ? cc.muxSessions : 1;
@@ -56,7 +62,9 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
   let rr = 0;
   let pool: PoolManager | null = null;
   const muxWaiters = new Set<(m: Mux) => void>();
-  const onOpen = cc.reverse ? reverseHandler(() => current.client.forwarder, socket, cc.dialTimeoutMs) : null;
+  const onOpen = cc.reverse
+    ? reverseHandler(() => current.client.forwarder, socket, cc.dialTimeoutMs)
+    : null;
   const connectors = muxes.map((_, slot) =>
     new Connector({
       keys,
@@ -86,7 +94,11 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
       spec: legs[0].spec,
       size: cc.connectionPool,
       aggressive: cc.aggressivePool,
-      session: { ...cfg.session, keepaliveIntervalMs: cc.keepalivePeriodMs, livenessTimeoutMs: 2 * cc.keepalivePeriodMs },
+      session: {
+        ...cfg.session,
+        keepaliveIntervalMs: cc.keepalivePeriodMs,
+        livenessTimeoutMs: 2 * cc.keepalivePeriodMs,
+      },
       reconnect: cc.reconnect,
       mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
       onOpen,
@@ -113,7 +125,8 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
       muxWaiters.add(done);
     });
   };
-  const open = async (target: Address): Promise<Stream> => (await liveMux(cc.dialTimeoutMs)).open(target);
+  const open = async (target: Address): Promise<Stream> =>
+    (await liveMux(cc.dialTimeoutMs)).open(target);
 
   const entries: Entry[] = [];
   try {
@@ -153,11 +166,23 @@ export async function startClient(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
     reload(next: Config): string[] {
       const needsRestart: string[] = [];
       const a = current.client, b = next.client;
-      for (const k of ["upstreamUrl", "downstreamUrl", "legKind", "streamMode", "reverse", "hostHeader", "edgeIp"] as const) {
+      for (
+        const k of [
+          "upstreamUrl",
+          "downstreamUrl",
+          "legKind",
+          "streamMode",
+          "reverse",
+          "hostHeader",
+          "edgeIp",
+        ] as const
+      ) {
         if (a[k] !== b[k]) needsRestart.push(`client.${k}`);
       }
       if (a.socks5?.listen !== b.socks5?.listen) needsRestart.push("client.socks5.listen");
-      if (JSON.stringify(a.forwards) !== JSON.stringify(b.forwards)) needsRestart.push("client.forwards");
+      if (JSON.stringify(a.forwards) !== JSON.stringify(b.forwards)) {
+        needsRestart.push("client.forwards");
+      }
       if (current.auth.key !== next.auth.key) needsRestart.push("auth.key");
       current = next;
       return needsRestart;

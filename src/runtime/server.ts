@@ -28,7 +28,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.key)): Promise<RunningServer> {
+export async function startServer(
+  cfg: Config,
+  keys: Keys = deriveKeys(cfg.auth.key),
+): Promise<RunningServer> {
   const sc = cfg.server;
   const socket: SocketOptions = { nodelay: sc.nodelay, keepalive: true };
   let current = cfg;
@@ -54,7 +57,9 @@ export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
       });
       publisher?.addMux(mux);
     },
-    onPoolLeg: sc.streamMode === "pool" ? (s, leg, hello, welcome) => publisher?.addPoolLeg(s, leg, hello, welcome) : null,
+    onPoolLeg: sc.streamMode === "pool"
+      ? (s, leg, hello, welcome) => publisher?.addPoolLeg(s, leg, hello, welcome)
+      : null,
   });
 
   const listeners: LegListener[] = [];
@@ -92,7 +97,11 @@ export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
         poolTarget: sc.connectionPool,
         socket,
         keys,
-        poolSession: { ...cfg.session, keepaliveIntervalMs: sc.keepalivePeriodMs, livenessTimeoutMs: 2 * sc.keepalivePeriodMs },
+        poolSession: {
+          ...cfg.session,
+          keepaliveIntervalMs: sc.keepalivePeriodMs,
+          livenessTimeoutMs: 2 * sc.keepalivePeriodMs,
+        },
         mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
       });
       for (const p of publisher.boundPorts) ownPorts.add(p);
@@ -109,7 +118,17 @@ export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
     reload(next: Config): string[] {
       const needsRestart: string[] = [];
       const a = current.server, b = next.server;
-      for (const k of ["upstreamAddr", "downstreamAddr", "upstreamPath", "downstreamPath", "legKind", "streamMode", "exit"] as const) {
+      for (
+        const k of [
+          "upstreamAddr",
+          "downstreamAddr",
+          "upstreamPath",
+          "downstreamPath",
+          "legKind",
+          "streamMode",
+          "exit",
+        ] as const
+      ) {
         if (a[k] !== b[k]) needsRestart.push(`server.${k}`);
       }
       if (JSON.stringify(a.tls) !== JSON.stringify(b.tls)) needsRestart.push("server.tls");
@@ -128,5 +147,5 @@ export async function startServer(cfg: Config, keys: Keys = deriveKeys(cfg.auth.
 
 function sameAddr(a: string, b: string): boolean {
   const x = parseHostPort(a), y = parseHostPort(b);
-  return x.port !== 0 && x.hostname === y.hostname && x.port === y.port;
+  return a === b || (x.port !== 0 && x.hostname === y.hostname && x.port === y.port);
 }

@@ -17,7 +17,7 @@ import {
   WelcomeStatus,
 } from "../protocol/handshake.ts";
 import { SESSION_ID_LEN } from "../protocol/frame.ts";
-import { type DialSpec, dialLeg } from "../transport/dial.ts";
+import { dialLeg, type DialSpec } from "../transport/dial.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../mux/stream.ts";
 import { Session } from "./session.ts";
@@ -106,7 +106,10 @@ export class Connector {
       } catch (e) {
         session?.close("could not bring up every leg");
         const delay = backoff.next();
-        log.warn("connect failed: {reason}; retrying in {ms} ms", { reason: errText(e), ms: delay });
+        log.warn("connect failed: {reason}; retrying in {ms} ms", {
+          reason: errText(e),
+          ms: delay,
+        });
         await this.#sleep(delay);
         continue;
       }
@@ -211,7 +214,11 @@ export class Connector {
 }
 
 export function roleName(role: RoleValue): string {
-  return role === Role.UP ? "upstream" : role === Role.DOWN ? "downstream" : role === Role.BOTH
+  return role === Role.UP
+    ? "upstream"
+    : role === Role.DOWN
+    ? "downstream"
+    : role === Role.BOTH
     ? "tunnel"
     : "pool";
 }

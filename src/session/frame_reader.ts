@@ -7,8 +7,8 @@
 import { timingSafeEqual } from "node:crypto";
 import {
   checkHeader,
-  type FrameHeader,
   FrameError,
+  type FrameHeader,
   HEADER_LEN,
   MAC_LEN,
   MAX_PAYLOAD,

@@ -117,4 +117,3 @@ export class SessionRegistry {
     for (const s of [...this.#sessions.values()]) s.close(reason, true);
   }
 }
-

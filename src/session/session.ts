@@ -14,12 +14,12 @@ import type { SessionConfig } from "../config/model.ts";
 import {
   Ctrl,
   Flag,
-  type FrameHeader,
   FrameError,
+  type FrameHeader,
   frameSize,
   HEADER_LEN,
-  SEQUENCED,
   seqAfter,
+  SEQUENCED,
   writeHeader,
 } from "../protocol/frame.ts";
 import { frameKey, hexOf, type Keys, Role, type RoleValue } from "../protocol/handshake.ts";
@@ -200,7 +200,17 @@ export class Session {
     const r = this.#ring.reserve(frameSize(plen, this.hmac));
     if (!r) return false;
     const f = this.#mac ? flags | Flag.HMAC : flags;
-    writeHeader(r.buf, r.view, r.off, f, this.id, streamId, this.#ring.nextSeq, this.#recvSeq, plen);
+    writeHeader(
+      r.buf,
+      r.view,
+      r.off,
+      f,
+      this.id,
+      streamId,
+      this.#ring.nextSeq,
+      this.#recvSeq,
+      plen,
+    );
     let p = r.off + HEADER_LEN;
     if (ctrl !== undefined) r.buf[p++] = ctrl;
     r.buf.set(payload, p);

@@ -31,7 +31,10 @@ export function readWelcome(
     let closeErr: Error | undefined | null = null;
     let sink: ((c: Uint8Array, s: boolean) => void) | null = null;
     let closeSink: ((e?: Error) => void) | null = null;
-    const timer = setTimeout(() => fail(new HandshakeError("no welcome from server in time")), timeoutMs);
+    const timer = setTimeout(
+      () => fail(new HandshakeError("no welcome from server in time")),
+      timeoutMs,
+    );
 
     function fail(e: Error) {
       if (settled) return;

@@ -7,7 +7,14 @@
 import type { LegKind, TlsClientConfig } from "../config/model.ts";
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import { encodeHelloCookie } from "./hello_cookie.ts";
-import { type ByteConn, type Leg, type SocketOptions, TransportError, tuneSocket, writeAll } from "./leg.ts";
+import {
+  type ByteConn,
+  type Leg,
+  type SocketOptions,
+  TransportError,
+  tuneSocket,
+  writeAll,
+} from "./leg.ts";
 import { TcpLeg } from "./tcp_leg.ts";
 import { connectInsecureTls } from "./tls_insecure.ts";
 import { upgradeClient } from "./ws_client.ts";
@@ -49,11 +56,16 @@ export async function dialLeg(
       await writeAll(conn, encodeHandshakeFrame(sessionId, hello));
       return new TcpLeg(conn, label);
     }
-    return await upgradeClient(conn, {
-      path: spec.url.pathname + spec.url.search,
-      host: spec.hostHeader || spec.url.host,
-      headers: { Cookie: encodeHelloCookie(hello) },
-    }, label, spec.timeoutMs);
+    return await upgradeClient(
+      conn,
+      {
+        path: spec.url.pathname + spec.url.search,
+        host: spec.hostHeader || spec.url.host,
+        headers: { Cookie: encodeHelloCookie(hello) },
+      },
+      label,
+      spec.timeoutMs,
+    );
   } catch (e) {
     try {
       conn.close();

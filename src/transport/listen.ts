@@ -10,6 +10,7 @@ import type { LegKind, TlsServerConfig } from "../config/model.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import { type Leg, type SocketOptions, tuneSocket } from "./leg.ts";
 import { TcpLeg } from "./tcp_leg.ts";
+import { listenBurst } from "./burst_listener.ts";
 import { serveWsUpgrade } from "./ws_server.ts";
 
 /** Returns how to attach the leg if the hello is admitted, or null to refuse. */
@@ -39,26 +40,37 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
       key: await Deno.readTextFile(spec.tls.keyFile),
     }
     : null;
-  const listener = tls
-    ? Deno.listenTls({ hostname, port, ...tls })
-    : Deno.listen({ hostname, port });
   const open = new Set<Deno.Conn>();
-  const loop = (async () => {
-    for await (const conn of listener) {
-      open.add(conn);
-      accept(conn, spec, onHello).finally(() => open.delete(conn));
-    }
-  })().catch(() => {});
+  const onConn = (conn: Deno.Conn) => {
+    open.add(conn);
+    accept(conn, spec, onHello).finally(() => open.delete(conn));
+  };
+  let addr: Deno.NetAddr;
+  let stop: () => void;
+  if (tls) {
+    const l = Deno.listenTls({ hostname, port, ...tls });
+    (async () => {
+      for await (const conn of l) onConn(conn);
+    })().catch(() => {});
+    addr = l.addr;
+    stop = () => l.close();
+  } else {
+    // Pool mode dials many legs at once; a burst listener keeps them from being reset.
+    const l = listenBurst(hostname, port);
+    l.serve(onConn);
+    addr = l.addr;
+    stop = () => l.close();
+  }
   return {
-    addr: listener.addr as Deno.NetAddr,
-    close: async () => {
-      listener.close();
+    addr,
+    close: () => {
+      stop();
       for (const c of open) {
         try {
           c.close();
         } catch { /* gone */ }
       }
-      await loop;
+      return Promise.resolve();
     },
   };
 }

@@ -82,4 +82,3 @@ export function findHeadEnd(b: Uint8Array, len: number): number {
   }
   return -1;
 }
-

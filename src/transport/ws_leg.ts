@@ -215,7 +215,9 @@ export class WsFrameParser {
     this.#headLen = 0;
     this.#masked = (h[1] & 0x80) !== 0;
     if (this.#masked !== this.expectMasked) {
-      throw new TransportError(`WebSocket frame ${this.#masked ? "masked" : "unmasked"} from the wrong side`);
+      throw new TransportError(
+        `WebSocket frame ${this.#masked ? "masked" : "unmasked"} from the wrong side`,
+      );
     }
     if (h[0] & 0x70) throw new TransportError("WebSocket frame with reserved bits set");
     if (this.#masked) this.#mask.set(h.subarray(headLen - 4, headLen));

@@ -4,6 +4,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { listenBurst } from "../../src/transport/burst_listener.ts";
 
 /** Deterministic pseudo-random bytes, so both ends can hash without storing the data. */
 export function pattern(len: number, seed = 1): Uint8Array {
@@ -36,7 +37,11 @@ export async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
 }
 
 /** Writes `total` bytes (repeating `block`) and half-closes. */
-export async function sendRepeated(conn: Deno.Conn, block: Uint8Array, total: number): Promise<void> {
+export async function sendRepeated(
+  conn: Deno.Conn,
+  block: Uint8Array,
+  total: number,
+): Promise<void> {
   for (let sent = 0; sent < total;) {
     const n = Math.min(block.length, total - sent);
     await writeAll(conn, block.subarray(0, n));
@@ -77,26 +82,23 @@ export interface TestServer {
 
 /** Accepts connections and runs `handle` on each; close() waits for every handler. */
 export function serveTcp(handle: (c: Deno.TcpConn) => Promise<void>): TestServer {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // A burst listener, like the tunnel's own: tests open thousands of connections at once.
+  const l = listenBurst("127.0.0.1", 0);
   const tasks = new Set<Promise<void>>();
   const conns = new Set<Deno.TcpConn>();
-  const loop = (async () => {
-    try {
-      for await (const c of l) {
-        conns.add(c);
-        const t = handle(c).catch(() => {}).finally(() => {
-          conns.delete(c);
-          try {
-            c.close();
-          } catch { /* closed by the handler */ }
-        });
-        tasks.add(t);
-        t.finally(() => tasks.delete(t));
-      }
-    } catch { /* listener closed */ }
-  })();
+  l.serve((c) => {
+    conns.add(c);
+    const t = handle(c).catch(() => {}).finally(() => {
+      conns.delete(c);
+      try {
+        c.close();
+      } catch { /* closed by the handler */ }
+    });
+    tasks.add(t);
+    t.finally(() => tasks.delete(t));
+  });
   return {
-    port: (l.addr as Deno.NetAddr).port,
+    port: l.addr.port,
     async close() {
       l.close();
       for (const c of conns) {
@@ -104,7 +106,6 @@ export function serveTcp(handle: (c: Deno.TcpConn) => Promise<void>): TestServer
           c.close();
         } catch { /* closed */ }
       }
-      await loop;
       await Promise.all([...tasks]);
     },
   };

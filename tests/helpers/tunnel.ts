@@ -39,9 +39,9 @@ export async function startTunnel(opts: {
   const server = await startServer(config(
     "server",
     `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n` +
-      `  transport: ${kind}\n${opts.server?.includes("allow_private") ? "" : "  allow_private: true\n"}${
-        opts.server ?? ""
-      }`,
+      `  transport: ${kind}\n${
+        opts.server?.includes("allow_private") ? "" : "  allow_private: true\n"
+      }${opts.server ?? ""}`,
   ));
   const [up, down] = server.legAddrs;
   const scheme = kind === "ws" ? "ws" : "tcp";
