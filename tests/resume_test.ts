@@ -45,7 +45,9 @@ async function rig(sessionYaml = FAST_SESSION, kind: "ws" | "tcp" = "ws"): Promi
   ));
   const [sUp, sDown] = server.legAddrs;
   const up = await startFaultProxy({ target: { hostname: "127.0.0.1", port: sUp.port } });
-  const down = await startFaultProxy({ target: { hostname: "127.0.0.1", port: sDown.port } });
+  const down = await startFaultProxy({
+    target: { hostname: "127.0.0.1", port: (sDown ?? sUp).port },
+  });
   const scheme = kind === "ws" ? "ws" : "tcp";
   const client = await startClient(config(
     "client",

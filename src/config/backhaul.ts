@@ -117,7 +117,13 @@ class TableReader {
     this.#used.add(key);
     if (!(key in this.table)) return undefined;
     const v = this.table[key];
-    const ok = type === "array" ? Array.isArray(v) : typeof v === type;
+    const ok = type === "array"
+      ? Array.isArray(v)
+      : type === "string"
+      ? typeof v === "string"
+      : type === "number"
+      ? typeof v === "number"
+      : typeof v === "boolean";
     if (!ok) {
       throw this.error(key, `${JSON.stringify(v)} is not a ${type === "array" ? "list" : type}`);
     }
