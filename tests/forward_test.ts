@@ -90,7 +90,7 @@ Deno.test("uploads and downloads keep every byte, with frame HMACs on", async ()
     "server",
     "auth:\n  hmac: true\nserver:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  allow_private: true\n",
   ));
-  const [up, down] = hmacServer.legAddrs;
+  const [up, down = up] = hmacServer.legAddrs;
   const hmacClient = await startClient(config(
     "client",
     `client:\n  upstream_url: ws://127.0.0.1:${up.port}/upstream\n  downstream_url: ws://127.0.0.1:${down.port}/downstream\n  socks5:\n    listen: 127.0.0.1:0\n`,
