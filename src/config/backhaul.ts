@@ -190,10 +190,10 @@ function common(t: TableReader, cfg: Config): void {
 }
 
 function server(t: TableReader, cfg: Config): void {
-  common(t, cfg);
   const s = cfg.server;
   const bind = t.get<string>("bind_addr", "string");
   if (!bind) throw t.error("bind_addr", "is required");
+  common(t, cfg);
   s.upstreamAddr = s.downstreamAddr = bind;
   s.upstreamPath = s.downstreamPath = "/tunnel";
   s.exit = false;
@@ -230,10 +230,10 @@ function server(t: TableReader, cfg: Config): void {
 }
 
 function client(t: TableReader, cfg: Config): void {
-  common(t, cfg);
   const c = cfg.client;
   const remote = t.get<string>("remote_addr", "string");
   if (!remote) throw t.error("remote_addr", "is required");
+  common(t, cfg);
   const scheme =
     { tcp: "tcp", tcpmux: "tcp", ws: "ws", wsmux: "ws", wss: "wss", wssmux: "wss" }[t.transport];
   c.upstreamUrl = c.downstreamUrl = scheme === "tcp"

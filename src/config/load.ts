@@ -96,9 +96,13 @@ function walk(
 ) {
   for (const [k, v] of Object.entries(obj)) {
     const path = prefix ? `${prefix}.${k}` : k;
-    // A mapping under a known leaf key is a bad value for that key, not a deeper path.
-    if (isObject(v) && !KEY_BY_PATH.has(path)) walk(v, path, leaf);
-    else leaf(path, v);
+    // A mapping under a known leaf key is a bad value for that key, not a deeper path; a mapping
+    // under an unknown section is reported as that section.
+    if (isObject(v) && !KEY_BY_PATH.has(path) && KEYS.some((s) => s.path.startsWith(`${path}.`))) {
+      walk(v, path, leaf);
+    } else {
+      leaf(path, v);
+    }
   }
 }
 
