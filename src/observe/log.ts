@@ -12,7 +12,11 @@ import {
   reset,
 } from "@logtape/logtape";
 
-const formatter = getTextFormatter({ timestamp: "date-time-tz" });
+const formatter = getTextFormatter({
+  timestamp: "date-time-tz",
+  // Strings (addresses, reasons) read better unquoted in a log line.
+  value: (v, inspect) => typeof v === "string" ? v : inspect(v),
+});
 const enc = new TextEncoder();
 
 function stderrSink(record: LogRecord): void {

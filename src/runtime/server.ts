@@ -147,5 +147,6 @@ export async function startServer(
 
 function sameAddr(a: string, b: string): boolean {
   const x = parseHostPort(a), y = parseHostPort(b);
-  return a === b || (x.port !== 0 && x.hostname === y.hostname && x.port === y.port);
+  // Port 0 asks for a fresh port each time, so two ":0" listeners are two listeners.
+  return x.port !== 0 && x.hostname === y.hostname && x.port === y.port;
 }

@@ -1,0 +1,44 @@
+/**
+ * The commands behind `half-tunnel service …`: systemctl, journalctl and useradd through an
+ * injectable runner (tests record instead of running), each printed before it runs.
+ */
+
+export interface Runner {
+  /** Runs a command; returns its exit code (output goes to the terminal unless `quiet`). */
+  run(cmd: string[], quiet?: boolean): Promise<number>;
+  writeFile(path: string, text: string, mode: number): Promise<void>;
+  exists(path: string): Promise<boolean>;
+  remove(path: string): Promise<void>;
+  chown(path: string, user: string): Promise<void>;
+  print(line: string): void;
+}
+
+export const systemRunner: Runner = {
+  async run(cmd, quiet = false) {
+    if (!quiet) console.log(`+ ${cmd.join(" ")}`);
+    const out = await new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      stdout: quiet ? "null" : "inherit",
+      stderr: quiet ? "null" : "inherit",
+    }).output().catch(() => ({ code: 127 }));
+    return out.code;
+  },
+  async writeFile(path, text, mode) {
+    console.log(`+ write ${path} (mode ${mode.toString(8)})`);
+    await Deno.writeTextFile(path, text, { mode });
+    await Deno.chmod(path, mode);
+  },
+  async exists(path) {
+    return await Deno.stat(path).then(() => true, () => false);
+  },
+  async remove(path) {
+    console.log(`+ rm ${path}`);
+    await Deno.remove(path);
+  },
+  async chown(path, user) {
+    await this.run(["chown", `${user}:${user}`, path]);
+  },
+  print(line) {
+    console.log(line);
+  },
+};

@@ -1,0 +1,67 @@
+/**
+ * Renders the systemd unit for a half-tunnel server or client: restart forever, a dedicated
+ * non-root user that may still bind low ports, and the sandboxing a network daemon can live with.
+ */
+
+export interface UnitOptions {
+  type: "server" | "client";
+  /** Absolute command line that starts the service (executable first). */
+  exec: string[];
+  user: string;
+  configPath: string;
+}
+
+export function unitName(type: "server" | "client"): string {
+  return `half-tunnel-${type}.service`;
+}
+
+/** Quotes an argument for systemd's ExecStart (double quotes, backslash escapes). */
+function quote(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, "\\$1")}"`;
+}
+
+export function renderUnit(o: UnitOptions): string {
+  const configFlag = o.configPath.endsWith(".toml") ? "-c" : "--config";
+  const exec = [...o.exec, ...(o.type === "server" ? ["server"] : ["client"]), configFlag, o.configPath];
+  return `[Unit]
+Description=half-tunnel ${o.type}
+Documentation=https://github.com/half-tunnel/half-tunnel
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart=${exec.map(quote).join(" ")}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=always
+RestartSec=3
+LimitNOFILE=1048576
+User=${o.user}
+Group=${o.user}
+# Where a non-compiled install keeps its module cache; unused by compiled binaries.
+CacheDirectory=half-tunnel
+Environment=DENO_DIR=/var/cache/half-tunnel
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+PrivateDevices=true
+ProtectKernelTunables=true
+ProtectKernelModules=true
+ProtectKernelLogs=true
+ProtectControlGroups=true
+ProtectClock=true
+ProtectHostname=true
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=true
+RestrictRealtime=true
+RestrictSUIDSGID=true
+LockPersonality=true
+ReadOnlyPaths=/etc/half-tunnel
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
