@@ -41,7 +41,10 @@ const defaultEnv: ServiceEnv = {
   readConfig: (p) => Deno.readTextFile(p),
 };
 
-export async function runServiceCommand(args: string[], env: ServiceEnv = defaultEnv): Promise<number> {
+export async function runServiceCommand(
+  args: string[],
+  env: ServiceEnv = defaultEnv,
+): Promise<number> {
   const r = env.runner;
   let parsed;
   try {
@@ -71,7 +74,11 @@ export async function runServiceCommand(args: string[], env: ServiceEnv = defaul
     return 2;
   }
   if (action !== "status" && action !== "logs" && env.uid() !== 0) {
-    r.print(`service ${action} changes system files and services: run it as root (sudo half-tunnel service ${args.join(" ")})`);
+    r.print(
+      `service ${action} changes system files and services: run it as root (sudo half-tunnel service ${
+        args.join(" ")
+      })`,
+    );
     return 1;
   }
   const unit = unitName(type);
@@ -87,16 +94,35 @@ export async function runServiceCommand(args: string[], env: ServiceEnv = defaul
       return 0;
     }
     case "logs":
-      return await r.run(["journalctl", "-u", unit, "-e", "--no-pager", ...(parsed.values.follow ? ["-f"] : ["-n", "200"])]);
+      return await r.run([
+        "journalctl",
+        "-u",
+        unit,
+        "-e",
+        "--no-pager",
+        ...(parsed.values.follow ? ["-f"] : ["-n", "200"]),
+      ]);
     default:
       return await r.run(["systemctl", action, unit]);
   }
 }
 
-async function install(env: ServiceEnv, type: "server" | "client", user: string, source?: string): Promise<number> {
+async function install(
+  env: ServiceEnv,
+  type: "server" | "client",
+  user: string,
+  source?: string,
+): Promise<number> {
   const r = env.runner;
   if (await r.run(["id", "-u", user], true) !== 0) {
-    const code = await r.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user]);
+    const code = await r.run([
+      "useradd",
+      "--system",
+      "--no-create-home",
+      "--shell",
+      "/usr/sbin/nologin",
+      user,
+    ]);
     if (code !== 0) {
       r.print(`could not create user ${user} (useradd exit ${code})`);
       return 1;
@@ -116,19 +142,24 @@ async function install(env: ServiceEnv, type: "server" | "client", user: string,
     await r.writeFile(configPath, text, 0o600);
   } else if (!await r.exists(configPath)) {
     await r.writeFile(configPath, starterConfig(type), 0o600);
-    r.print(`wrote a starter config with a fresh key to ${configPath}; edit it (the client needs the same auth.key)`);
+    r.print(
+      `wrote a starter config with a fresh key to ${configPath}; edit it (the client needs the same auth.key)`,
+    );
   }
   await r.chown(configPath, user);
   const unitText = renderUnit({ type, exec: env.exec(), user, configPath });
   await r.writeFile(`${UNIT_DIR}/${unitName(type)}`, unitText, 0o644);
   await r.run(["systemctl", "daemon-reload"]);
   const code = await r.run(["systemctl", "enable", unitName(type)]);
-  r.print(`installed ${unitName(type)}; start it with: sudo half-tunnel service start --type ${type}`);
+  r.print(
+    `installed ${unitName(type)}; start it with: sudo half-tunnel service start --type ${type}`,
+  );
   return code;
 }
 
 function starterConfig(type: "server" | "client"): string {
-  const head = `# half-tunnel ${type}: see the README for every key.\nauth:\n  key: ${generateKey()}\n`;
+  const head =
+    `# half-tunnel ${type}: see the README for every key.\nauth:\n  key: ${generateKey()}\n`;
   return type === "server"
     ? `${head}server:\n  upstream_addr: ":8080"\n  downstream_addr: ":8081"\n`
     : `${head}client:\n  upstream_url: ws://SERVER:8080/upstream\n  downstream_url: ws://SERVER:8081/downstream\n  socks5:\n    listen: 127.0.0.1:1080\n`;

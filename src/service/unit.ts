@@ -22,7 +22,12 @@ function quote(arg: string): string {
 
 export function renderUnit(o: UnitOptions): string {
   const configFlag = o.configPath.endsWith(".toml") ? "-c" : "--config";
-  const exec = [...o.exec, ...(o.type === "server" ? ["server"] : ["client"]), configFlag, o.configPath];
+  const exec = [
+    ...o.exec,
+    ...(o.type === "server" ? ["server"] : ["client"]),
+    configFlag,
+    o.configPath,
+  ];
   return `[Unit]
 Description=half-tunnel ${o.type}
 Documentation=https://github.com/half-tunnel/half-tunnel
