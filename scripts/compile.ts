@@ -1,0 +1,110 @@
+/**
+ * `deno task compile`: builds `half-tunnel`, `ht-server` and `ht-client` for every release target
+ * with `deno compile` (ht-server/ht-client get "server"/"client" baked in as their first argument),
+ * packs one archive per target into dist/ and writes checksums.txt and VERSION.
+ *
+ *   deno task compile [--target x86_64-unknown-linux-gnu,...] [--out dist]
+ *
+ * `deno compile` downloads its runtime for each target, so this needs network access.
+ */
+
+import { parseArgs } from "node:util";
+import { createHash } from "node:crypto";
+import { VERSION } from "../src/version.ts";
+
+export const TARGETS: Record<string, { os: string; arch: string }> = {
+  "x86_64-unknown-linux-gnu": { os: "linux", arch: "amd64" },
+  "aarch64-unknown-linux-gnu": { os: "linux", arch: "arm64" },
+  "x86_64-apple-darwin": { os: "darwin", arch: "amd64" },
+  "aarch64-apple-darwin": { os: "darwin", arch: "arm64" },
+  "x86_64-pc-windows-msvc": { os: "windows", arch: "amd64" },
+};
+
+/** Binary name → arguments baked in after main.ts. */
+export const BINARIES: [string, string[]][] = [["half-tunnel", []], ["ht-server", ["server"]], [
+  "ht-client",
+  ["client"],
+]];
+
+/** The flags every `deno compile` call uses (checked offline against `deno compile --help`). */
+export const COMPILE_FLAGS = ["--allow-all", "--unstable-net", "--config", "--target", "--output"];
+
+export function archiveName(target: string): string {
+  const t = TARGETS[target];
+  return `half-tunnel_${VERSION}_${t.os}_${t.arch}.${t.os === "windows" ? "zip" : "tar.gz"}`;
+}
+
+export function compileArgs(
+  target: string,
+  binary: string,
+  baked: string[],
+  outDir: string,
+): string[] {
+  const exe = TARGETS[target].os === "windows" ? `${binary}.exe` : binary;
+  return [
+    "compile",
+    "--allow-all",
+    "--unstable-net",
+    "--config",
+    "deno.json",
+    "--target",
+    target,
+    "--output",
+    `${outDir}/${exe}`,
+    "main.ts",
+    ...baked,
+  ];
+}
+
+async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
+  console.log(`+ ${cmd} ${args.join(" ")}`);
+  const out = await new Deno.Command(cmd, { args, cwd, stdout: "inherit", stderr: "inherit" })
+    .output();
+  if (!out.success) throw new Error(`${cmd} exited with ${out.code}`);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { target: { type: "string" }, out: { type: "string", default: "dist" } },
+  });
+  const targets = values.target ? values.target.split(",") : Object.keys(TARGETS);
+  for (const t of targets) {
+    if (!TARGETS[t]) {
+      console.error(`unknown target ${t}; known: ${Object.keys(TARGETS).join(", ")}`);
+      return 2;
+    }
+  }
+  const dist = values.out!;
+  await Deno.mkdir(dist, { recursive: true });
+  const sums: string[] = [];
+  for (const target of targets) {
+    const stage = `${dist}/${target}`;
+    await Deno.mkdir(stage, { recursive: true });
+    try {
+      for (const [bin, baked] of BINARIES) {
+        await run(Deno.execPath(), compileArgs(target, bin, baked, stage));
+      }
+    } catch (e) {
+      console.error(
+        `deno compile failed for ${target} (it downloads a runtime per target: is the network up?): ${
+          e instanceof Error ? e.message : e
+        }`,
+      );
+      return 1;
+    }
+    const name = archiveName(target);
+    const files = BINARIES.map(([b]) => TARGETS[target].os === "windows" ? `${b}.exe` : b);
+    if (name.endsWith(".zip")) await run("zip", ["-q", "-j", `../${name}`, ...files], stage);
+    else await run("tar", ["-czf", `../${name}`, ...files], stage);
+    await Deno.remove(stage, { recursive: true });
+    const hash = createHash("sha256").update(await Deno.readFile(`${dist}/${name}`)).digest("hex");
+    sums.push(`${hash}  ${name}`);
+  }
+  await Deno.writeTextFile(`${dist}/checksums.txt`, sums.join("\n") + "\n");
+  await Deno.writeTextFile(`${dist}/VERSION`, VERSION + "\n");
+  console.log(`wrote ${targets.length} archive(s), checksums.txt and VERSION to ${dist}/`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
