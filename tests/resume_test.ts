@@ -44,8 +44,8 @@ async function rig(sessionYaml = FAST_SESSION, kind: "ws" | "tcp" = "ws"): Promi
     `${sessionYaml}server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  transport: ${kind}\n  allow_private: true\n`,
   ));
   const [sUp, sDown] = server.legAddrs;
-  const up = await startFaultProxy({ target: { hostname: "127.0.0.1", port: sUp.port } });
-  const down = await startFaultProxy({
+  const up = startFaultProxy({ target: { hostname: "127.0.0.1", port: sUp.port } });
+  const down = startFaultProxy({
     target: { hostname: "127.0.0.1", port: (sDown ?? sUp).port },
   });
   const scheme = kind === "ws" ? "ws" : "tcp";

@@ -29,9 +29,9 @@ interface Pair {
   done: Promise<void>;
 }
 
-export async function startFaultProxy(opts: {
+export function startFaultProxy(opts: {
   target: { hostname: string; port: number };
-}): Promise<FaultProxy> {
+}): FaultProxy {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const pairs = new Set<Pair>();
   let accepted = 0;
