@@ -37,7 +37,9 @@ export async function startClient(
 ): Promise<RunningClient> {
   const cc = cfg.client;
   let current = cfg;
+  // User-facing sockets follow `nodelay`; tunnel sockets always send at once (see server.ts).
   const socket: SocketOptions = { nodelay: cc.nodelay, keepalive: true };
+  const legSocket: SocketOptions = { nodelay: true, keepalive: true };
   const caCerts = cc.tls.caFile ? [await Deno.readTextFile(cc.tls.caFile)] : [];
   const spec = (url: string): DialSpec => ({
     url: new URL(url),
@@ -45,7 +47,7 @@ export async function startClient(
     tls: cc.tls,
     hostHeader: cc.hostHeader,
     edgeIp: cc.edgeIp,
-    socket,
+    socket: legSocket,
     timeoutMs: cc.dialTimeoutMs,
     caCerts,
   });

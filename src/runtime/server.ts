@@ -33,7 +33,10 @@ export async function startServer(
   keys: Keys = deriveKeys(cfg.auth.key),
 ): Promise<RunningServer> {
   const sc = cfg.server;
+  // User-facing sockets follow `nodelay`; tunnel sockets always send at once, because the session
+  // already coalesces frames and Nagle would only add delay to small ones (like a stream's OPEN).
   const socket: SocketOptions = { nodelay: sc.nodelay, keepalive: true };
+  const legSocket: SocketOptions = { nodelay: true, keepalive: true };
   let current = cfg;
   const ownPorts = new Set<number>();
   const policy = (): ExitPolicy => ({
@@ -77,7 +80,7 @@ export async function startServer(
         paths: g.paths,
         kind: sc.legKind,
         tls: sc.tls,
-        socket,
+        socket: legSocket,
         helloTimeoutMs: 10_000,
       }, registry.onHello);
       listeners.push(l);

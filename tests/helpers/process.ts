@@ -1,0 +1,77 @@
+/**
+ * Runs `main.ts` as a real process for tests that need one (kill, restart, signals, exit codes):
+ * collects its stderr log, waits for log lines, and always kills it at the end.
+ */
+
+const root = new URL("../..", import.meta.url).pathname;
+
+export interface NodeProcess {
+  readonly pid: number;
+  /** Everything logged so far. */
+  readonly log: string;
+  waitForLog(re: RegExp, timeoutMs?: number): Promise<void>;
+  signal(sig: Deno.Signal): void;
+  /** Kills (SIGKILL unless told otherwise) and waits for the exit. */
+  stop(sig?: Deno.Signal): Promise<Deno.CommandStatus>;
+  readonly status: Promise<Deno.CommandStatus>;
+}
+
+export function spawnNode(args: string[], env: Record<string, string> = {}): NodeProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", ...args],
+    cwd: root,
+    env: { HT_LOG_LEVEL: "info", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  const td = new TextDecoder();
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) log += td.decode(chunk, { stream: true });
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = child.status.then(async (st) => {
+    await pumps;
+    return st;
+  });
+  let exited = false;
+  status.then(() => exited = true);
+  return {
+    pid: child.pid,
+    get log() {
+      return log;
+    },
+    async waitForLog(re, timeoutMs = 15_000) {
+      const end = Date.now() + timeoutMs;
+      while (!re.test(log)) {
+        if (exited) throw new Error(`process exited before logging ${re}:\n${log}`);
+        if (Date.now() > end) throw new Error(`no log line ${re} within ${timeoutMs} ms:\n${log}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    signal(sig) {
+      child.kill(sig);
+    },
+    async stop(sig = "SIGKILL") {
+      if (!exited) {
+        try {
+          child.kill(sig);
+        } catch { /* already gone */ }
+      }
+      return await status;
+    },
+    status,
+  };
+}
+
+/** Writes a temp config file and returns its path; remove the dir when done. */
+export async function tempConfig(
+  name: string,
+  text: string,
+): Promise<{ path: string; dir: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "ht-cfg-" });
+  const path = `${dir}/${name}`;
+  await Deno.writeTextFile(path, text);
+  return { path, dir };
+}
