@@ -10,7 +10,7 @@ import { type RunningServer, startServer } from "../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../src/runtime/client.ts";
 import { echoServer, pattern, readAll, serveTcp, sha256, within, writeAll } from "./helpers/net.ts";
 import { selfSignedCert } from "./helpers/tls.ts";
-import { freePort } from "./helpers/ports.ts";
+import { freePort, freeRange } from "./helpers/ports.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
 
 const TOKEN = "reverse-test-token-0123456789";
@@ -180,7 +180,7 @@ Deno.test("reverse tcpmux: a cut tunnel connection is resumed without losing a b
 Deno.test("reverse: every ports form is bound and forwards", async () => {
   const echo = echoServer();
   const [a, b, c, d] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  const range = 40000 + Math.floor(Math.random() * 20000);
+  const range = await freeRange(5);
   const forms = [
     `127.0.0.1:${a}=${echo.port}`,
     `127.0.0.2:${b}=127.0.0.1:${echo.port}`,

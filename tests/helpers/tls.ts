@@ -22,6 +22,8 @@ export async function selfSignedCert(): Promise<TempCert> {
       "/CN=localhost",
       "-addext",
       "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
       "-days",
       "2",
       "-keyout",

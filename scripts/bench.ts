@@ -1,0 +1,208 @@
+/**
+ * `deno task bench`: half-tunnel next to the physical limit (`direct`) and plain relays (`socat`,
+ * `ssh -D` when available) on this machine, in one run. Paths are measured in turns (A B A B …)
+ * because shared machines are noisy; the report gives medians and each path's ratio to `direct`
+ * and `socat` from the same run, as a Markdown table and optionally JSON.
+ *
+ *   deno task bench [--quick] [--paths direct,socat,ws,...] [--seconds N] [--rounds N] [--json FILE]
+ */
+
+import { parseArgs } from "node:util";
+import { startTarget } from "./bench/target.ts";
+import { ALL_PATHS, makeCert, type Path, startPath } from "./bench/paths.ts";
+import {
+  connRate,
+  cpuSeconds,
+  idleStreamCost,
+  median,
+  memory,
+  rtt,
+  throughput,
+} from "./bench/measure.ts";
+import { VERSION } from "../src/version.ts";
+
+export interface PathResult {
+  path: string;
+  skipped?: string;
+  up1?: number;
+  down1?: number;
+  up8?: number;
+  down8?: number;
+  connPerSec?: number;
+  connP50ms?: number;
+  connP99ms?: number;
+  rttP50us?: number;
+  rttP99us?: number;
+  rssClientMiB?: number;
+  rssServerMiB?: number;
+  kibPerIdleStream?: number | null;
+  cpuSecPerGB?: number;
+  checksOk: boolean;
+  bytes: number;
+  vsDirect?: number;
+  vsSocat?: number;
+}
+
+async function machine(): Promise<string> {
+  const cpu =
+    /model name\s*:\s*(.+)/.exec(await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))?.[1] ??
+      Deno.build.arch;
+  return `${navigator.hardwareConcurrency} cores, ${cpu.trim()}, ${Deno.build.os} ${Deno.osRelease()}, Deno ${Deno.version.deno}`;
+}
+
+const fmt = (v: number | null | undefined, digits = 2) =>
+  v === undefined || v === null || Number.isNaN(v) ? "—" : v.toFixed(digits);
+
+export function table(results: PathResult[]): string {
+  const head =
+    "| path | 1 stream up / down Gbit/s | 8 streams up / down Gbit/s | conn/s | conn p50 / p99 ms | RTT p50 / p99 µs | RSS client / server MiB | KiB per idle stream | CPU s/GB | 1-stream vs direct | vs socat |";
+  const sep = "|" + "---|".repeat(11);
+  const rows = results.map((r) =>
+    r.skipped
+      ? `| ${r.path} | skipped: ${r.skipped} |||||||||| `
+      : `| ${r.path} | ${fmt(r.up1)} / ${fmt(r.down1)} | ${fmt(r.up8)} / ${fmt(r.down8)} | ${
+        fmt(r.connPerSec, 0)
+      } | ${fmt(r.connP50ms)} / ${fmt(r.connP99ms)} | ${fmt(r.rttP50us, 0)} / ${
+        fmt(r.rttP99us, 0)
+      } | ${fmt(r.rssClientMiB, 0)} / ${fmt(r.rssServerMiB, 0)} | ${fmt(r.kibPerIdleStream, 1)} | ${
+        fmt(r.cpuSecPerGB)
+      } | ${fmt(r.vsDirect)} | ${fmt(r.vsSocat)} |`
+  );
+  return [head, sep, ...rows].join("\n");
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      paths: { type: "string" },
+      seconds: { type: "string" },
+      rounds: { type: "string" },
+      json: { type: "string" },
+    },
+  });
+  const quick = values.quick!;
+  const seconds = Number(values.seconds ?? (quick ? 0.5 : 1.5));
+  const rounds = Number(values.rounds ?? (quick ? 1 : 2));
+  const names = values.paths ? values.paths.split(",") : ALL_PATHS;
+  for (const n of names) {
+    if (!ALL_PATHS.includes(n)) {
+      console.error(`unknown path "${n}"; known: ${ALL_PATHS.join(", ")}`);
+      return 2;
+    }
+  }
+  const tmp = await Deno.makeTempDir({ prefix: "ht-bench-" });
+  const target = startTarget();
+  const paths = new Map<string, Path>();
+  const results = new Map<string, PathResult>();
+  const stopAll = async () => {
+    await Promise.all([...paths.values()].map((p) => p.stop().catch(() => {})));
+    target.close();
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  };
+  const onSignal = () => {
+    stopAll().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  try {
+    const cert = names.some((n) => n.includes("wss")) ? await makeCert(tmp) : null;
+    for (const name of names) {
+      console.error(`starting ${name}`);
+      const p = await startPath(name, { target: target.port, tmp, cert }).catch((e) =>
+        `failed to start: ${e instanceof Error ? e.message.split("\n")[0] : e}`
+      );
+      if (typeof p === "string") {
+        results.set(name, { path: name, skipped: p, checksOk: true, bytes: 0 });
+      } else {
+        paths.set(name, p);
+        results.set(name, { path: name, checksOk: true, bytes: 0 });
+      }
+    }
+    const live = [...paths.values()];
+    const samples = new Map<string, { up: number[]; down: number[]; cpu: number; bytes: number }>();
+    for (const p of live) samples.set(p.name, { up: [], down: [], cpu: 0, bytes: 0 });
+    // Single-stream throughput in turns: A B C … A B C …
+    for (let round = 0; round < rounds; round++) {
+      for (const p of live) {
+        for (const dir of ["up", "down"] as const) {
+          const s = samples.get(p.name)!;
+          const c0 = cpuSeconds(p.pids.client) + cpuSeconds(p.pids.server);
+          const t = await throughput(p, 1, dir, seconds);
+          s.cpu += cpuSeconds(p.pids.client) + cpuSeconds(p.pids.server) - c0;
+          s.bytes += t.bytes;
+          s[dir].push(t.gbps);
+          const r = results.get(p.name)!;
+          r.checksOk &&= t.checked;
+          r.bytes += t.bytes;
+          console.error(
+            `  ${p.name} 1x ${dir}: ${t.gbps.toFixed(2)} Gbit/s${t.checked ? "" : " CHECK FAILED"}`,
+          );
+        }
+      }
+    }
+    for (const p of live) {
+      const r = results.get(p.name)!;
+      const s = samples.get(p.name)!;
+      r.up1 = median(s.up);
+      r.down1 = median(s.down);
+      // socat forks a process per connection, so only the tunnel's CPU can be read from /proc.
+      if (p.pids.client) r.cpuSecPerGB = s.cpu / (s.bytes / 1e9);
+      if (!quick) {
+        for (const dir of ["up", "down"] as const) {
+          const t = await throughput(p, 8, dir, seconds);
+          r[dir === "up" ? "up8" : "down8"] = t.gbps;
+          r.checksOk &&= t.checked;
+          r.bytes += t.bytes;
+        }
+      }
+      const cr = await connRate(p, 50, seconds);
+      r.connPerSec = cr.perSec;
+      r.connP50ms = cr.p50ms;
+      r.connP99ms = cr.p99ms;
+      const l = await rtt(p, quick ? 300 : 2000);
+      r.rttP50us = l.p50us;
+      r.rttP99us = l.p99us;
+      if (!quick && p.name !== "socat") r.kibPerIdleStream = await idleStreamCost(p, 1000);
+      const mc = memory(p.pids.client), ms = memory(p.pids.server);
+      if (mc) r.rssClientMiB = mc.peakKiB / 1024;
+      if (ms && p.name !== "socat") r.rssServerMiB = ms.peakKiB / 1024;
+      console.error(
+        `  ${p.name}: ${r.connPerSec.toFixed(0)} conn/s, RTT p50 ${r.rttP50us.toFixed(0)} µs`,
+      );
+    }
+    const direct = results.get("direct"), socat = results.get("socat");
+    for (const r of results.values()) {
+      const single = (x?: PathResult) =>
+        x?.up1 !== undefined ? ((x.up1 ?? 0) + (x.down1 ?? 0)) / 2 : undefined;
+      const mine = single(r);
+      if (mine !== undefined && single(direct)) r.vsDirect = mine / single(direct)!;
+      if (mine !== undefined && single(socat)) r.vsSocat = mine / single(socat)!;
+    }
+    const list = names.map((n) => results.get(n)!);
+    const report = {
+      version: VERSION,
+      date: new Date().toISOString(),
+      machine: await machine(),
+      settings: { seconds, rounds, quick },
+      results: list,
+    };
+    console.log(`half-tunnel ${VERSION} benchmark, ${report.date.slice(0, 10)}, ${report.machine}`);
+    console.log(
+      `(loopback; ${rounds} round(s) of ${seconds} s per single-stream sample, medians; forward paths go through the SOCKS5 proxy, reverse paths through a published port)\n`,
+    );
+    console.log(table(list));
+    if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 2));
+    const failed = list.filter((r) => !r.checksOk).map((r) => r.path);
+    if (failed.length) {
+      console.error(`data check FAILED on: ${failed.join(", ")}`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    await stopAll();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());
