@@ -24,6 +24,7 @@ export const TUNNEL_PATHS = [
   "rev-ws",
   "rev-wsmux",
   "rev-wss",
+  "rev-wssmux",
 ];
 export const ALL_PATHS = ["direct", "socat", "ssh", ...TUNNEL_PATHS];
 

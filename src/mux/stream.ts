@@ -209,7 +209,6 @@ export class Stream {
         this.#consumed += c.length;
         if (this.#consumed >= this.host.window / 8) this.#grant();
       }
-      if (this.#consumed > 0 && !this.#done) this.#grant();
       if (this.#remoteFin && !this.#finWritten && !this.#done) {
         this.#finWritten = true;
         await conn.closeWrite();

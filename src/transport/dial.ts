@@ -16,7 +16,7 @@ import {
   writeAll,
 } from "./leg.ts";
 import { TcpLeg } from "./tcp_leg.ts";
-import { connectInsecureTls } from "./tls_insecure.ts";
+import { connectInsecureTls } from "./node_tls.ts";
 import { upgradeClient } from "./ws_client.ts";
 
 export interface DialSpec {

@@ -8,7 +8,8 @@ import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
 import { HELLO_LEN } from "../protocol/handshake.ts";
 import type { LegKind, TlsServerConfig } from "../config/model.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
-import { type Leg, type SocketOptions, tuneSocket } from "./leg.ts";
+import { type ByteConn, type Leg, type SocketOptions, tuneSocket } from "./leg.ts";
+import { listenNodeTls } from "./node_tls.ts";
 import { TcpLeg } from "./tcp_leg.ts";
 import { listenBurst } from "./burst_listener.ts";
 import { serveWsUpgrade } from "./ws_server.ts";
@@ -40,24 +41,24 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
       key: await Deno.readTextFile(spec.tls.keyFile),
     }
     : null;
-  const open = new Set<Deno.Conn>();
-  const onConn = (conn: Deno.Conn) => {
+  const open = new Set<ByteConn>();
+  const onConn = (conn: ByteConn, remote: Deno.NetAddr) => {
     open.add(conn);
-    accept(conn, spec, onHello).finally(() => open.delete(conn));
+    accept(conn, remote, spec, onHello).finally(() => open.delete(conn));
   };
   let addr: Deno.NetAddr;
   let stop: () => void;
   if (tls) {
-    const l = Deno.listenTls({ hostname, port, ...tls });
-    (async () => {
-      for await (const conn of l) onConn(conn);
-    })().catch(() => {});
+    const l = await listenNodeTls(hostname, port, tls.cert, tls.key, onConn);
     addr = l.addr;
     stop = () => l.close();
   } else {
     // Pool mode dials many legs at once; a burst listener keeps them from being reset.
     const l = listenBurst(hostname, port);
-    l.serve(onConn);
+    l.serve((conn) => {
+      tuneSocket(conn, spec.socket);
+      onConn(conn, conn.remoteAddr);
+    });
     addr = l.addr;
     stop = () => l.close();
   }
@@ -75,10 +76,8 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
   };
 }
 
-async function accept(conn: Deno.Conn, spec: LegListenSpec, onHello: OnHello) {
-  const remote = conn.remoteAddr as Deno.NetAddr;
+async function accept(conn: ByteConn, remote: Deno.NetAddr, spec: LegListenSpec, onHello: OnHello) {
   const peer = `${spec.kind} ${formatHostPort(remote.hostname, remote.port)}`;
-  if (!spec.tls) tuneSocket(conn, spec.socket);
   if (spec.kind === "ws") {
     return serveWsUpgrade(conn, peer, new Set(spec.paths), onHello, spec.helloTimeoutMs);
   }
@@ -105,7 +104,7 @@ async function accept(conn: Deno.Conn, spec: LegListenSpec, onHello: OnHello) {
   }
 }
 
-function close(conn: Deno.Conn): void {
+function close(conn: ByteConn): void {
   try {
     conn.close();
   } catch { /* already closed */ }

@@ -1,8 +1,10 @@
 /**
- * TLS without certificate verification, for `insecure_skip_verify` (self-signed servers, as
- * Backhaul's wss clients accept). The runtime's TLS API always verifies, so this uses node:tls and
- * adapts its push-based socket to the pull-based ByteConn the legs read from. The key proof in the
- * hello still authenticates the server; only confidentiality against an active MITM is given up.
+ * TLS through node:tls where the runtime's own TLS API falls short, adapted from node's push-based
+ * sockets to the pull-based ByteConn legs read from:
+ * - clients that skip certificate verification (`insecure_skip_verify`, as Backhaul's wss clients
+ *   do with self-signed servers; the key proof in the hello still authenticates the server);
+ * - the server's TLS listener, whose sockets must set TCP_NODELAY (the runtime's TLS connections
+ *   cannot), or small frames wait for delayed ACKs.
  */
 
 import * as tls from "node:tls";
@@ -36,6 +38,41 @@ export function connectInsecureTls(
     sock.once("error", (e) => {
       clearTimeout(timer);
       reject(e);
+    });
+  });
+}
+
+export interface TlsListener {
+  readonly addr: Deno.NetAddr;
+  close(): void;
+}
+
+/** A TLS server whose connections have TCP_NODELAY set; `onConn` gets each after its handshake. */
+export function listenNodeTls(
+  hostname: string,
+  port: number,
+  cert: string,
+  key: string,
+  onConn: (conn: ByteConn, peer: Deno.NetAddr) => void,
+): Promise<TlsListener> {
+  const server = tls.createServer({ cert, key }, (sock) => {
+    sock.setNoDelay(true);
+    onConn(new NodeTlsConn(sock), {
+      transport: "tcp",
+      hostname: sock.remoteAddress ?? "",
+      port: sock.remotePort ?? 0,
+    });
+  });
+  // Handshake failures (probes, wrong SNI) concern only that connection.
+  server.on("tlsClientError", () => {});
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: hostname, port }, () => {
+      const a = server.address() as { address: string; port: number };
+      resolve({
+        addr: { transport: "tcp", hostname: a.address, port: a.port },
+        close: () => server.close(),
+      });
     });
   });
 }
@@ -80,11 +117,17 @@ class NodeTlsConn implements ByteConn {
       if (this.#ended) return null;
       await new Promise<void>((r) => this.#wake = r);
     }
-    const head = this.#chunks[0];
-    const n = Math.min(head.length, p.length);
-    p.set(head.subarray(0, n));
-    if (n === head.length) this.#chunks.shift();
-    else this.#chunks[0] = head.subarray(n);
+    // Fill as much of `p` as the queued chunks allow: TLS records arrive in 16 KiB pieces, and
+    // one read per piece would multiply the per-call cost.
+    let n = 0;
+    while (n < p.length && this.#chunks.length) {
+      const head = this.#chunks[0];
+      const take = Math.min(head.length, p.length - n);
+      p.set(head.subarray(0, take), n);
+      n += take;
+      if (take === head.length) this.#chunks.shift();
+      else this.#chunks[0] = head.subarray(take);
+    }
     this.#buffered -= n;
     if (this.#buffered <= PAUSE_AT && this.sock.isPaused()) this.sock.resume();
     return n;
@@ -93,7 +136,8 @@ class NodeTlsConn implements ByteConn {
   write(p: Uint8Array): Promise<number> {
     if (this.#error) return Promise.reject(this.#error);
     return new Promise((resolve, reject) => {
-      this.sock.write(p.slice(), (e) => e ? reject(e) : resolve(p.length));
+      // The callback fires once node has handed the bytes to the kernel, so `p` is not copied.
+      this.sock.write(p, (e) => e ? reject(e) : resolve(p.length));
     });
   }
 
