@@ -1,33 +1,39 @@
 /**
- * Backhaul-style `config.toml` as a front end to the one config model, so a file written for
- * Backhaul runs unchanged: `[server]` publishes ports, `[client]` dials out and forwards. Keys a
- * transport does not use, and Backhaul keys we do not implement, are accepted with a warning;
- * unknown keys and bad values are errors naming the key and its line.
+ * The Backhaul front end: a `config.toml` with a `[server]` or `[client]` table, read so that a
+ * file written for Backhaul runs unchanged. Keys the chosen transport does not use, and Backhaul
+ * keys half-tunnel does not implement, are accepted with a warning; unknown keys and bad values
+ * are errors naming the key, the value and its line.
  */
 
-import { parse as parseToml, TomlError } from "smol-toml";
-import { ConfigError } from "./error.ts";
-import type { Config, LogLevel } from "./model.ts";
-import { parseForwarder, parsePortMapping } from "./ports.ts";
-import { defaults } from "./schema.ts";
+import { parse, TomlError } from "smol-toml";
+import { ConfigError, shown } from "./error.ts";
+import type { LogLevel } from "./model.ts";
+import { parseDialAddr, parseForwarder, parsePortMapping } from "./ports.ts";
+import { type Draft, newDraft, suggest } from "./schema.ts";
+import { parseDuration } from "./units.ts";
+import { FRAME_OVERHEAD } from "./validate.ts";
 
+type Role = "server" | "client";
 type Transport = "tcp" | "tcpmux" | "ws" | "wsmux" | "wss" | "wssmux";
-const TRANSPORTS: Transport[] = ["tcp", "tcpmux", "ws", "wsmux", "wss", "wssmux"];
-const POOL: Transport[] = ["tcp", "ws", "wss"];
-const MUX: Transport[] = ["tcpmux", "wsmux", "wssmux"];
-const TLS: Transport[] = ["wss", "wssmux"];
+const TRANSPORTS: readonly Transport[] = ["tcp", "tcpmux", "ws", "wsmux", "wss", "wssmux"];
+const POOL: readonly Transport[] = ["tcp", "ws", "wss"];
+const MUX: readonly Transport[] = ["tcpmux", "wsmux", "wssmux"];
+const TLS: readonly Transport[] = ["wss", "wssmux"];
+/** Transports of newer Backhaul versions that half-tunnel does not carry. */
+const OTHER_TRANSPORTS = ["udp", "quic"];
 
-/** Keys of Backhaul versions that half-tunnel does not implement. */
-const NOT_IMPLEMENTED = [
-  "web_port",
+/** Keys of Backhaul versions that half-tunnel does not implement (sniffer, web UI, socket tuning). */
+const NOT_IMPLEMENTED = new Set([
+  "accept_udp",
   "sniffer",
   "sniffer_log",
+  "web_port",
+  "pprof",
   "skip_optz",
   "mss",
   "so_rcvbuf",
   "so_sndbuf",
-  "accept_udp",
-];
+]);
 
 const LEVELS: Record<string, LogLevel> = {
   panic: "fatal",
@@ -40,236 +46,392 @@ const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
 };
 
-export function fromBackhaulToml(text: string, source: string, role?: "server" | "client"): Config {
+export function fromBackhaulToml(text: string, source: string, role?: Role): Draft {
   let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    doc = parse(text);
   } catch (e) {
-    const where = e instanceof TomlError ? ` at line ${e.line}` : "";
-    throw new ConfigError(
-      `${source}: invalid TOML${where}: ${e instanceof Error ? e.message.split("\n")[0] : e}`,
-    );
+    if (!(e instanceof TomlError)) throw e;
+    const what = e.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
+    throw new ConfigError(`${source} line ${e.line}: invalid TOML: ${what}`);
   }
-  const tables = Object.keys(doc);
-  for (const t of tables) {
-    if (t !== "server" && t !== "client") {
-      throw new ConfigError(`${source}: unknown table [${t}] at line ${lineOf(text, null, t)}`);
+  const lines = new Lines(text);
+  for (const [k, v] of Object.entries(doc)) {
+    if (k === "server" || k === "client") {
+      if (!isTable(v)) {
+        throw new ConfigError(`${source} line ${lines.of(k) ?? 1}: ${k} must be a table ([${k}])`);
+      }
+    } else {
+      const what = isTable(v)
+        ? `unknown table [${k}]`
+        : `unknown key "${k}" outside [server]/[client]`;
+      throw new ConfigError(`${source} line ${lines.of(k) ?? 1}: ${what}`);
     }
   }
-  const has = (t: string) => tables.includes(t);
-  if (has("server") && has("client")) {
-    throw new ConfigError(`${source}: has both [server] and [client]; use one file per side`);
+  if ("server" in doc && "client" in doc) {
+    throw new ConfigError(
+      `${source}: has both [server] (line ${lines.of("server")}) and [client] (line ${
+        lines.of("client")
+      }); use one file per side`,
+    );
   }
-  if (!has("server") && !has("client")) {
-    throw new ConfigError(`${source}: needs a [server] or [client] table`);
-  }
-  const fileRole = has("server") ? "server" : "client";
+  const fileRole: Role | null = "server" in doc ? "server" : "client" in doc ? "client" : null;
+  if (!fileRole) throw new ConfigError(`${source}: needs a [server] or a [client] table`);
   if (role && role !== fileRole) {
-    throw new ConfigError(`${source}: is a [${fileRole}] config, but "${role}" was asked for`);
+    throw new ConfigError(
+      `${source}: is a [${fileRole}] config, but \`half-tunnel ${role}\` was run`,
+    );
   }
-  const cfg = defaults(fileRole);
-  cfg.source = source;
-  const table = doc[fileRole] as Record<string, unknown>;
-  const t = new TableReader(table, text, source, fileRole, cfg);
-  if (fileRole === "server") server(t, cfg);
-  else client(t, cfg);
+  const d = newDraft(fileRole, source);
+  const t = new Table(fileRole, doc[fileRole] as Record<string, unknown>, lines, source, d);
+  common(t, d);
+  if (fileRole === "server") server(t, d);
+  else client(t, d);
   t.finish();
-  return cfg;
+  return d;
 }
 
-class TableReader {
-  #used = new Set<string>();
-  transport: Transport = "tcp";
+function isTable(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
 
-  constructor(
-    private table: Record<string, unknown>,
-    private text: string,
-    private source: string,
-    readonly name: string,
-    private cfg: Config,
-  ) {
-    const tr = table.transport ?? "tcp";
-    if (typeof tr !== "string" || !TRANSPORTS.includes(tr as Transport)) {
-      throw this.error("transport", `"${tr}" is not one of ${TRANSPORTS.join(", ")}`);
-    }
-    this.transport = tr as Transport;
-    this.#used.add("transport");
+/** Line numbers of table headers and `key = ` lines (smol-toml reports positions only for errors). */
+class Lines {
+  #at = new Map<string, number>();
+  #lines: string[];
+
+  constructor(text: string) {
+    this.#lines = text.split(/\r?\n/);
+    let table = "";
+    this.#lines.forEach((raw, i) => {
+      const l = raw.trim();
+      const header = /^\[\[?\s*([^\]]+?)\s*\]\]?/.exec(l);
+      const key = /^([A-Za-z0-9_."' -]+?)\s*=/.exec(l);
+      let path: string | null = null;
+      if (header) path = table = unquote(header[1]);
+      else if (key) path = (table ? `${table}.` : "") + unquote(key[1]);
+      if (path !== null && !this.#at.has(path)) this.#at.set(path, i + 1);
+    });
   }
 
-  error(key: string, what: string): ConfigError {
-    return new ConfigError(
-      `${this.source}: [${this.name}] ${key} (line ${lineOf(this.text, this.name, key)}): ${what}`,
-    );
+  /** Line of `path` ("server", "server.bind_addr"), or null when it cannot be found. */
+  of(path: string): number | null {
+    return this.#at.get(path) ?? null;
+  }
+
+  /** Line of `entry` inside the list that starts at line `from`. */
+  entry(from: number, entry: string): number {
+    for (let i = from - 1; i < this.#lines.length; i++) {
+      if (this.#lines[i].includes(JSON.stringify(entry)) || this.#lines[i].includes(`'${entry}'`)) {
+        return i + 1;
+      }
+    }
+    return from;
+  }
+}
+
+function unquote(path: string): string {
+  return path.split(".").map((p) => p.trim().replace(/^(["'])(.*)\1$/, "$2")).join(".");
+}
+
+/** Reads one `[server]`/`[client]` table, remembering which keys were looked at. */
+class Table {
+  readonly transport: Transport;
+  #used = new Set<string>();
+  #applied = new Set<string>();
+
+  constructor(
+    readonly role: Role,
+    private values: Record<string, unknown>,
+    private lines: Lines,
+    private source: string,
+    private d: Draft,
+  ) {
+    const tr = this.#take("transport") ?? "tcp";
+    if (typeof tr !== "string" || !TRANSPORTS.includes(tr as Transport)) {
+      const why = OTHER_TRANSPORTS.includes(tr as string)
+        ? "is a Backhaul transport half-tunnel does not implement"
+        : "is not a transport";
+      throw this.fail("transport", `${shown(tr)} ${why}; use one of ${TRANSPORTS.join(", ")}`);
+    }
+    this.transport = tr as Transport;
+  }
+
+  line(key: string): number | null {
+    return this.lines.of(`${this.role}.${key}`);
+  }
+
+  label(key: string, line = this.line(key)): string {
+    return `[${this.role}] ${key} (${this.source}${line ? ` line ${line}` : ""})`;
+  }
+
+  fail(key: string, what: string): ConfigError {
+    return new ConfigError(`${this.label(key)}: ${what}`);
   }
 
   warn(key: string, what: string): void {
-    this.cfg.warnings.push(
-      `${this.source}: [${this.name}] ${key} (line ${lineOf(this.text, this.name, key)}): ${what}`,
+    this.d.cfg.warnings.push(`${this.label(key)}: ${what}`);
+  }
+
+  missing(key: string, why = ""): ConfigError {
+    return new ConfigError(
+      `${this.source} line ${this.lines.of(this.role) ?? 1}: [${this.role}] needs ${key}${why}`,
     );
   }
 
-  /** Reads a key if present; `only` lists the transports that use it (others get a warning). */
-  get<T>(
-    key: string,
-    type: "string" | "number" | "boolean" | "array",
-    only?: Transport[],
-  ): T | undefined {
-    this.#used.add(key);
-    if (!(key in this.table)) return undefined;
-    const v = this.table[key];
-    const ok = type === "array"
-      ? Array.isArray(v)
-      : type === "string"
-      ? typeof v === "string"
-      : type === "number"
-      ? typeof v === "number"
-      : typeof v === "boolean";
-    if (!ok) {
-      throw this.error(key, `${JSON.stringify(v)} is not a ${type === "array" ? "list" : type}`);
-    }
-    if (type === "number" && (!Number.isFinite(v as number) || (v as number) < 0)) {
-      throw this.error(key, `${v} must be a non-negative number`);
-    }
-    if (only && !only.includes(this.transport)) {
-      this.warn(key, `not used by transport "${this.transport}"; ignored`);
-      return undefined;
-    }
-    return v as T;
+  /** Names the model keys that `key` set, for the messages of the checks after merging. */
+  bind(key: string, ...paths: string[]): void {
+    if (!this.#applied.has(key)) return;
+    for (const p of paths) this.d.origins.set(p, this.label(key));
   }
 
-  /** Runs `f` on the value, turning its error into one that names the key and line. */
-  convert<T>(key: string, f: () => T): T {
-    try {
-      return f();
-    } catch (e) {
-      throw this.error(key, e instanceof Error ? e.message : String(e));
+  /** The raw value, or undefined when absent or (with a warning) unused by this transport. */
+  #take(key: string, only?: readonly Transport[]): unknown {
+    this.#used.add(key);
+    if (!(key in this.values)) return undefined;
+    if (only && !only.includes(this.transport)) {
+      this.warn(key, `is not used by transport "${this.transport}"; ignored`);
+      return undefined;
     }
+    this.#applied.add(key);
+    return this.values[key];
+  }
+
+  str(key: string, only?: readonly Transport[], secret = false): string | undefined {
+    const v = this.#take(key, only);
+    if (v !== undefined && typeof v !== "string") {
+      throw this.fail(key, `${secret ? "the value" : shown(v)} is not a string`);
+    }
+    return v;
+  }
+
+  bool(key: string, only?: readonly Transport[]): boolean | undefined {
+    const v = this.#take(key, only);
+    if (v !== undefined && typeof v !== "boolean") {
+      throw this.fail(key, `${shown(v)} is not true or false`);
+    }
+    return v;
+  }
+
+  list(key: string): string[] {
+    const v = this.#take(key) ?? [];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || typeof x === "number")) {
+      throw this.fail(key, `${shown(v)} is not a list of strings`);
+    }
+    return v.map(String);
+  }
+
+  /**
+   * A whole number; 0 means "the default", as it does in Backhaul, so it returns undefined then.
+   */
+  count(key: string, only?: readonly Transport[]): number | undefined {
+    const v = this.#take(key, only);
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw this.fail(key, `${shown(v)} is not a whole number >= 0`);
+    }
+    return v === 0 ? undefined : v;
+  }
+
+  /** Seconds (fractions allowed) as milliseconds; 0 means "the default", as in Backhaul. */
+  seconds(key: string, only?: readonly Transport[]): number | undefined {
+    const v = this.#take(key, only);
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || v < 0) {
+      throw this.fail(key, `${shown(v)} is not a number of seconds >= 0`);
+    }
+    return v === 0 ? undefined : parseDuration(v, this.label(key));
+  }
+
+  /** Runs a parser on each list entry, naming the entry's own line when it refuses one. */
+  entries<T>(key: string, parse: (s: string) => T): T[] {
+    return this.list(key).map((e) => {
+      try {
+        return parse(e);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        const line = this.lines.entry(this.line(key) ?? 1, e);
+        throw new ConfigError(`${this.label(key, line)}: ${err.message}`);
+      }
+    });
   }
 
   finish(): void {
-    for (const key of Object.keys(this.table)) {
+    for (const key of Object.keys(this.values)) {
       if (this.#used.has(key)) continue;
-      if (NOT_IMPLEMENTED.includes(key)) {
+      if (NOT_IMPLEMENTED.has(key)) {
         this.warn(key, "is a Backhaul option half-tunnel does not implement; ignored");
       } else {
-        throw this.error(key, "unknown key");
+        throw new ConfigError(
+          `${this.source} line ${this.line(key) ?? "?"}: unknown key "${key}" in [${this.role}]${
+            suggest(key, [...this.#used, ...NOT_IMPLEMENTED])
+          }`,
+        );
       }
     }
   }
 }
 
-function seconds(t: TableReader, key: string, only?: Transport[]): number | undefined {
-  const v = t.get<number>(key, "number", only);
-  if (v === undefined) return undefined;
-  if (v <= 0) throw t.error(key, "must be positive");
-  return Math.round(v * 1000);
-}
+/** Keys both sides share: token, logging, socket options, heartbeat and the mux buffers. */
+function common(t: Table, d: Draft): void {
+  const c = d.cfg;
+  const side = t.role === "server" ? c.server : c.client;
+  const token = t.str("token", undefined, true);
+  if (token === undefined) {
+    throw t.missing("token", " (half-tunnel needs a shared key; `half-tunnel keygen` makes one)");
+  }
+  if (token === "") throw t.fail("token", "must not be empty");
+  c.auth.key = token;
+  t.bind("token", "auth.key");
 
-function common(t: TableReader, cfg: Config): void {
-  const token = t.get<string>("token", "string");
-  if (!token) throw t.error("token", "is required and must not be empty");
-  cfg.auth.key = token;
-  const level = t.get<string>("log_level", "string");
+  const level = t.str("log_level");
   if (level !== undefined) {
-    cfg.log.level = LEVELS[level] ?? (() => {
-      throw t.error("log_level", `"${level}" is not one of ${Object.keys(LEVELS).join(", ")}`);
+    c.log.level = LEVELS[level] ?? (() => {
+      throw t.fail("log_level", `${shown(level)} is not one of ${Object.keys(LEVELS).join(", ")}`);
     })();
   }
   // Backhaul's default is false; keep it so a migrated config behaves the same.
-  const nodelay = t.get<boolean>("nodelay", "boolean") ?? false;
-  const keepalive = seconds(t, "keepalive_period");
-  if (t.name === "server") {
-    cfg.server.nodelay = nodelay;
-    if (keepalive) cfg.server.keepalivePeriodMs = keepalive;
-  } else {
-    cfg.client.nodelay = nodelay;
-    if (keepalive) cfg.client.keepalivePeriodMs = keepalive;
+  side.nodelay = t.bool("nodelay") ?? false;
+  side.keepalivePeriodMs = t.seconds("keepalive_period") ?? side.keepalivePeriodMs;
+  t.bind("keepalive_period", `${t.role}.keepalive_period`);
+  // Backhaul has `heartbeat` on the server only; a client may set it too, to match.
+  const heartbeat = t.seconds("heartbeat");
+  if (heartbeat !== undefined) {
+    c.session.keepaliveIntervalMs = heartbeat;
+    t.bind("heartbeat", "session.keepalive_interval");
   }
-  cfg.server.legKind = cfg.client.legKind = t.transport.startsWith("ws") ? "ws" : "tcp";
-  cfg.server.streamMode = cfg.client.streamMode = POOL.includes(t.transport) ? "pool" : "mux";
+  for (const key of ["mux_version", "mux_con"]) {
+    if (t.count(key, MUX) !== undefined) {
+      t.warn(key, "has no equivalent in half-tunnel's multiplexer; ignored");
+    }
+  }
+  muxBuffers(t, d);
+
+  const ws = t.transport.startsWith("ws");
+  c.server.legKind = c.client.legKind = ws ? "ws" : "tcp";
+  c.server.streamMode = c.client.streamMode = POOL.includes(t.transport) ? "pool" : "mux";
 }
 
-function server(t: TableReader, cfg: Config): void {
-  const s = cfg.server;
-  const bind = t.get<string>("bind_addr", "string");
-  if (!bind) throw t.error("bind_addr", "is required");
-  common(t, cfg);
+/**
+ * smux's frame size and buffers become the session's frame payload, stream window and replay
+ * buffer. Defaults of the ones a file leaves out shrink to fit the ones it sets, and a frame larger
+ * than the stream buffer (which smux allows) shrinks to it, because our credit windows must hold
+ * whole frames; so every file smux accepts loads here.
+ */
+function muxBuffers(t: Table, d: Draft): void {
+  const s = d.cfg.session;
+  const frame = t.count("mux_framesize", MUX);
+  const recv = t.count("mux_recievebuffer", MUX);
+  const stream = t.count("mux_streambuffer", MUX);
+  if (frame !== undefined && frame > 65535) {
+    throw t.fail("mux_framesize", `${frame} is larger than 65535, the most one frame can carry`);
+  }
+  if (recv !== undefined) {
+    const least = 4 * (1024 + FRAME_OVERHEAD);
+    if (recv < least) {
+      throw t.fail("mux_recievebuffer", `${recv} is below ${least}, room for four 1 KiB frames`);
+    }
+    s.replayBuffer = recv;
+    t.bind("mux_recievebuffer", "session.replay_buffer");
+  }
+  if (stream !== undefined) {
+    if (stream < 1024) {
+      throw t.fail("mux_streambuffer", `${stream} is below 1024, the smallest stream window`);
+    }
+    if (stream > s.replayBuffer) {
+      throw t.fail(
+        "mux_streambuffer",
+        `${stream} is larger than mux_recievebuffer (${s.replayBuffer})`,
+      );
+    }
+    s.streamWindow = stream;
+    t.bind("mux_streambuffer", "session.stream_window");
+  } else {
+    s.streamWindow = Math.min(s.streamWindow, s.replayBuffer);
+  }
+  const fit = Math.min(
+    frame ?? s.maxFramePayload,
+    s.streamWindow,
+    Math.floor(s.replayBuffer / 4) - FRAME_OVERHEAD,
+  );
+  if (frame !== undefined) {
+    t.bind("mux_framesize", "session.max_frame_payload");
+    if (fit < frame) t.warn("mux_framesize", `lowered to ${fit} to fit the mux buffers`);
+  }
+  s.maxFramePayload = fit;
+}
+
+function server(t: Table, d: Draft): void {
+  const s = d.cfg.server;
+  const bind = t.str("bind_addr");
+  if (bind === undefined) {
+    throw t.missing("bind_addr", ', the address clients dial (e.g. "0.0.0.0:3080")');
+  }
   s.upstreamAddr = s.downstreamAddr = bind;
   s.upstreamPath = s.downstreamPath = "/tunnel";
+  t.bind("bind_addr", "server.upstream_addr", "server.downstream_addr");
   s.exit = false;
-  s.channelSize = t.get<number>("channel_size", "number") ?? s.channelSize;
-  s.connectionPool = t.get<number>("connection_pool", "number", POOL) ?? s.connectionPool;
-  if (t.get("mux_session", "number", MUX) !== undefined) {
-    t.warn("mux_session", "is decided by the client; the server accepts any number of sessions");
+  d.socks.enabled = false;
+
+  s.channelSize = t.count("channel_size") ?? s.channelSize;
+  t.bind("channel_size", "server.channel_size");
+  s.connectionPool = t.count("connection_pool", POOL) ?? s.connectionPool;
+  t.bind("connection_pool", "server.connection_pool");
+  if (t.count("mux_session", MUX) !== undefined) {
+    t.warn("mux_session", "is chosen by the client; the server accepts any number of sessions");
   }
-  const hb = seconds(t, "heartbeat");
-  if (hb) cfg.session.keepaliveIntervalMs = hb;
-  for (const k of ["mux_con", "mux_version"]) {
-    if (t.get(k, "number", MUX) !== undefined) {
-      t.warn(k, "has no equivalent in half-tunnel's multiplexer; ignored");
-    }
-  }
-  cfg.session.maxFramePayload = t.get<number>("mux_framesize", "number", MUX) ??
-    cfg.session.maxFramePayload;
-  cfg.session.replayBuffer = t.get<number>("mux_recievebuffer", "number", MUX) ??
-    cfg.session.replayBuffer;
-  cfg.session.streamWindow = t.get<number>("mux_streambuffer", "number", MUX) ??
-    cfg.session.streamWindow;
-  const cert = t.get<string>("tls_cert", "string", TLS),
-    key = t.get<string>("tls_key", "string", TLS);
+  const cert = t.str("tls_cert", TLS), key = t.str("tls_key", TLS);
   if (TLS.includes(t.transport)) {
-    if (!cert || !key) {
-      throw t.error(cert ? "tls_key" : "tls_cert", `is required for transport "${t.transport}"`);
+    for (const [k, v] of [["tls_cert", cert], ["tls_key", key]] as const) {
+      if (v === undefined) throw t.missing(k, ` (a PEM file) for transport "${t.transport}"`);
+      if (v === "") throw t.fail(k, `must not be empty for transport "${t.transport}"`);
     }
-    s.tls = { certFile: cert, keyFile: key };
+    d.serverTls = { certFile: cert!, keyFile: key! };
+    t.bind("tls_cert", "server.tls.cert_file");
+    t.bind("tls_key", "server.tls.key_file");
   }
-  const ports = t.get<unknown[]>("ports", "array") ?? [];
-  s.ports = ports.map((p) => t.convert("ports", () => parsePortMapping(String(p))));
-  if (!s.ports.length) t.warn("ports", "is empty: nothing is published");
-  s.proxyProtocol = t.get<boolean>("proxy_protocol", "boolean") ?? false;
+  s.ports = t.entries("ports", parsePortMapping);
+  t.bind("ports", "server.ports");
+  if (!s.ports.length) t.warn("ports", "is empty: no port is published");
+  s.proxyProtocol = t.bool("proxy_protocol") ?? false;
 }
 
-function client(t: TableReader, cfg: Config): void {
-  const c = cfg.client;
-  const remote = t.get<string>("remote_addr", "string");
-  if (!remote) throw t.error("remote_addr", "is required");
-  common(t, cfg);
-  const scheme =
-    { tcp: "tcp", tcpmux: "tcp", ws: "ws", wsmux: "ws", wss: "wss", wssmux: "wss" }[t.transport];
+function client(t: Table, d: Draft): void {
+  const c = d.cfg.client;
+  const remote = t.str("remote_addr");
+  if (remote === undefined) throw t.missing("remote_addr", ", the server's host:port");
+  try {
+    parseDialAddr(remote);
+  } catch (e) {
+    throw t.fail("remote_addr", (e as Error).message);
+  }
+  const scheme = { tcp: "tcp", tcpmux: "tcp", ws: "ws", wsmux: "ws", wss: "wss", wssmux: "wss" }[
+    t.transport
+  ];
   c.upstreamUrl = c.downstreamUrl = scheme === "tcp"
     ? `tcp://${remote}`
     : `${scheme}://${remote}/tunnel`;
-  // Backhaul clients accept the server's self-signed certificate; the token proof in every
-  // handshake is what authenticates the server here.
+  t.bind("remote_addr", "client.upstream_url", "client.downstream_url");
+  // Backhaul clients accept the server's self-signed certificate. The key proof in every
+  // handshake is what authenticates the server, so doing the same costs no security.
   c.tls.insecureSkipVerify = TLS.includes(t.transport);
-  c.socks5 = null;
+  d.socks.enabled = false;
   c.reverse = true;
-  c.connectionPool = t.get<number>("connection_pool", "number", POOL) ?? c.connectionPool;
-  c.aggressivePool = t.get<boolean>("aggressive_pool", "boolean", POOL) ?? false;
-  c.muxSessions = t.get<number>("mux_session", "number", MUX) ?? c.muxSessions;
-  c.reconnect.initialDelayMs = seconds(t, "retry_interval") ?? 1000;
-  c.dialTimeoutMs = seconds(t, "dial_timeout") ?? c.dialTimeoutMs;
-  const fwd = t.get<unknown[]>("forwarder", "array") ?? [];
-  c.forwarder = new Map(fwd.map((f) => t.convert("forwarder", () => parseForwarder(String(f)))));
-  c.edgeIp = t.get<string>("edge_ip", "string") ?? "";
-  c.tls.sni = t.get<string>("sni", "string") ?? "";
-  const hb = seconds(t, "heartbeat");
-  if (hb) cfg.session.keepaliveIntervalMs = hb;
-}
 
-/** Line (1-based) of `key = …` inside `[table]` (or of the table header when key is null). */
-function lineOf(text: string, table: string | null, key: string): number {
-  const lines = text.split("\n");
-  let inTable = table === null;
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i].trim();
-    const header = /^\[([^\]]+)\]/.exec(l);
-    if (header) {
-      if (table === null && header[1].trim() === key) return i + 1;
-      inTable = header[1].trim() === table;
-      continue;
-    }
-    if (inTable && new RegExp(`^"?${key}"?\\s*=`).test(l)) return i + 1;
-  }
-  return 0;
+  c.connectionPool = t.count("connection_pool", POOL) ?? c.connectionPool;
+  t.bind("connection_pool", "client.connection_pool");
+  c.aggressivePool = t.bool("aggressive_pool", POOL) ?? false;
+  c.muxSessions = t.count("mux_session", MUX) ?? c.muxSessions;
+  t.bind("mux_session", "client.mux_session");
+  // Backhaul redials every retry_interval (default 1 s); ours backs off from it up to max_delay.
+  c.reconnect.initialDelayMs = t.seconds("retry_interval") ?? 1000;
+  c.reconnect.maxDelayMs = Math.max(c.reconnect.maxDelayMs, c.reconnect.initialDelayMs);
+  t.bind("retry_interval", "client.reconnect.initial_delay");
+  c.dialTimeoutMs = t.seconds("dial_timeout") ?? c.dialTimeoutMs;
+  t.bind("dial_timeout", "client.dial_timeout");
+  c.forwarder = new Map(t.entries("forwarder", parseForwarder));
+  c.edgeIp = t.str("edge_ip") ?? "";
+  t.bind("edge_ip", "client.edge_ip");
+  c.tls.sni = t.str("sni") ?? "";
+  t.bind("sni", "client.tls.sni");
 }

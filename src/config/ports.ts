@@ -1,54 +1,103 @@
 /**
- * Parsers for the port-mapping strings of the reverse tunnel (Backhaul's `ports` forms, plus the
- * documented `"443-600:5201"`, bind-address ranges and bracketed IPv6), `forwarder` entries and the
- * forward tunnel's static forwards.
+ * Parsers for address strings: the reverse tunnel's `ports` entries (every Backhaul form, plus
+ * bind-address ranges and bracketed IPv6), `forwarder` entries, the forward tunnel's static
+ * forwards and listen addresses. Each error names the entry and what is wrong with it.
  */
 
 import { ConfigError } from "./error.ts";
 import type { PortMapping, StaticForward } from "./model.ts";
 
-const HOST_PORT = /^(?:\[([^\]]+)\]:|([^:\[\]=]+):)?(\d+)(?:-(\d+))?$/;
+const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+const DNS_LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
 
-function port(text: string, entry: string): number {
-  const p = Number(text);
-  if (!/^\d+$/.test(text) || p < 1 || p > 65535) {
-    throw new ConfigError(`"${entry}": port ${text} is out of range 1..65535`);
+/** Whether `h` is an IPv4 address, an IPv6 address (without brackets) or a DNS name. */
+export function isHost(h: string): boolean {
+  if (h.includes(":")) {
+    try {
+      return new URL(`http://[${h}]/`).hostname !== "";
+    } catch {
+      return false;
+    }
   }
+  if (IPV4.test(h)) return h.split(".").every((o) => Number(o) <= 255);
+  const labels = (h.endsWith(".") ? h.slice(0, -1) : h).split(".");
+  // An all-digit last label would be a mistyped IPv4 address or a port ("443:5201"), not a name.
+  return h.length <= 253 && labels.every((l) => DNS_LABEL.test(l)) &&
+    !/^\d+$/.test(labels[labels.length - 1]);
+}
+
+function fail(entry: string, what: string): never {
+  throw new ConfigError(`${JSON.stringify(entry)}: ${what}`);
+}
+
+function portNumber(text: string, entry: string, min: number): number {
+  if (!/^\d+$/.test(text)) fail(entry, `${JSON.stringify(text)} is not a port number`);
+  const p = Number(text);
+  if (p < min || p > 65535) fail(entry, `port ${text} is out of range ${min}..65535`);
   return p;
 }
 
-function side(text: string, entry: string, allowRange: boolean) {
-  const m = HOST_PORT.exec(text.trim());
-  if (!m) {
-    throw new ConfigError(`"${entry}": "${text}" is not [host:]port${allowRange ? "[-port]" : ""}`);
+interface Endpoint {
+  /** "" when the text has no host part. */
+  host: string;
+  start: number;
+  end: number;
+}
+
+/** `[host:]port[-port]`, with IPv6 hosts in brackets. */
+function endpoint(
+  text: string,
+  entry: string,
+  opts: { range?: boolean; minPort?: number } = {},
+): Endpoint {
+  const t = text.trim();
+  let host = "", ports = t;
+  if (t.startsWith("[")) {
+    const close = t.indexOf("]");
+    if (close < 0 || t[close + 1] !== ":") fail(entry, `"${t}" is not [IPv6]:port`);
+    host = t.slice(1, close);
+    ports = t.slice(close + 2);
+    if (!host.includes(":") || !isHost(host)) fail(entry, `"${host}" is not an IPv6 address`);
+  } else if (t.includes(":")) {
+    const i = t.lastIndexOf(":");
+    host = t.slice(0, i);
+    ports = t.slice(i + 1);
+    if (host.includes(":")) fail(entry, `IPv6 addresses need brackets, e.g. [${host}]:${ports}`);
+    if (host && !isHost(host)) {
+      fail(entry, `"${host}" is not a host name or IP address`);
+    }
   }
-  const host = m[1] ?? m[2] ?? "";
-  const start = port(m[3], entry);
-  const end = m[4] !== undefined ? port(m[4], entry) : start;
-  if (m[4] !== undefined && !allowRange) {
-    throw new ConfigError(`"${entry}": a range is not allowed in "${text}"`);
-  }
-  if (end < start) throw new ConfigError(`"${entry}": range ${start}-${end} is reversed`);
+  const m = /^([^-]*)(?:-(.*))?$/.exec(ports)!;
+  const min = opts.minPort ?? 1;
+  if (m[2] !== undefined && !opts.range) fail(entry, `"${t}": a port range is not allowed here`);
+  if (ports === "") fail(entry, `"${t}" has no port`);
+  const start = portNumber(m[1], entry, min);
+  const end = m[2] === undefined ? start : portNumber(m[2], entry, min);
+  if (end < start) fail(entry, `port range ${start}-${end} is reversed`);
   return { host, start, end };
 }
 
-export function parsePortMapping(entry: string): PortMapping {
-  if (typeof entry !== "string" || !entry.trim()) throw new ConfigError(`ports: empty entry`);
-  let local: string, remote: string | null;
-  const eq = entry.split("=");
-  if (eq.length > 2) throw new ConfigError(`"${entry}": more than one "="`);
-  if (eq.length === 2) {
-    [local, remote] = eq;
-  } else {
-    // "443-600:5201" (a range, then ":port") means the same as "443-600=5201".
-    const m = /^(.*\d+-\d+):(\d+)$/.exec(entry.trim());
-    [local, remote] = m ? [m[1], m[2]] : [entry, null];
+/**
+ * One `ports` entry: `443`, `4000=5000`, `127.0.0.2:443=5201`, `443=1.1.1.1:5201`,
+ * `443-600` (each port to itself), `443-600=5201` or `443-600:5201` (all to one port),
+ * `127.0.0.2:443-600=1.1.1.1:5201`, `[::1]:443=[2001:db8::1]:5201`, `443=example.org:5201`.
+ */
+export function parsePortMapping(s: string): PortMapping {
+  if (typeof s !== "string" || !s.trim()) fail(String(s ?? ""), "empty port mapping");
+  const entry = s.trim();
+  const parts = entry.split("=");
+  if (parts.length > 2) fail(entry, `more than one "="`);
+  let [local, remote] = parts as [string, string | undefined];
+  if (remote === undefined) {
+    // Backhaul documents "443-600:5201" as the same as "443-600=5201".
+    const m = /^(.*\d-\d+):(\d+)$/.exec(entry);
+    if (m) [local, remote] = [m[1], m[2]];
   }
-  const l = side(local, entry, true);
+  const l = endpoint(local, entry, { range: true });
   let targetHost = "";
   let targetPort: number | null = l.start === l.end ? l.start : null;
-  if (remote !== null) {
-    const r = side(remote, entry, false);
+  if (remote !== undefined) {
+    const r = endpoint(remote, entry);
     targetHost = r.host;
     targetPort = r.start;
   }
@@ -62,25 +111,25 @@ export function parsePortMapping(entry: string): PortMapping {
   };
 }
 
-/** `"PORT=host:port"`: the client dials host:port when the server sends PORT. */
-export function parseForwarder(entry: string): [number, { host: string; port: number }] {
-  const [k, v, extra] = String(entry).split("=");
-  if (v === undefined || extra !== undefined) {
-    throw new ConfigError(`forwarder: "${entry}" is not PORT=host:port`);
-  }
-  const r = side(v, entry, false);
-  if (!r.host) throw new ConfigError(`forwarder: "${entry}" needs a host in host:port`);
-  return [port(k.trim(), entry), { host: r.host, port: r.start }];
+/** `PORT=host:port`: when the server sends a stream for PORT, the client dials host:port. */
+export function parseForwarder(s: string): [number, { host: string; port: number }] {
+  const entry = String(s).trim();
+  const [k, v, extra] = entry.split("=");
+  if (v === undefined || extra !== undefined) fail(entry, "is not PORT=host:port");
+  const port = portNumber(k.trim(), entry, 1);
+  const r = endpoint(v, entry);
+  if (!r.host) fail(entry, "needs a host in host:port after the =");
+  return [port, { host: r.host, port: r.start }];
 }
 
-/** `"[host:]port=host:port"`: listen locally (127.0.0.1 by default), exit to host:port. */
-export function parseStaticForward(entry: string): StaticForward {
-  const [l, r, extra] = String(entry).split("=");
-  if (r === undefined || extra !== undefined) {
-    throw new ConfigError(`forwards: "${entry}" is not [host:]port=host:port`);
-  }
-  const a = side(l, entry, false), b = side(r, entry, false);
-  if (!b.host) throw new ConfigError(`forwards: "${entry}" needs a target host`);
+/** `[host:]port=host:port`: listen locally (127.0.0.1 unless a host is given), exit to host:port. */
+export function parseStaticForward(s: string): StaticForward {
+  const entry = String(s).trim();
+  const [l, r, extra] = entry.split("=");
+  if (r === undefined || extra !== undefined) fail(entry, "is not [host:]port=host:port");
+  const a = endpoint(l, entry, { minPort: 0 });
+  const b = endpoint(r, entry);
+  if (!b.host) fail(entry, "needs a target host in host:port after the =");
   return {
     listenHost: a.host || "127.0.0.1",
     listenPort: a.start,
@@ -88,4 +137,20 @@ export function parseStaticForward(entry: string): StaticForward {
     targetPort: b.start,
     source: entry,
   };
+}
+
+/** A listen address, `host:port` or `:port`; port 0 asks the system for a free port. */
+export function parseListenAddr(s: string): { host: string; port: number } {
+  if (!s.includes(":")) fail(s, `is not host:port or :port (e.g. ":8080", "127.0.0.1:1080")`);
+  const e = endpoint(s, s, { minPort: 0 });
+  return { host: e.host, port: e.start };
+}
+
+/** `host:port` of a server to dial (port required, IPv6 in brackets). */
+export function parseDialAddr(s: string): { host: string; port: number } {
+  const e = endpoint(s, s);
+  if (!e.host) {
+    fail(s, "is not host:port (e.g. 203.0.113.7:3080, example.org:443, [2001:db8::1]:443)");
+  }
+  return { host: e.host, port: e.start };
 }

@@ -1,12 +1,15 @@
-/** Parsing of durations ("200ms", "10s", "1m", or seconds) and sizes ("64KiB", "1MiB", or bytes). */
+/**
+ * Durations ("200ms", "10s", "1m", "1h", or a number of seconds) and sizes ("64KiB", "1MiB",
+ * "4MB", or a number of bytes) as written in YAML, TOML, environment variables and flags.
+ */
 
-import { ConfigError } from "./error.ts";
+import { ConfigError, shown } from "./error.ts";
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
-  k: 1000,
-  kb: 1000,
+  k: 1e3,
+  kb: 1e3,
   kib: 1024,
   m: 1e6,
   mb: 1e6,
@@ -16,25 +19,41 @@ const SIZE_UNITS: Record<string, number> = {
   gib: 1024 ** 3,
 };
 
-/** Milliseconds. A bare number means seconds (as in Backhaul's configs). */
+/** setTimeout and setInterval fire at once for longer delays, so no duration may exceed this. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** Milliseconds. A bare number (or numeric string) means seconds, as in Backhaul's configs. */
 export function parseDuration(v: unknown, key: string): number {
-  if (typeof v === "number" && Number.isFinite(v) && v >= 0) return Math.round(v * 1000);
+  let ms = NaN;
+  if (typeof v === "number" && v >= 0) ms = v * 1000;
   if (typeof v === "string") {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(v);
-    if (m) return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? "s").toLowerCase()]);
+    const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(v.trim());
+    if (m) ms = Number(m[1]) * DURATION_UNITS[(m[2] ?? "s").toLowerCase()];
   }
-  throw new ConfigError(
-    `${key}: "${String(v)}" is not a duration (e.g. 200ms, 10s, 1m, or seconds)`,
-  );
+  if (!Number.isFinite(ms)) {
+    throw new ConfigError(
+      `${key}: ${shown(v)} is not a duration (e.g. 200ms, 10s, 1m, 1h, or a number of seconds)`,
+    );
+  }
+  if (ms > MAX_DURATION_MS) {
+    throw new ConfigError(`${key}: ${shown(v)} is longer than the longest timer, 24 days`);
+  }
+  return Math.round(ms);
 }
 
-/** Bytes. A bare number means bytes. */
+/** Bytes. A bare number (or numeric string) means bytes; K/M/G are 1000s, KiB/MiB/GiB 1024s. */
 export function parseSize(v: unknown, key: string): number {
-  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
+  let n = NaN;
+  if (typeof v === "number" && v >= 0) n = v;
   if (typeof v === "string") {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
-    const unit = SIZE_UNITS[(m?.[2] || "b").toLowerCase()];
-    if (m && unit) return Math.round(Number(m[1]) * unit);
+    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v.trim());
+    const unit = m && SIZE_UNITS[(m[2] || "b").toLowerCase()];
+    if (unit) n = Number(m[1]) * unit;
   }
-  throw new ConfigError(`${key}: "${String(v)}" is not a size (e.g. 65536, 64KiB, 1MiB)`);
+  if (!Number.isInteger(n) || n > Number.MAX_SAFE_INTEGER) {
+    throw new ConfigError(
+      `${key}: ${shown(v)} is not a size in whole bytes (e.g. 65536, 64KiB, 1MiB, 4MB)`,
+    );
+  }
+  return n;
 }

@@ -19,7 +19,8 @@ import { FrameMac } from "./frame_mac.ts";
 export type OnFrame = (h: FrameHeader, payload: Uint8Array, stable: boolean) => void;
 
 export class FrameReader {
-  #acc = new Uint8Array(HEADER_LEN + MAX_PAYLOAD + MAC_LEN);
+  // Starts small: an idle leg (a parked pool connection) should not hold a 64 KiB buffer.
+  #acc = new Uint8Array(1024);
   #accView = new DataView(this.#acc.buffer);
   #accLen = 0;
   #h: FrameHeader = { flags: 0, streamId: 0, seq: 0, ack: 0, payloadLen: 0 };
@@ -37,6 +38,7 @@ export class FrameReader {
       i = this.#fill(chunk, 0, HEADER_LEN);
       if (this.#accLen < HEADER_LEN) return;
       const len = this.#check(this.#acc, this.#accView, 0);
+      this.#reserve(len);
       i = this.#fill(chunk, i, len);
       if (this.#accLen < len) return;
       this.#emit(this.#acc, this.#accView, 0, false);
@@ -50,9 +52,21 @@ export class FrameReader {
       i += len;
     }
     if (i < chunk.length) {
+      this.#reserve(chunk.length - i);
       this.#acc.set(chunk.subarray(i), 0);
       this.#accLen = chunk.length - i;
     }
+  }
+
+  /** Grows the reassembly buffer to hold `n` bytes, keeping what it holds. */
+  #reserve(n: number): void {
+    if (n <= this.#acc.length) return;
+    const next = new Uint8Array(
+      Math.min(Math.max(n, this.#acc.length * 2), HEADER_LEN + MAX_PAYLOAD + MAC_LEN),
+    );
+    next.set(this.#acc.subarray(0, this.#accLen));
+    this.#acc = next;
+    this.#accView = new DataView(next.buffer);
   }
 
   #fill(chunk: Uint8Array, i: number, upTo: number): number {

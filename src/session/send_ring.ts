@@ -27,7 +27,7 @@ export class SendRing {
   #nextSeq = 1;
   #waiters: (() => void)[] = [];
 
-  constructor(readonly maxBytes: number, initial = 256 * 1024) {
+  constructor(readonly maxBytes: number, initial = 16 * 1024) {
     this.#cap = Math.min(initial, maxBytes);
     this.#buf = new Uint8Array(this.#cap);
     this.#view = new DataView(this.#buf.buffer);

@@ -15,7 +15,7 @@ const PAYLOAD_OFF = 16;
 export class WsLeg implements Leg {
   #conn: ByteConn;
   #closed = false;
-  #sendBuf = new Uint8Array(PAYLOAD_OFF + 128 * 1024);
+  #sendBuf = new Uint8Array(PAYLOAD_OFF + 4096);
   #mask = new Uint8Array(4);
   #writing: Promise<void> = Promise.resolve();
 
