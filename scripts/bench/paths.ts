@@ -30,11 +30,12 @@ export const ALL_PATHS = ["direct", "socat", "ssh", ...TUNNEL_PATHS];
 
 const root = new URL("../..", import.meta.url).pathname;
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
+/** `n` distinct free ports: all are held open while choosing, so none repeats. */
+function freePorts(n: number): number[] {
+  const held = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = held.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of held) l.close();
+  return ports;
 }
 
 async function has(cmd: string): Promise<boolean> {
@@ -92,12 +93,20 @@ async function ready(
   for (;;) {
     try {
       const c = await connect();
-      await c.write(new Uint8Array([0x52, ...new Uint8Array(1024)]));
-      const b = new Uint8Array(1024);
-      let got = 0;
-      for (let n; got < 1024 && (n = await c.read(b.subarray(got))) !== null;) got += n;
-      c.close();
-      if (got === 1024) return;
+      // A probe that gets no answer must not hang the benchmark.
+      const t = setTimeout(() => c.close(), 2000);
+      try {
+        await c.write(new Uint8Array([0x52, ...new Uint8Array(1024)]));
+        const b = new Uint8Array(1024);
+        let got = 0;
+        for (let n; got < 1024 && (n = await c.read(b.subarray(got))) !== null;) got += n;
+        if (got === 1024) return;
+      } finally {
+        clearTimeout(t);
+        try {
+          c.close();
+        } catch { /* closed by the timer */ }
+      }
     } catch { /* not up yet */ }
     if (Date.now() > end) {
       throw new Error(`${name} did not come up:\n${procs.map((p) => p.log()).join("\n")}`);
@@ -174,7 +183,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
   }
   if (name === "socat") {
     if (!await has("socat")) return "socat is not installed";
-    const port = freePort();
+    const [port] = freePorts(1);
     const p = spawn("socat", [
       "-b",
       "65536",
@@ -190,7 +199,8 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     return "ssh -D needs a running sshd with a key for this user; not set up here";
   }
   if (["ws", "wss", "split"].includes(name)) {
-    const legA = freePort(), legB = name === "split" ? freePort() : legA, socks = freePort();
+    const [legA, other, socks] = freePorts(3);
+    const legB = name === "split" ? other : legA;
     const tls = name === "wss" ? ctx.cert : null;
     const scheme = tls ? "wss" : "ws", host = tls ? "localhost" : "127.0.0.1";
     const srv = await write(
@@ -226,7 +236,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
   }
   if (name.startsWith("rev-")) {
     const transport = name.slice(4);
-    const bind = freePort(), published = freePort();
+    const [bind, published] = freePorts(2);
     const tls = transport.startsWith("wss") ? ctx.cert : null;
     const srv = await write(
       "server.toml",

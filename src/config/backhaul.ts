@@ -139,6 +139,7 @@ class Table {
   readonly transport: Transport;
   #used = new Set<string>();
   #applied = new Set<string>();
+  #warnings: [number, string][] = [];
 
   constructor(
     readonly role: Role,
@@ -170,7 +171,7 @@ class Table {
   }
 
   warn(key: string, what: string): void {
-    this.d.cfg.warnings.push(`${this.label(key)}: ${what}`);
+    this.#warnings.push([this.line(key) ?? 0, `${this.label(key)}: ${what}`]);
   }
 
   missing(key: string, why = ""): ConfigError {
@@ -256,6 +257,7 @@ class Table {
     });
   }
 
+  /** Refuses unknown keys and hands over the warnings in the order of the file. */
   finish(): void {
     for (const key of Object.keys(this.values)) {
       if (this.#used.has(key)) continue;
@@ -269,6 +271,7 @@ class Table {
         );
       }
     }
+    this.d.cfg.warnings.push(...this.#warnings.sort((a, b) => a[0] - b[0]).map(([, w]) => w));
   }
 }
 
@@ -392,7 +395,6 @@ function server(t: Table, d: Draft): void {
   }
   s.ports = t.entries("ports", parsePortMapping);
   t.bind("ports", "server.ports");
-  if (!s.ports.length) t.warn("ports", "is empty: no port is published");
   s.proxyProtocol = t.bool("proxy_protocol") ?? false;
 }
 

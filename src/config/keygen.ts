@@ -1,9 +1,9 @@
-/** `half-tunnel keygen`: a fresh shared key, 32 random bytes in base64url. */
-
-import { randomFillSync } from "node:crypto";
+/** `half-tunnel keygen`: a fresh shared key, 32 random bytes in base64url without padding. */
 
 export function generateKey(): string {
-  const b = new Uint8Array(32);
-  randomFillSync(b);
-  return btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const b = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...b)).replaceAll("+", "-").replaceAll("/", "_").replace(
+    /=+$/,
+    "",
+  );
 }

@@ -53,7 +53,7 @@ Deno.test("sizes: binary and decimal units, bare bytes, and refusals", () => {
   for (const v of ["lots", "1.3", 1.5, -1, "1TiB", "MiB", "", false]) {
     assert.throws(
       () => parseSize(v, "session.stream_window"),
-      /^session\.stream_window: .* is not a size/,
+      /ConfigError: session\.stream_window: .* is not a size/,
       String(v),
     );
   }

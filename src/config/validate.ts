@@ -115,16 +115,12 @@ export function validate(d: Draft): void {
     range(v.channelSize, "server.channel_size", 1, 1_000_000);
     range(v.connectionPool, "server.connection_pool", 0, 1024);
     checkOverlaps(v.ports, (what) => new ConfigError(`${name("server.ports")}: ${what}`));
-    if (v.streamMode === "pool") {
-      check(
-        v.ports.length > 0,
-        "server.mode",
-        "pool needs server.ports (pool mode is for the reverse tunnel)",
-      );
-    }
-    if (!v.exit && v.ports.length === 0) {
+    if (v.ports.length === 0 && (!v.exit || v.streamMode === "pool")) {
+      const reason = v.streamMode === "pool" ? "pool mode has no exit" : "server.exit is false";
       c.warnings.push(
-        `${name("server.exit")} is false and server.ports is empty: this server carries nothing`,
+        `${
+          name("server.ports")
+        } is empty: this server carries no traffic (it publishes no port, and ${reason})`,
       );
     }
   } else {
