@@ -22,6 +22,8 @@ import {
   writeAll,
 } from "./helpers/net.ts";
 import { config, startTunnel } from "./helpers/tunnel.ts";
+import { selfSignedCert } from "./helpers/tls.ts";
+import { freePort } from "./helpers/ports.ts";
 
 const MiB = 1024 * 1024;
 const block = pattern(MiB, 7);
@@ -269,5 +271,65 @@ Deno.test("a client with the wrong key is refused and probes get a plain 404", a
   } finally {
     await wrong.close();
     await t.close();
+  }
+});
+
+Deno.test("static forwards carry a local port to a target on the exit side", async () => {
+  const echo = echoServer();
+  const port = await freePort();
+  const t = await startTunnel({
+    client: `  forwards: ["127.0.0.1:${port}=localhost:${echo.port}"]\n`,
+  });
+  try {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(c, new TextEncoder().encode("through a static forward"));
+    await c.closeWrite();
+    assert.equal(
+      new TextDecoder().decode(await within(readAll(c), 10_000, "forward")),
+      "through a static forward",
+    );
+    c.close();
+  } finally {
+    await t.close();
+    await echo.close();
+  }
+});
+
+Deno.test("wss legs verify the server with a CA file, with a fronting SNI and Host", async () => {
+  const cert = await selfSignedCert();
+  const echo = echoServer();
+  const server = await startServer(config(
+    "server",
+    `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  allow_private: true\n  tls:\n    cert_file: ${cert.certFile}\n    key_file: ${cert.keyFile}\n`,
+  ));
+  const [up, down = up] = server.legAddrs;
+  // The URL names an IP; TLS is checked against the SNI we send ("localhost"), as with fronting.
+  const client = await startClient(config(
+    "client",
+    `client:\n  upstream_url: wss://127.0.0.1:${up.port}/upstream\n  downstream_url: wss://127.0.0.1:${down.port}/downstream\n` +
+      `  tls:\n    ca_file: ${cert.certFile}\n    sni: localhost\n  host_header: front.example\n  socks5:\n    listen: 127.0.0.1:0\n`,
+  ));
+  const untrusting = await startClient(config(
+    "client",
+    `client:\n  upstream_url: wss://localhost:${up.port}/upstream\n  downstream_url: wss://localhost:${up.port}/upstream\n  socks5:\n    listen: 127.0.0.1:0\n`,
+  ));
+  try {
+    await client.mux(10_000);
+    const c = await socks5Connect(client.entries[0].addr, "127.0.0.1", echo.port);
+    await writeAll(c, new Uint8Array([4, 2]));
+    await c.closeWrite();
+    assert.deepEqual([...await readAll(c)], [4, 2]);
+    c.close();
+    await assert.rejects(
+      untrusting.mux(1500),
+      /no tunnel session/,
+      "an unknown certificate is refused",
+    );
+  } finally {
+    await untrusting.close();
+    await client.close();
+    await server.close();
+    await echo.close();
+    await cert.cleanup();
   }
 });

@@ -12,6 +12,7 @@ import { echoServer, pattern, readAll, serveTcp, sha256, within, writeAll } from
 import { selfSignedCert } from "./helpers/tls.ts";
 import { freePort, freeRange } from "./helpers/ports.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
+import { config } from "./helpers/tunnel.ts";
 
 const TOKEN = "reverse-test-token-0123456789";
 
@@ -237,5 +238,59 @@ Deno.test("reverse tcpmux with default settings: a new connection pays no Nagle 
   } finally {
     await r.close();
     await echo.close();
+  }
+});
+
+Deno.test("reverse in YAML with split legs: published port through upstream and downstream URLs", async () => {
+  const echo = echoServer();
+  const published = await freePort();
+  const server = await startServer(config(
+    "server",
+    `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  exit: false\n  ports: ["127.0.0.1:${published}=${echo.port}"]\n`,
+  ));
+  const [up, down] = server.legAddrs;
+  const client = await startClient(config(
+    "client",
+    `client:\n  upstream_url: ws://127.0.0.1:${up.port}/upstream\n  downstream_url: ws://127.0.0.1:${down.port}/downstream\n  reverse: true\n  socks5:\n    enabled: false\n`,
+  ));
+  try {
+    await client.mux(10_000);
+    const data = pattern(4 * 1024 * 1024, 9);
+    assert.equal(sha256(await echoRoundTrip(published, data)), sha256(data));
+  } finally {
+    await client.close();
+    await server.close();
+    await echo.close();
+  }
+});
+
+Deno.test("reverse: channel_size bounds connections waiting for an absent client", async () => {
+  const published = await freePort();
+  const server = await startServer(parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${TOKEN}"\nchannel_size = 2\nports = ["127.0.0.1:${published}=9"]\n`,
+    "toml",
+    "s.toml",
+    { env: { HT_LOG_LEVEL: "fatal" } },
+  ));
+  const conns: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: published }));
+    }
+    // The third finds the queue full and is closed at once; the first two wait.
+    const third = await within(
+      conns[2].read(new Uint8Array(1)).catch(() => null),
+      5_000,
+      "refusal",
+    );
+    assert.equal(third, null);
+    const waiting = await Promise.race([
+      conns[0].read(new Uint8Array(1)).then(() => "closed", () => "closed"),
+      new Promise((r) => setTimeout(() => r("waiting"), 300)),
+    ]);
+    assert.equal(waiting, "waiting");
+  } finally {
+    for (const c of conns) c.close();
+    await server.close();
   }
 });

@@ -8,7 +8,7 @@
 import { parse, TomlError } from "smol-toml";
 import { ConfigError, shown } from "./error.ts";
 import type { LogLevel } from "./model.ts";
-import { parseDialAddr, parseForwarder, parsePortMapping } from "./ports.ts";
+import { forwarderParser, parseDialAddr, parsePortMapping } from "./ports.ts";
 import { type Draft, newDraft, suggest } from "./schema.ts";
 import { parseDuration } from "./units.ts";
 import { FRAME_OVERHEAD } from "./validate.ts";
@@ -289,9 +289,10 @@ function common(t: Table, d: Draft): void {
 
   const level = t.str("log_level");
   if (level !== undefined) {
-    c.log.level = LEVELS[level] ?? (() => {
+    if (!Object.hasOwn(LEVELS, level)) {
       throw t.fail("log_level", `${shown(level)} is not one of ${Object.keys(LEVELS).join(", ")}`);
-    })();
+    }
+    c.log.level = LEVELS[level];
   }
   // Backhaul's default is false; keep it so a migrated config behaves the same.
   side.nodelay = t.bool("nodelay") ?? false;
@@ -431,7 +432,7 @@ function client(t: Table, d: Draft): void {
   t.bind("retry_interval", "client.reconnect.initial_delay");
   c.dialTimeoutMs = t.seconds("dial_timeout") ?? c.dialTimeoutMs;
   t.bind("dial_timeout", "client.dial_timeout");
-  c.forwarder = new Map(t.entries("forwarder", parseForwarder));
+  c.forwarder = new Map(t.entries("forwarder", forwarderParser()));
   c.edgeIp = t.str("edge_ip") ?? "";
   t.bind("edge_ip", "client.edge_ip");
   c.tls.sni = t.str("sni") ?? "";

@@ -122,6 +122,20 @@ export function parseForwarder(s: string): [number, { host: string; port: number
   return [port, { host: r.host, port: r.start }];
 }
 
+/** A `parseForwarder` for one list: a port given a second time is refused, naming both entries. */
+export function forwarderParser(): (s: string) => [number, { host: string; port: number }] {
+  const seen = new Map<number, string>();
+  return (s) => {
+    const [port, target] = parseForwarder(s);
+    const first = seen.get(port);
+    if (first !== undefined) {
+      fail(String(s).trim(), `port ${port} is already forwarded by "${first}"`);
+    }
+    seen.set(port, String(s).trim());
+    return [port, target];
+  };
+}
+
 /** `[host:]port=host:port`: listen locally (127.0.0.1 unless a host is given), exit to host:port. */
 export function parseStaticForward(s: string): StaticForward {
   const entry = String(s).trim();

@@ -6,7 +6,7 @@
 
 import { ConfigError, shown } from "./error.ts";
 import type { Config, LogLevel } from "./model.ts";
-import { parseForwarder, parsePortMapping, parseStaticForward } from "./ports.ts";
+import { forwarderParser, parsePortMapping, parseStaticForward } from "./ports.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /**
@@ -103,7 +103,7 @@ export const KEYS: readonly KeySpec[] = [
   key(
     "client.forwarder",
     "list",
-    (d, v) => d.cfg.client.forwarder = new Map(v.map(parseForwarder)),
+    (d, v) => d.cfg.client.forwarder = new Map(v.map(forwarderParser())),
   ),
   key("client.connection_pool", "int", (d, v) => d.cfg.client.connectionPool = v),
   key("client.aggressive_pool", "bool", (d, v) => d.cfg.client.aggressivePool = v),
