@@ -148,7 +148,8 @@ class Table {
     private source: string,
     private d: Draft,
   ) {
-    const tr = this.#take("transport") ?? "tcp";
+    // As in Backhaul, an empty value means the default.
+    const tr = this.#take("transport") || "tcp";
     if (typeof tr !== "string" || !TRANSPORTS.includes(tr as Transport)) {
       const why = OTHER_TRANSPORTS.includes(tr as string)
         ? "is a Backhaul transport half-tunnel does not implement"
@@ -288,7 +289,7 @@ function common(t: Table, d: Draft): void {
   t.bind("token", "auth.key");
 
   const level = t.str("log_level");
-  if (level !== undefined) {
+  if (level) {
     if (!Object.hasOwn(LEVELS, level)) {
       throw t.fail("log_level", `${shown(level)} is not one of ${Object.keys(LEVELS).join(", ")}`);
     }

@@ -59,6 +59,14 @@ Deno.test("Backhaul transports map onto leg kind, stream mode, URL and TLS", () 
     ["tcp", "pool"],
     "transport defaults to tcp",
   );
+  const e = toml(
+    `[client]\nremote_addr = "h:1"\ntoken = "${TOKEN}"\ntransport = ""\nlog_level = ""\n`,
+  );
+  assert.deepEqual(
+    [e.client.legKind, e.client.streamMode, e.log.level],
+    ["tcp", "pool", "info"],
+    "empty = default",
+  );
 });
 
 Deno.test("Backhaul server keys", () => {
@@ -312,6 +320,7 @@ Deno.test("Backhaul errors name the key, the value and the line", () => {
     /\[server\] heartbeat \(c\.toml line 6\): "10s" is not a number of seconds/,
   );
   refuses(() => srv(`nodelay = "yes"\n`), /nodelay .*"yes" is not true or false/);
+  refuses(() => srv(`log_level = "toString"\n`), /"toString" is not one of/);
   refuses(
     () => srv(`log_level = "loud"\n`),
     /log_level \(c\.toml line 6\): "loud" is not one of panic, fatal/,
@@ -323,7 +332,7 @@ Deno.test("Backhaul errors name the key, the value and the line", () => {
   refuses(() => srv(``, "http"), /transport .*"http" is not a transport/);
   refuses(
     () => toml(`[server]\nbind_addr = "x"\ntoken = "${TOKEN}"\n`),
-    /\[server\] bind_addr \(c\.toml line 2\): "x": is not host:port/,
+    /\[server\] bind_addr \(c\.toml line 2\): "x" is not host:port/,
   );
   refuses(() => cli(`remote_addr = "h:2"\n`), /c\.toml line 5: invalid TOML: .*redefine/);
   refuses(
@@ -360,6 +369,10 @@ Deno.test("Backhaul ports and forwarder entries name their own line", () => {
   refuses(
     () => cli(`forwarder = [\n  "4000=10.0.0.1:80",\n  "x=1.1.1.1:1",\n]\n`),
     /\[client\] forwarder \(c\.toml line 7\): "x=1\.1\.1\.1:1": "x" is not a port number/,
+  );
+  refuses(
+    () => cli(`forwarder = [\n  "4000=10.0.0.1:80",\n  "4000=10.0.0.2:80",\n]\n`),
+    /\[client\] forwarder \(c\.toml line 7\): "4000=10\.0\.0\.2:80": port 4000 is already forwarded by "4000=10\.0\.0\.1:80"/,
   );
 });
 

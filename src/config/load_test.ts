@@ -337,7 +337,7 @@ Deno.test("YAML: bad values name key, value, file and line", () => {
     ["client:\n  mode: fast\n", /client\.mode .*"fast" is not one of mux, pool/],
     [
       "client:\n  forwards: 8022\n",
-      /client\.forwards \(t\.yaml line 2\): "8022": is not \[host:\]port=host:port/,
+      /client\.forwards \(t\.yaml line 2\): "8022" is not \[host:\]port=host:port/,
     ],
     ["client:\n  forwards: [{a: 1}]\n", /client\.forwards .*is not a list of strings/],
     [
@@ -347,7 +347,7 @@ Deno.test("YAML: bad values name key, value, file and line", () => {
     ['server:\n  ports: ["0"]\n', /server\.ports \(t\.yaml line 2\): "0": port 0 is out of range/],
     [
       'client:\n  forwarder: ["5201"]\n',
-      /client\.forwarder \(t\.yaml line 2\): "5201": is not PORT=host:port/,
+      /client\.forwarder \(t\.yaml line 2\): "5201" is not PORT=host:port/,
     ],
   ];
   for (const [text, re] of bad) {
@@ -383,7 +383,7 @@ Deno.test("validation after merging names the source of the offending value", ()
     ],
     [
       "client:\n  socks5:\n    listen: 1080\n",
-      /client\.socks5\.listen \(t\.yaml line 3\): "1080": is not host:port/,
+      /client\.socks5\.listen \(t\.yaml line 3\): "1080" is not host:port/,
     ],
     [
       "client:\n  socks5:\n    username: " + "u".repeat(256) + "\n    password: p\n",
@@ -442,7 +442,7 @@ Deno.test("validation after merging names the source of the offending value", ()
   const server: [string, RegExp][] = [
     [
       'server:\n  upstream_addr: "8080"\n',
-      /server\.upstream_addr \(t\.yaml line 2\): "8080": is not host:port or :port/,
+      /server\.upstream_addr \(t\.yaml line 2\): "8080" is not host:port or :port/,
     ],
     ['server:\n  downstream_addr: ":70000"\n', /server\.downstream_addr .*out of range 0\.\.65535/],
     [
@@ -609,5 +609,17 @@ Deno.test("example configs in configs/ load", async () => {
     });
     assert.equal(c.role, role ?? (file.includes("server") ? "server" : "client"), file);
     assert.deepEqual(c.warnings, [], file);
+    const reverse = file.startsWith("reverse");
+    if (c.role === "client") {
+      assert.equal(c.client.reverse, reverse, file);
+      assert.equal(c.client.socks5 === null, reverse, file);
+    } else {
+      assert.equal(c.server.exit, !reverse, file);
+      assert.equal(c.server.ports.length > 0, reverse, file);
+    }
+    if (file.endsWith(".toml")) assert.equal(c.client.streamMode, "mux", `${file}: tcpmux`);
+    if (file === "reverse-client.yaml") {
+      assert.notEqual(c.client.upstreamUrl, c.client.downstreamUrl);
+    }
   }
 });

@@ -27,7 +27,9 @@ export function isHost(h: string): boolean {
 }
 
 function fail(entry: string, what: string): never {
-  throw new ConfigError(`${JSON.stringify(entry)}: ${what}`);
+  // `"5201" is not PORT=host:port` reads as a sentence; other faults follow a colon.
+  const sep = /^(is|needs) /.test(what) ? " " : ": ";
+  throw new ConfigError(`${JSON.stringify(entry)}${sep}${what}`);
 }
 
 function portNumber(text: string, entry: string, min: number): number {

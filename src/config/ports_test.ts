@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "./error.ts";
 import {
+  forwarderParser,
   isHost,
   parseDialAddr,
   parseForwarder,
@@ -86,10 +87,21 @@ Deno.test("forwarder entries", () => {
   }]);
   assert.deepEqual(parseForwarder("443=[::1]:8443"), [443, { host: "::1", port: 8443 }]);
   assert.deepEqual(parseForwarder("80=web.lan:8080"), [80, { host: "web.lan", port: 8080 }]);
-  assert.throws(() => parseForwarder("5201"), /"5201": is not PORT=host:port/);
-  assert.throws(() => parseForwarder("5201=9090"), /"5201=9090": needs a host/);
+  assert.throws(() => parseForwarder("5201"), /"5201" is not PORT=host:port/);
+  assert.throws(() => parseForwarder("5201=9090"), /"5201=9090" needs a host/);
   assert.throws(() => parseForwarder("0=h:1"), /port 0 is out of range/);
   assert.throws(() => parseForwarder("x=h:1"), /"x" is not a port number/);
+  const parse = forwarderParser();
+  parse("4000=a.lan:1");
+  assert.throws(
+    () => parse(" 4000=b.lan:2"),
+    /"4000=b\.lan:2": port 4000 is already forwarded by "4000=a\.lan:1"/,
+  );
+  assert.deepEqual(
+    forwarderParser()("4000=b.lan:2"),
+    [4000, { host: "b.lan", port: 2 }],
+    "one list each",
+  );
 });
 
 Deno.test("static forwards", () => {
@@ -109,7 +121,7 @@ Deno.test("static forwards", () => {
     "2001:db8::2",
     22,
   ]);
-  assert.throws(() => parseStaticForward("8022=22"), /"8022=22": needs a target host/);
+  assert.throws(() => parseStaticForward("8022=22"), /"8022=22" needs a target host/);
   assert.throws(() => parseStaticForward("8022"), /is not \[host:\]port=host:port/);
   assert.throws(() => parseStaticForward("8022-8030=h:22"), /a port range is not allowed/);
 });

@@ -10,7 +10,7 @@ import type { LegKind, PortMapping } from "./model.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
 import type { Draft } from "./schema.ts";
 
-const KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
+const GiB = 1024 ** 3;
 /** Frame header (34 bytes) plus HMAC trailer (32): what a frame costs in the replay buffer. */
 export const FRAME_OVERHEAD = 66;
 
@@ -27,8 +27,8 @@ export function validate(d: Draft): void {
   const check = (ok: boolean, path: string, what: string) => {
     if (!ok) throw new ConfigError(`${name(path)}: ${what}`);
   };
-  const range = (v: number, path: string, min: number, max: number, unit = "") =>
-    check(v >= min && v <= max, path, `${v}${unit} is not within ${min}${unit}..${max}${unit}`);
+  const range = (v: number, path: string, min: number, max: number) =>
+    check(v >= min && v <= max, path, `${v} is not within ${min}..${max}`);
   const atLeastMs = (v: number, path: string, min: number) =>
     check(v >= min, path, `${v}ms is too short; the least is ${min}ms`);
   const listen = (v: string, path: string) => {
@@ -54,10 +54,9 @@ export function validate(d: Draft): void {
     );
   }
   if (c.auth.key.length < 16) {
+    const key = name("auth.key");
     c.warnings.push(
-      `${
-        name("auth.key")
-      } is shorter than 16 characters; \`half-tunnel keygen\` makes a strong one`,
+      `${key} is shorter than 16 characters; \`half-tunnel keygen\` makes a strong one`,
     );
   }
 
