@@ -144,7 +144,7 @@ export class Session {
       leg,
       role,
       reader: new FrameReader(this.id, this.#mac, this.#cfg.maxFramePayload, (h, p, s) => {
-        this.#onFrame(h, p, s);
+        this.#onFrame(ls, h, p, s);
       }),
       lastRecv: Date.now(),
       urgent: preface ? [preface] : [],
@@ -256,13 +256,18 @@ export class Session {
     this.#closedResolve(reason);
   }
 
-  #onFrame(h: FrameHeader, payload: Uint8Array, stable: boolean): void {
+  #onFrame(ls: LegState, h: FrameHeader, payload: Uint8Array, stable: boolean): void {
     if (!this.#ring.ack(h.ack)) {
       throw new FrameError(`peer acknowledged seq ${h.ack} that was never sent`);
     }
     if ((h.flags & SEQUENCED) === 0) {
       if (h.flags & Flag.HANDSHAKE) throw new FrameError("unexpected handshake frame");
-      return; // keepalive or pure ack: the ack field was all it carried
+      // A keepalive is answered on the same leg, so each side's liveness check measures a round
+      // trip on its own schedule, whatever interval the peer uses.
+      if ((h.flags & Flag.KEEPALIVE) && !(h.flags & Flag.ACK)) {
+        this.#queueUrgent(ls, this.#unsequenced(Flag.KEEPALIVE | Flag.ACK));
+      }
+      return; // otherwise the ack field was all it carried
     }
     if (!seqAfter(h.seq, this.#recvSeq)) return; // duplicate from a replay
     if (h.seq !== ((this.#recvSeq + 1) >>> 0 || 1)) {
