@@ -112,29 +112,31 @@ Deno.test("reverse: a wrong token gets no session; the server refuses it", async
   }
 });
 
-Deno.test("reverse: proxy_protocol sends a PROXY v2 header with the user's address", async () => {
-  let header: Uint8Array | null = null;
-  const target = serveTcp(async (c) => {
-    const all = await readAll(c);
-    header = all.subarray(0, 28);
-    await writeAll(c, all.subarray(28));
+for (const transport of ["tcpmux", "tcp"]) {
+  Deno.test(`reverse ${transport}: proxy_protocol sends a PROXY v2 header with the user's address`, async () => {
+    let header: Uint8Array | null = null;
+    const target = serveTcp(async (c) => {
+      const all = await readAll(c);
+      header = all.subarray(0, 28);
+      await writeAll(c, all.subarray(28));
+    });
+    const r = await startReverse(transport, target.port, { server: "proxy_protocol = true\n" });
+    try {
+      await r.client.mux(10_000);
+      const back = await echoRoundTrip(r.published, new TextEncoder().encode("payload"));
+      assert.equal(new TextDecoder().decode(back), "payload");
+      const h = header!;
+      assert.deepEqual([...h.subarray(0, 12)], [13, 10, 13, 10, 0, 13, 10, 81, 85, 73, 84, 10]);
+      assert.equal(h[12], 0x21, "v2 PROXY");
+      assert.equal(h[13], 0x11, "TCP over IPv4");
+      assert.deepEqual([...h.subarray(16, 20)], [127, 0, 0, 1], "source address");
+      assert.equal((h[26] << 8) | h[27], r.published, "destination port is the published port");
+    } finally {
+      await r.close();
+      await target.close();
+    }
   });
-  const r = await startReverse("tcpmux", target.port, { server: "proxy_protocol = true\n" });
-  try {
-    await r.client.mux(10_000);
-    const back = await echoRoundTrip(r.published, new TextEncoder().encode("payload"));
-    assert.equal(new TextDecoder().decode(back), "payload");
-    const h = header!;
-    assert.deepEqual([...h.subarray(0, 12)], [13, 10, 13, 10, 0, 13, 10, 81, 85, 73, 84, 10]);
-    assert.equal(h[12], 0x21, "v2 PROXY");
-    assert.equal(h[13], 0x11, "TCP over IPv4");
-    assert.deepEqual([...h.subarray(16, 20)], [127, 0, 0, 1], "source address");
-    assert.equal((h[26] << 8) | h[27], r.published, "destination port is the published port");
-  } finally {
-    await r.close();
-    await target.close();
-  }
-});
+}
 
 Deno.test("reverse tcpmux: a cut tunnel connection is resumed without losing a byte", async () => {
   const echo = echoServer();

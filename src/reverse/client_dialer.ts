@@ -1,5 +1,5 @@
 /**
- * Client side of the reverse tunnel: streams the server opens for a published port are dialled
+ * Client side of the reverse tunnel: connections the server opens for a published port are dialled
  * here. The target is the server's mapping unless this client's `forwarder` names another address
  * for that port; the server had to prove the key before it could open anything.
  */
@@ -8,13 +8,28 @@ import type { Address } from "../protocol/address.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import type { Stream } from "../mux/stream.ts";
 import { exitHandler } from "../forward/exit.ts";
+import { dialExit, type ExitPolicy } from "../forward/exit_dialer.ts";
 
-export function reverseHandler(
+export interface ReverseDialer {
+  /** For streams the server opens on a session. */
+  onStream: (s: Stream, target: Address) => void;
+  /** For raw pool connections: a connected socket or a StreamError. */
+  dial: (target: Address) => Promise<Deno.TcpConn>;
+}
+
+export function reverseDialer(
   forwarder: () => Map<number, Address>,
   socket: SocketOptions,
   dialTimeoutMs: number,
-): (s: Stream, target: Address) => void {
-  const ownPorts = new Set<number>();
-  const dial = exitHandler(() => ({ allowPrivate: true, ownPorts, dialTimeoutMs, socket }));
-  return (stream, target) => dial(stream, forwarder().get(target.port) ?? target);
+): ReverseDialer {
+  const policy: ExitPolicy = { allowPrivate: true, ownPorts: new Set(), dialTimeoutMs, socket };
+  const resolve = (target: Address) => forwarder().get(target.port) ?? target;
+  const handle = exitHandler(() => policy);
+  return {
+    onStream: (stream, target) => handle(stream, resolve(target)),
+    dial: (target) => {
+      const t = resolve(target);
+      return dialExit(t.host, t.port, policy);
+    },
+  };
 }

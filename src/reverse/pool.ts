@@ -7,15 +7,19 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
-import type { Address } from "../protocol/address.ts";
 import { encodeHello, HelloFlag, type Keys, Role, WelcomeStatus } from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
-import { readWelcome } from "../session/welcome.ts";
+import { parseWelcomeFrame, readWelcome, WELCOME_FRAME_LEN } from "../session/welcome.ts";
+import { type ByteConn, readExact, writeAll } from "../transport/leg.ts";
+import { TcpLeg } from "../transport/tcp_leg.ts";
+import { Ctrl } from "../protocol/frame.ts";
+import type { ReverseDialer } from "./client_dialer.ts";
+import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";
 import type { ReconnectConfig } from "../config/model.ts";
 import { Mux } from "../mux/mux.ts";
-import { errText, type Stream } from "../mux/stream.ts";
+import { errText, StreamError } from "../mux/stream.ts";
 
 const log = getLogger(["half-tunnel", "pool"]);
 
@@ -29,7 +33,7 @@ export interface PoolOptions {
   session: SessionConfig;
   reconnect: ReconnectConfig;
   mux: { window: number; maxPayload: number };
-  onOpen: (s: Stream, target: Address) => void;
+  dialer: ReverseDialer;
   /** The current control session, or null while it is being re-established. */
   control: () => Session | null;
 }
@@ -41,6 +45,7 @@ export class PoolManager {
   #backoff: BackoffTimer;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #sessions = new Set<Session>();
+  #raw = new Set<ByteConn>();
 
   constructor(private opts: PoolOptions) {
     this.#backoff = new BackoffTimer(opts.reconnect);
@@ -66,6 +71,52 @@ export class PoolManager {
     this.#stopped = true;
     if (this.#retry !== null) clearTimeout(this.#retry);
     for (const s of this.#sessions) s.close("client stopped");
+    for (const c of this.#raw) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+  }
+
+  /** Keeps a raw pool connection idle until OPEN, then connects the target and splices. */
+  #serveRaw(conn: ByteConn, sessionId: Uint8Array): void {
+    this.#idle++;
+    this.#raw.add(conn);
+    let used = false;
+    (async () => {
+      try {
+        const open = await awaitOpen(conn);
+        if (!open) return;
+        used = true;
+        this.#idle--;
+        this.#grow(this.opts.size - this.size);
+        let target: Deno.TcpConn;
+        try {
+          target = await this.opts.dialer.dial(open.target);
+        } catch (e) {
+          const reason = new TextEncoder().encode(errText(e).slice(0, 200));
+          const code = e instanceof StreamError ? e.code : 1;
+          await writeAll(
+            conn,
+            ctrlFrame(sessionId, Ctrl.OPEN_FAIL, new Uint8Array([code, ...reason])),
+          );
+          return;
+        }
+        await writeAll(conn, ctrlFrame(sessionId, Ctrl.OPEN_OK, new Uint8Array(0)));
+        await splice(conn, target, open.rest);
+      } catch (e) {
+        log.debug("raw pool connection ended: {reason}", { reason: errText(e) });
+      } finally {
+        this.#raw.delete(conn);
+        try {
+          conn.close();
+        } catch { /* closed by splice */ }
+        if (!used) {
+          this.#idle--;
+          if (!this.#stopped) this.#grow(this.opts.size - this.size);
+        }
+      }
+    })();
   }
 
   #grow(n: number): void {
@@ -80,13 +131,29 @@ export class PoolManager {
     try {
       const flags = this.opts.hmac ? HelloFlag.HMAC : 0;
       const hello = encodeHello(this.opts.keys, Role.POOL, flags, control.id, 0);
-      const raw = await dialLeg(
-        this.opts.spec,
-        control.id,
-        hello,
-        `${this.opts.spec.url.host} pool`,
-      );
-      const w = await readWelcome(raw, this.opts.keys, hello, this.opts.spec.timeoutMs);
+      const label = `${this.opts.spec.url.host} pool`;
+      const leg = await dialLeg(this.opts.spec, control.id, hello, label);
+      // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.
+      const conn = this.opts.hmac ? undefined : leg.rawConn?.();
+      if (conn) {
+        const timer = setTimeout(() => conn.close(), this.opts.spec.timeoutMs);
+        const head = await readExact(conn, WELCOME_FRAME_LEN).finally(() => clearTimeout(timer));
+        if (!head) throw new Error("server closed the pool connection during the handshake");
+        const welcome = parseWelcomeFrame(head, this.opts.keys, hello);
+        if (welcome.status !== WelcomeStatus.OK) {
+          conn.close();
+          throw new Error(`server refused the pool connection (status ${welcome.status})`);
+        }
+        if (!(welcome.flags & HelloFlag.HMAC)) {
+          this.#serveRaw(conn, control.id);
+          this.#backoff.reset();
+          return;
+        }
+      }
+      const raw = conn ? new TcpLeg(conn, label) : leg;
+      const w = conn
+        ? { status: WelcomeStatus.OK, flags: HelloFlag.HMAC, recvAck: 0, leg: raw }
+        : await readWelcome(raw, this.opts.keys, hello, this.opts.spec.timeoutMs);
       if (w.status !== WelcomeStatus.OK) {
         w.leg.close();
         throw new Error(
@@ -112,7 +179,7 @@ export class PoolManager {
           used = true;
           this.#idle--;
           this.#grow(this.opts.size - this.size);
-          this.opts.onOpen(stream, target);
+          this.opts.dialer.onStream(stream, target);
         },
       });
       session.attachLeg(w.leg, Role.BOTH, w.recvAck);

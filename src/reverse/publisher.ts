@@ -12,15 +12,24 @@ import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { type Hello, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
-import { type Leg, type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import {
+  type ByteConn,
+  type Leg,
+  type SocketOptions,
+  tuneSocket,
+  writeAll,
+} from "../transport/leg.ts";
 import { type BurstListener, listenBurst } from "../transport/burst_listener.ts";
 import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../mux/stream.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
+import { IdleRawConn, splice } from "./raw_pool.ts";
 
 const log = getLogger(["half-tunnel", "reverse"]);
 
+/** How long the client may take to connect its target for a raw pool connection. */
+const RAW_OPEN_TIMEOUT_MS = 10_000;
 /** How long a queued user connection waits for a tunnel before it is closed. */
 const QUEUE_WAIT_MS = 10_000;
 
@@ -50,6 +59,8 @@ export class Publisher {
   #muxes: Mux[] = [];
   #rr = 0;
   #idlePool: Mux[] = [];
+  #idleRaw: IdleRawConn[] = [];
+  #spliced = new Set<ByteConn[]>();
   #queue: Waiter[] = [];
   #lastWant = 0;
   readonly boundPorts: number[] = [];
@@ -102,6 +113,18 @@ export class Publisher {
 
   /** Pool mode: a pre-dialled connection for one stream, proven with the control session's key. */
   addPoolLeg(control: Session, leg: Leg, hello: Hello, welcome: Uint8Array): void {
+    const raw = control.hmac ? undefined : leg.rawConn?.();
+    if (raw) {
+      writeAll(raw, welcome).then(() => {
+        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, () => {
+          const i = this.#idleRaw.indexOf(idle);
+          if (i >= 0) this.#idleRaw.splice(i, 1);
+        });
+        this.#idleRaw.push(idle);
+        this.#drain();
+      }, () => leg.close());
+      return;
+    }
     const s = new Session({
       id: hello.nonce,
       side: "server",
@@ -164,6 +187,11 @@ export class Publisher {
    * never wait for pool connections to be dialled; the client is asked to grow the pool.
    */
   #dispatch(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): boolean {
+    const raw = this.opts.mode === "pool" ? this.#idleRaw.shift() : undefined;
+    if (raw) {
+      this.#spliceRaw(raw, conn, target, header);
+      return true;
+    }
     let mux = this.opts.mode === "pool" ? this.#idlePool.shift() : undefined;
     if (!mux) {
       mux = this.#nextMux();
@@ -180,6 +208,30 @@ export class Publisher {
       conn.close();
     }
     return true;
+  }
+
+  /** Raw pool mode: OPEN on the pre-dialled connection, then a plain byte splice. */
+  async #spliceRaw(raw: IdleRawConn, conn: Deno.TcpConn, target: Address, header?: Uint8Array) {
+    let early: Uint8Array;
+    try {
+      early = await raw.open(target, RAW_OPEN_TIMEOUT_MS);
+    } catch (e) {
+      log.info("pool connection could not open {target}: {reason}", {
+        target: formatHostPort(target.host, target.port),
+        reason: errText(e),
+      });
+      try {
+        raw.conn.close();
+      } catch { /* closed */ }
+      conn.close();
+      this.#askForPool();
+      return;
+    }
+    this.#askForPool();
+    const pair = [conn, raw.conn];
+    this.#spliced.add(pair);
+    await splice(conn, raw.conn, header, early);
+    this.#spliced.delete(pair);
   }
 
   #nextMux(): Mux | undefined {
@@ -201,7 +253,8 @@ export class Publisher {
   #askForPool(): void {
     const control = this.#nextMux();
     if (this.opts.mode !== "pool" || !control) return;
-    const want = Math.max(1, this.#queue.length + this.opts.poolTarget - this.#idlePool.length);
+    const idle = this.#idlePool.length + this.#idleRaw.length;
+    const want = Math.max(1, this.#queue.length + this.opts.poolTarget - idle);
     const now = Date.now();
     if (now - this.#lastWant < 20) return;
     this.#lastWant = now;
@@ -212,6 +265,12 @@ export class Publisher {
 
   close(): void {
     for (const l of this.#listeners) l.close();
+    const open = [...this.#idleRaw.map((r) => [r.conn]), ...this.#spliced].flat();
+    for (const c of open) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
     for (const w of this.#queue) {
       clearTimeout(w.timer);
       w.conn.close();

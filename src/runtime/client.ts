@@ -14,7 +14,7 @@ import { Connector, type LegPlan } from "../session/connector.ts";
 import { Mux } from "../mux/mux.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
-import { reverseHandler } from "../reverse/client_dialer.ts";
+import { reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
@@ -64,9 +64,11 @@ export async function startClient(
   let rr = 0;
   let pool: PoolManager | null = null;
   const muxWaiters = new Set<(m: Mux) => void>();
-  const onOpen = cc.reverse
-    ? reverseHandler(() => current.client.forwarder, socket, cc.dialTimeoutMs)
+  const reverse = cc.reverse
+    ? reverseDialer(() => current.client.forwarder, socket, cc.dialTimeoutMs)
     : null;
+  const onOpen = reverse?.onStream ?? null;
+
   const connectors = muxes.map((_, slot) =>
     new Connector({
       keys,
@@ -89,7 +91,7 @@ export async function startClient(
       },
     })
   );
-  if (cc.streamMode === "pool" && onOpen) {
+  if (cc.streamMode === "pool" && reverse) {
     pool = new PoolManager({
       keys,
       hmac: cfg.auth.hmac,
@@ -103,7 +105,7 @@ export async function startClient(
       },
       reconnect: cc.reconnect,
       mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
-      onOpen,
+      dialer: reverse,
       control: () => connectors[0].session,
     });
   }

@@ -17,6 +17,18 @@ export interface Welcomed {
   leg: Leg;
 }
 
+/** Checks a whole welcome frame (header and payload) against the hello we sent. */
+export function parseWelcomeFrame(frame: Uint8Array, keys: Keys, hello: Uint8Array) {
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  checkHeader(frame, view, 0, null, false, WELCOME_LEN);
+  if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== WELCOME_LEN) {
+    throw new HandshakeError("first frame from server is not a welcome");
+  }
+  return verifyWelcome(keys, hello, frame.subarray(HEADER_LEN));
+}
+
+export const WELCOME_FRAME_LEN = FRAME_LEN;
+
 export function readWelcome(
   leg: Leg,
   keys: Keys,
@@ -65,12 +77,7 @@ export function readWelcome(
         chunk = chunk.subarray(take);
         if (got === FRAME_LEN) {
           try {
-            const view = new DataView(head.buffer);
-            checkHeader(head, view, 0, null, false, WELCOME_LEN);
-            if (head[3] !== Flag.HANDSHAKE || view.getUint16(32) !== WELCOME_LEN) {
-              throw new HandshakeError("first frame from server is not a welcome");
-            }
-            const w = verifyWelcome(keys, hello, head.subarray(HEADER_LEN));
+            const w = parseWelcomeFrame(head, keys, hello);
             settled = true;
             clearTimeout(timer);
             resolve({ ...w, leg: tapped });

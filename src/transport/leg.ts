@@ -20,6 +20,11 @@ export interface Leg {
   start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void): void;
   /** Closes the connection now; pending sends reject. Idempotent. */
   close(): void;
+  /**
+   * The underlying byte connection, for legs that can become a raw pipe (pool mode on raw TCP);
+   * only before start(). Absent on WebSocket legs.
+   */
+  rawConn?(): ByteConn;
 }
 
 export class TransportError extends Error {
@@ -47,6 +52,17 @@ export interface ByteConn {
   read(p: Uint8Array): Promise<number | null>;
   write(p: Uint8Array): Promise<number>;
   close(): void;
+}
+
+/** Reads exactly `n` bytes, or returns null if the peer closes first. */
+export async function readExact(conn: ByteConn, n: number): Promise<Uint8Array | null> {
+  const b = new Uint8Array(n);
+  for (let got = 0; got < n;) {
+    const r = await conn.read(b.subarray(got));
+    if (r === null) return null;
+    got += r;
+  }
+  return b;
 }
 
 /** Writes all of `b`; Deno's write may be partial. */

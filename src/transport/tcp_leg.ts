@@ -15,6 +15,10 @@ export class TcpLeg implements Leg {
     this.#conn = conn;
   }
 
+  rawConn(): ByteConn {
+    return this.#conn;
+  }
+
   async send(bytes: Uint8Array): Promise<void> {
     if (this.#closed) throw new TransportError(`${this.label}: closed`);
     await writeAll(this.#conn, bytes);
