@@ -9,7 +9,8 @@
 
 import { parseArgs } from "node:util";
 import { startTarget } from "./bench/target.ts";
-import { ALL_PATHS, makeCert, type Path, startPath } from "./bench/paths.ts";
+import { ALL_PATHS, type Path, startPath } from "./bench/paths.ts";
+import { selfSignedCert, type TempCert } from "../tests/helpers/tls.ts";
 import {
   connRate,
   cpuSeconds,
@@ -96,7 +97,9 @@ async function main(): Promise<number> {
   const target = startTarget();
   const paths = new Map<string, Path>();
   const results = new Map<string, PathResult>();
+  let cert: TempCert | null = null;
   const stopAll = async () => {
+    await cert?.cleanup().catch(() => {});
     await Promise.all([...paths.values()].map((p) => p.stop().catch(() => {})));
     target.close();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -106,7 +109,7 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   try {
-    const cert = names.some((n) => n.includes("wss")) ? await makeCert(tmp) : null;
+    cert = names.some((n) => n.includes("wss")) ? await selfSignedCert() : null;
     for (const name of names) {
       console.error(`starting ${name}`);
       const p = await startPath(name, { target: target.port, tmp, cert }).catch((e) =>

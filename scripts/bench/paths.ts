@@ -6,6 +6,7 @@
 
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { generateKey } from "../../src/config/keygen.ts";
+import type { TempCert } from "../../tests/helpers/tls.ts";
 
 export interface Path {
   name: string;
@@ -126,38 +127,7 @@ function tcp(port: number) {
 export interface PathContext {
   target: number;
   tmp: string;
-  cert: { cert: string; key: string } | null;
-}
-
-export async function makeCert(tmp: string): Promise<{ cert: string; key: string }> {
-  const cert = `${tmp}/cert.pem`, key = `${tmp}/key.pem`;
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-days",
-      "1",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`openssl: ${new TextDecoder().decode(out.stderr)}`);
-  return { cert, key };
+  cert: TempCert | null;
 }
 
 /** Starts a path, or returns a reason it cannot run here. */
@@ -206,14 +176,14 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     const srv = await write(
       "server.yaml",
       `auth:\n  key: ${key}\nlog:\n  level: warning\nserver:\n  upstream_addr: 127.0.0.1:${legA}\n  downstream_addr: 127.0.0.1:${legB}\n  allow_private: true\n` +
-        (tls ? `  tls:\n    cert_file: ${tls.cert}\n    key_file: ${tls.key}\n` : ""),
+        (tls ? `  tls:\n    cert_file: ${tls.certFile}\n    key_file: ${tls.keyFile}\n` : ""),
     );
     const cli = await write(
       "client.yaml",
       `auth:\n  key: ${key}\nlog:\n  level: warning\nclient:\n  upstream_url: ${scheme}://${host}:${legA}/upstream\n  downstream_url: ${scheme}://${host}:${legB}/${
         name === "split" ? "downstream" : "upstream"
       }\n  socks5:\n    listen: 127.0.0.1:${socks}\n` +
-        (tls ? `  tls:\n    ca_file: ${tls.cert}\n` : ""),
+        (tls ? `  tls:\n    ca_file: ${tls.certFile}\n` : ""),
     );
     const s = run(srv, "server");
     const c = run(cli, "client");
@@ -241,7 +211,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     const srv = await write(
       "server.toml",
       `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\nlog_level = "warn"\nports = ["127.0.0.1:${published}=${ctx.target}"]\n` +
-        (tls ? `tls_cert = "${tls.cert}"\ntls_key = "${tls.key}"\n` : ""),
+        (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : ""),
     );
     const cli = await write(
       "client.toml",

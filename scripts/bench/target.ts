@@ -6,6 +6,7 @@
  */
 
 import { listenBurst } from "../../src/transport/burst_listener.ts";
+import { readExact, writeAll } from "../../src/transport/leg.ts";
 
 export const BLOCK = (() => {
   const b = new Uint8Array(256 * 1024);
@@ -19,28 +20,14 @@ export const BLOCK = (() => {
   return b;
 })();
 
-async function writeAll(c: Deno.Conn, b: Uint8Array): Promise<void> {
-  for (let off = 0; off < b.length;) off += await c.write(b.subarray(off));
-}
-
-async function readExactly(c: Deno.Conn, n: number): Promise<Uint8Array | null> {
-  const b = new Uint8Array(n);
-  for (let got = 0; got < n;) {
-    const r = await c.read(b.subarray(got));
-    if (r === null) return null;
-    got += r;
-  }
-  return b;
-}
-
 async function handle(c: Deno.TcpConn): Promise<void> {
   c.setNoDelay(true);
-  const op = await readExactly(c, 1);
+  const op = await readExact(c, 1);
   if (!op) return;
   const buf = new Uint8Array(256 * 1024);
   switch (String.fromCharCode(op[0])) {
     case "D": {
-      const len = await readExactly(c, 8);
+      const len = await readExact(c, 8);
       if (!len) return;
       let left = Number(new DataView(len.buffer).getBigUint64(0));
       while (left > 0) {
@@ -62,7 +49,7 @@ async function handle(c: Deno.TcpConn): Promise<void> {
       for (let n; (n = await c.read(buf)) !== null;) await writeAll(c, buf.subarray(0, n));
       return;
     case "R": {
-      if (await readExactly(c, 1024)) await writeAll(c, BLOCK.subarray(0, 1024));
+      if (await readExact(c, 1024)) await writeAll(c, BLOCK.subarray(0, 1024));
       return;
     }
   }

@@ -8,7 +8,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
 import { errText, type Stream, StreamError } from "../mux/stream.ts";
 import { metrics } from "../observe/metrics.ts";
-import { dialExit, type ExitPolicy, Reply } from "./exit_dialer.ts";
+import { dialExit, type ExitPolicy } from "./exit_dialer.ts";
+import { SocksReply } from "./socks5.ts";
 
 const log = getLogger(["half-tunnel", "exit"]);
 
@@ -26,7 +27,7 @@ export function exitHandler(policy: () => ExitPolicy): (s: Stream, target: Addre
       stream.attach(conn);
     } catch (e) {
       metrics.streamsFailed++;
-      const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;
+      const code = e instanceof StreamError ? e.code : SocksReply.GENERAL_FAILURE;
       log.info("stream {id} to {host}:{port} failed: {reason}", {
         id: stream.id,
         host: target.host,

@@ -8,15 +8,7 @@
 import { parseIPv4, parseIPv6 } from "../protocol/address.ts";
 import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
 import { StreamError } from "../mux/stream.ts";
-
-export const Reply = {
-  GENERAL_FAILURE: 1,
-  NOT_ALLOWED: 2,
-  NETWORK_UNREACHABLE: 3,
-  HOST_UNREACHABLE: 4,
-  CONNECTION_REFUSED: 5,
-  TTL_EXPIRED: 6,
-} as const;
+import { SocksReply } from "./socks5.ts";
 
 export interface ExitPolicy {
   allowPrivate: boolean;
@@ -36,7 +28,7 @@ export async function dialExit(
   for (const ip of addrs) {
     const why = refusal(ip, port, policy);
     if (why) {
-      lastErr = new StreamError(`${host}:${port} (${ip}) is ${why}`, Reply.NOT_ALLOWED);
+      lastErr = new StreamError(`${host}:${port} (${ip}) is ${why}`, SocksReply.NOT_ALLOWED);
       continue;
     }
     const signal = AbortSignal.timeout(policy.dialTimeoutMs);
@@ -46,11 +38,11 @@ export async function dialExit(
       return conn;
     } catch (e) {
       lastErr = signal.aborted
-        ? new StreamError(`connect to ${host}:${port} timed out`, Reply.TTL_EXPIRED)
+        ? new StreamError(`connect to ${host}:${port} timed out`, SocksReply.TTL_EXPIRED)
         : mapConnectError(e, host, port);
     }
   }
-  throw lastErr ?? new StreamError(`${host} has no address`, Reply.HOST_UNREACHABLE);
+  throw lastErr ?? new StreamError(`${host} has no address`, SocksReply.HOST_UNREACHABLE);
 }
 
 async function resolve(host: string, timeoutMs: number): Promise<string[]> {
@@ -66,7 +58,7 @@ async function resolve(host: string, timeoutMs: number): Promise<string[]> {
     ...(a.status === "fulfilled" ? a.value : []),
     ...(aaaa.status === "fulfilled" ? aaaa.value : []),
   ];
-  if (!out.length) throw new StreamError(`cannot resolve ${host}`, Reply.HOST_UNREACHABLE);
+  if (!out.length) throw new StreamError(`cannot resolve ${host}`, SocksReply.HOST_UNREACHABLE);
   return out;
 }
 
@@ -113,13 +105,16 @@ function mapConnectError(e: unknown, host: string, port: number): StreamError {
   const msg = e instanceof Error ? e.message : String(e);
   const name = e instanceof Error ? e.name : "";
   if (name === "ConnectionRefused" || /refused/i.test(msg)) {
-    return new StreamError(`${host}:${port} refused the connection`, Reply.CONNECTION_REFUSED);
+    return new StreamError(`${host}:${port} refused the connection`, SocksReply.CONNECTION_REFUSED);
   }
   if (/network is unreachable/i.test(msg)) {
-    return new StreamError(`network unreachable for ${host}:${port}`, Reply.NETWORK_UNREACHABLE);
+    return new StreamError(
+      `network unreachable for ${host}:${port}`,
+      SocksReply.NETWORK_UNREACHABLE,
+    );
   }
   if (/timed out/i.test(msg) || name === "TimedOut") {
-    return new StreamError(`connect to ${host}:${port} timed out`, Reply.TTL_EXPIRED);
+    return new StreamError(`connect to ${host}:${port} timed out`, SocksReply.TTL_EXPIRED);
   }
-  return new StreamError(`cannot reach ${host}:${port}: ${msg}`, Reply.HOST_UNREACHABLE);
+  return new StreamError(`cannot reach ${host}:${port}: ${msg}`, SocksReply.HOST_UNREACHABLE);
 }
