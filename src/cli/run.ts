@@ -37,8 +37,11 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
       log.error("reload refused, keeping the running config: {reason}", { reason: errText(e) });
     }
   };
-  const signals: [Deno.Signal, () => void][] = [["SIGINT", stop], ["SIGTERM", stop]];
-  if (Deno.build.os !== "windows") signals.push(["SIGHUP", () => void reload()]);
+  const signals: [Deno.Signal, () => void][] = [["SIGINT", stop]];
+  // Windows delivers only SIGINT and SIGBREAK to a process.
+  if (Deno.build.os !== "windows") {
+    signals.push(["SIGTERM", stop], ["SIGHUP", () => void reload()]);
+  }
   for (const [sig, f] of signals) Deno.addSignalListener(sig, f);
   await done.promise;
   for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
