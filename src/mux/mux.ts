@@ -41,10 +41,6 @@ export class Mux implements SessionHandler, StreamHost {
     session.handler = this;
   }
 
-  get streamCount(): number {
-    return this.#streams.size;
-  }
-
   get closed(): boolean {
     return this.session.isClosed;
   }

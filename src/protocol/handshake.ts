@@ -33,7 +33,7 @@ export type RoleValue = typeof Role[keyof typeof Role];
 
 export const HelloFlag = { HMAC: 1, RESUME: 2 } as const;
 
-export const WelcomeStatus = { OK: 0, UNKNOWN_SESSION: 1, REFUSED: 2 } as const;
+export const WelcomeStatus = { OK: 0, UNKNOWN_SESSION: 1 } as const;
 
 export class HandshakeError extends Error {
   override name = "HandshakeError";

@@ -51,10 +51,6 @@ export class SendRing {
     return this.#starts.length - this.#first;
   }
 
-  get hasUnsent(): boolean {
-    return this.#sendIdx < this.#starts.length;
-  }
-
   /**
    * Reserves `len` contiguous bytes for the next frame. Returns the buffer, its view and the
    * offset to encode at, or null when the ring is full (then await `space()` and retry).

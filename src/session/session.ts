@@ -115,15 +115,6 @@ export class Session {
     return this.#recvSeq;
   }
 
-  /** True while a leg carries our sequenced frames. */
-  get canSend(): boolean {
-    return this.#sendLeg !== null;
-  }
-
-  get legCount(): number {
-    return this.#legs.size;
-  }
-
   /**
    * Adds an authenticated leg. `peerAck` is the last seq the peer received (from its hello or our
    * welcome); `preface` (the server's welcome) is written before anything else on this leg.
