@@ -54,6 +54,32 @@ export interface ByteConn {
   close(): void;
 }
 
+const READ_BUF = 256 * 1024;
+
+/**
+ * A leg's read loop: feeds chunks of one reused buffer to `push` until EOF, an error, or `done()`.
+ * Resolves with why the leg ended, or undefined when we closed it ourselves (`closedByUs()`).
+ */
+export async function readLoop(
+  conn: ByteConn,
+  push: (chunk: Uint8Array) => void,
+  closedByUs: () => boolean,
+  done: () => boolean,
+  eof: string,
+): Promise<Error | undefined> {
+  try {
+    const buf = new Uint8Array(READ_BUF);
+    while (!done()) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      push(buf.subarray(0, n));
+    }
+    return closedByUs() ? undefined : new TransportError(eof);
+  } catch (e) {
+    return closedByUs() ? undefined : e instanceof Error ? e : new Error(String(e));
+  }
+}
+
 /** Reads exactly `n` bytes, or returns null if the peer closes first. */
 export async function readExact(conn: ByteConn, n: number): Promise<Uint8Array | null> {
   const b = new Uint8Array(n);

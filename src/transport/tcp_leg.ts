@@ -3,9 +3,7 @@
  * header carries the length). Reads use one reused buffer; the session copies what it keeps.
  */
 
-import { type ByteConn, type Leg, TransportError, writeAll } from "./leg.ts";
-
-const READ_BUF = 256 * 1024;
+import { type ByteConn, type Leg, readLoop, TransportError, writeAll } from "./leg.ts";
 
 export class TcpLeg implements Leg {
   #closed = false;
@@ -29,15 +27,15 @@ export class TcpLeg implements Leg {
       let err: Error | undefined;
       try {
         if (this.initial?.length) onData(this.initial, true);
-        const buf = new Uint8Array(READ_BUF);
-        while (true) {
-          const n = await this.#conn.read(buf);
-          if (n === null) break;
-          onData(buf.subarray(0, n), false);
-        }
-        if (!this.#closed) err = new TransportError("peer closed the connection");
+        err = await readLoop(
+          this.#conn,
+          (c) => onData(c, false),
+          () => this.#closed,
+          () => false,
+          "peer closed the connection",
+        );
       } catch (e) {
-        if (!this.#closed) err = e instanceof Error ? e : new Error(String(e));
+        err = e instanceof Error ? e : new Error(String(e));
       }
       this.close();
       onClose(err);

@@ -6,9 +6,8 @@
  */
 
 import { randomFillSync } from "node:crypto";
-import { type ByteConn, type Leg, TransportError, writeAll } from "./leg.ts";
+import { type ByteConn, type Leg, readLoop, TransportError, writeAll } from "./leg.ts";
 
-const READ_BUF = 256 * 1024;
 /** Payload starts at this aligned offset of the send buffer so masking can run on 32-bit words. */
 const PAYLOAD_OFF = 16;
 
@@ -82,15 +81,15 @@ export class WsLeg implements Leg {
       try {
         const parser = new WsFrameParser(!this.client, onData, (op, p) => this.#control(op, p));
         if (this.initial.length) parser.push(this.initial);
-        const buf = new Uint8Array(READ_BUF);
-        while (!parser.closed) {
-          const n = await this.#conn.read(buf);
-          if (n === null) break;
-          parser.push(buf.subarray(0, n));
-        }
-        if (!this.#closed) err = new TransportError("peer closed the WebSocket");
+        err = await readLoop(
+          this.#conn,
+          (c) => parser.push(c),
+          () => this.#closed,
+          () => parser.closed,
+          "peer closed the WebSocket",
+        );
       } catch (e) {
-        if (!this.#closed) err = e instanceof Error ? e : new Error(String(e));
+        err = e instanceof Error ? e : new Error(String(e));
       }
       this.close();
       onClose(err);
