@@ -107,5 +107,10 @@ async function runNode(role: "server" | "client" | undefined, args: string[]): P
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  // Anything not handled below main (a port already in use, say) is one line, not a stack trace.
+  const code = await main(Deno.args).catch((e) => {
+    console.error(`error: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  });
+  Deno.exit(code);
 }

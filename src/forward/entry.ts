@@ -34,7 +34,7 @@ export interface Entry {
 
 export function listenSocks5(opts: SocksEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
-  const listener = listenBurst(hostname, port);
+  const listener = bind(hostname, port, "the SOCKS5 proxy");
   listener.serve((conn) => handleSocks(conn, opts));
   log.info("SOCKS5 proxy listening on {addr}", { addr: show(listener.addr) });
   return listener;
@@ -82,7 +82,7 @@ export interface ForwardEntryOptions {
 
 /** A static forward: every connection to `listen` is carried to `target` on the exit side. */
 export function listenForward(opts: ForwardEntryOptions): Entry {
-  const listener = listenBurst(opts.listen.hostname, opts.listen.port);
+  const listener = bind(opts.listen.hostname, opts.listen.port, "a static forward");
   listener.serve(async (conn) => {
     tuneSocket(conn, opts.socket);
     try {
@@ -111,6 +111,17 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       );
     }),
   ]).finally(() => clearTimeout(t));
+}
+
+/** Listens, or fails with a message that names the address and what it was for. */
+function bind(hostname: string, port: number, what: string) {
+  try {
+    return listenBurst(hostname, port);
+  } catch (e) {
+    throw new Error(
+      `cannot listen on ${formatHostPort(hostname, port)} for ${what}: ${errText(e)}`,
+    );
+  }
 }
 
 function show(a: Deno.Addr): string {
