@@ -12,6 +12,7 @@ import { type LegListener, listenLegs } from "../transport/listen.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { SessionRegistry } from "../session/registry.ts";
 import { Mux } from "../mux/mux.ts";
+import { errText } from "../mux/stream.ts";
 import { exitHandler } from "../forward/exit.ts";
 import type { ExitPolicy } from "../forward/exit_dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
@@ -82,7 +83,9 @@ export async function startServer(
         tls: sc.tls,
         socket: legSocket,
         helloTimeoutMs: 10_000,
-      }, registry.onHello);
+      }, registry.onHello).catch((e) => {
+        throw new Error(`cannot listen on ${g.addr} for tunnel legs: ${errText(e)}`);
+      });
       listeners.push(l);
       ownPorts.add(l.addr.port);
       log.info("listening for {kind} legs on {addr}{paths}", {
