@@ -14,6 +14,7 @@ import { startClient } from "../runtime/client.ts";
 import { errText } from "../mux/stream.ts";
 
 const log = getLogger(["half-tunnel", "cli"]);
+const COUNTERS_EVERY_MS = 5 * 60_000;
 
 export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   await setupLogging(cfg.log.level);
@@ -43,7 +44,15 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
     signals.push(["SIGTERM", stop], ["SIGHUP", () => void reload()]);
   }
   for (const [sig, f] of signals) Deno.addSignalListener(sig, f);
+  // Counters in the journal now and then, so an operator sees drops and resumes without a restart.
+  let last = "";
+  const report = setInterval(() => {
+    const now = JSON.stringify(metrics);
+    if (now !== last) log.info("counters: {m}", { m: now });
+    last = now;
+  }, COUNTERS_EVERY_MS);
   await done.promise;
+  clearInterval(report);
   for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
   log.info("shutting down; counters: {m}", { m: JSON.stringify(metrics) });
   await node.close();
