@@ -11,7 +11,7 @@ import { setupLogging } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
-import { errText } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 
 const log = getLogger(["half-tunnel", "cli"]);
 const COUNTERS_EVERY_MS = 5 * 60_000;

@@ -9,7 +9,8 @@ import type { Address } from "../protocol/address.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
 import { listenBurst } from "../transport/burst_listener.ts";
-import { errText, type Stream, StreamError } from "../mux/stream.ts";
+import { type Stream, StreamError } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
 
 const log = getLogger(["half-tunnel", "entry"]);

@@ -6,7 +6,8 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
-import { errText, type Stream, StreamError } from "../mux/stream.ts";
+import { type Stream, StreamError } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 import { metrics } from "../observe/metrics.ts";
 import { dialExit, type ExitPolicy } from "./exit_dialer.ts";
 import { SocksReply } from "./socks5.ts";

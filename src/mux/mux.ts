@@ -8,7 +8,8 @@ import { getLogger } from "@logtape/logtape";
 import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
 import { Ctrl, Flag, FrameError, type FrameHeader } from "../protocol/frame.ts";
 import type { Session, SessionHandler } from "../session/session.ts";
-import { errText, Stream, type StreamHost } from "./stream.ts";
+import { Stream, type StreamHost } from "./stream.ts";
+import { errText } from "../observe/error_text.ts";
 
 const log = getLogger(["half-tunnel", "mux"]);
 

@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/leg.ts";
+import { errText } from "../observe/error_text.ts";
 
 /** The stream's view of its multiplexer (keeps this module free of the Mux class). */
 export interface StreamHost {
@@ -258,8 +259,4 @@ function safeClose(conn: Deno.Conn): void {
   } catch {
     // already closed
   }
-}
-
-export function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -19,7 +19,8 @@ import type { ReverseDialer } from "./client_dialer.ts";
 import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";
 import type { ReconnectConfig } from "../config/model.ts";
 import { Mux } from "../mux/mux.ts";
-import { errText, StreamError } from "../mux/stream.ts";
+import { StreamError } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 
 const log = getLogger(["half-tunnel", "pool"]);
 

@@ -22,7 +22,7 @@ import {
 import { type BurstListener, listenBurst } from "../transport/burst_listener.ts";
 import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
-import { errText } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { IdleRawConn, splice } from "./raw_pool.ts";
 

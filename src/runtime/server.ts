@@ -12,7 +12,7 @@ import { type LegListener, listenLegs } from "../transport/listen.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { SessionRegistry } from "../session/registry.ts";
 import { Mux } from "../mux/mux.ts";
-import { errText } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 import { exitHandler } from "../forward/exit.ts";
 import type { ExitPolicy } from "../forward/exit_dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";

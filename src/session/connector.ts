@@ -19,7 +19,7 @@ import {
 import { SESSION_ID_LEN } from "../protocol/frame.ts";
 import { dialLeg, type DialSpec } from "../transport/dial.ts";
 import { metrics } from "../observe/metrics.ts";
-import { errText } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 import { Session } from "./session.ts";
 import { readWelcome } from "./welcome.ts";
 

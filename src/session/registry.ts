@@ -22,7 +22,7 @@ import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import type { Leg } from "../transport/leg.ts";
 import type { OnHello } from "../transport/listen.ts";
 import { metrics } from "../observe/metrics.ts";
-import { errText } from "../mux/stream.ts";
+import { errText } from "../observe/error_text.ts";
 import { Session } from "./session.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
