@@ -296,3 +296,41 @@ Deno.test("reverse: channel_size bounds connections waiting for an absent client
     await server.close();
   }
 });
+
+Deno.test("reverse tcp: idle pool connections are recycled before middleboxes forget them", async () => {
+  const echo = echoServer();
+  const published = await freePort();
+  const server = await startServer(parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcp"\ntoken = "${TOKEN}"\nkeepalive_period = 0.3\n` +
+      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
+    "toml",
+    "s.toml",
+    { env: { HT_LOG_LEVEL: "fatal" } },
+  ));
+  const proxy = startFaultProxy({
+    target: { hostname: "127.0.0.1", port: server.legAddrs[0].port },
+  });
+  const client = await startClient(parseConfigText(
+    `[client]\nremote_addr = "127.0.0.1:${proxy.port}"\ntransport = "tcp"\ntoken = "${TOKEN}"\nconnection_pool = 2\n`,
+    "toml",
+    "c.toml",
+    { env: { HT_LOG_LEVEL: "fatal" } },
+  ));
+  try {
+    await client.mux(10_000);
+    await proxy.waitFor(() => proxy.accepted >= 3, 5_000);
+    const first = proxy.accepted;
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.ok(
+      proxy.accepted >= first + 2,
+      `pool connections were replaced (${first} -> ${proxy.accepted})`,
+    );
+    const back = await echoRoundTrip(published, new TextEncoder().encode("fresh"));
+    assert.equal(new TextDecoder().decode(back), "fresh");
+  } finally {
+    await client.close();
+    await server.close();
+    await proxy.close();
+    await echo.close();
+  }
+});

@@ -9,7 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
-import { Ctrl, Flag } from "../protocol/frame.ts";
+import { Ctrl, Flag, FrameError } from "../protocol/frame.ts";
 import { type Hello, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
 import {
@@ -116,7 +116,8 @@ export class Publisher {
     const raw = control.hmac ? undefined : leg.rawConn?.();
     if (raw) {
       writeAll(raw, welcome).then(() => {
-        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, () => {
+        const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
+        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, maxIdle, () => {
           const i = this.#idleRaw.indexOf(idle);
           if (i >= 0) this.#idleRaw.splice(i, 1);
         });
@@ -223,7 +224,13 @@ export class Publisher {
       try {
         raw.conn.close();
       } catch { /* closed */ }
-      conn.close();
+      // A pool connection that died unnoticed must not cost the user connection: try the next
+      // one (or the control session); only the client's own refusal ends it.
+      if (!(e instanceof FrameError && /could not connect/.test(e.message))) {
+        if (!this.#dispatch(conn, target, header)) conn.close();
+      } else {
+        conn.close();
+      }
       this.#askForPool();
       return;
     }

@@ -98,22 +98,42 @@ export class IdleRawConn {
   #buf = new Uint8Array(HEADER_LEN + MAX_CTRL_PAYLOAD);
   #taken = false;
 
-  constructor(readonly conn: ByteConn, private sessionId: Uint8Array, onDead: () => void) {
+  #retire: ReturnType<typeof setTimeout>;
+
+  /**
+   * `maxIdleMs` retires the connection unused: NATs and firewalls forget idle flows, and a pool
+   * connection they dropped silently would only be found out by the user connection that got it.
+   * The client replaces a retired connection at once.
+   */
+  constructor(
+    readonly conn: ByteConn,
+    private sessionId: Uint8Array,
+    maxIdleMs: number,
+    onDead: () => void,
+  ) {
     this.#first = conn.read(this.#buf).catch(() => null);
     this.#first.then(() => {
       // Anything before our OPEN means the peer closed (or broke protocol): discard the conn.
-      if (!this.#taken) {
-        onDead();
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
+      if (!this.#taken) this.#drop(onDead);
     });
+    this.#retire = setTimeout(() => {
+      if (!this.#taken) this.#drop(onDead);
+    }, maxIdleMs);
+  }
+
+  #drop(onDead: () => void): void {
+    clearTimeout(this.#retire);
+    this.#taken = true;
+    onDead();
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
   }
 
   /** Sends OPEN and waits for the answer; resolves with the bytes that followed it. */
   async open(target: Address, timeoutMs: number): Promise<Uint8Array> {
     this.#taken = true;
+    clearTimeout(this.#retire);
     const timer = setTimeout(() => this.conn.close(), timeoutMs);
     try {
       await writeAll(

@@ -281,9 +281,13 @@ export function startFaultProxy(opts: {
       closing ??= (async () => {
         closed = true;
         listener.close();
-        await acceptTask;
-        for (const p of pairs) cutPair(p);
-        await Promise.all([...tasks]);
+        try {
+          await acceptTask;
+        } finally {
+          // Pairs are cut even if the accept loop had failed, so no socket outlives close().
+          for (const p of pairs) cutPair(p);
+          await Promise.all([...tasks]);
+        }
       })();
       return closing;
     },
