@@ -7,6 +7,7 @@
 
 import { timingSafeEqual } from "node:crypto";
 import { formatIPv6 } from "../protocol/address.ts";
+import { Reply } from "../protocol/reply.ts";
 import { writeAll } from "../transport/leg.ts";
 
 export type AddrType = "ipv4" | "ipv6" | "domain";
@@ -17,17 +18,8 @@ export interface SocksTarget {
   type: AddrType;
 }
 
-export const SocksReply = {
-  SUCCEEDED: 0,
-  GENERAL_FAILURE: 1,
-  NOT_ALLOWED: 2,
-  NETWORK_UNREACHABLE: 3,
-  HOST_UNREACHABLE: 4,
-  CONNECTION_REFUSED: 5,
-  TTL_EXPIRED: 6,
-  COMMAND_NOT_SUPPORTED: 7,
-  ADDRESS_TYPE_NOT_SUPPORTED: 8,
-} as const;
+/** SOCKS5 reply codes (the same codes the tunnel's OPEN_FAIL frames carry). */
+export const SocksReply = Reply;
 
 export class SocksError extends Error {
   override name = "SocksError";

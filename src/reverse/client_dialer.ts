@@ -7,8 +7,8 @@
 import type { Address } from "../protocol/address.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import type { Stream } from "../mux/stream.ts";
-import { exitHandler } from "../forward/exit.ts";
-import { dialExit, type ExitPolicy } from "../forward/exit_dialer.ts";
+import { exitHandler } from "../exit/handler.ts";
+import { dialExit, type ExitPolicy } from "../exit/dialer.ts";
 
 export interface ReverseDialer {
   /** For streams the server opens on a session. */

@@ -13,8 +13,8 @@ import type { SocketOptions } from "../transport/leg.ts";
 import { SessionRegistry } from "../session/registry.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
-import { exitHandler } from "../forward/exit.ts";
-import type { ExitPolicy } from "../forward/exit_dialer.ts";
+import { exitHandler } from "../exit/handler.ts";
+import type { ExitPolicy } from "../exit/dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
 
 const log = getLogger(["half-tunnel", "server"]);

@@ -1,14 +1,14 @@
 /**
- * The exit side's dialer: resolves the target on this side, applies the policy (never the tunnel's
+ * The exit dialer: resolves the target on this side, applies the policy (never the tunnel's
  * own listeners; loopback and private ranges only when allowed), connects to the checked address
- * (not a second lookup, so DNS rebinding cannot slip past the check) and maps failures to SOCKS5
- * reply codes the entry can pass on.
+ * (not a second lookup, so DNS rebinding cannot slip past the check) and maps failures to the reply
+ * codes OPEN_FAIL carries.
  */
 
 import { parseIPv4, parseIPv6 } from "../protocol/address.ts";
 import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
 import { StreamError } from "../mux/stream.ts";
-import { SocksReply } from "./socks5.ts";
+import { Reply } from "../protocol/reply.ts";
 
 export interface ExitPolicy {
   allowPrivate: boolean;
@@ -28,7 +28,7 @@ export async function dialExit(
   for (const ip of addrs) {
     const why = refusal(ip, port, policy);
     if (why) {
-      lastErr = new StreamError(`${host}:${port} (${ip}) is ${why}`, SocksReply.NOT_ALLOWED);
+      lastErr = new StreamError(`${host}:${port} (${ip}) is ${why}`, Reply.NOT_ALLOWED);
       continue;
     }
     const signal = AbortSignal.timeout(policy.dialTimeoutMs);
@@ -38,11 +38,11 @@ export async function dialExit(
       return conn;
     } catch (e) {
       lastErr = signal.aborted
-        ? new StreamError(`connect to ${host}:${port} timed out`, SocksReply.TTL_EXPIRED)
+        ? new StreamError(`connect to ${host}:${port} timed out`, Reply.TTL_EXPIRED)
         : mapConnectError(e, host, port);
     }
   }
-  throw lastErr ?? new StreamError(`${host} has no address`, SocksReply.HOST_UNREACHABLE);
+  throw lastErr ?? new StreamError(`${host} has no address`, Reply.HOST_UNREACHABLE);
 }
 
 async function resolve(host: string, timeoutMs: number): Promise<string[]> {
@@ -58,7 +58,7 @@ async function resolve(host: string, timeoutMs: number): Promise<string[]> {
     ...(a.status === "fulfilled" ? a.value : []),
     ...(aaaa.status === "fulfilled" ? aaaa.value : []),
   ];
-  if (!out.length) throw new StreamError(`cannot resolve ${host}`, SocksReply.HOST_UNREACHABLE);
+  if (!out.length) throw new StreamError(`cannot resolve ${host}`, Reply.HOST_UNREACHABLE);
   return out;
 }
 
@@ -105,16 +105,16 @@ function mapConnectError(e: unknown, host: string, port: number): StreamError {
   const msg = e instanceof Error ? e.message : String(e);
   const name = e instanceof Error ? e.name : "";
   if (name === "ConnectionRefused" || /refused/i.test(msg)) {
-    return new StreamError(`${host}:${port} refused the connection`, SocksReply.CONNECTION_REFUSED);
+    return new StreamError(`${host}:${port} refused the connection`, Reply.CONNECTION_REFUSED);
   }
   if (/network is unreachable/i.test(msg)) {
     return new StreamError(
       `network unreachable for ${host}:${port}`,
-      SocksReply.NETWORK_UNREACHABLE,
+      Reply.NETWORK_UNREACHABLE,
     );
   }
   if (/timed out/i.test(msg) || name === "TimedOut") {
-    return new StreamError(`connect to ${host}:${port} timed out`, SocksReply.TTL_EXPIRED);
+    return new StreamError(`connect to ${host}:${port} timed out`, Reply.TTL_EXPIRED);
   }
-  return new StreamError(`cannot reach ${host}:${port}: ${msg}`, SocksReply.HOST_UNREACHABLE);
+  return new StreamError(`cannot reach ${host}:${port}: ${msg}`, Reply.HOST_UNREACHABLE);
 }

@@ -1,7 +1,7 @@
 /**
- * Exit wiring for the forward tunnel: a stream the client opens is dialled here, under the exit
- * policy, and confirmed (OPEN_OK) only once the target is connected, so the entry can give the
- * application the true SOCKS5 outcome.
+ * The exit end of a stream, for both wirings (the forward server, and the reverse client dialling
+ * its local targets): the target is dialled under the exit policy and the stream confirmed
+ * (OPEN_OK) only once it is connected, so the entry can give the application the true outcome.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -9,8 +9,8 @@ import type { Address } from "../protocol/address.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 import { metrics } from "../observe/metrics.ts";
-import { dialExit, type ExitPolicy } from "./exit_dialer.ts";
-import { SocksReply } from "./socks5.ts";
+import { dialExit, type ExitPolicy } from "./dialer.ts";
+import { Reply } from "../protocol/reply.ts";
 
 const log = getLogger(["half-tunnel", "exit"]);
 
@@ -28,7 +28,7 @@ export function exitHandler(policy: () => ExitPolicy): (s: Stream, target: Addre
       stream.attach(conn);
     } catch (e) {
       metrics.streamsFailed++;
-      const code = e instanceof StreamError ? e.code : SocksReply.GENERAL_FAILURE;
+      const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;
       log.info("stream {id} to {host}:{port} failed: {reason}", {
         id: stream.id,
         host: target.host,
