@@ -86,6 +86,7 @@ async function main(): Promise<number> {
         await run(Deno.execPath(), compileArgs(target, bin, baked, stage));
       }
     } catch (e) {
+      await Deno.remove(stage, { recursive: true }).catch(() => {});
       console.error(
         `deno compile failed for ${target} (it downloads a runtime per target: is the network up?): ${
           e instanceof Error ? e.message : e
