@@ -121,10 +121,10 @@ export function startFaultProxy(opts: {
 
   /** Waits while the pair must not move bytes: stalled, or half-open (until cut). */
   async function hold(p: Pair): Promise<void> {
-    while (!p.cut && (p.halfOpen || stallGate)) {
-      await (p.halfOpen || !stallGate
-        ? p.cutSignal.promise
-        : Promise.race([stallGate.promise, p.cutSignal.promise]));
+    while (!p.cut) {
+      if (p.halfOpen) await p.cutSignal.promise;
+      else if (stallGate) await Promise.race([stallGate.promise, p.cutSignal.promise]);
+      else return;
     }
   }
 
