@@ -8,6 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
 import { Ctrl, Flag, FrameError, type FrameHeader } from "../protocol/frame.ts";
 import type { Session, SessionHandler } from "../session/session.ts";
+import type { SessionConfig } from "../config/model.ts";
 import { Stream, type StreamHost } from "./stream.ts";
 import { errText } from "../observe/error_text.ts";
 
@@ -23,6 +24,13 @@ export interface MuxOptions {
   oneShot?: boolean;
   /** Pool mode control session: the server asks for more pool connections. */
   onPoolWant?: (count: number) => void;
+}
+
+/** The stream limits a multiplexer takes from the session settings. */
+export function muxLimits(
+  s: SessionConfig,
+): { window: number; maxPayload: number; maxStreams: number } {
+  return { window: s.streamWindow, maxPayload: s.maxFramePayload, maxStreams: s.maxStreams };
 }
 
 /** SOCKS5 reply code used when a stream is refused by policy. */

@@ -6,16 +6,25 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
+import { needsRestart } from "./reload.ts";
 import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
 import type { Address } from "../protocol/address.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { Connector, type LegPlan } from "../session/connector.ts";
-import { Mux } from "../mux/mux.ts";
+import { Mux, muxLimits } from "../mux/mux.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
 import { reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
+
+/** Settings read through `current` for each new stream, so a reload applies them in place. */
+const IN_PLACE = [
+  "log.level",
+  "client.socks5.username",
+  "client.socks5.password",
+  "client.forwarder",
+];
 
 const log = getLogger(["half-tunnel", "client"]);
 
@@ -78,9 +87,7 @@ export async function startClient(
       legs,
       onSession: (s) => {
         const m = new Mux(s, {
-          window: cfg.session.streamWindow,
-          maxPayload: cfg.session.maxFramePayload,
-          maxStreams: cfg.session.maxStreams,
+          ...muxLimits(cfg.session),
           onOpen,
           onPoolWant: (n) => pool?.want(n),
         });
@@ -104,7 +111,7 @@ export async function startClient(
         livenessTimeoutMs: 2 * cc.keepalivePeriodMs,
       },
       reconnect: cc.reconnect,
-      mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
+      mux: muxLimits(cfg.session),
       dialer: reverse,
       control: () => connectors[0].session,
     });
@@ -168,28 +175,9 @@ export async function startClient(
     entries,
     mux: liveMux,
     reload(next: Config): string[] {
-      const needsRestart: string[] = [];
-      const a = current.client, b = next.client;
-      for (
-        const k of [
-          "upstreamUrl",
-          "downstreamUrl",
-          "legKind",
-          "streamMode",
-          "reverse",
-          "hostHeader",
-          "edgeIp",
-        ] as const
-      ) {
-        if (a[k] !== b[k]) needsRestart.push(`client.${k}`);
-      }
-      if (a.socks5?.listen !== b.socks5?.listen) needsRestart.push("client.socks5.listen");
-      if (JSON.stringify(a.forwards) !== JSON.stringify(b.forwards)) {
-        needsRestart.push("client.forwards");
-      }
-      if (current.auth.key !== next.auth.key) needsRestart.push("auth.key");
+      const kept = needsRestart(current, next, IN_PLACE);
       current = next;
-      return needsRestart;
+      return kept;
     },
     async close() {
       for (const en of entries) en.close();

@@ -6,16 +6,20 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
+import { needsRestart } from "./reload.ts";
 import { deriveKeys, type Keys } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { SessionRegistry } from "../session/registry.ts";
-import { Mux } from "../mux/mux.ts";
+import { Mux, muxLimits } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
 import { exitHandler } from "../exit/handler.ts";
 import type { ExitPolicy } from "../exit/dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
+
+/** Settings read through `current` for each new stream, so a reload applies them in place. */
+const IN_PLACE = ["log.level", "server.allowPrivate", "server.dialTimeoutMs"];
 
 const log = getLogger(["half-tunnel", "server"]);
 
@@ -54,9 +58,7 @@ export async function startServer(
     cfg: cfg.session,
     onSession: (s) => {
       const mux = new Mux(s, {
-        window: cfg.session.streamWindow,
-        maxPayload: cfg.session.maxFramePayload,
-        maxStreams: cfg.session.maxStreams,
+        ...muxLimits(cfg.session),
         onOpen,
       });
       publisher?.addMux(mux);
@@ -108,7 +110,7 @@ export async function startServer(
           keepaliveIntervalMs: sc.keepalivePeriodMs,
           livenessTimeoutMs: 2 * sc.keepalivePeriodMs,
         },
-        mux: { window: cfg.session.streamWindow, maxPayload: cfg.session.maxFramePayload },
+        mux: muxLimits(cfg.session),
       });
       for (const p of publisher.boundPorts) ownPorts.add(p);
     }
@@ -122,26 +124,9 @@ export async function startServer(
     registry,
     publisher,
     reload(next: Config): string[] {
-      const needsRestart: string[] = [];
-      const a = current.server, b = next.server;
-      for (
-        const k of [
-          "upstreamAddr",
-          "downstreamAddr",
-          "upstreamPath",
-          "downstreamPath",
-          "legKind",
-          "streamMode",
-          "exit",
-        ] as const
-      ) {
-        if (a[k] !== b[k]) needsRestart.push(`server.${k}`);
-      }
-      if (JSON.stringify(a.tls) !== JSON.stringify(b.tls)) needsRestart.push("server.tls");
-      if (JSON.stringify(a.ports) !== JSON.stringify(b.ports)) needsRestart.push("server.ports");
-      if (current.auth.key !== next.auth.key) needsRestart.push("auth.key");
+      const kept = needsRestart(current, next, IN_PLACE);
       current = next;
-      return needsRestart;
+      return kept;
     },
     async close() {
       publisher?.close();
