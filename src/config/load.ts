@@ -77,7 +77,11 @@ export function parseConfigText(
   for (const [name, value] of Object.entries(opts.env ?? {}).sort()) {
     if (!name.startsWith("HT_") || INSTALL_ENV.has(name)) continue;
     const spec = ENV_KEYS.get(name);
-    if (spec) {
+    if (spec && value.trim() === "") {
+      // `Environment=HT_AUTH_KEY=` or `HT_AUTH_KEY= half-tunnel …` means "not set", never "set
+      // the key to nothing over the one in the file".
+      d.cfg.warnings.push(`environment variable ${name} is empty; ignored`);
+    } else if (spec) {
       assign(d, spec, value, `${spec.path} (${name})`);
     } else {
       d.cfg.warnings.push(

@@ -101,6 +101,8 @@ export interface ServerConfig {
   ports: PortMapping[];
   /** Queued user connections waiting for a tunnel; beyond it they are refused. */
   channelSize: number;
+  /** Most sessions held at once; a new one beyond evicts a leg-less one or is refused. */
+  maxSessions: number;
   /** Pool mode: idle pre-dialled connections the server asks the client to keep. */
   connectionPool: number;
   /** Send a PROXY v2 header to the client-side target. */

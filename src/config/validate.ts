@@ -112,6 +112,7 @@ export function validate(d: Draft): void {
     atLeastMs(v.dialTimeoutMs, "server.dial_timeout", 1);
     atLeastMs(v.keepalivePeriodMs, "server.keepalive_period", 50);
     range(v.channelSize, "server.channel_size", 1, 1_000_000);
+    range(v.maxSessions, "server.max_sessions", 1, 100_000);
     range(v.connectionPool, "server.connection_pool", 0, 1024);
     checkOverlaps(v.ports, (what) => new ConfigError(`${name("server.ports")}: ${what}`));
     if (v.ports.length === 0 && (!v.exit || v.streamMode === "pool")) {

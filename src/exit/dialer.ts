@@ -5,7 +5,13 @@
  * codes OPEN_FAIL carries.
  */
 
-import { parseIPv4, parseIPv6 } from "../protocol/address.ts";
+import {
+  AmbiguousAddressError,
+  formatIPv6,
+  isAmbiguousIPv4,
+  parseIPv4,
+  parseIPv6,
+} from "../protocol/address.ts";
 import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
 import { StreamError } from "../mux/stream.ts";
 import { Reply } from "../protocol/reply.ts";
@@ -45,9 +51,19 @@ export async function dialExit(
   throw lastErr ?? new StreamError(`${host} has no address`, Reply.HOST_UNREACHABLE);
 }
 
+/**
+ * The addresses to dial, each in canonical form made from parsed bytes, so what the policy checks
+ * is byte for byte what connect() is given.
+ */
 async function resolve(host: string, timeoutMs: number): Promise<string[]> {
   const h = host.replace(/^\[|\]$/g, "");
-  if (parseIPv4(h) || parseIPv6(h)) return [h];
+  if (isAmbiguousIPv4(h)) {
+    throw new StreamError(new AmbiguousAddressError(h).message, Reply.NOT_ALLOWED);
+  }
+  const v4 = parseIPv4(h);
+  if (v4) return [v4.join(".")];
+  const v6 = parseIPv6(h);
+  if (v6) return [formatIPv6(new Uint8Array(v6))];
   if (h === "localhost") return ["127.0.0.1", "::1"];
   const signal = AbortSignal.timeout(timeoutMs);
   const [a, aaaa] = await Promise.allSettled([

@@ -12,6 +12,7 @@ import { listenBurst } from "../transport/burst_listener.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
+import { AmbiguousAddressError } from "../protocol/address.ts";
 
 const log = getLogger(["half-tunnel", "entry"]);
 
@@ -59,7 +60,11 @@ async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise
     stream = await opts.open({ host, port });
     await withTimeout(stream.opened, opts.timeoutMs, `exit did not answer for ${host}:${port}`);
   } catch (e) {
-    const code = e instanceof StreamError ? e.code : SocksReply.GENERAL_FAILURE;
+    const code = e instanceof StreamError
+      ? e.code
+      : e instanceof AmbiguousAddressError
+      ? SocksReply.NOT_ALLOWED
+      : SocksReply.GENERAL_FAILURE;
     log.info("CONNECT {host}:{port} failed: {reason}", { host, port, reason: errText(e) });
     stream?.reset("entry gave up");
     await req.reply(code).catch(() => {});

@@ -5,11 +5,17 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
+import {
+  type Address,
+  AmbiguousAddressError,
+  decodeAddress,
+  encodeAddress,
+} from "../protocol/address.ts";
 import { Ctrl, Flag, FrameError, type FrameHeader } from "../protocol/frame.ts";
 import type { Session, SessionHandler } from "../session/session.ts";
 import type { SessionConfig } from "../config/model.ts";
 import { Stream, type StreamHost } from "./stream.ts";
+import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
 
 const log = getLogger(["half-tunnel", "mux"]);
@@ -32,10 +38,6 @@ export function muxLimits(
 ): { window: number; maxPayload: number; maxStreams: number } {
   return { window: s.streamWindow, maxPayload: s.maxFramePayload, maxStreams: s.maxStreams };
 }
-
-/** SOCKS5 reply code used when a stream is refused by policy. */
-const NOT_ALLOWED = 2;
-const GENERAL_FAILURE = 1;
 
 export class Mux implements SessionHandler, StreamHost {
   readonly window: number;
@@ -118,7 +120,10 @@ export class Mux implements SessionHandler, StreamHost {
     try {
       target = decodeAddress(addr);
     } catch (e) {
-      s.fail(GENERAL_FAILURE, `bad address: ${errText(e)}`);
+      s.fail(
+        e instanceof AmbiguousAddressError ? Reply.NOT_ALLOWED : Reply.GENERAL_FAILURE,
+        `bad address: ${errText(e)}`,
+      );
       return;
     }
     if (!this.opts.onOpen) {
@@ -127,11 +132,11 @@ export class Mux implements SessionHandler, StreamHost {
         host: target.host,
         port: target.port,
       });
-      s.fail(NOT_ALLOWED, "streams are not accepted on this side");
+      s.fail(Reply.NOT_ALLOWED, "streams are not accepted on this side");
       return;
     }
     if (this.#streams.size > this.opts.maxStreams) {
-      s.fail(GENERAL_FAILURE, "too many open streams");
+      s.fail(Reply.GENERAL_FAILURE, "too many open streams");
       return;
     }
     this.opts.onOpen(s, target);

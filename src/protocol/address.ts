@@ -2,6 +2,11 @@
  * Target addresses inside OPEN frames, in the SOCKS5 layout so the entry can pass what the
  * application asked for (a domain is resolved on the exit side, never at the entry):
  *   ATYP (1: 1 = IPv4, 3 = domain, 4 = IPv6) | address | port (2, big-endian)
+ *
+ * IPv4 is accepted only as a strict dotted quad. The other forms C's inet_aton reads ("012.0.0.1"
+ * as octal 10.0.0.1, "127.1", "0x7f.1", "2130706433") are refused by both ends alike: the exit
+ * checks its policy on parsed bytes, and a resolver that read such a name differently would dial
+ * an address the policy never saw.
  */
 
 import { FrameError } from "./frame.ts";
@@ -14,7 +19,19 @@ export interface Address {
 const te = new TextEncoder();
 const td = new TextDecoder();
 
+/** A host that looks like a number-based IPv4 form but is not a strict dotted quad. */
+export class AmbiguousAddressError extends FrameError {
+  override name = "AmbiguousAddressError";
+  constructor(host: string) {
+    super(
+      `"${host.slice(0, 64)}" is an ambiguous IPv4 form (leading zeros, hex, fewer than four ` +
+        `parts or one number); write it as a plain dotted quad`,
+    );
+  }
+}
+
 export function encodeAddress(host: string, port: number): Uint8Array {
+  if (isAmbiguousIPv4(host)) throw new AmbiguousAddressError(host);
   const v4 = parseIPv4(host);
   if (v4) return withPort([1, ...v4], port);
   const v6 = parseIPv6(host);
@@ -46,6 +63,7 @@ export function decodeAddress(b: Uint8Array): Address {
       throw new FrameError("domain address has the wrong length");
     }
     host = td.decode(b.subarray(2, end));
+    if (isAmbiguousIPv4(host)) throw new AmbiguousAddressError(host);
   } else {
     throw new FrameError(`unknown address type ${t}`);
   }
@@ -58,11 +76,27 @@ function withPort(bytes: number[], port: number): Uint8Array {
   return new Uint8Array([...bytes, port >> 8, port & 0xff]);
 }
 
+/** A strict dotted quad: four decimal parts 0..255 without leading zeros. */
 export function parseIPv4(s: string): number[] | null {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   if (!m) return null;
-  const parts = m.slice(1).map(Number);
-  return parts.every((p) => p <= 255) ? parts : null;
+  const parts = m.slice(1);
+  if (parts.some((p) => p.length > 1 && p[0] === "0")) return null;
+  const bytes = parts.map(Number);
+  return bytes.every((p) => p <= 255) ? bytes : null;
+}
+
+const INET_ATON_PART = /^(0x[0-9a-f]*|\d+)$/i;
+
+/**
+ * True for what inet_aton would read as an IPv4 address but parseIPv4 refuses: every dot-separated
+ * part (a trailing dot allowed) is a decimal, octal or hex number, yet the whole is not a strict
+ * dotted quad.
+ */
+export function isAmbiguousIPv4(s: string): boolean {
+  if (parseIPv4(s)) return false;
+  const parts = (s.endsWith(".") ? s.slice(0, -1) : s).split(".");
+  return parts.length <= 4 && parts.every((p) => INET_ATON_PART.test(p));
 }
 
 /** Parses an IPv6 literal (optionally bracketed, with an embedded IPv4 tail) into 16 bytes. */

@@ -112,7 +112,8 @@ export function checkHeader(
   }
   const flags = buf[off + 3];
   const hasMac = (flags & Flag.HMAC) !== 0;
-  if (macRequired && !hasMac && (flags & Flag.HANDSHAKE) === 0) {
+  // No exemption for HANDSHAKE frames: inside a session they are errors like any unsigned frame.
+  if (macRequired && !hasMac) {
     throw new FrameError(`frame without HMAC (flags 0x${hex2(flags)}) but HMAC is required`);
   }
   if (!macRequired && hasMac) {

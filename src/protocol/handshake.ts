@@ -7,6 +7,8 @@
  *           session id (16) | client recv ack (4) | MAC_auth("HT2 hello" ‖ bytes 0..47)
  *   WELCOME (server → client, 56 bytes): status | flags | 0 0 | server nonce (16) | server recv ack (4) |
  *           MAC_auth("HT2 welcome" ‖ hello MAC ‖ bytes 0..23)
+ *           With status STALE_HELLO the first 8 nonce bytes carry the server's clock (ms, float64),
+ *           so a client whose clock runs behind can send a hello the server will take.
  */
 
 import { createHmac, pbkdf2Sync, randomFillSync, timingSafeEqual } from "node:crypto";
@@ -31,9 +33,60 @@ export const Role = {
 } as const;
 export type RoleValue = typeof Role[keyof typeof Role];
 
+/** A role's name for logs. */
+export function roleName(role: RoleValue): string {
+  return role === Role.UP
+    ? "upstream"
+    : role === Role.DOWN
+    ? "downstream"
+    : role === Role.BOTH
+    ? "tunnel"
+    : "pool";
+}
+
 export const HelloFlag = { HMAC: 1, RESUME: 2 } as const;
 
-export const WelcomeStatus = { OK: 0, UNKNOWN_SESSION: 1 } as const;
+export const WelcomeStatus = {
+  OK: 0,
+  /** A resume or pool leg for a session this server does not have (restarted or expired). */
+  UNKNOWN_SESSION: 1,
+  /** The hello predates this server's start: a replay, or a client clock behind the server's. */
+  STALE_HELLO: 2,
+  /** The server holds as many sessions as it may (`server.max_sessions`). */
+  BUSY: 3,
+} as const;
+
+/** Why the server refused a leg, for the client's log. */
+export function welcomeStatusText(status: number): string {
+  switch (status) {
+    case WelcomeStatus.UNKNOWN_SESSION:
+      return "the server does not know this session (restarted or expired)";
+    case WelcomeStatus.STALE_HELLO:
+      return "the hello predates the server's start (our clock is behind the server's)";
+    case WelcomeStatus.BUSY:
+      return "the server holds as many sessions as it may (server.max_sessions)";
+    default:
+      return `the server refused the leg (status ${status})`;
+  }
+}
+
+/**
+ * The clock a client signs hellos with: its own, corrected by the server's clock from a
+ * STALE_HELLO welcome, so a client whose clock runs behind is not locked out after a restart.
+ */
+export class HelloClock {
+  #offsetMs = 0;
+
+  now(): number {
+    return Date.now() + this.#offsetMs;
+  }
+
+  /** Adopts the server's clock; returns the correction in ms. */
+  learn(serverTimeMs: number): number {
+    this.#offsetMs = Math.max(0, serverTimeMs - Date.now());
+    return this.#offsetMs;
+  }
+}
 
 export class HandshakeError extends Error {
   override name = "HandshakeError";
@@ -151,22 +204,28 @@ export function encodeWelcome(
   status: number,
   flags: number,
   recvAck: number,
+  nowMs = Date.now(),
 ): Uint8Array {
   const b = new Uint8Array(WELCOME_LEN);
+  const v = new DataView(b.buffer);
   b[0] = status;
   b[1] = flags;
   randomFillSync(b.subarray(4, 20));
-  new DataView(b.buffer).setUint32(20, recvAck);
+  if (status === WelcomeStatus.STALE_HELLO) v.setFloat64(4, nowMs);
+  v.setUint32(20, recvAck);
   b.set(mac(keys.auth, [enc("HT2 welcome"), hello.mac, b.subarray(0, 24)]), 24);
   return b;
 }
 
-/** Verifies the server's welcome against the hello we sent; returns status and server ack. */
+/**
+ * Verifies the server's welcome against the hello we sent: status, flags, server ack and (for
+ * STALE_HELLO only) the server's clock.
+ */
 export function verifyWelcome(
   keys: Keys,
   hello: Uint8Array,
   b: Uint8Array,
-): { status: number; flags: number; recvAck: number } {
+): { status: number; flags: number; recvAck: number; serverTimeMs?: number } {
   if (b.length !== WELCOME_LEN) {
     throw new HandshakeError(`welcome has ${b.length} bytes, expected ${WELCOME_LEN}`);
   }
@@ -176,7 +235,9 @@ export function verifyWelcome(
       "server did not prove the key (wrong key or not a half-tunnel server)",
     );
   }
-  return { status: b[0], flags: b[1], recvAck: new DataView(b.buffer, b.byteOffset).getUint32(20) };
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const w = { status: b[0], flags: b[1], recvAck: v.getUint32(20) };
+  return b[0] === WelcomeStatus.STALE_HELLO ? { ...w, serverTimeMs: v.getFloat64(4) } : w;
 }
 
 export function mac(key: Uint8Array, parts: Uint8Array[]): Uint8Array {

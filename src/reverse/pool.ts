@@ -7,7 +7,15 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
-import { encodeHello, HelloFlag, type Keys, Role, WelcomeStatus } from "../protocol/handshake.ts";
+import {
+  encodeHello,
+  type HelloClock,
+  HelloFlag,
+  type Keys,
+  Role,
+  WelcomeStatus,
+  welcomeStatusText,
+} from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
@@ -25,6 +33,8 @@ import { errText } from "../observe/error_text.ts";
 const log = getLogger(["half-tunnel", "pool"]);
 
 export interface PoolOptions {
+  /** Signs hellos (the client's clock, corrected by the server's when it was behind). */
+  clock: HelloClock;
   keys: Keys;
   hmac: boolean;
   spec: DialSpec;
@@ -131,7 +141,14 @@ export class PoolManager {
     let session: Session | null = null;
     try {
       const flags = this.opts.hmac ? HelloFlag.HMAC : 0;
-      const hello = encodeHello(this.opts.keys, Role.POOL, flags, control.id, 0);
+      const hello = encodeHello(
+        this.opts.keys,
+        Role.POOL,
+        flags,
+        control.id,
+        0,
+        this.opts.clock.now(),
+      );
       const label = `${this.opts.spec.url.host} pool`;
       const leg = await dialLeg(this.opts.spec, control.id, hello, label);
       // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.
@@ -143,7 +160,7 @@ export class PoolManager {
         const welcome = parseWelcomeFrame(head, this.opts.keys, hello);
         if (welcome.status !== WelcomeStatus.OK) {
           conn.close();
-          throw new Error(`server refused the pool connection (status ${welcome.status})`);
+          throw new Error(`pool connection refused: ${welcomeStatusText(welcome.status)}`);
         }
         if (!(welcome.flags & HelloFlag.HMAC)) {
           this.#serveRaw(conn, control.id);
@@ -157,11 +174,7 @@ export class PoolManager {
         : await readWelcome(raw, this.opts.keys, hello, this.opts.spec.timeoutMs);
       if (w.status !== WelcomeStatus.OK) {
         w.leg.close();
-        throw new Error(
-          w.status === WelcomeStatus.UNKNOWN_SESSION
-            ? "server does not know the control session"
-            : `status ${w.status}`,
-        );
+        throw new Error(`pool connection refused: ${welcomeStatusText(w.status)}`);
       }
       session = new Session({
         id: hello.slice(12, 28),

@@ -19,7 +19,7 @@ import {
   tuneSocket,
   writeAll,
 } from "../transport/leg.ts";
-import { type BurstListener, listenBurst } from "../transport/burst_listener.ts";
+import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
@@ -69,9 +69,13 @@ export class Publisher {
 
   static start(opts: PublisherOptions): Publisher {
     const p = new Publisher(opts);
+    // Many published ports share a descriptor budget for burst socket groups.
+    const sockets = burstSocketsFor(
+      opts.ports.reduce((n, m) => n + m.bindPortEnd - m.bindPortStart + 1, 0),
+    );
     try {
       for (const m of opts.ports) {
-        for (let port = m.bindPortStart; port <= m.bindPortEnd; port++) p.#bind(m, port);
+        for (let port = m.bindPortStart; port <= m.bindPortEnd; port++) p.#bind(m, port, sockets);
       }
     } catch (e) {
       p.close();
@@ -84,10 +88,10 @@ export class Publisher {
     return p;
   }
 
-  #bind(m: PortMapping, port: number): void {
+  #bind(m: PortMapping, port: number, sockets: number): void {
     let l: BurstListener;
     try {
-      l = listenBurst(m.bindHost, port);
+      l = listenBurst(m.bindHost, port, { sockets });
     } catch (e) {
       throw new Error(
         `cannot publish port ${formatHostPort(m.bindHost, port)} (from "${m.source}"): ${

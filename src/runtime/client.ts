@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
 import { needsRestart } from "./reload.ts";
-import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
+import { deriveKeys, HelloClock, type Keys, Role } from "../protocol/handshake.ts";
 import type { Address } from "../protocol/address.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import type { SocketOptions } from "../transport/leg.ts";
@@ -78,9 +78,11 @@ export async function startClient(
     : null;
   const onOpen = reverse?.onStream ?? null;
 
+  const clock = new HelloClock();
   const connectors = muxes.map((_, slot) =>
     new Connector({
       keys,
+      clock,
       hmac: cfg.auth.hmac,
       session: cfg.session,
       reconnect: cc.reconnect,
@@ -101,6 +103,7 @@ export async function startClient(
   if (cc.streamMode === "pool" && reverse) {
     pool = new PoolManager({
       keys,
+      clock,
       hmac: cfg.auth.hmac,
       spec: legs[0].spec,
       size: cc.connectionPool,

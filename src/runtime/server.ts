@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
 import { needsRestart } from "./reload.ts";
-import { deriveKeys, type Keys } from "../protocol/handshake.ts";
+import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
 import type { SocketOptions } from "../transport/leg.ts";
@@ -56,6 +56,7 @@ export async function startServer(
     keys,
     hmac: cfg.auth.hmac,
     cfg: cfg.session,
+    maxSessions: sc.maxSessions,
     onSession: (s) => {
       const mux = new Mux(s, {
         ...muxLimits(cfg.session),
@@ -70,17 +71,19 @@ export async function startServer(
 
   const listeners: LegListener[] = [];
   try {
+    // Each path (and a raw listener of its own) takes only the legs that belong there: a
+    // bidirectional leg on either, client-to-server legs (and pool legs) upstream, the
+    // server-to-client leg downstream.
+    const up: [string, number[]] = [sc.upstreamPath, [Role.UP, Role.BOTH, Role.POOL]];
+    const down: [string, number[]] = [sc.downstreamPath, [Role.DOWN, Role.BOTH]];
     const same = sameAddr(sc.upstreamAddr, sc.downstreamAddr);
     const groups = same
-      ? [{ addr: sc.upstreamAddr, paths: [sc.upstreamPath, sc.downstreamPath] }]
-      : [
-        { addr: sc.upstreamAddr, paths: [sc.upstreamPath] },
-        { addr: sc.downstreamAddr, paths: [sc.downstreamPath] },
-      ];
+      ? [{ addr: sc.upstreamAddr, paths: [up, down] }]
+      : [{ addr: sc.upstreamAddr, paths: [up] }, { addr: sc.downstreamAddr, paths: [down] }];
     for (const g of groups) {
       const l = await listenLegs({
         addr: g.addr,
-        paths: g.paths,
+        routes: routesOf(g.paths),
         kind: sc.legKind,
         tls: sc.tls,
         socket: legSocket,
@@ -93,7 +96,7 @@ export async function startServer(
       log.info("listening for {kind} legs on {addr}{paths}", {
         kind: sc.tls ? (sc.legKind === "ws" ? "wss" : "tls") : sc.legKind,
         addr: formatHostPort(l.addr.hostname, l.addr.port),
-        paths: sc.legKind === "ws" ? ` (${g.paths.join(", ")})` : "",
+        paths: sc.legKind === "ws" ? ` (${g.paths.map(([p]) => p).join(", ")})` : "",
       });
     }
     if (sc.ports.length) {
@@ -134,6 +137,17 @@ export async function startServer(
       for (const l of listeners) await l.close();
     },
   };
+}
+
+/** Path → roles; two roles' paths may be the same string, which then takes both. */
+function routesOf(paths: [string, number[]][]): Map<string, ReadonlySet<number>> {
+  const m = new Map<string, Set<number>>();
+  for (const [p, roles] of paths) {
+    const set = m.get(p) ?? new Set<number>();
+    for (const r of roles) set.add(r);
+    m.set(p, set);
+  }
+  return m;
 }
 
 function sameAddr(a: string, b: string): boolean {

@@ -9,12 +9,14 @@ import { getLogger } from "@logtape/logtape";
 import type { ReconnectConfig, SessionConfig } from "../config/model.ts";
 import {
   encodeHello,
+  HelloClock,
   HelloFlag,
   type Keys,
   randomBytes,
-  Role,
+  roleName,
   type RoleValue,
   WelcomeStatus,
+  welcomeStatusText,
 } from "../protocol/handshake.ts";
 import { SESSION_ID_LEN } from "../protocol/frame.ts";
 import { dialLeg, type DialSpec } from "../transport/dial.ts";
@@ -35,6 +37,8 @@ export interface ConnectorOptions {
   hmac: boolean;
   session: SessionConfig;
   reconnect: ReconnectConfig;
+  /** Signs hellos; shared by every connector (and the pool) of one client. */
+  clock: HelloClock;
   /** One BOTH leg, or an UP and a DOWN leg. */
   legs: LegPlan[];
   /** A new session is up (first start and after the server lost the old one). */
@@ -137,7 +141,7 @@ export class Connector {
     const w = await this.#handshake(plan, id, 0, session?.recvSeq ?? 0);
     if (w.status !== WelcomeStatus.OK) {
       w.leg.close();
-      throw new Error(`server refused the leg (status ${w.status})`);
+      throw new Error(welcomeStatusText(w.status));
     }
     const s = session ?? new Session({
       id,
@@ -151,13 +155,24 @@ export class Connector {
     return s;
   }
 
-  /** Dials a leg, sends the hello and returns the verified welcome. */
+  /**
+   * Dials a leg, sends the hello and returns the verified welcome. A STALE_HELLO answer (the
+   * server restarted and our clock is behind its) corrects the clock and is retried once at once.
+   */
   async #handshake(plan: LegPlan, id: Uint8Array, flags: number, recvAck: number) {
     const f = flags | (this.opts.hmac ? HelloFlag.HMAC : 0);
-    const hello = encodeHello(this.opts.keys, plan.role, f, id, recvAck);
     const label = `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`;
-    const raw = await dialLeg(plan.spec, id, hello, label);
-    return await readWelcome(raw, this.opts.keys, hello, plan.spec.timeoutMs);
+    for (let attempt = 0;; attempt++) {
+      const hello = encodeHello(this.opts.keys, plan.role, f, id, recvAck, this.opts.clock.now());
+      const raw = await dialLeg(plan.spec, id, hello, label);
+      const w = await readWelcome(raw, this.opts.keys, hello, plan.spec.timeoutMs);
+      if (w.status !== WelcomeStatus.STALE_HELLO || attempt > 0 || w.serverTimeMs === undefined) {
+        return w;
+      }
+      w.leg.close();
+      const ms = this.opts.clock.learn(w.serverTimeMs);
+      log.warn("our clock is {ms} ms behind the server's; hellos are signed with its time", { ms });
+    }
   }
 
   async #redial(s: Session, role: RoleValue, reason: string): Promise<void> {
@@ -182,6 +197,10 @@ export class Connector {
             w.leg.close();
             s.close("the server no longer knows this session (restarted or expired)");
             return;
+          }
+          if (w.status !== WelcomeStatus.OK) {
+            w.leg.close();
+            throw new Error(welcomeStatusText(w.status));
           }
           if (s.isClosed) {
             w.leg.close();
@@ -211,14 +230,4 @@ export class Connector {
       this.#sleeps.add(entry);
     });
   }
-}
-
-export function roleName(role: RoleValue): string {
-  return role === Role.UP
-    ? "upstream"
-    : role === Role.DOWN
-    ? "downstream"
-    : role === Role.BOTH
-    ? "tunnel"
-    : "pool";
 }

@@ -2,19 +2,28 @@
  * Server side of session establishment: checks each leg's hello (key proof, freshness, replay),
  * creates a session on its first leg, joins later legs to it (the other half of a split pair, or a
  * reconnecting leg resuming it) and answers with a welcome that proves the server knows the key.
- * A leg that fails any check is refused without a word to the peer; the log says why.
+ * A leg that fails any check is refused without a word to the peer; the log says why, once per
+ * source and minute however many there are.
+ *
+ * Hellos signed before this server started are answered STALE_HELLO with the server's clock and
+ * nothing else: a hello captured before a restart cannot open a session afterwards (the replay
+ * cache lives in memory), and a client whose clock runs behind learns the offset and retries.
+ * Sessions are capped (`server.max_sessions`): a new one beyond the cap first evicts the oldest
+ * session that has no legs (waiting for a resume that may never come), else it is refused BUSY.
  */
 
 import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
 import {
   encodeWelcome,
+  HandshakeError,
   type Hello,
   HelloFlag,
   hexOf,
   type Keys,
   ReplayCache,
   Role,
+  roleName,
   verifyHello,
   WelcomeStatus,
 } from "../protocol/handshake.ts";
@@ -23,6 +32,7 @@ import type { Leg } from "../transport/leg.ts";
 import type { OnHello } from "../transport/listen.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 import { Session } from "./session.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
@@ -32,6 +42,8 @@ export interface RegistryOptions {
   /** Require frame HMACs even if the client does not ask for them. */
   hmac: boolean;
   cfg: SessionConfig;
+  /** Most sessions held at once (`server.max_sessions`). */
+  maxSessions: number;
   /** A new session was created (wire a multiplexer onto it). */
   onSession: (s: Session) => void;
   /** A pool leg arrived for an existing session (pool mode); null refuses pool legs. */
@@ -41,6 +53,9 @@ export interface RegistryOptions {
 export class SessionRegistry {
   #sessions = new Map<string, Session>();
   #replay = new ReplayCache();
+  #refusals = new LogLimiter();
+  /** Hellos signed before this instant are stale (see the module comment). */
+  readonly startedAt = Date.now();
 
   constructor(private opts: RegistryOptions) {}
 
@@ -53,13 +68,26 @@ export class SessionRegistry {
   }
 
   /** The transport's hook: decide on a hello, return how to attach the leg or null. */
-  readonly onHello: OnHello = (bytes, peer) => {
+  readonly onHello: OnHello = (bytes, peer, roles) => {
     let hello: Hello;
     try {
       hello = verifyHello(this.opts.keys, bytes, this.#replay);
+      if (!roles.has(hello.role)) {
+        throw new HandshakeError(`a ${roleName(hello.role)} leg is not served on this path`);
+      }
     } catch (e) {
       metrics.handshakesRefused++;
-      log.warn("refused leg from {peer}: {reason}", { peer, reason: errText(e) });
+      const reason = errText(e);
+      this.#refusals.note(sourceOf(peer), {
+        first: () => log.warn("refused leg from {peer}: {reason}", { peer, reason }),
+        more: (n, s) =>
+          log.warn("refused {n} more legs from {src} in {s} s (last: {reason})", {
+            n,
+            src: sourceOf(peer),
+            s,
+            reason,
+          }),
+      });
       return null;
     }
     const key = hexOf(hello.sessionId);
@@ -70,14 +98,26 @@ export class SessionRegistry {
         hello.sessionId,
         encodeWelcome(this.opts.keys, hello, status, hmac ? HelloFlag.HMAC : 0, ack),
       );
+    if (hello.timeMs < this.startedAt) {
+      metrics.handshakesRefused++;
+      this.#refusals.note(`stale ${sourceOf(peer)}`, {
+        first: () =>
+          log.info(
+            "leg from {peer} has a hello signed before this server started (a replay, or its " +
+              "clock is behind ours): answered with our clock",
+            { peer },
+          ),
+        more: (n, s) =>
+          log.info("{n} more stale hellos from {src} in {s} s", { n, src: sourceOf(peer), s }),
+      });
+      return refuseWith(welcome(WelcomeStatus.STALE_HELLO, 0));
+    }
     if (!s && (hello.flags & HelloFlag.RESUME || hello.role === Role.POOL)) {
       log.info("leg from {peer} asks for unknown session {sid} (expired or server restarted)", {
         peer,
         sid: key.slice(0, 8),
       });
-      return (leg) => {
-        leg.send(welcome(WelcomeStatus.UNKNOWN_SESSION, 0)).finally(() => leg.close());
-      };
+      return refuseWith(welcome(WelcomeStatus.UNKNOWN_SESSION, 0));
     }
     if (s && s.hmac !== hmac) {
       log.warn("refused leg from {peer}: HMAC setting differs from its session", { peer });
@@ -88,6 +128,19 @@ export class SessionRegistry {
       if (!pool) return null;
       const sess = s!;
       return (leg) => pool(sess, leg, hello, welcome(WelcomeStatus.OK, 0));
+    }
+    if (!s && this.#sessions.size >= this.opts.maxSessions && !this.#evictIdle()) {
+      metrics.handshakesRefused++;
+      this.#refusals.note("busy", {
+        first: () =>
+          log.warn(
+            "refused a new session from {peer}: {n} sessions held (server.max_sessions)",
+            { peer, n: this.#sessions.size },
+          ),
+        more: (n, s) =>
+          log.warn("refused {n} more new sessions in {s} s (server.max_sessions)", { n, s }),
+      });
+      return refuseWith(welcome(WelcomeStatus.BUSY, 0));
     }
     if (!s) {
       s = new Session({
@@ -113,7 +166,37 @@ export class SessionRegistry {
     };
   };
 
+  /** Closes the oldest session without legs to make room; false if every session has legs. */
+  #evictIdle(): boolean {
+    for (const s of this.#sessions.values()) {
+      if (s.legCount === 0) {
+        log.info("session {sid} evicted while waiting for its legs: server.max_sessions reached", {
+          sid: s.label,
+        });
+        this.#sessions.delete(s.idHex);
+        s.close("evicted: server.max_sessions reached while it had no legs");
+        return true;
+      }
+    }
+    return false;
+  }
+
   closeAll(reason: string): void {
+    this.#refusals.flush();
     for (const s of [...this.#sessions.values()]) s.close(reason, true);
   }
+}
+
+/** Answers a leg with a refusal welcome and closes it; the peer may already be gone. */
+function refuseWith(welcome: Uint8Array): (leg: Leg) => void {
+  return (leg) => {
+    const done = () => leg.close();
+    leg.send(welcome).then(done, done);
+  };
+}
+
+/** "ws 203.0.113.7:5555" → "203.0.113.7": refusals are counted per source host. */
+function sourceOf(peer: string): string {
+  const addr = peer.slice(peer.indexOf(" ") + 1);
+  return addr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
 }

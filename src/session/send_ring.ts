@@ -126,6 +126,23 @@ export class SendRing {
     return new Promise((r) => this.#waiters.push(r));
   }
 
+  /**
+   * Forgets every frame and gives the memory back: a closed session never resends, and a closed
+   * session object may stay referenced (by a stream's closure, say) long after it ended.
+   */
+  release(): void {
+    this.#starts = [];
+    this.#lens = [];
+    this.#seqs = [];
+    this.#first = 0;
+    this.#sendIdx = 0;
+    this.#head = this.#tail = 0;
+    this.#cap = Math.min(1024, this.maxBytes);
+    this.#buf = new Uint8Array(this.#cap);
+    this.#view = new DataView(this.#buf.buffer);
+    this.wakeAll();
+  }
+
   /** Wakes every waiter without freeing space (the session is closing). */
   wakeAll(): void {
     for (const f of this.#waiters.splice(0)) f();

@@ -68,10 +68,16 @@ export class Session {
   readonly idHex: string;
   readonly side: "client" | "server";
   readonly hmac: boolean;
-  handler: SessionHandler | null = null;
   /** Called when a leg is lost and the session is still open (the client redials). */
   onLegLost: ((role: RoleValue, reason: string) => void) | null = null;
 
+  #handler: SessionHandler | null = null;
+  /**
+   * Frames that arrived before a handler was set: the server may open streams in the same segment
+   * as its welcome, before the client has wired its multiplexer. They are delivered, in order, when
+   * the handler is set; dropping them would leave those streams hanging.
+   */
+  #early: { h: FrameHeader; payload: Uint8Array }[] = [];
   #cfg: SessionConfig;
   #resumable: boolean;
   #ring: SendRing;
@@ -102,12 +108,28 @@ export class Session {
     this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);
   }
 
+  get handler(): SessionHandler | null {
+    return this.#handler;
+  }
+
+  set handler(h: SessionHandler | null) {
+    this.#handler = h;
+    if (!h) return;
+    for (const f of this.#early.splice(0)) h.onFrame(f.h, f.payload, true);
+    if (this.#closed) h.onClose(this.#closeReason);
+  }
+
   get label(): string {
     return this.idHex.slice(0, 8);
   }
 
   get isClosed(): boolean {
     return this.#closed;
+  }
+
+  /** Legs attached now (0 while the session waits for a resume). */
+  get legCount(): number {
+    return this.#legs.size;
   }
 
   /** Last seq received in order; sent in hellos and welcomes so the peer knows what to resend. */
@@ -237,13 +259,18 @@ export class Session {
     const legs = [...this.#legs.values()];
     if (flushing) {
       // Give the writer a moment to put the CLOSE frame on the wire.
-      const t = setTimeout(() => legs.forEach((ls) => this.#dropLeg(ls)), 100);
+      const t = setTimeout(() => {
+        legs.forEach((ls) => this.#dropLeg(ls));
+        this.#ring.release();
+      }, 100);
       Deno.unrefTimer(t);
     } else {
       legs.forEach((ls) => this.#dropLeg(ls));
+      this.#ring.release();
     }
     log.debug("session {sid} closed: {reason}", { sid: this.label, reason });
-    this.handler?.onClose(reason);
+    this.#early.length = 0;
+    this.#handler?.onClose(reason);
     this.#closedResolve(reason);
   }
 
@@ -271,7 +298,8 @@ export class Session {
       this.close(`peer closed the session: ${reason}`);
       return;
     }
-    this.handler?.onFrame(h, payload, stable);
+    if (this.#handler) this.#handler.onFrame(h, payload, stable);
+    else this.#early.push({ h: { ...h }, payload: payload.slice() });
   }
 
   #maybeAck(): void {

@@ -14,6 +14,8 @@ export interface Welcomed {
   status: number;
   flags: number;
   recvAck: number;
+  /** The server's clock, sent with STALE_HELLO. */
+  serverTimeMs?: number;
   leg: Leg;
 }
 

@@ -1,11 +1,44 @@
 /**
- * A TCP listener that survives connection bursts. The runtime listens with a fixed backlog of 511;
- * a burst of thousands of simultaneous connects overflows it and the kernel resets the excess. On
- * Linux we therefore open several SO_REUSEPORT sockets on the same port (the kernel spreads new
- * connections across them, each with its own backlog) and merge their accept loops.
+ * A TCP listener that survives connection bursts and accept errors.
+ *
+ * Bursts: the runtime listens with a fixed backlog of 511 (`ss -ltn` shows it; Deno.listen has no
+ * backlog option). A burst of thousands of simultaneous connects overflows it: the kernel drops
+ * SYNs and handshake ACKs, and clients wait for retransmissions (1 s, 3 s, …) or, where
+ * `tcp_abort_on_overflow` is set, are reset. On Linux we therefore open a group of SO_REUSEPORT
+ * sockets on the same port (the kernel spreads new connections across them, each with its own
+ * backlog) and merge their accept loops. Each socket costs a descriptor, so callers with many ports
+ * share a budget (`burstSocketsFor`): a handful of ports get full groups, hundreds get one socket
+ * each.
+ *
+ * Exclusive ports: SO_REUSEPORT would also let a second process (another half-tunnel of the same
+ * user) join the group and silently take a share of the traffic. Before binding a group we bind the
+ * port once without SO_REUSEPORT, which fails with AddrInUse if anyone holds it.
+ *
+ * Accept errors (EMFILE, ENFILE, ECONNABORTED, ENOBUFS…) never end the loop: it backs off (10 ms
+ * doubling to 1 s) and goes on accepting. A burst of errors is logged once when it starts and once,
+ * with a count, when it ends. Only close() ends the loop.
  */
 
-const SOCKETS = 8;
+import { getLogger } from "@logtape/logtape";
+import { errText } from "../observe/error_text.ts";
+import { formatHostPort } from "./address.ts";
+
+const log = getLogger(["half-tunnel", "listen"]);
+
+/** SO_REUSEPORT sockets per port when descriptors allow: 8 × 511 absorbs a 3,000-connect burst. */
+export const MAX_SOCKETS = 8;
+/** Listening sockets that many ports together may use (never fewer than one per port). */
+export const SHARED_BUDGET = 64;
+
+const MIN_BACKOFF_MS = 10;
+const MAX_BACKOFF_MS = 1000;
+/** A burst of accept errors ends after this long without one (longer than the largest backoff). */
+const QUIET_MS = 2000;
+
+export interface BurstListenOptions {
+  /** Sockets in the SO_REUSEPORT group (Linux only; clamped to 1…8). Default 8. */
+  sockets?: number;
+}
 
 export interface BurstListener {
   readonly addr: Deno.NetAddr;
@@ -14,34 +47,204 @@ export interface BurstListener {
   close(): void;
 }
 
-export function listenBurst(hostname: string, port: number): BurstListener {
-  const linux = Deno.build.os === "linux";
-  const first = Deno.listen({ hostname, port, ...(linux ? { reusePort: true } : {}) });
-  const addr = first.addr as Deno.NetAddr;
-  const all: Deno.TcpListener[] = [first];
-  try {
-    for (let i = 1; linux && i < SOCKETS; i++) {
-      all.push(Deno.listen({ hostname, port: addr.port, reusePort: true }));
-    }
-  } catch (e) {
-    for (const l of all) l.close();
-    throw e;
-  }
+/**
+ * Sockets per port for `ports` listeners that share `SHARED_BUDGET` descriptors: 8 each up to
+ * 8 ports, then fewer, and one each (no group) beyond 32 ports.
+ */
+export function burstSocketsFor(ports: number): number {
+  return Math.max(1, Math.min(MAX_SOCKETS, Math.floor(SHARED_BUDGET / Math.max(1, ports))));
+}
+
+export function listenBurst(
+  hostname: string,
+  port: number,
+  opts: BurstListenOptions = {},
+): BurstListener {
+  const all = bindGroup(hostname, port, opts.sockets ?? MAX_SOCKETS);
+  const addr = all[0].addr as Deno.NetAddr;
+  const errors = new AcceptErrors(formatHostPort(addr.hostname, addr.port));
+  const stop = new AbortController();
+  let serving = false;
   return {
     addr,
     serve(onConn) {
-      for (const l of all) {
-        (async () => {
-          for await (const c of l) onConn(c);
-        })().catch(() => {});
-      }
+      if (serving) throw new Error("listener is already being served");
+      serving = true;
+      for (const l of all) acceptLoop(l, onConn, errors, stop.signal);
     },
     close() {
+      if (stop.signal.aborted) return;
+      stop.abort();
       for (const l of all) {
         try {
           l.close();
         } catch { /* closed */ }
       }
+      errors.close();
     },
   };
+}
+
+function bindGroup(hostname: string, port: number, wanted: number): Deno.TcpListener[] {
+  const n = Deno.build.os === "linux" ? Math.max(1, Math.min(MAX_SOCKETS, Math.floor(wanted))) : 1;
+  if (n === 1) return [bind(hostname, port, false)];
+  // An ephemeral port found free by the probe may be taken before the group binds it: try again.
+  for (let attempt = 0;; attempt++) {
+    const probe = bind(hostname, port, false);
+    const bound = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const all: Deno.TcpListener[] = [];
+    try {
+      for (let i = 0; i < n; i++) all.push(bind(hostname, bound, true));
+      return all;
+    } catch (e) {
+      for (const l of all) l.close();
+      if (port !== 0 || attempt >= 3 || !(e instanceof Deno.errors.AddrInUse)) throw e;
+    }
+  }
+}
+
+function bind(hostname: string, port: number, reusePort: boolean): Deno.TcpListener {
+  try {
+    return Deno.listen({ hostname, port, ...(reusePort ? { reusePort } : {}) });
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new Deno.errors.AddrInUse(
+        `port ${port} on ${hostname} is already in use (by another process or another ` +
+          `half-tunnel): ${errText(e)}`,
+      );
+    }
+    throw e;
+  }
+}
+
+/** The subset of Deno.TcpListener the accept loop uses (a fake in tests). */
+export interface Acceptor {
+  accept(): Promise<Deno.TcpConn>;
+}
+
+/**
+ * Accepts until `stop` is aborted (close()). Any other failure is counted, backed off and retried:
+ * a listener that stops accepting would silently take the whole tunnel down.
+ */
+export async function acceptLoop(
+  l: Acceptor,
+  onConn: (c: Deno.TcpConn) => void,
+  errors: AcceptErrors,
+  stop: AbortSignal,
+  backoffMs = { min: MIN_BACKOFF_MS, max: MAX_BACKOFF_MS },
+): Promise<void> {
+  let backoff = backoffMs.min;
+  while (!stop.aborted) {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await l.accept();
+    } catch (e) {
+      if (stop.aborted) return;
+      if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) {
+        // The socket is gone without close(): retrying could only spin.
+        log.error("listener on {addr} was closed unexpectedly: {error}", {
+          addr: errors.addr,
+          error: errText(e),
+        });
+        return;
+      }
+      errors.failed(e);
+      await sleep(backoff, stop);
+      backoff = Math.min(backoff * 2, backoffMs.max);
+      continue;
+    }
+    backoff = backoffMs.min;
+    if (stop.aborted) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      return;
+    }
+    try {
+      onConn(conn);
+    } catch (e) {
+      // A handler bug concerns this connection only; report it like an accept error (throttled).
+      errors.failed(e);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  }
+}
+
+function sleep(ms: number, stop: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      stop.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    stop.addEventListener("abort", done);
+  });
+}
+
+/**
+ * Throttled reporting of accept errors for one listener (shared by the sockets of its group): one
+ * warning when a burst starts, naming the address and the error, and one with the count when no
+ * error has occurred for QUIET_MS (or the listener closes).
+ */
+export class AcceptErrors {
+  #count = 0;
+  #since = 0;
+  #last = 0;
+  #lastError = "";
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly addr: string, private quietMs = QUIET_MS) {}
+
+  /** Errors in the current burst (0 when none is going on). */
+  get count(): number {
+    return this.#count;
+  }
+
+  failed(e: unknown): void {
+    const now = Date.now();
+    this.#lastError = errText(e);
+    this.#last = now;
+    if (this.#count++ === 0) {
+      this.#since = now;
+      log.warn(
+        "accepting connections on {addr} failed: {error}; retrying with backoff (further errors " +
+          "are counted until it recovers)",
+        { addr: this.addr, error: this.#lastError },
+      );
+      this.#arm(this.quietMs);
+    }
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => {
+      const quiet = Date.now() - this.#last;
+      if (quiet >= this.quietMs) this.#end("accepting again");
+      else this.#arm(this.quietMs - quiet);
+    }, ms);
+  }
+
+  #end(state: string): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#count === 0) return;
+    log.warn(
+      "accept errors on {addr} ended: {n} error(s) in {ms} ms (last: {error}); {state}",
+      {
+        addr: this.addr,
+        n: this.#count,
+        ms: this.#last - this.#since,
+        error: this.#lastError,
+        state,
+      },
+    );
+    this.#count = 0;
+  }
+
+  close(): void {
+    this.#end("listener closed");
+  }
 }

@@ -14,13 +14,24 @@ import { TcpLeg } from "./tcp_leg.ts";
 import { listenBurst } from "./burst_listener.ts";
 import { serveWsUpgrade } from "./ws_server.ts";
 
-/** Returns how to attach the leg if the hello is admitted, or null to refuse. */
-export type OnHello = (hello: Uint8Array, peer: string) => ((leg: Leg) => void) | null;
+/**
+ * Returns how to attach the leg if the hello is admitted, or null to refuse. `roles` are the leg
+ * roles the listener (or the WebSocket path) the hello came in on serves: an upstream hello on the
+ * downstream path is refused like any other bad hello.
+ */
+export type OnHello = (
+  hello: Uint8Array,
+  peer: string,
+  roles: ReadonlySet<number>,
+) => ((leg: Leg) => void) | null;
 
 export interface LegListenSpec {
   addr: string;
-  /** WebSocket paths served at this address (ignored by raw TCP listeners). */
-  paths: string[];
+  /**
+   * WebSocket paths served at this address with the leg roles each accepts; a raw TCP listener
+   * accepts the roles of all of them.
+   */
+  routes: Map<string, ReadonlySet<number>>;
   kind: LegKind;
   tls: TlsServerConfig | null;
   socket: SocketOptions;
@@ -44,7 +55,8 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
   const open = new Set<ByteConn>();
   const onConn = (conn: ByteConn, remote: Deno.NetAddr) => {
     open.add(conn);
-    accept(conn, remote, spec, onHello).finally(() => open.delete(conn));
+    // accept() handles its own errors; the catch is the last guard so no peer can crash us.
+    accept(conn, remote, spec, onHello).catch(() => close(conn)).finally(() => open.delete(conn));
   };
   let addr: Deno.NetAddr;
   let stop: () => void;
@@ -79,7 +91,7 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
 async function accept(conn: ByteConn, remote: Deno.NetAddr, spec: LegListenSpec, onHello: OnHello) {
   const peer = `${spec.kind} ${formatHostPort(remote.hostname, remote.port)}`;
   if (spec.kind === "ws") {
-    return serveWsUpgrade(conn, peer, new Set(spec.paths), onHello, spec.helloTimeoutMs);
+    return serveWsUpgrade(conn, peer, spec.routes, onHello, spec.helloTimeoutMs);
   }
   const timer = setTimeout(() => close(conn), spec.helloTimeoutMs);
   try {
@@ -94,7 +106,8 @@ async function accept(conn: ByteConn, remote: Deno.NetAddr, spec: LegListenSpec,
     const view = new DataView(frame.buffer);
     checkHeader(frame, view, 0, null, false, HELLO_LEN);
     if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== HELLO_LEN) return close(conn);
-    const attach = onHello(frame.subarray(HEADER_LEN), peer);
+    const roles = new Set([...spec.routes.values()].flatMap((r) => [...r]));
+    const attach = onHello(frame.subarray(HEADER_LEN), peer, roles);
     if (!attach) return close(conn);
     attach(new TcpLeg(conn, peer));
   } catch {

@@ -17,26 +17,45 @@ const td = new TextDecoder();
 
 export type Attach = (leg: WsLeg) => void;
 /** Decides on a hello: how to attach the leg, or null to refuse. */
-export type HelloCheck = (hello: Uint8Array, peer: string) => Attach | null;
+export type HelloCheck = (
+  hello: Uint8Array,
+  peer: string,
+  roles: ReadonlySet<number>,
+) => Attach | null;
 
 const NOT_FOUND_BODY = "404 page not found\n";
 
-function notFound(): Uint8Array {
+/**
+ * What Go's net/http answers for a path it does not serve: the same headers for HEAD, without the
+ * body, as any HTTP server does.
+ */
+function notFound(head: boolean): Uint8Array {
   return te.encode(
     "HTTP/1.1 404 Not Found\r\n" +
       "Content-Type: text/plain; charset=utf-8\r\n" +
       "X-Content-Type-Options: nosniff\r\n" +
       `Date: ${new Date().toUTCString()}\r\n` +
       `Content-Length: ${NOT_FOUND_BODY.length}\r\n` +
-      "Connection: close\r\n\r\n" + NOT_FOUND_BODY,
+      "Connection: close\r\n\r\n" + (head ? "" : NOT_FOUND_BODY),
   );
 }
+
+/** Go's answer to a request it cannot parse (400) or whose head is too large (431). */
+function badRequest(status: "400 Bad Request" | "431 Request Header Fields Too Large"): Uint8Array {
+  return te.encode(
+    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n` +
+      status,
+  );
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HTTP_VERSION = /^HTTP\/1\.[01]$/;
 
 /** Reads one request head; upgrades it to a leg or answers 404 and closes. */
 export async function serveWsUpgrade(
   conn: ByteConn,
   peer: string,
-  paths: Set<string>,
+  routes: Map<string, ReadonlySet<number>>,
   check: HelloCheck,
   timeoutMs: number,
 ): Promise<void> {
@@ -46,7 +65,9 @@ export async function serveWsUpgrade(
     let len = 0;
     let end = -1;
     while (end < 0) {
-      if (len === buf.length) return refuse(conn);
+      if (len === buf.length) {
+        return refuse(conn, badRequest("431 Request Header Fields Too Large"));
+      }
       const n = await conn.read(buf.subarray(len));
       if (n === null) return conn.close();
       len += n;
@@ -54,21 +75,29 @@ export async function serveWsUpgrade(
     }
     clearTimeout(timer);
     const [requestLine, ...lines] = td.decode(buf.subarray(0, end)).split("\r\n");
-    const [method, target, version] = requestLine.split(" ");
+    const parts = requestLine.split(" ");
+    const [method, target, version] = parts;
     const headers = new Map<string, string>();
+    let malformed = parts.length !== 3 || !TOKEN.test(method) || !target ||
+      !HTTP_VERSION.test(version);
     for (const l of lines) {
       const i = l.indexOf(":");
-      if (i > 0) headers.set(l.slice(0, i).trim().toLowerCase(), l.slice(i + 1).trim());
+      if (i <= 0 || !TOKEN.test(l.slice(0, i))) malformed = true;
+      else headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
     }
-    const path = (target ?? "").split("?")[0];
+    if (malformed || (version === "HTTP/1.1" && !headers.has("host"))) {
+      return refuse(conn, badRequest("400 Bad Request"));
+    }
+    const path = target.split("?")[0];
+    const roles = routes.get(path);
     const key = headers.get("sec-websocket-key");
-    const isUpgrade = method === "GET" && version === "HTTP/1.1" && paths.has(path) && !!key &&
+    const isUpgrade = method === "GET" && version === "HTTP/1.1" && !!roles && !!key &&
       headers.get("upgrade")?.toLowerCase() === "websocket" &&
       /\bupgrade\b/i.test(headers.get("connection") ?? "") &&
       headers.get("sec-websocket-version") === "13";
     const hello = isUpgrade ? decodeHelloCookie(headers.get("cookie") ?? null) : null;
-    const attach = hello ? check(hello, peer) : null;
-    if (!attach) return refuse(conn);
+    const attach = hello && roles ? check(hello, peer, roles) : null;
+    if (!attach) return refuse(conn, notFound(method === "HEAD"));
     const accept = createHash("sha1").update(key + WS_GUID).digest("base64");
     await writeAll(
       conn,
@@ -87,10 +116,12 @@ export async function serveWsUpgrade(
   }
 }
 
-async function refuse(conn: ByteConn): Promise<void> {
+/** Answers and closes; a peer that is already gone is no error (never rejects). */
+async function refuse(conn: ByteConn, answer: Uint8Array): Promise<void> {
   try {
-    await writeAll(conn, notFound());
-  } finally {
+    await writeAll(conn, answer);
+  } catch { /* the prober left first */ }
+  try {
     conn.close();
-  }
+  } catch { /* closed by the timer */ }
 }

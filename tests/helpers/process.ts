@@ -16,9 +16,17 @@ export interface NodeProcess {
   readonly status: Promise<Deno.CommandStatus>;
 }
 
-export function spawnNode(args: string[], env: Record<string, string> = {}): NodeProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...args],
+export function spawnNode(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { /** Descriptor limit (`ulimit -n`) for the process. */ nofile?: number } = {},
+): NodeProcess {
+  const deno = [Deno.execPath(), "run", "-A", "main.ts", ...args];
+  const cmd = opts.nofile
+    ? ["bash", "-c", `ulimit -n ${opts.nofile} && exec "$@"`, "bash", ...deno]
+    : deno;
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     cwd: root,
     env: { HT_LOG_LEVEL: "info", ...env },
     stdin: "null",
