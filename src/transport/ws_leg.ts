@@ -233,6 +233,9 @@ export class WsFrameParser {
       return;
     }
     if (op >= 8) {
+      // RFC 6455 §5.5: control frames are ping/pong/close, never fragmented, at most 125 bytes.
+      if (op > 10) throw new TransportError(`reserved WebSocket control opcode ${op}`);
+      if (!(h[0] & 0x80)) throw new TransportError("fragmented WebSocket control frame");
       if (len > 125) throw new TransportError("WebSocket control frame too long");
       this.#opcode = op;
       this.#control = new Uint8Array(len);

@@ -1,0 +1,439 @@
+/**
+ * Stream credit accounting and half-close, with a fake StreamHost that records what the stream
+ * sends and a real loopback TCP pair as the local socket: DATA never exceeds the credit until a
+ * WINDOW grant, data beyond our window resets the stream, grants follow what the local socket
+ * consumed, and a FIN in one direction leaves the other open.
+ */
+
+import assert from "node:assert/strict";
+import { Ctrl, Flag } from "../protocol/frame.ts";
+import { Stream, StreamError, type StreamHost } from "./stream.ts";
+
+interface Sent {
+  flags: number;
+  streamId: number;
+  payload: Uint8Array;
+  ctrl?: number;
+}
+
+/** Records sends; checks on every DATA that the peer's credit is never overrun. */
+class FakeHost implements StreamHost {
+  sent: Sent[] = [];
+  removed: Stream[] = [];
+  /** Credit the (imaginary) peer has granted so far, including the initial window. */
+  granted: number;
+  dataSent = 0;
+  overrun: string | null = null;
+
+  constructor(readonly window: number, readonly maxPayload: number) {
+    this.granted = window;
+  }
+
+  send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void> {
+    this.sent.push({ flags, streamId, payload: payload.slice(), ctrl });
+    if (flags & Flag.DATA) {
+      this.dataSent += payload.length;
+      if (this.dataSent > this.granted) {
+        this.overrun ??= `sent ${this.dataSent} bytes with only ${this.granted} granted`;
+      }
+    }
+    return Promise.resolve();
+  }
+
+  remove(stream: Stream): void {
+    this.removed.push(stream);
+  }
+
+  get data(): Uint8Array {
+    return concat(this.sent.filter((s) => s.flags & Flag.DATA).map((s) => s.payload));
+  }
+
+  get fins(): number {
+    return this.sent.filter((s) => s.flags & Flag.FIN).length;
+  }
+
+  /** WINDOW grants the stream sent (byte counts). */
+  get grants(): number[] {
+    return this.sent.filter((s) => s.ctrl === Ctrl.WINDOW).map((s) =>
+      new DataView(s.payload.buffer, s.payload.byteOffset, 4).getUint32(0)
+    );
+  }
+
+  ctrls(type: number): Sent[] {
+    return this.sent.filter((s) => s.ctrl === type);
+  }
+
+  /** Delivers a WINDOW frame from the peer, as the mux would. */
+  grant(stream: Stream, n: number): void {
+    this.granted += n;
+    stream.onFrame(Flag.CTRL, ctrlPayload(Ctrl.WINDOW, u32(n)), true);
+  }
+}
+
+function u32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+}
+
+/** A control frame payload as the stream receives it: type byte, then the body. */
+function ctrlPayload(type: number, body: Uint8Array): Uint8Array {
+  const p = new Uint8Array(1 + body.length);
+  p[0] = type;
+  p.set(body, 1);
+  return p;
+}
+
+function bytes(len: number, seed: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+/** Byte equality that reports the first difference (a diff of large arrays would take ages). */
+function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes"): void {
+  if (actual.length !== expected.length) {
+    assert.fail(`${msg}: length ${actual.length}, expected ${expected.length}`);
+  }
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) {
+      assert.fail(`${msg}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await delay(1);
+  }
+}
+
+/** A connected loopback TCP pair: `local` goes to the stream, `app` is the other end. */
+async function tcpPair(): Promise<{ local: Deno.TcpConn; app: Deno.TcpConn }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const [app, local] = await Promise.all([
+      Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+      listener.accept(),
+    ]);
+    return { local, app };
+  } finally {
+    listener.close();
+  }
+}
+
+async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
+  for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
+}
+
+/** Reads exactly `n` bytes from the app end. */
+async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const b = new Uint8Array(n);
+  for (let got = 0; got < n;) {
+    const r = await conn.read(b.subarray(got));
+    if (r === null) throw new Error(`EOF after ${got} of ${n} bytes`);
+    got += r;
+  }
+  return b;
+}
+
+/** Reads until EOF (or a reset). */
+async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      parts.push(buf.slice(0, n));
+    }
+  } catch {
+    // a reset ends the data just as well
+  }
+  return concat(parts);
+}
+
+function safeClose(c: Deno.Conn): void {
+  try {
+    c.close();
+  } catch {
+    // already closed by the stream
+  }
+}
+
+Deno.test("DATA never exceeds the credit until WINDOW grants more", async () => {
+  const host = new FakeHost(4096, 65535);
+  const s = new Stream(1, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(local);
+    const total = 20_000;
+    const input = bytes(total, 1);
+    const writer = writeAll(app, input);
+    await until(() => host.dataSent === 4096, "the initial window");
+    await delay(50);
+    assert.equal(host.dataSent, 4096, "stops at the window while no credit comes back");
+    host.grant(s, 1000);
+    await until(() => host.dataSent === 5096, "a 1000-byte grant");
+    await delay(30);
+    assert.equal(host.dataSent, 5096, "sends exactly the granted bytes");
+    // Grant the rest in odd pieces.
+    for (let g = 0; host.granted < total; g++) {
+      const n = Math.min(777 + g * 100, total - host.granted);
+      host.grant(s, n);
+      await until(() => host.dataSent === host.granted, `grant ${g}`);
+    }
+    await writer;
+    assert.equal(host.overrun, null);
+    sameBytes(host.data, input);
+    assert.ok(host.sent.every((x) => x.streamId === 1));
+    assert.ok(host.sent.every((x) => !(x.flags & Flag.DATA) || x.payload.length > 0));
+    // EOF from the app becomes a FIN. The stream only reads (and so sees EOF) with credit in
+    // hand, so the peer grants what it consumed first.
+    await app.closeWrite();
+    host.grant(s, 4096);
+    await until(() => host.fins === 1, "FIN");
+    assert.equal(host.sent.at(-1)!.flags, Flag.FIN);
+    assert.equal(host.sent.at(-1)!.payload.length, 0);
+    assert.ok(!s.closed, "the other direction is still open");
+  } finally {
+    s.abort("test over");
+    safeClose(app);
+  }
+});
+
+Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", async () => {
+  const host = new FakeHost(2048, 1024);
+  const s = new Stream(3, host);
+  const { local, app } = await tcpPair();
+  try {
+    const leftover = bytes(3000, 2);
+    s.attach(local, leftover);
+    await until(() => host.dataSent === 2048, "the window");
+    await delay(30);
+    assert.deepEqual(host.sent.map((x) => x.payload.length), [1024, 1024]);
+    host.grant(s, 2048);
+    await until(() => host.dataSent === 3000, "the rest of the leftover");
+    assert.deepEqual(host.sent.map((x) => x.payload.length), [1024, 1024, 952]);
+    await writeAll(app, bytes(10, 3));
+    await until(() => host.dataSent === 3010, "socket data after the leftover");
+    sameBytes(host.data, concat([leftover, bytes(10, 3)]));
+    assert.equal(host.overrun, null);
+  } finally {
+    s.abort("test over");
+    safeClose(app);
+  }
+});
+
+Deno.test("received data is written to the socket and WINDOW grants what it consumed", async () => {
+  const window = 8192;
+  const host = new FakeHost(window, 65535);
+  const s = new Stream(5, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(local);
+    const chunk = window / 8;
+    const input = bytes(4 * window, 4);
+    const reading = readN(app, input.length);
+    // The peer keeps within the window: it sends more only as grants come back.
+    let sent = 0;
+    let credit = window;
+    while (sent < input.length) {
+      const n = Math.min(chunk, credit, input.length - sent);
+      if (n > 0) {
+        s.onFrame(Flag.DATA, input.slice(sent, sent + n), false);
+        sent += n;
+        credit -= n;
+        continue;
+      }
+      const before = host.grants.length;
+      await until(() => host.grants.length > before, "a grant");
+      credit += host.grants.slice(before).reduce((a, b) => a + b, 0);
+    }
+    sameBytes(await reading, input);
+    await until(() => host.grants.reduce((a, b) => a + b, 0) === input.length, "all grants");
+    assert.ok(host.grants.every((g) => g >= window / 8), "grants are batched, not per byte");
+    assert.ok(host.ctrls(Ctrl.WINDOW).every((x) => x.flags === Flag.CTRL && x.streamId === 5));
+    assert.ok(!s.closed);
+    assert.equal(host.ctrls(Ctrl.RESET).length, 0);
+  } finally {
+    s.abort("test over");
+    safeClose(app);
+  }
+});
+
+Deno.test("no WINDOW grant before the local socket consumed the data", () => {
+  const host = new FakeHost(8192, 65535);
+  const s = new Stream(7, host);
+  // No socket attached: nothing is consumed, so nothing is granted.
+  for (let i = 0; i < 8; i++) s.onFrame(Flag.DATA, bytes(1024, i), false);
+  assert.deepEqual(host.sent, []);
+  assert.ok(!s.closed, "exactly a full window is allowed");
+  s.abort("test over");
+});
+
+Deno.test("data beyond the window resets the stream", async () => {
+  // Without a socket: the queue holds everything.
+  {
+    const host = new FakeHost(4096, 65535);
+    const s = new Stream(9, host);
+    s.onFrame(Flag.DATA, bytes(4000, 1), true);
+    s.onFrame(Flag.DATA, bytes(96, 2), true);
+    assert.ok(!s.closed);
+    s.onFrame(Flag.DATA, bytes(1, 3), true);
+    assert.ok(s.closed, "one byte over the window");
+    const resets = host.ctrls(Ctrl.RESET);
+    assert.equal(resets.length, 1);
+    assert.equal(resets[0].flags, Flag.CTRL);
+    assert.equal(resets[0].payload[0], 1, "general failure code");
+    assert.match(new TextDecoder().decode(resets[0].payload.subarray(1)), /flow-control window/);
+    assert.deepEqual(host.removed, [s]);
+    // Frames after the reset are ignored.
+    s.onFrame(Flag.DATA, bytes(10, 4), true);
+    assert.equal(host.sent.length, 1);
+  }
+  // With a socket: bytes not yet written out still count against the window.
+  {
+    const host = new FakeHost(4096, 65535);
+    const s = new Stream(11, host);
+    const { local, app } = await tcpPair();
+    try {
+      s.attach(local);
+      for (let i = 0; i < 4; i++) s.onFrame(Flag.DATA, bytes(1024, i), false);
+      s.onFrame(Flag.DATA, bytes(1, 9), false);
+      assert.ok(s.closed);
+      assert.equal(host.ctrls(Ctrl.RESET).length, 1);
+      const got = await readToEnd(app);
+      assert.ok(got.length <= 1024, "the queue was dropped, the socket closed");
+    } finally {
+      safeClose(app);
+    }
+  }
+});
+
+Deno.test("half-close: our FIN leaves the receive direction open", async () => {
+  const host = new FakeHost(65536, 65535);
+  const s = new Stream(13, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(local);
+    await writeAll(app, bytes(100, 1));
+    await app.closeWrite();
+    await until(() => host.fins === 1, "our FIN");
+    sameBytes(host.data, bytes(100, 1));
+    assert.ok(!s.closed);
+    // The peer still sends; the app still reads.
+    const down = bytes(50_000, 2);
+    for (let off = 0; off < down.length; off += 10_000) {
+      s.onFrame(Flag.DATA, down.slice(off, off + 10_000), true);
+    }
+    sameBytes(await readN(app, down.length), down);
+    assert.ok(!s.closed);
+    // The peer's FIN closes our write side; both directions done: the stream ends.
+    s.onFrame(Flag.FIN, new Uint8Array(0), true);
+    assert.equal((await readToEnd(app)).length, 0, "EOF after the data");
+    await until(() => s.closed, "stream done");
+    assert.deepEqual(host.removed, [s]);
+    assert.equal(host.ctrls(Ctrl.RESET).length, 0);
+  } finally {
+    safeClose(app);
+  }
+});
+
+Deno.test("half-close: the peer's FIN leaves the send direction open", async () => {
+  const host = new FakeHost(65536, 65535);
+  const s = new Stream(15, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(local);
+    s.onFrame(Flag.DATA | Flag.FIN, bytes(300, 1), true);
+    sameBytes(await readToEnd(app), bytes(300, 1), "data, then EOF");
+    assert.ok(!s.closed);
+    assert.throws(
+      () => s.onFrame(Flag.DATA, bytes(1, 1), true),
+      (e) => e instanceof StreamError && /data after FIN/.test(e.message),
+    );
+    // The app keeps sending after its read side ended.
+    const up = bytes(70_000, 2);
+    await writeAll(app, up);
+    await until(() => host.dataSent === 65536, "upstream data up to the window");
+    host.grant(s, 65536);
+    await until(() => host.dataSent === up.length, "the rest of the upstream data");
+    sameBytes(host.data, up);
+    assert.equal(host.fins, 0);
+    await app.closeWrite();
+    await until(() => host.fins === 1 && s.closed, "our FIN and the end");
+    assert.deepEqual(host.removed, [s]);
+  } finally {
+    safeClose(app);
+  }
+});
+
+Deno.test("control frames: OPEN_OK, OPEN_FAIL, RESET, bad WINDOW", async () => {
+  const te = new TextEncoder();
+  {
+    const host = new FakeHost(4096, 65535);
+    const s = new Stream(17, host);
+    s.onFrame(Flag.CTRL, ctrlPayload(Ctrl.OPEN_OK, new Uint8Array(0)), true);
+    await s.opened;
+    assert.throws(
+      () => s.onFrame(Flag.CTRL, ctrlPayload(Ctrl.WINDOW, new Uint8Array(3)), true),
+      /WINDOW frame with bad length/,
+    );
+    assert.throws(() => s.onFrame(Flag.CTRL, new Uint8Array([99]), true), /unknown control/);
+    s.abort("test over");
+  }
+  {
+    const host = new FakeHost(4096, 65535);
+    const s = new Stream(19, host);
+    s.onFrame(
+      Flag.CTRL,
+      ctrlPayload(Ctrl.OPEN_FAIL, concat([new Uint8Array([5]), te.encode("refused")])),
+      true,
+    );
+    await assert.rejects(
+      s.opened,
+      (e) => e instanceof StreamError && e.code === 5 && e.message === "refused",
+    );
+    assert.ok(s.closed);
+    assert.deepEqual(host.removed, [s]);
+    assert.deepEqual(host.sent, [], "nothing is sent back for a failed open");
+  }
+  {
+    const host = new FakeHost(4096, 65535);
+    const s = new Stream(21, host);
+    const { local, app } = await tcpPair();
+    try {
+      s.attach(local);
+      s.onFrame(
+        Flag.CTRL,
+        ctrlPayload(Ctrl.RESET, concat([new Uint8Array([1]), te.encode("gone")])),
+        true,
+      );
+      await assert.rejects(s.opened, /gone/);
+      assert.ok(s.closed);
+      assert.equal((await readToEnd(app)).length, 0, "the local socket is closed");
+      assert.equal(host.ctrls(Ctrl.RESET).length, 0, "a reset is not echoed");
+    } finally {
+      safeClose(app);
+    }
+  }
+});

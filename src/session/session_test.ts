@@ -1,0 +1,617 @@
+/**
+ * Session sequencing, acknowledgement and resume, with two real Sessions (client and server, same
+ * id and keys) joined by in-memory legs written here. Frames arrive in order exactly once; an ack
+ * for a seq never sent is refused; after the legs drop and new ones are attached with the peers'
+ * recvSeq, exactly the unacknowledged frames are replayed and nothing is delivered twice.
+ */
+
+import assert from "node:assert/strict";
+import { parseConfigText } from "../config/load.ts";
+import type { SessionConfig } from "../config/model.ts";
+import {
+  Ctrl,
+  Flag,
+  FrameError,
+  type FrameHeader,
+  frameSize,
+  HEADER_LEN,
+  SEQUENCED,
+  writeHeader,
+} from "../protocol/frame.ts";
+import { deriveKeys, frameKey, Role, type RoleValue } from "../protocol/handshake.ts";
+import { metrics } from "../observe/metrics.ts";
+import { type Leg, TransportError } from "../transport/leg.ts";
+import { FrameMac } from "./frame_mac.ts";
+import { FrameReader } from "./frame_reader.ts";
+import { Session } from "./session.ts";
+
+const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
+const KEYS = deriveKeys(TEST_KEY);
+const SID = new Uint8Array(16).map((_, i) => 0xc0 ^ (i * 29));
+
+function sessionConfig(yaml = ""): SessionConfig {
+  return parseConfigText(yaml, "yaml", "test", {
+    role: "server",
+    env: { HT_AUTH_KEY: TEST_KEY, HT_LOG_LEVEL: "error" },
+  }).session;
+}
+
+const CFG = sessionConfig();
+
+function bytes(len: number, seed: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+/** Byte equality that reports the first difference (a diff of large arrays would take ages). */
+function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes"): void {
+  if (actual.length !== expected.length) {
+    assert.fail(`${msg}: length ${actual.length}, expected ${expected.length}`);
+  }
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) {
+      assert.fail(`${msg}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+}
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await delay(1);
+  }
+}
+
+/** Settles `p` or fails after `ms` (clearing its timer either way). */
+async function within<T>(p: Promise<T>, what: string, ms = 2000): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms)),
+    ]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/**
+ * One end of an in-memory leg pair. Bytes sent arrive at the peer in order, cut into pieces at
+ * deterministic pseudo-random sizes; `allow` limits how many more bytes the peer may deliver to
+ * this end (a stalled path), and closing either end discards what is still in flight.
+ */
+class MemLeg implements Leg {
+  peer!: MemLeg;
+  closed = false;
+  /** Everything sent on this end, in order. */
+  sentLog: Uint8Array[] = [];
+  /** Bytes this end may still deliver to its owner; Infinity when the path is not stalled. */
+  allow = Infinity;
+  #inbox: Uint8Array[] = [];
+  #onData: ((chunk: Uint8Array, stable: boolean) => void) | null = null;
+  #onClose: ((err?: Error) => void) | null = null;
+  #closeErr: Error | undefined;
+  #reported = false;
+  #scheduled = false;
+  #rand: number;
+  #scratch = new Uint8Array(4096);
+
+  constructor(readonly label: string, private stable: boolean, seed: number) {
+    this.#rand = seed;
+  }
+
+  send(bytes: Uint8Array): Promise<void> {
+    if (this.closed) return Promise.reject(new TransportError(`${this.label}: closed`));
+    const c = bytes.slice();
+    this.sentLog.push(c);
+    this.peer.#inbox.push(c);
+    this.peer.#schedule();
+    return Promise.resolve();
+  }
+
+  start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
+    this.#onData = onData;
+    this.#onClose = onClose;
+    if (this.closed) this.#report();
+    this.#schedule();
+  }
+
+  close(): void {
+    this.#shutdown(undefined);
+  }
+
+  /** Lets `n` more bytes through a stalled path. */
+  release(n: number): void {
+    this.allow += n;
+    this.#schedule();
+  }
+
+  #shutdown(err: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#closeErr = err;
+    this.#inbox.length = 0;
+    this.#report();
+    this.peer.#shutdown(new TransportError(`${this.peer.label}: peer closed the leg`));
+  }
+
+  #report(): void {
+    if (this.#reported || !this.#onClose) return;
+    this.#reported = true;
+    const f = this.#onClose;
+    queueMicrotask(() => f(this.#closeErr));
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#pump();
+    });
+  }
+
+  #nextPiece(): number {
+    this.#rand = (Math.imul(this.#rand, 1103515245) + 12345) >>> 0;
+    const r = this.#rand >>> 16;
+    // Mostly small pieces (split headers, split MACs), sometimes whole chunks.
+    return r % 4 === 0 ? Infinity : 1 + (r % 97);
+  }
+
+  #pump(): void {
+    while (!this.closed && this.#onData && this.#inbox.length && this.allow > 0) {
+      const c = this.#inbox[0];
+      const n = Math.min(c.length, this.allow, this.#nextPiece());
+      if (n < c.length) this.#inbox[0] = c.subarray(n);
+      else this.#inbox.shift();
+      this.allow -= n;
+      const piece = c.subarray(0, n);
+      try {
+        if (this.stable) {
+          this.#onData(piece, true);
+        } else {
+          // A reused read buffer: overwritten as soon as the callback returns.
+          if (this.#scratch.length < n) this.#scratch = new Uint8Array(n);
+          this.#scratch.set(piece);
+          this.#onData(this.#scratch.subarray(0, n), false);
+          this.#scratch.fill(0xee, 0, n);
+        }
+      } catch (e) {
+        // As the real legs do: an error in the consumer ends the leg with that error.
+        this.#shutdown(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
+  }
+}
+
+let legSeed = 1;
+
+function legPair(label: string, stable = true): [MemLeg, MemLeg] {
+  const a = new MemLeg(`${label}/client`, stable, legSeed++);
+  const b = new MemLeg(`${label}/server`, stable, legSeed++ * 7919);
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+interface Got {
+  seq: number;
+  ack: number;
+  flags: number;
+  streamId: number;
+  payload: Uint8Array;
+}
+
+interface Peer {
+  session: Session;
+  got: Got[];
+  closes: string[];
+  lost: [RoleValue, string][];
+}
+
+function peer(side: "client" | "server", hmac: boolean, opts: {
+  cfg?: SessionConfig;
+  resumable?: boolean;
+} = {}): Peer {
+  const session = new Session({
+    id: SID,
+    side,
+    keys: KEYS,
+    hmac,
+    cfg: opts.cfg ?? CFG,
+    resumable: opts.resumable ?? true,
+  });
+  const p: Peer = { session, got: [], closes: [], lost: [] };
+  session.handler = {
+    onFrame(h: FrameHeader, payload: Uint8Array) {
+      p.got.push({
+        seq: h.seq,
+        ack: h.ack,
+        flags: h.flags,
+        streamId: h.streamId,
+        payload: payload.slice(),
+      });
+    },
+    onClose(reason: string) {
+      p.closes.push(reason);
+    },
+  };
+  session.onLegLost = (role, reason) => p.lost.push([role, reason]);
+  return p;
+}
+
+type Layout = "both" | "split";
+
+/** The legs of one connection: `toServer` carries the client's sequenced frames. */
+interface Legs {
+  /** Server end of the leg the client sends sequenced frames on. */
+  toServer: MemLeg;
+  /** Client end of the leg the server sends sequenced frames on. */
+  toClient: MemLeg;
+  /** Client end of the client's sending leg. */
+  clientSend: MemLeg;
+  /** Server end of the server's sending leg. */
+  serverSend: MemLeg;
+  all: MemLeg[];
+}
+
+/** Attaches fresh legs to both sessions, each told the other's recvSeq (as hello/welcome do). */
+function connect(
+  c: Session,
+  s: Session,
+  layout: Layout,
+  stable = true,
+  acks?: { client: number; server: number },
+): Legs {
+  const clientPeerAck = acks?.client ?? s.recvSeq;
+  const serverPeerAck = acks?.server ?? c.recvSeq;
+  if (layout === "both") {
+    const [lc, ls] = legPair("both", stable);
+    c.attachLeg(lc, Role.BOTH, clientPeerAck);
+    s.attachLeg(ls, Role.BOTH, serverPeerAck);
+    return { toServer: ls, toClient: lc, clientSend: lc, serverSend: ls, all: [lc, ls] };
+  }
+  const [uc, us] = legPair("up", stable);
+  const [dc, ds] = legPair("down", stable);
+  c.attachLeg(uc, Role.UP, clientPeerAck);
+  s.attachLeg(us, Role.UP, serverPeerAck);
+  s.attachLeg(ds, Role.DOWN, serverPeerAck);
+  c.attachLeg(dc, Role.DOWN, clientPeerAck);
+  return { toServer: us, toClient: dc, clientSend: uc, serverSend: ds, all: [uc, us, dc, ds] };
+}
+
+/** What a test sends: frame i of a side, deterministic. */
+function spec(
+  side: string,
+  i: number,
+): { flags: number; stream: number; payload: Uint8Array; ctrl?: number } {
+  const seed = (side === "client" ? 1000 : 2000) + i;
+  const size = i % 17 === 5 ? 65535 - 1 : i % 5 === 0 ? 0 : (i * 131) % 3000;
+  switch (i % 4) {
+    case 0:
+      return { flags: Flag.DATA, stream: i, payload: bytes(size, seed) };
+    case 1:
+      return { flags: Flag.DATA, stream: i, payload: bytes(Math.max(size, 1), seed) };
+    case 2:
+      return { flags: Flag.FIN, stream: i, payload: new Uint8Array(0) };
+    default:
+      return { flags: Flag.CTRL, stream: i, payload: bytes(4, seed), ctrl: Ctrl.WINDOW };
+  }
+}
+
+async function sendRange(p: Peer, from: number, to: number): Promise<void> {
+  for (let i = from; i <= to; i++) {
+    const f = spec(p.session.side, i);
+    await p.session.send(f.flags, f.stream, f.payload, f.ctrl);
+  }
+}
+
+/** Checks that `got` is exactly frames 1..n of the other side, in order, each once. */
+function assertGot(got: Got[], side: "client" | "server", n: number, hmac: boolean): void {
+  assert.deepEqual(got.map((g) => g.seq), Array.from({ length: n }, (_, i) => i + 1), "seqs");
+  for (const [k, g] of got.entries()) {
+    const f = spec(side, k + 1);
+    const payload = f.ctrl === undefined ? f.payload : new Uint8Array([f.ctrl, ...f.payload]);
+    assert.equal(g.flags, hmac ? f.flags | Flag.HMAC : f.flags, `flags of frame ${k + 1}`);
+    assert.equal(g.streamId, f.stream, `stream of frame ${k + 1}`);
+    sameBytes(g.payload, payload, `payload of frame ${k + 1}`);
+  }
+}
+
+/** Parses bytes one end sent, returning the seqs of the sequenced frames among them. */
+function sequencedSeqs(sent: Uint8Array[], hmac: boolean): number[] {
+  const seqs: number[] = [];
+  const r = new FrameReader(SID, hmac ? new FrameMac(frameKey(KEYS, SID)) : null, 65535, (h) => {
+    if (h.flags & SEQUENCED) seqs.push(h.seq);
+  });
+  for (const c of sent) r.push(c, true);
+  return seqs;
+}
+
+function closeAll(...ps: Peer[]): void {
+  for (const p of ps) p.session.close("test over");
+}
+
+for (const hmac of [false, true]) {
+  for (const layout of ["both", "split"] as const) {
+    for (const stable of layout === "both" ? [true, false] : [true]) {
+      const tag = `${hmac ? "HMAC" : "no HMAC"}, ${layout} legs${stable ? "" : ", reused buffers"}`;
+
+      Deno.test(`frames arrive in order exactly once, and acks drain both rings (${tag})`, async () => {
+        const c = peer("client", hmac);
+        const s = peer("server", hmac);
+        try {
+          const legs = connect(c.session, s.session, layout, stable);
+          await Promise.all([sendRange(c, 1, 120), sendRange(s, 1, 80)]);
+          await until(() => s.got.length >= 120 && c.got.length >= 80, "all frames");
+          await within(c.session.drained(), "client ring drained");
+          await within(s.session.drained(), "server ring drained");
+          assertGot(s.got, "client", 120, hmac);
+          assertGot(c.got, "server", 80, hmac);
+          assert.equal(c.session.recvSeq, 80);
+          assert.equal(s.session.recvSeq, 120);
+          // Sequenced frames travel only on the sender's sequenced leg, each exactly once.
+          const seq = Array.from({ length: 120 }, (_, i) => i + 1);
+          assert.deepEqual(sequencedSeqs(legs.clientSend.sentLog, hmac), seq);
+          assert.deepEqual(sequencedSeqs(legs.serverSend.sentLog, hmac), seq.slice(0, 80));
+          assert.deepEqual([c.lost, s.lost, c.closes, s.closes], [[], [], [], []]);
+        } finally {
+          closeAll(c, s);
+        }
+        assert.deepEqual([c.closes, s.closes], [["test over"], ["test over"]]);
+      });
+
+      Deno.test(`resume replays exactly the unacknowledged frames (${tag})`, async () => {
+        const c = peer("client", hmac);
+        const s = peer("server", hmac);
+        try {
+          const l1 = connect(c.session, s.session, layout, stable);
+          await Promise.all([sendRange(c, 1, 3), sendRange(s, 1, 2)]);
+          await until(() => s.got.length === 3 && c.got.length === 2, "first frames");
+          await within(c.session.drained(), "client drained");
+          await within(s.session.drained(), "server drained");
+
+          // The server→client path stalls: nothing (frames or acks) reaches the client any more.
+          l1.toClient.allow = 0;
+          // The client→server path carries frame 4 only.
+          l1.toServer.allow = frameSize(spec("client", 4).payload.length, hmac);
+          await Promise.all([sendRange(c, 4, 6), sendRange(s, 3, 4)]);
+          await until(() => s.got.length === 4, "frame 4 at the server");
+          await delay(20); // the server's ack for 4 is sent, and stalls
+          assert.equal(s.got.length, 4);
+          assert.equal(c.got.length, 2);
+
+          for (const l of l1.all) l.close();
+          await until(() => c.lost.length > 0 && s.lost.length > 0, "legs lost");
+          assert.ok(!c.session.isClosed && !s.session.isClosed, "sessions wait for new legs");
+          assert.equal(s.session.recvSeq, 4);
+          assert.equal(c.session.recvSeq, 2);
+
+          const replayedBefore = metrics.framesReplayed;
+          const l2 = connect(c.session, s.session, layout, stable);
+          await until(() => s.got.length >= 6 && c.got.length >= 4, "replayed frames");
+          await within(c.session.drained(), "client drained after resume");
+          await within(s.session.drained(), "server drained after resume");
+
+          assertGot(s.got, "client", 6, hmac);
+          assertGot(c.got, "server", 4, hmac);
+          assert.deepEqual(sequencedSeqs(l2.clientSend.sentLog, hmac), [5, 6]);
+          assert.deepEqual(sequencedSeqs(l2.serverSend.sentLog, hmac), [3, 4]);
+          assert.equal(metrics.framesReplayed - replayedBefore, 4);
+
+          // The session goes on normally on the new legs.
+          await Promise.all([sendRange(c, 7, 9), sendRange(s, 5, 5)]);
+          await until(() => s.got.length >= 9 && c.got.length >= 5, "frames after resume");
+          assertGot(s.got, "client", 9, hmac);
+          assertGot(c.got, "server", 5, hmac);
+          assert.deepEqual([c.closes, s.closes], [[], []]);
+        } finally {
+          closeAll(c, s);
+        }
+      });
+
+      Deno.test(`a stale peer ack replays more, and duplicates are not delivered (${tag})`, async () => {
+        const c = peer("client", hmac);
+        const s = peer("server", hmac);
+        try {
+          const l1 = connect(c.session, s.session, layout, stable);
+          l1.toClient.allow = 0;
+          await Promise.all([sendRange(c, 1, 5), sendRange(s, 1, 3)]);
+          await until(() => s.got.length === 5, "client frames at the server");
+          for (const l of l1.all) l.close();
+          await until(() => c.lost.length > 0 && s.lost.length > 0, "legs lost");
+
+          // The client is told the server has seen only 2 of 5 (an old hello, say): 3..5 come again.
+          const l2 = connect(c.session, s.session, layout, stable, { client: 2, server: 0 });
+          await until(() => c.got.length >= 3, "server frames at the client");
+          await within(c.session.drained(), "client drained");
+          await within(s.session.drained(), "server drained");
+          assert.deepEqual(sequencedSeqs(l2.clientSend.sentLog, hmac), [3, 4, 5]);
+          assert.deepEqual(sequencedSeqs(l2.serverSend.sentLog, hmac), [1, 2, 3]);
+          assertGot(s.got, "client", 5, hmac);
+          assertGot(c.got, "server", 3, hmac);
+        } finally {
+          closeAll(c, s);
+        }
+      });
+    }
+  }
+}
+
+Deno.test("a welcome or hello acknowledging a seq never sent closes the session", () => {
+  const c = peer("client", false);
+  const [lc, ls] = legPair("bad");
+  c.session.attachLeg(lc, Role.BOTH, 5);
+  assert.ok(c.session.isClosed);
+  assert.ok(lc.closed && ls.closed, "the leg is closed");
+  assert.equal(c.closes.length, 1);
+  assert.match(c.closes[0], /peer acknowledged seq 5 that was never sent/);
+});
+
+/** A session on one leg whose other end the test drives with hand-built frames. */
+function rawPeer(hmac: boolean, resumable = true) {
+  const p = peer("server", hmac, { resumable });
+  const [mine, theirs] = legPair("raw");
+  const received: Uint8Array[] = [];
+  let ended: Error | undefined | null = null;
+  mine.start((chunk) => received.push(chunk.slice()), (e) => ended = e);
+  p.session.attachLeg(theirs, Role.BOTH, 0);
+  const mac = hmac ? new FrameMac(frameKey(KEYS, SID)) : null;
+  const frame = (
+    flags: number,
+    seq: number,
+    ack: number,
+    payload: Uint8Array = new Uint8Array(0),
+  ) => {
+    const b = new Uint8Array(frameSize(payload.length, hmac));
+    const f = mac ? flags | Flag.HMAC : flags;
+    writeHeader(b, new DataView(b.buffer), 0, f, SID, 1, seq, ack, payload.length);
+    b.set(payload, HEADER_LEN);
+    if (mac) {
+      b.set(mac.compute(b.subarray(0, HEADER_LEN + payload.length)), HEADER_LEN + payload.length);
+    }
+    return b;
+  };
+  return {
+    p,
+    mine,
+    theirs,
+    received,
+    frame,
+    get ended() {
+      return ended;
+    },
+  };
+}
+
+Deno.test("a frame acknowledging a seq never sent ends the leg with a FrameError", async () => {
+  for (const hmac of [false, true]) {
+    const r = rawPeer(hmac);
+    try {
+      await r.p.session.send(Flag.DATA, 1, bytes(10, 1));
+      await r.p.session.send(Flag.DATA, 1, bytes(10, 2));
+      await until(() => sequencedSeqs(r.received, hmac).length === 2, "two frames out");
+      // Acking what was sent is fine, in a pure ack and on a data frame.
+      await r.mine.send(r.frame(Flag.ACK, 0, 1));
+      await r.mine.send(r.frame(Flag.DATA, 1, 2, bytes(3, 3)));
+      await until(() => r.p.got.length === 1, "data frame delivered");
+      await within(r.p.session.drained(), "ring drained by the acks");
+      // Ack 7: never sent.
+      await r.mine.send(r.frame(Flag.ACK, 0, 7));
+      await until(() => r.p.lost.length === 1, "leg lost");
+      assert.ok(r.theirs.closed);
+      assert.equal(r.p.lost[0][0], Role.BOTH);
+      assert.match(r.p.lost[0][1], /peer acknowledged seq 7 that was never sent/);
+      assert.ok(!r.p.session.isClosed, "a resumable session waits for another leg");
+    } finally {
+      r.p.session.close("test over");
+    }
+  }
+  // A one-shot session ends with its leg.
+  const r = rawPeer(false, false);
+  await r.mine.send(r.frame(Flag.DATA, 1, 3, bytes(3, 3)));
+  await until(() => r.p.session.isClosed, "session closed");
+  assert.match(r.p.closes[0], /lost: peer acknowledged seq 3 that was never sent/);
+  assert.equal(r.p.got.length, 0);
+  await r.p.session.send(Flag.DATA, 1, bytes(1, 1)).then(
+    () => assert.fail("send on a closed session"),
+    (e) => assert.ok(e instanceof FrameError && /session closed/.test(e.message)),
+  );
+});
+
+Deno.test("duplicates are dropped and a sequence gap ends the leg", async () => {
+  const r = rawPeer(false);
+  try {
+    await r.mine.send(r.frame(Flag.DATA, 1, 0, bytes(5, 1)));
+    await r.mine.send(r.frame(Flag.DATA, 1, 0, bytes(5, 9))); // a replayed duplicate
+    await r.mine.send(r.frame(Flag.FIN, 2, 0));
+    await r.mine.send(r.frame(Flag.DATA, 2, 0, bytes(5, 9))); // another duplicate
+    await until(() => r.p.got.length === 2, "two frames");
+    await delay(10);
+    assert.deepEqual(r.p.got.map((g) => [g.seq, g.flags]), [[1, Flag.DATA], [2, Flag.FIN]]);
+    sameBytes(r.p.got[0].payload, bytes(5, 1), "the first copy wins");
+    assert.equal(r.p.session.recvSeq, 2);
+    // The session acknowledged what it received (delayed ack).
+    await until(() => r.received.length > 0, "an ack");
+    const acks: number[] = [];
+    new FrameReader(SID, null, 65535, (h) => acks.push(h.ack)).push(
+      new Uint8Array(r.received.flatMap((c) => [...c])),
+      true,
+    );
+    assert.equal(acks.at(-1), 2);
+    // Seq 4 after 2: a gap.
+    await r.mine.send(r.frame(Flag.DATA, 4, 0, bytes(1, 1)));
+    await until(() => r.p.lost.length === 1, "leg lost");
+    assert.match(r.p.lost[0][1], /sequence gap: got 4 after 2/);
+    assert.equal(r.p.got.length, 2);
+  } finally {
+    r.p.session.close("test over");
+  }
+});
+
+Deno.test("keepalives are answered on the same leg and carry the ack", async () => {
+  const r = rawPeer(false);
+  try {
+    await r.mine.send(r.frame(Flag.DATA, 1, 0, bytes(1, 1)));
+    await r.mine.send(r.frame(Flag.KEEPALIVE, 0, 0));
+    const frames: { flags: number; ack: number; seq: number }[] = [];
+    await until(() => {
+      frames.length = 0;
+      const fr = new FrameReader(SID, null, 65535, (h) => frames.push({ ...h }));
+      for (const c of r.received) fr.push(c, true);
+      return frames.some((f) => f.flags === (Flag.KEEPALIVE | Flag.ACK));
+    }, "keepalive answer");
+    const answer = frames.find((f) => f.flags === (Flag.KEEPALIVE | Flag.ACK))!;
+    assert.equal(answer.ack, 1);
+    assert.equal(answer.seq, 0, "unsequenced");
+    // An answer is not answered again.
+    const n = r.received.length;
+    await r.mine.send(r.frame(Flag.KEEPALIVE | Flag.ACK, 0, 0));
+    await delay(20);
+    assert.equal(r.received.length, n);
+  } finally {
+    r.p.session.close("test over");
+  }
+});
+
+Deno.test("legs that do not come back within resume_timeout close the session", async () => {
+  const cfg = sessionConfig("session:\n  resume_timeout: 30ms\n");
+  const c = peer("client", false, { cfg });
+  const s = peer("server", false, { cfg });
+  try {
+    const l1 = connect(c.session, s.session, "both");
+    await c.session.send(Flag.DATA, 1, bytes(5, 5));
+    await until(() => s.got.length === 1, "frame");
+    for (const l of l1.all) l.close();
+    const reason = await within(c.session.closed, "client closed");
+    assert.match(reason, /legs did not come back within 0.03 s/);
+    assert.match(await within(s.session.closed, "server closed"), /did not come back/);
+  } finally {
+    closeAll(c, s);
+  }
+});
+
+Deno.test("close with notify tells the peer, which closes too", async () => {
+  const c = peer("client", true);
+  const s = peer("server", true);
+  try {
+    const legs = connect(c.session, s.session, "both");
+    await c.session.send(Flag.DATA, 1, bytes(5, 5));
+    c.session.close("going away", true);
+    const reason = await within(s.session.closed, "server closed");
+    assert.equal(reason, "peer closed the session: going away");
+    assert.equal(s.got.length, 1, "frames before the CLOSE are delivered, the CLOSE is not");
+    await until(() => legs.all.every((l) => l.closed), "legs closed", 1000);
+    await delay(120); // the client's flush timer (100 ms) runs out inside the test
+  } finally {
+    closeAll(c, s);
+  }
+});
