@@ -33,6 +33,25 @@ export const Role = {
 } as const;
 export type RoleValue = typeof Role[keyof typeof Role];
 
+/**
+ * Session ids are 16 random bytes, except that every session of one client process starts with
+ * the same INSTANCE_LEN bytes (random per process). That lets a server tell two clients that share
+ * a token apart from one client with several sessions; it says nothing about the key.
+ */
+export const INSTANCE_LEN = 6;
+
+/** A fresh session id for the client instance `instance` (INSTANCE_LEN bytes). */
+export function newSessionId(instance: Uint8Array): Uint8Array {
+  const id = randomBytes(SESSION_ID_LEN);
+  id.set(instance.subarray(0, INSTANCE_LEN));
+  return id;
+}
+
+/** The client instance a session id belongs to, as hex (for logs and grouping). */
+export function instanceOf(sessionId: Uint8Array): string {
+  return hexOf(sessionId.subarray(0, INSTANCE_LEN));
+}
+
 /** A role's name for logs. */
 export function roleName(role: RoleValue): string {
   return role === Role.UP
@@ -71,11 +90,14 @@ export function welcomeStatusText(status: number): string {
 }
 
 /**
- * The clock a client signs hellos with: its own, corrected by the server's clock from a
- * STALE_HELLO welcome, so a client whose clock runs behind is not locked out after a restart.
+ * What a client signs its hellos with: its own clock, corrected by the server's from a
+ * STALE_HELLO welcome (so a client whose clock runs behind is not locked out after a restart),
+ * and its instance prefix for session ids.
  */
 export class HelloClock {
   #offsetMs = 0;
+  /** This client process's instance prefix for session ids (see newSessionId). */
+  readonly instance = randomBytes(INSTANCE_LEN);
 
   now(): number {
     return Date.now() + this.#offsetMs;

@@ -10,7 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag, FrameError } from "../protocol/frame.ts";
-import { type Hello, type Keys, Role } from "../protocol/handshake.ts";
+import { type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
 import {
   type ByteConn,
@@ -107,9 +107,22 @@ export class Publisher {
 
   /** A multiplexed session that can carry streams (mux mode, and pool mode's control session). */
   addMux(mux: Mux): void {
+    const inst = instanceOf(mux.session.id);
+    const others = new Set(this.#muxes.map((m) => instanceOf(m.session.id)));
+    if (!others.has(inst) && others.size > 0) {
+      log.warn(
+        "a second reverse client (instance {inst}) joined while {n} other(s) are connected " +
+          "({others}): each new connection on the published ports goes to one of them in turn",
+        { inst, n: others.size, others: [...others].join(", ") },
+      );
+    }
     this.#muxes.push(mux);
     mux.session.closed.then(() => {
       this.#muxes = this.#muxes.filter((m) => m !== mux);
+      const stillThere = this.#muxes.some((m) => instanceOf(m.session.id) === inst);
+      if (!stillThere && this.#muxes.length > 0) {
+        log.info("reverse client instance {inst} is gone; the others serve the ports", { inst });
+      }
     });
     if (this.opts.mode === "mux") this.#drain();
     else this.#askForPool();

@@ -12,13 +12,12 @@ import {
   HelloClock,
   HelloFlag,
   type Keys,
-  randomBytes,
+  newSessionId,
   roleName,
   type RoleValue,
   WelcomeStatus,
   welcomeStatusText,
 } from "../protocol/handshake.ts";
-import { SESSION_ID_LEN } from "../protocol/frame.ts";
 import { dialLeg, type DialSpec } from "../transport/dial.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
@@ -101,7 +100,7 @@ export class Connector {
   async #establish(): Promise<void> {
     const backoff = new BackoffTimer(this.opts.reconnect);
     while (!this.#stopped) {
-      const id = randomBytes(SESSION_ID_LEN);
+      const id = newSessionId(this.opts.clock.instance);
       let session: Session | null = null;
       try {
         for (const plan of this.opts.legs) {

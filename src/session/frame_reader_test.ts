@@ -313,6 +313,16 @@ Deno.test("the HMAC trailer is required exactly when the session negotiated one"
   assert.equal(frameSize(4, true) - frameSize(4, false), MAC_LEN);
 });
 
+Deno.test("a HANDSHAKE frame inside an HMAC session is an unsigned frame, not a crash", () => {
+  for (const payload of [new Uint8Array(0), new Uint8Array(80)]) {
+    const hs = encode({ flags: Flag.HANDSHAKE, streamId: 0, seq: 0, ack: 0, payload }, null);
+    assert.throws(
+      () => reader(MAC, []).push(concat([hs, new Uint8Array(64)]), true),
+      (e) => e instanceof FrameError && /without HMAC/.test(e.message),
+    );
+  }
+});
+
 Deno.test("a payload length over the limit throws as soon as the header is complete", () => {
   const limit = 1000;
   const ok = encode(specs([limit])[0], null);
