@@ -12,12 +12,34 @@ import { metrics } from "../observe/metrics.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 
 const log = getLogger(["half-tunnel", "cli"]);
 const COUNTERS_EVERY_MS = 5 * 60_000;
 
+/**
+ * Last guard of a long-running process: a promise rejection that no code handled is a bug, and is
+ * logged as one (once per kind and minute), but it concerns one connection at most and must not
+ * end every tunnel the process carries. Tests run without this guard (Deno fails a test on an
+ * unhandled rejection), and process tests fail on the "internal error" line.
+ */
+function guardUnhandled(): () => void {
+  const limiter = new LogLimiter();
+  const onRejection = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    const what = e.reason instanceof Error ? e.reason.stack ?? e.reason.message : String(e.reason);
+    limiter.note(errText(e.reason), {
+      first: () => log.error("internal error (a bug, please report it): {what}", { what }),
+      more: (n, s) => log.error("internal error repeated {n} times in {s} s", { n, s }),
+    });
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  return () => globalThis.removeEventListener("unhandledrejection", onRejection);
+}
+
 export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   await setupLogging(cfg.log.level);
+  const unguard = guardUnhandled();
   for (const w of cfg.warnings) log.warn("config: {w}", { w });
   const node = cfg.role === "server" ? await startServer(cfg) : await startClient(cfg);
   log.info("{role} running (config: {src})", { role: cfg.role, src: cfg.source });
@@ -56,5 +78,6 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
   log.info("shutting down; counters: {m}", { m: JSON.stringify(metrics) });
   await node.close();
+  unguard();
   return 0;
 }

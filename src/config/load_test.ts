@@ -50,6 +50,7 @@ Deno.test("defaults: a working forward client and exit server", () => {
     replayBuffer: 16 << 20,
     maxFramePayload: 65535,
     maxStreams: 8192,
+    bufferBudget: 128 << 20,
   });
   assert.equal(c.log.level, "info");
   assert.deepEqual(c.auth, { key: KEY, hmac: false });

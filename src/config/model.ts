@@ -80,6 +80,8 @@ export interface SessionConfig {
   maxFramePayload: number;
   /** Most streams open at once per session; more are refused. */
   maxStreams: number;
+  /** Bytes all sessions of the process may buffer (replay growth, stream queues) together. */
+  bufferBudget: number;
 }
 
 export interface ServerConfig {

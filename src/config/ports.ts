@@ -69,7 +69,7 @@ function endpoint(
       fail(entry, `"${host}" is not a host name or IP address`);
     }
   }
-  const m = /^([^-]*)(?:-(.*))?$/.exec(ports)!;
+  const m = /^([^-]*)(?:-([^]*))?$/.exec(ports)!;
   const min = opts.minPort ?? 1;
   if (m[2] !== undefined && !opts.range) fail(entry, `"${t}": a port range is not allowed here`);
   if (ports === "") fail(entry, `"${t}" has no port`);

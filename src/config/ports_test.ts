@@ -66,6 +66,7 @@ Deno.test("ports: bad entries are refused, naming the entry and the fault", () =
     ["443=1.1.1.300:80", /"1.1.1.300" is not a host name/],
     ["443:5201", /"443" is not a host name/],
     ["44.3", /"44.3" is not a port number/],
+    ["1-2\n3", /is not a port number/],
   ];
   for (const [text, why] of table) {
     assert.throws(

@@ -67,6 +67,7 @@ export const KEYS: readonly KeySpec[] = [
   key("session.replay_buffer", "size", (d, v) => d.cfg.session.replayBuffer = v),
   key("session.max_frame_payload", "size", (d, v) => d.cfg.session.maxFramePayload = v),
   key("session.max_streams", "int", (d, v) => d.cfg.session.maxStreams = v),
+  key("session.buffer_budget", "size", (d, v) => d.cfg.session.bufferBudget = v),
   key("server.upstream_addr", "string", (d, v) => d.cfg.server.upstreamAddr = v),
   key("server.upstream_path", "string", (d, v) => d.cfg.server.upstreamPath = v),
   key("server.downstream_addr", "string", (d, v) => d.cfg.server.downstreamAddr = v),
@@ -203,6 +204,7 @@ export function newDraft(role: "server" | "client", source: string): Draft {
         replayBuffer: 16 * 1024 * 1024,
         maxFramePayload: 65535,
         maxStreams: 8192,
+        bufferBudget: 128 * 1024 * 1024,
       },
       server: {
         upstreamAddr: ":8080",

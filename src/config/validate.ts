@@ -10,6 +10,7 @@ import type { LegKind, PortMapping } from "./model.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
 import type { Draft } from "./schema.ts";
 
+const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 /** Frame header (34 bytes) plus HMAC trailer (32): what a frame costs in the replay buffer. */
 export const FRAME_OVERHEAD = 66;
@@ -82,6 +83,7 @@ export function validate(d: Draft): void {
   );
   range(s.replayBuffer, "session.replay_buffer", 0, GiB);
   range(s.maxStreams, "session.max_streams", 1, 1_000_000);
+  range(s.bufferBudget, "session.buffer_budget", 4 * MiB, 64 * GiB);
 
   if (c.role === "server") {
     const v = c.server;

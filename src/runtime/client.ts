@@ -12,6 +12,7 @@ import type { Address } from "../protocol/address.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { Connector, type LegPlan } from "../session/connector.ts";
+import { bufferBudget } from "../session/budget.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
@@ -45,6 +46,7 @@ export async function startClient(
   keys: Keys = deriveKeys(cfg.auth.key),
 ): Promise<RunningClient> {
   const cc = cfg.client;
+  bufferBudget.limit = cfg.session.bufferBudget;
   let current = cfg;
   // User-facing sockets follow `nodelay`; tunnel sockets always send at once (see server.ts).
   const socket: SocketOptions = { nodelay: cc.nodelay, keepalive: true };

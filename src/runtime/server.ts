@@ -12,6 +12,7 @@ import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { SessionRegistry } from "../session/registry.ts";
+import { bufferBudget } from "../session/budget.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
 import { exitHandler } from "../exit/handler.ts";
@@ -38,6 +39,7 @@ export async function startServer(
   keys: Keys = deriveKeys(cfg.auth.key),
 ): Promise<RunningServer> {
   const sc = cfg.server;
+  bufferBudget.limit = cfg.session.bufferBudget;
   // User-facing sockets follow `nodelay`; tunnel sockets always send at once, because the session
   // already coalesces frames and Nagle would only add delay to small ones (like a stream's OPEN).
   const socket: SocketOptions = { nodelay: sc.nodelay, keepalive: true };

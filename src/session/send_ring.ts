@@ -5,10 +5,13 @@
  * one contiguous view that a transport can write in a single call.
  *
  * The ring starts small and doubles up to its bound; when it is full, senders wait for acks, which
- * is how a slow or absent peer pushes back instead of memory growing.
+ * is how a slow or absent peer pushes back instead of memory growing. Growth past `floor` bytes
+ * (room for a few full frames, always granted so a session can make progress) is charged to the
+ * process-wide buffer budget; when that is spent the ring stays as it is.
  */
 
 import { seqAfter } from "../protocol/frame.ts";
+import type { BufferBudget } from "./budget.ts";
 
 export class SendRing {
   #buf: Uint8Array;
@@ -26,8 +29,15 @@ export class SendRing {
   #sendIdx = 0;
   #nextSeq = 1;
   #waiters: (() => void)[] = [];
+  /** Bytes of this ring charged to the budget. */
+  #charged = 0;
 
-  constructor(readonly maxBytes: number, initial = 16 * 1024) {
+  constructor(
+    readonly maxBytes: number,
+    initial = 16 * 1024,
+    private budget: BufferBudget | null = null,
+    private floor = 0,
+  ) {
     this.#cap = Math.min(initial, maxBytes);
     this.#buf = new Uint8Array(this.#cap);
     this.#view = new DataView(this.#buf.buffer);
@@ -63,8 +73,7 @@ export class SendRing {
         this.#tail += pad;
         return { buf: this.#buf, view: this.#view, off: this.#tail % this.#cap };
       }
-      if (this.#cap >= this.maxBytes) return null;
-      this.#grow();
+      if (this.#cap >= this.maxBytes || !this.#grow()) return null;
     }
   }
 
@@ -90,6 +99,7 @@ export class SendRing {
     if (this.#sendIdx < i) this.#sendIdx = i;
     this.#head = i < n ? this.#starts[i] : this.#tail;
     this.#compact();
+    if (this.#head === this.#tail && this.#charged > 0) this.#shrink();
     const w = this.#waiters.splice(0);
     for (const f of w) f();
     return true;
@@ -140,6 +150,8 @@ export class SendRing {
     this.#cap = Math.min(1024, this.maxBytes);
     this.#buf = new Uint8Array(this.#cap);
     this.#view = new DataView(this.#buf.buffer);
+    this.budget?.give(this.#charged);
+    this.#charged = 0;
     this.wakeAll();
   }
 
@@ -148,8 +160,14 @@ export class SendRing {
     for (const f of this.#waiters.splice(0)) f();
   }
 
-  #grow(): void {
+  /** Doubles the ring (up to maxBytes) if the budget allows; false if it does not. */
+  #grow(): boolean {
     const cap = Math.min(this.#cap * 2, this.maxBytes);
+    const charge = Math.max(0, cap - Math.max(this.floor, this.#cap));
+    if (charge > 0 && this.budget) {
+      if (!this.budget.take(charge)) return false;
+      this.#charged += charge;
+    }
     const buf = new Uint8Array(cap);
     // Linearise the live region [head, tail) to offset 0; frames keep their relative layout.
     const live = this.#tail - this.#head;
@@ -164,6 +182,19 @@ export class SendRing {
     this.#cap = cap;
     this.#buf = buf;
     this.#view = new DataView(buf.buffer);
+    return true;
+  }
+
+  /** All acknowledged: give the growth beyond `floor` back to the budget (bursts regrow it). */
+  #shrink(): void {
+    this.#cap = Math.max(Math.min(this.floor, this.maxBytes), 1024);
+    this.#buf = new Uint8Array(this.#cap);
+    this.#view = new DataView(this.#buf.buffer);
+    this.#starts.length = this.#lens.length = this.#seqs.length = 0;
+    this.#first = this.#sendIdx = 0;
+    this.#head = this.#tail = 0;
+    this.budget?.give(this.#charged);
+    this.#charged = 0;
   }
 
   #compact(): void {

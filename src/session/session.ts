@@ -28,6 +28,7 @@ import { metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { SendRing } from "./send_ring.ts";
+import { bufferBudget } from "./budget.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
 
@@ -102,7 +103,9 @@ export class Session {
     this.hmac = opts.hmac;
     this.#cfg = opts.cfg;
     this.#resumable = opts.resumable;
-    this.#ring = new SendRing(opts.cfg.replayBuffer);
+    // Four full frames are always granted; beyond that the ring grows only within the budget.
+    const floor = 4 * frameSize(opts.cfg.maxFramePayload + 1, opts.hmac);
+    this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, bufferBudget, floor);
     this.#mac = opts.hmac ? new FrameMac(frameKey(opts.keys, opts.id)) : null;
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);

@@ -11,7 +11,10 @@ export interface NodeProcess {
   readonly log: string;
   waitForLog(re: RegExp, timeoutMs?: number): Promise<void>;
   signal(sig: Deno.Signal): void;
-  /** Kills (SIGKILL unless told otherwise) and waits for the exit. */
+  /**
+   * Kills (SIGKILL unless told otherwise) and waits for the exit. Throws if the process logged an
+   * internal error (an unhandled rejection caught by the run loop's guard): that is a bug.
+   */
   stop(sig?: Deno.Signal): Promise<Deno.CommandStatus>;
   readonly status: Promise<Deno.CommandStatus>;
 }
@@ -67,7 +70,11 @@ export function spawnNode(
           child.kill(sig);
         } catch { /* already gone */ }
       }
-      return await status;
+      const st = await status;
+      if (/internal error/.test(log)) {
+        throw new Error(`the process logged an internal error:\n${log}`);
+      }
+      return st;
     },
     status,
   };
