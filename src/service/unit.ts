@@ -46,6 +46,9 @@ Group=${o.user}
 # Where a non-compiled install keeps its module cache; unused by compiled binaries.
 CacheDirectory=half-tunnel
 Environment=DENO_DIR=/var/cache/half-tunnel
+# Buffers of 64 KiB and more come from mmap, so memory freed after a burst (or an abuse) goes back
+# to the system instead of staying in the allocator's heap.
+Environment=MALLOC_MMAP_THRESHOLD_=65536
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=true
