@@ -5,15 +5,13 @@
  * port looks like an ordinary site.
  */
 
-import { createHash } from "node:crypto";
 import { decodeHelloCookie } from "./hello_cookie.ts";
 import { type ByteConn, writeAll } from "./leg.ts";
 import { WsLeg } from "./ws_leg.ts";
-import { findHeadEnd, WS_GUID } from "./ws_client.ts";
+import { readHead, wsAccept } from "./http_head.ts";
 
 const MAX_REQUEST_HEAD = 16 * 1024;
 const te = new TextEncoder();
-const td = new TextDecoder();
 
 export type Attach = (leg: WsLeg) => void;
 /** Decides on a hello: how to attach the leg, or null to refuse. */
@@ -61,20 +59,13 @@ export async function serveWsUpgrade(
 ): Promise<void> {
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
-    const buf = new Uint8Array(MAX_REQUEST_HEAD);
-    let len = 0;
-    let end = -1;
-    while (end < 0) {
-      if (len === buf.length) {
-        return refuse(conn, badRequest("431 Request Header Fields Too Large"));
-      }
-      const n = await conn.read(buf.subarray(len));
-      if (n === null) return conn.close();
-      len += n;
-      end = findHeadEnd(buf, len);
+    const r = await readHead(conn, MAX_REQUEST_HEAD);
+    if (r.kind === "too-large") {
+      return await refuse(conn, badRequest("431 Request Header Fields Too Large"));
     }
+    if (r.kind === "closed") return conn.close();
     clearTimeout(timer);
-    const [requestLine, ...lines] = td.decode(buf.subarray(0, end)).split("\r\n");
+    const [requestLine, ...lines] = r.head.split("\r\n");
     const parts = requestLine.split(" ");
     const [method, target, version] = parts;
     const headers = new Map<string, string>();
@@ -86,7 +77,7 @@ export async function serveWsUpgrade(
       else headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
     }
     if (malformed || (version === "HTTP/1.1" && !headers.has("host"))) {
-      return refuse(conn, badRequest("400 Bad Request"));
+      return await refuse(conn, badRequest("400 Bad Request"));
     }
     const path = target.split("?")[0];
     const roles = routes.get(path);
@@ -97,8 +88,8 @@ export async function serveWsUpgrade(
       headers.get("sec-websocket-version") === "13";
     const hello = isUpgrade ? decodeHelloCookie(headers.get("cookie") ?? null) : null;
     const attach = hello && roles ? check(hello, peer, roles) : null;
-    if (!attach) return refuse(conn, notFound(method === "HEAD"));
-    const accept = createHash("sha1").update(key + WS_GUID).digest("base64");
+    if (!attach) return await refuse(conn, notFound(method === "HEAD"));
+    const accept = wsAccept(key!);
     await writeAll(
       conn,
       te.encode(
@@ -106,7 +97,7 @@ export async function serveWsUpgrade(
           `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
       ),
     );
-    attach(new WsLeg(conn, peer, false, buf.slice(end + 4, len)));
+    attach(new WsLeg(conn, peer, false, r.rest));
   } catch {
     try {
       conn.close();

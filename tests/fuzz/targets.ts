@@ -43,7 +43,7 @@ import { FrameMac } from "../../src/session/frame_mac.ts";
 import { FrameReader } from "../../src/session/frame_reader.ts";
 import { parseWelcomeFrame, WELCOME_FRAME_LEN } from "../../src/session/welcome.ts";
 import { encodeHelloCookie } from "../../src/transport/hello_cookie.ts";
-import { findHeadEnd } from "../../src/transport/ws_client.ts";
+import { findHeadEnd } from "../../src/transport/http_head.ts";
 import { WsFrameParser } from "../../src/transport/ws_leg.ts";
 import { echoServer, type TestServer, writeAll } from "../helpers/net.ts";
 import { startTunnel, TEST_KEY, type Tunnel } from "../helpers/tunnel.ts";
