@@ -10,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { abuse, abuseTargets } from "../tests/helpers/abuse.ts";
 import { freePort } from "../tests/helpers/ports.ts";
-import { spawnNode } from "../tests/helpers/process.ts";
+import { nodeArgs, spawnNode } from "../tests/helpers/process.ts";
 import { TEST_KEY } from "../tests/helpers/tunnel.ts";
 
 const { values } = parseArgs({
@@ -31,19 +31,16 @@ function rss(pid: number): { rss: number; peak: number } {
 
 const mib = (n: number) => `${n.toFixed(0)} MiB`;
 const legPort = await freePort();
-const server = spawnNode([
-  "server",
-  "--set",
-  `server.upstream_addr=127.0.0.1:${legPort}`,
-  "--set",
-  `server.downstream_addr=127.0.0.1:${legPort}`,
-  "--set",
-  "server.transport=tcp",
-  "--set",
-  "server.allow_private=true",
-  "--set",
-  `session.resume_timeout=${values["resume-timeout"]}`,
-], { HT_AUTH_KEY: TEST_KEY, HT_LOG_LEVEL: "warning" });
+const server = spawnNode(
+  nodeArgs("server", {
+    "server.upstream_addr": `127.0.0.1:${legPort}`,
+    "server.downstream_addr": `127.0.0.1:${legPort}`,
+    "server.transport": "tcp",
+    "server.allow_private": "true",
+    "session.resume_timeout": values["resume-timeout"]!,
+  }),
+  { HT_AUTH_KEY: TEST_KEY, HT_LOG_LEVEL: "warning" },
+);
 const targets = abuseTargets();
 try {
   await server.waitForLog(/server running|listening/).catch(() => {});

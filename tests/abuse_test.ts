@@ -8,9 +8,8 @@ import assert from "node:assert/strict";
 import { deriveKeys, encodeHello, HELLO_LEN, Role } from "../src/protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../src/protocol/handshake_frame.ts";
 import { Flag, frameSize, HEADER_LEN, writeHeader } from "../src/protocol/frame.ts";
-import { socks5Connect } from "../src/forward/socks5_client.ts";
-import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
-import { startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
+import { echoServer, within, writeAll } from "./helpers/net.ts";
+import { echoWorks, startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
 
 const keys = deriveKeys(TEST_KEY);
 
@@ -40,14 +39,6 @@ async function readUntilClose(
     if (String(e).includes("timeout")) return { bytes, closed: false };
     return { bytes, closed: true };
   }
-}
-
-async function echoWorks(socks: { hostname: string; port: number }, port: number) {
-  const c = await socks5Connect(socks, "127.0.0.1", port);
-  await writeAll(c, new Uint8Array([9, 8, 7]));
-  await c.closeWrite();
-  assert.deepEqual([...await within(readAll(c), 10_000, "echo")], [9, 8, 7]);
-  c.close();
 }
 
 Deno.test("malformed frames close only the offending leg", async () => {

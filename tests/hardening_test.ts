@@ -24,23 +24,14 @@ import { encodeHelloCookie } from "../src/transport/hello_cookie.ts";
 import { parseConfigText } from "../src/config/load.ts";
 import { startServer } from "../src/runtime/server.ts";
 import { startClient } from "../src/runtime/client.ts";
-import { socks5Connect } from "../src/forward/socks5_client.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { spawnNode } from "./helpers/process.ts";
-import { startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
+import { nodeArgs, spawnNode } from "./helpers/process.ts";
+import { echoWorks, startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
 
 const keys = deriveKeys(TEST_KEY);
 const te = new TextEncoder();
 const td = new TextDecoder();
-
-async function echoWorks(socks: { hostname: string; port: number }, port: number) {
-  const c = await socks5Connect(socks, "127.0.0.1", port);
-  await writeAll(c, new Uint8Array([9, 8, 7]));
-  await c.closeWrite();
-  assert.deepEqual([...await within(readAll(c), 10_000, "echo")], [9, 8, 7]);
-  c.close();
-}
 
 /** Sends a hello on a raw TCP leg and returns the server's welcome, or null if it closed. */
 async function helloOnce(
@@ -220,13 +211,13 @@ Deno.test("server.max_sessions: a leg-less session is evicted, else a new one is
 
 Deno.test("a flood of refused probes writes one log line per source, not one per probe", async () => {
   const port = await freePort();
-  const server = spawnNode([
-    "server",
-    "--set",
-    `server.upstream_addr=127.0.0.1:${port}`,
-    "--set",
-    `server.downstream_addr=127.0.0.1:${port}`,
-  ], { HT_AUTH_KEY: TEST_KEY });
+  const server = spawnNode(
+    nodeArgs("server", {
+      "server.upstream_addr": `127.0.0.1:${port}`,
+      "server.downstream_addr": `127.0.0.1:${port}`,
+    }),
+    { HT_AUTH_KEY: TEST_KEY },
+  );
   try {
     await server.waitForLog(/server running/);
     const wrong = deriveKeys("not-the-key-0123456789-abcdefgh");

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { abuse, abuseTargets } from "./helpers/abuse.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { spawnNode } from "./helpers/process.ts";
+import { nodeArgs, spawnNode } from "./helpers/process.ts";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 
@@ -28,19 +28,16 @@ Deno.test({
     const legPort = await freePort();
     const socksPort = await freePort();
     const env = { HT_AUTH_KEY: TEST_KEY, MALLOC_MMAP_THRESHOLD_: "65536" };
-    const server = spawnNode([
-      "server",
-      "--set",
-      `server.upstream_addr=127.0.0.1:${legPort}`,
-      "--set",
-      `server.downstream_addr=127.0.0.1:${legPort}`,
-      "--set",
-      "server.transport=tcp",
-      "--set",
-      "server.allow_private=true",
-      "--set",
-      "session.resume_timeout=3s",
-    ], env);
+    const server = spawnNode(
+      nodeArgs("server", {
+        "server.upstream_addr": `127.0.0.1:${legPort}`,
+        "server.downstream_addr": `127.0.0.1:${legPort}`,
+        "server.transport": "tcp",
+        "server.allow_private": "true",
+        "session.resume_timeout": "3s",
+      }),
+      env,
+    );
     const targets = abuseTargets();
     const echo = echoServer();
     let client: ReturnType<typeof spawnNode> | null = null;
@@ -56,15 +53,14 @@ Deno.test({
       assert.ok(peak < BOUND_MIB, `server peak RSS ${peak.toFixed(0)} MiB < ${BOUND_MIB} MiB`);
       // The abandoned sessions expire (resume_timeout 3 s); a well-behaved client is served.
       await new Promise((r) => setTimeout(r, 4000));
-      client = spawnNode([
-        "client",
-        "--set",
-        `client.upstream_url=tcp://127.0.0.1:${legPort}/`,
-        "--set",
-        `client.downstream_url=tcp://127.0.0.1:${legPort}/`,
-        "--set",
-        `client.socks5.listen=127.0.0.1:${socksPort}`,
-      ], env);
+      client = spawnNode(
+        nodeArgs("client", {
+          "client.upstream_url": `tcp://127.0.0.1:${legPort}/`,
+          "client.downstream_url": `tcp://127.0.0.1:${legPort}/`,
+          "client.socks5.listen": `127.0.0.1:${socksPort}`,
+        }),
+        env,
+      );
       await client.waitForLog(/session \w+ established/);
       const c = await socks5Connect(
         { hostname: "127.0.0.1", port: socksPort },

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { socks5Connect, SocksClientError } from "../src/forward/socks5_client.ts";
 import { echoServer, pattern, readAll, sourceServer, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { spawnNode, tempConfig } from "./helpers/process.ts";
+import { nodeArgs, spawnNode, tempConfig } from "./helpers/process.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 
 const env = { HT_AUTH_KEY: TEST_KEY };
@@ -37,15 +37,11 @@ Deno.test("killing and restarting the server: streams fail cleanly, the client c
   const socksPort = await freePort();
   const echo = echoServer();
   const src = sourceServer(pattern(1 << 20), 1 << 30);
-  const serverArgs = [
-    "server",
-    "--set",
-    `server.upstream_addr=127.0.0.1:${legPort}`,
-    "--set",
-    `server.downstream_addr=127.0.0.1:${legPort}`,
-    "--set",
-    "server.allow_private=true",
-  ];
+  const serverArgs = nodeArgs("server", {
+    "server.upstream_addr": `127.0.0.1:${legPort}`,
+    "server.downstream_addr": `127.0.0.1:${legPort}`,
+    "server.allow_private": "true",
+  });
   let server = spawnNode(serverArgs, env);
   const client = spawnNode([
     "client",

@@ -17,6 +17,7 @@ import {
 } from "../protocol/frame.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
+import { bytes, concat, sameBytes } from "../../tests/helpers/bytes.ts";
 
 const SID = new Uint8Array(16).map((_, i) => 0xa0 + i);
 const OTHER_SID = new Uint8Array(16).map((_, i) => 0x10 + i);
@@ -36,28 +37,6 @@ interface Got extends Spec {
   view: Uint8Array;
 }
 
-function bytes(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-/** Byte equality that reports the first difference (a diff of large arrays would take ages). */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes"): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${msg}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${msg}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
-
 /** Encodes one frame, adding the HMAC flag and trailer when `mac` is given. */
 function encode(s: Spec, mac: FrameMac | null, sid = SID): Uint8Array {
   const n = s.payload.length;
@@ -67,16 +46,6 @@ function encode(s: Spec, mac: FrameMac | null, sid = SID): Uint8Array {
   b.set(s.payload, HEADER_LEN);
   if (mac) b.set(mac.compute(b.subarray(0, HEADER_LEN + n)), HEADER_LEN + n);
   return b;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** A run of frames covering empty, tiny, header-sized and multi-KiB payloads. */

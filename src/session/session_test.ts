@@ -24,6 +24,7 @@ import { type Leg, TransportError } from "../transport/leg.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { Session } from "./session.ts";
+import { bytes, sameBytes } from "../../tests/helpers/bytes.ts";
 
 const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
 const KEYS = deriveKeys(TEST_KEY);
@@ -37,28 +38,6 @@ function sessionConfig(yaml = ""): SessionConfig {
 }
 
 const CFG = sessionConfig();
-
-function bytes(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-/** Byte equality that reports the first difference (a diff of large arrays would take ages). */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes"): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${msg}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${msg}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -9,40 +9,9 @@ import assert from "node:assert/strict";
 import type { ByteConn } from "./leg.ts";
 import { TransportError } from "./leg.ts";
 import { maskInPlace, WsFrameParser, WsLeg } from "./ws_leg.ts";
+import { bytes, concat, sameBytes } from "../../tests/helpers/bytes.ts";
 
 const OP = { CONT: 0, TEXT: 1, BIN: 2, CLOSE: 8, PING: 9, PONG: 10 } as const;
-
-function bytes(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-/** Byte equality that reports the first difference (a diff of large arrays would take ages). */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes"): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${msg}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${msg}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 const te = new TextEncoder();
 const text = (s: string) => te.encode(s);

@@ -80,6 +80,11 @@ export function spawnNode(
   };
 }
 
+/** Command-line arguments for a role with `--set` for each setting: {"server.transport": "tcp"}. */
+export function nodeArgs(role: "server" | "client", settings: Record<string, string>): string[] {
+  return [role, ...Object.entries(settings).flatMap(([k, v]) => ["--set", `${k}=${v}`])];
+}
+
 /** Writes a temp config file and returns its path; remove the dir when done. */
 export async function tempConfig(
   name: string,

@@ -4,7 +4,10 @@
  * test key. Every handle closes everything it started.
  */
 
+import assert from "node:assert/strict";
 import { parseConfigText } from "../../src/config/load.ts";
+import { socks5Connect } from "../../src/forward/socks5_client.ts";
+import { readAll, within, writeAll } from "./net.ts";
 import type { Config } from "../../src/config/model.ts";
 import { type RunningServer, startServer } from "../../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../../src/runtime/client.ts";
@@ -25,6 +28,18 @@ export interface Tunnel {
   /** SOCKS5 proxy address of the client. */
   socks: { hostname: string; port: number };
   close(): Promise<void>;
+}
+
+/** Carries three bytes to the echo server at `port` through the SOCKS5 proxy and checks them. */
+export async function echoWorks(
+  socks: { hostname: string; port: number },
+  port: number,
+): Promise<void> {
+  const c = await socks5Connect(socks, "127.0.0.1", port);
+  await writeAll(c, new Uint8Array([9, 8, 7]));
+  await c.closeWrite();
+  assert.deepEqual([...await within(readAll(c), 10_000, "echo")], [9, 8, 7]);
+  c.close();
 }
 
 /** Forward tunnel over WebSocket legs (split by default) with the exit allowed to dial loopback. */
