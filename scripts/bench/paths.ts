@@ -7,6 +7,7 @@
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { generateKey } from "../../src/config/keygen.ts";
 import type { TempCert } from "../../tests/helpers/tls.ts";
+import { type NodeProcess, spawnNode, spawnProcess } from "../../tests/helpers/process.ts";
 
 export interface Path {
   name: string;
@@ -29,8 +30,6 @@ export const TUNNEL_PATHS = [
 ];
 export const ALL_PATHS = ["direct", "socat", "ssh", ...TUNNEL_PATHS];
 
-const root = new URL("../..", import.meta.url).pathname;
-
 /** `n` distinct free ports: all are held open while choosing, so none repeats. */
 function freePorts(n: number): number[] {
   const held = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
@@ -48,46 +47,10 @@ async function has(cmd: string): Promise<boolean> {
     .output().then((o) => o.success, () => false);
 }
 
-interface Proc {
-  child: Deno.ChildProcess;
-  log: () => string;
-}
-
-function spawn(cmd: string, args: string[]): Proc {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: root,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const td = new TextDecoder();
-  for (const s of [child.stdout, child.stderr]) {
-    (async () => {
-      for await (const c of s) log = (log + td.decode(c)).slice(-4000);
-    })().catch(() => {});
-  }
-  return { child, log: () => log };
-}
-
-async function kill(p: Proc): Promise<void> {
-  try {
-    p.child.kill("SIGTERM");
-  } catch { /* gone */ }
-  const t = setTimeout(() => {
-    try {
-      p.child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 3000);
-  await p.child.status;
-  clearTimeout(t);
-}
-
 /** Polls a request/response through the path until it works. */
 async function ready(
   connect: () => Promise<Deno.TcpConn>,
-  procs: Proc[],
+  procs: NodeProcess[],
   name: string,
 ): Promise<void> {
   const end = Date.now() + 30_000;
@@ -110,7 +73,9 @@ async function ready(
       }
     } catch { /* not up yet */ }
     if (Date.now() > end) {
-      throw new Error(`${name} did not come up:\n${procs.map((p) => p.log()).join("\n")}`);
+      throw new Error(
+        `${name} did not come up:\n${procs.map((p) => p.log.slice(-4000)).join("\n")}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -130,19 +95,35 @@ export interface PathContext {
   cert: TempCert | null;
 }
 
+/** Stops a tunnel process gently (SIGTERM, then SIGKILL after 3 s). */
+async function stop(p: NodeProcess): Promise<void> {
+  await p.stop("SIGTERM");
+}
+
+/** Starts a tunnel server and client from their config files and waits until `connect` works. */
+async function startPair(
+  name: string,
+  files: { server: string; client: string },
+  role: boolean,
+  connect: () => Promise<Deno.TcpConn>,
+): Promise<Path> {
+  const env = { HT_LOG_LEVEL: "warning" };
+  const args = (file: string, r: "server" | "client") =>
+    role ? [r, "--config", file] : ["-c", file];
+  const s = spawnNode(args(files.server, "server"), env);
+  const c = spawnNode(args(files.client, "client"), env);
+  await ready(connect, [s, c], name);
+  return {
+    name,
+    pids: { server: s.pid, client: c.pid },
+    connect,
+    stop: async () => void await Promise.all([stop(c), stop(s)]),
+  };
+}
+
 /** Starts a path, or returns a reason it cannot run here. */
 export async function startPath(name: string, ctx: PathContext): Promise<Path | string> {
   const key = generateKey();
-  const deno = Deno.execPath();
-  const run = (file: string, role?: string) =>
-    spawn(deno, [
-      "run",
-      "-A",
-      "--config",
-      "deno.json",
-      "main.ts",
-      ...(role ? [role, "--config", file] : ["-c", file]),
-    ]);
   const write = async (file: string, text: string) => {
     const p = `${ctx.tmp}/${name}-${file}`;
     await Deno.writeTextFile(p, text);
@@ -154,7 +135,8 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
   if (name === "socat") {
     if (!await has("socat")) return "socat is not installed";
     const [port] = freePorts(1);
-    const p = spawn("socat", [
+    const p = spawnProcess([
+      "socat",
       "-b",
       "65536",
       `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=4096`,
@@ -162,7 +144,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     ]);
     const connect = tcp(port);
     await ready(connect, [p], name);
-    return { name, pids: { server: p.child.pid }, connect, stop: () => kill(p) };
+    return { name, pids: { server: p.pid }, connect, stop: () => stop(p) };
   }
   if (name === "ssh") {
     if (!await has("sshd") || !await has("ssh")) return "sshd/ssh are not installed";
@@ -173,21 +155,19 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     const legB = name === "split" ? other : legA;
     const tls = name === "wss" ? ctx.cert : null;
     const scheme = tls ? "wss" : "ws", host = tls ? "localhost" : "127.0.0.1";
-    const srv = await write(
+    const server = await write(
       "server.yaml",
-      `auth:\n  key: ${key}\nlog:\n  level: warning\nserver:\n  upstream_addr: 127.0.0.1:${legA}\n  downstream_addr: 127.0.0.1:${legB}\n  allow_private: true\n` +
+      `auth:\n  key: ${key}\nserver:\n  upstream_addr: 127.0.0.1:${legA}\n  downstream_addr: 127.0.0.1:${legB}\n  allow_private: true\n` +
         (tls ? `  tls:\n    cert_file: ${tls.certFile}\n    key_file: ${tls.keyFile}\n` : ""),
     );
-    const cli = await write(
+    const client = await write(
       "client.yaml",
-      `auth:\n  key: ${key}\nlog:\n  level: warning\nclient:\n  upstream_url: ${scheme}://${host}:${legA}/upstream\n  downstream_url: ${scheme}://${host}:${legB}/${
+      `auth:\n  key: ${key}\nclient:\n  upstream_url: ${scheme}://${host}:${legA}/upstream\n  downstream_url: ${scheme}://${host}:${legB}/${
         name === "split" ? "downstream" : "upstream"
       }\n  socks5:\n    listen: 127.0.0.1:${socks}\n` +
         (tls ? `  tls:\n    ca_file: ${tls.certFile}\n` : ""),
     );
-    const s = run(srv, "server");
-    const c = run(cli, "client");
-    const connect = async () => {
+    return await startPair(name, { server, client }, true, async () => {
       const conn = await socks5Connect(
         { hostname: "127.0.0.1", port: socks },
         "127.0.0.1",
@@ -195,38 +175,22 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
       );
       conn.setNoDelay(true);
       return conn;
-    };
-    await ready(connect, [s, c], name);
-    return {
-      name,
-      pids: { server: s.child.pid, client: c.child.pid },
-      connect,
-      stop: async () => void await Promise.all([kill(c), kill(s)]),
-    };
+    });
   }
   if (name.startsWith("rev-")) {
     const transport = name.slice(4);
     const [bind, published] = freePorts(2);
     const tls = transport.startsWith("wss") ? ctx.cert : null;
-    const srv = await write(
+    const server = await write(
       "server.toml",
-      `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\nlog_level = "warn"\nports = ["127.0.0.1:${published}=${ctx.target}"]\n` +
+      `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\nports = ["127.0.0.1:${published}=${ctx.target}"]\n` +
         (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : ""),
     );
-    const cli = await write(
+    const client = await write(
       "client.toml",
-      `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\nlog_level = "warn"\n`,
+      `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\n`,
     );
-    const s = run(srv);
-    const c = run(cli);
-    const connect = tcp(published);
-    await ready(connect, [s, c], name);
-    return {
-      name,
-      pids: { server: s.child.pid, client: c.child.pid },
-      connect,
-      stop: async () => void await Promise.all([kill(c), kill(s)]),
-    };
+    return await startPair(name, { server, client }, false, tcp(published));
   }
   return `unknown path ${name}`;
 }

@@ -1,6 +1,7 @@
 /**
- * Runs `main.ts` as a real process for tests that need one (kill, restart, signals, exit codes):
- * collects its stderr log, waits for log lines, and always kills it at the end.
+ * Runs `main.ts` (or another program, like socat for the benchmark) as a real process for tests
+ * and benchmarks that need one (kill, restart, signals, exit codes): collects its output, waits
+ * for log lines, and always kills it at the end.
  */
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -12,8 +13,9 @@ export interface NodeProcess {
   waitForLog(re: RegExp, timeoutMs?: number): Promise<void>;
   signal(sig: Deno.Signal): void;
   /**
-   * Kills (SIGKILL unless told otherwise) and waits for the exit. Throws if the process logged an
-   * internal error (an unhandled rejection caught by the run loop's guard): that is a bug.
+   * Kills (SIGKILL unless told otherwise; another signal is followed by SIGKILL after 3 s) and
+   * waits for the exit. Throws if the process logged an internal error (an unhandled rejection
+   * caught by the run loop's guard): that is a bug.
    */
   stop(sig?: Deno.Signal): Promise<Deno.CommandStatus>;
   readonly status: Promise<Deno.CommandStatus>;
@@ -28,10 +30,15 @@ export function spawnNode(
   const cmd = opts.nofile
     ? ["bash", "-c", `ulimit -n ${opts.nofile} && exec "$@"`, "bash", ...deno]
     : deno;
+  return spawnProcess(cmd, { HT_LOG_LEVEL: "info", ...env });
+}
+
+/** Runs `cmd` (program first) in the repository root with `env` added to the environment. */
+export function spawnProcess(cmd: string[], env: Record<string, string> = {}): NodeProcess {
   const child = new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     cwd: root,
-    env: { HT_LOG_LEVEL: "info", ...env },
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -70,10 +77,14 @@ export function spawnNode(
           child.kill(sig);
         } catch { /* already gone */ }
       }
+      const hard = sig === "SIGKILL" ? undefined : setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 3000);
       const st = await status;
-      if (/internal error/.test(log)) {
-        throw new Error(`the process logged an internal error:\n${log}`);
-      }
+      clearTimeout(hard);
+      if (/internal error/.test(log)) throw new Error(`the process logged an internal error:\n${log}`);
       return st;
     },
     status,
