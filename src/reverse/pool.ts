@@ -8,7 +8,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
 import {
-  encodeHello,
   type HelloClock,
   HelloFlag,
   type Keys,
@@ -16,12 +15,11 @@ import {
   WelcomeStatus,
   welcomeStatusText,
 } from "../protocol/handshake.ts";
-import { dialLeg, type DialSpec } from "../transport/dial.ts";
+import type { DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
-import { parseWelcomeFrame, readWelcome, WELCOME_FRAME_LEN } from "../session/welcome.ts";
-import { type ByteConn, readExact, writeAll } from "../transport/leg.ts";
-import { TcpLeg } from "../transport/tcp_leg.ts";
+import { handshakeLeg } from "../session/leg_handshake.ts";
+import { type ByteConn, writeAll } from "../transport/leg.ts";
 import { Ctrl } from "../protocol/frame.ts";
 import type { ReverseDialer } from "./client_dialer.ts";
 import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";
@@ -140,44 +138,29 @@ export class PoolManager {
     this.#dialing++;
     let session: Session | null = null;
     try {
-      const flags = this.opts.hmac ? HelloFlag.HMAC : 0;
-      const hello = encodeHello(
-        this.opts.keys,
-        Role.POOL,
-        flags,
-        control.id,
-        0,
-        this.opts.clock.now(),
-      );
-      const label = `${this.opts.spec.url.host} pool`;
-      const leg = await dialLeg(this.opts.spec, control.id, hello, label);
-      // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.
-      const conn = this.opts.hmac ? undefined : leg.rawConn?.();
-      if (conn) {
-        const timer = setTimeout(() => conn.close(), this.opts.spec.timeoutMs);
-        const head = await readExact(conn, WELCOME_FRAME_LEN).finally(() => clearTimeout(timer));
-        if (!head) throw new Error("server closed the pool connection during the handshake");
-        const welcome = parseWelcomeFrame(head, this.opts.keys, hello);
-        if (welcome.status !== WelcomeStatus.OK) {
-          conn.close();
-          throw new Error(`pool connection refused: ${welcomeStatusText(welcome.status)}`);
-        }
-        if (!(welcome.flags & HelloFlag.HMAC)) {
-          this.#serveRaw(conn, control.id);
-          this.#backoff.reset();
-          return;
-        }
-      }
-      const raw = conn ? new TcpLeg(conn, label) : leg;
-      const w = conn
-        ? { status: WelcomeStatus.OK, flags: HelloFlag.HMAC, recvAck: 0, leg: raw }
-        : await readWelcome(raw, this.opts.keys, hello, this.opts.spec.timeoutMs);
+      const w = await handshakeLeg({
+        spec: this.opts.spec,
+        keys: this.opts.keys,
+        clock: this.opts.clock,
+        role: Role.POOL,
+        flags: this.opts.hmac ? HelloFlag.HMAC : 0,
+        sessionId: control.id,
+        recvAck: 0,
+        label: `${this.opts.spec.url.host} pool`,
+        // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.
+        raw: !this.opts.hmac,
+      });
       if (w.status !== WelcomeStatus.OK) {
         w.leg.close();
         throw new Error(`pool connection refused: ${welcomeStatusText(w.status)}`);
       }
+      if (w.raw && !(w.flags & HelloFlag.HMAC)) {
+        this.#serveRaw(w.raw, control.id);
+        this.#backoff.reset();
+        return;
+      }
       session = new Session({
-        id: hello.slice(12, 28),
+        id: w.hello.slice(12, 28),
         side: "client",
         keys: this.opts.keys,
         hmac: (w.flags & HelloFlag.HMAC) !== 0,

@@ -8,7 +8,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { ReconnectConfig, SessionConfig } from "../config/model.ts";
 import {
-  encodeHello,
   HelloClock,
   HelloFlag,
   type Keys,
@@ -18,11 +17,11 @@ import {
   WelcomeStatus,
   welcomeStatusText,
 } from "../protocol/handshake.ts";
-import { dialLeg, type DialSpec } from "../transport/dial.ts";
+import type { DialSpec } from "../transport/dial.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
 import { Session } from "./session.ts";
-import { readWelcome } from "./welcome.ts";
+import { handshakeLeg } from "./leg_handshake.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
 
@@ -154,24 +153,18 @@ export class Connector {
     return s;
   }
 
-  /**
-   * Dials a leg, sends the hello and returns the verified welcome. A STALE_HELLO answer (the
-   * server restarted and our clock is behind its) corrects the clock and is retried once at once.
-   */
-  async #handshake(plan: LegPlan, id: Uint8Array, flags: number, recvAck: number) {
-    const f = flags | (this.opts.hmac ? HelloFlag.HMAC : 0);
-    const label = `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`;
-    for (let attempt = 0;; attempt++) {
-      const hello = encodeHello(this.opts.keys, plan.role, f, id, recvAck, this.opts.clock.now());
-      const raw = await dialLeg(plan.spec, id, hello, label);
-      const w = await readWelcome(raw, this.opts.keys, hello, plan.spec.timeoutMs);
-      if (w.status !== WelcomeStatus.STALE_HELLO || attempt > 0 || w.serverTimeMs === undefined) {
-        return w;
-      }
-      w.leg.close();
-      const ms = this.opts.clock.learn(w.serverTimeMs);
-      log.warn("our clock is {ms} ms behind the server's; hellos are signed with its time", { ms });
-    }
+  /** Dials a leg of `plan` and returns the server's verified welcome. */
+  #handshake(plan: LegPlan, id: Uint8Array, flags: number, recvAck: number) {
+    return handshakeLeg({
+      spec: plan.spec,
+      keys: this.opts.keys,
+      clock: this.opts.clock,
+      role: plan.role,
+      flags: flags | (this.opts.hmac ? HelloFlag.HMAC : 0),
+      sessionId: id,
+      recvAck,
+      label: `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`,
+    });
   }
 
   async #redial(s: Session, role: RoleValue, reason: string): Promise<void> {

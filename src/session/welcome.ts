@@ -6,7 +6,7 @@
 
 import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
 import { HandshakeError, type Keys, verifyWelcome, WELCOME_LEN } from "../protocol/handshake.ts";
-import type { Leg } from "../transport/leg.ts";
+import { type ByteConn, type Leg, readExact } from "../transport/leg.ts";
 
 const FRAME_LEN = HEADER_LEN + WELCOME_LEN;
 
@@ -30,6 +30,26 @@ export function parseWelcomeFrame(frame: Uint8Array, keys: Keys, hello: Uint8Arr
 }
 
 export const WELCOME_FRAME_LEN = FRAME_LEN;
+
+/**
+ * Reads and checks the welcome frame straight off a raw connection, leaving every later byte in
+ * the connection (for a pool connection that becomes a byte pipe).
+ */
+export async function readRawWelcome(
+  conn: ByteConn,
+  keys: Keys,
+  hello: Uint8Array,
+  timeoutMs: number,
+): Promise<Omit<Welcomed, "leg">> {
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    const head = await readExact(conn, FRAME_LEN);
+    if (!head) throw new HandshakeError("server closed the connection during the handshake");
+    return parseWelcomeFrame(head, keys, hello);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function readWelcome(
   leg: Leg,

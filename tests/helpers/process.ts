@@ -84,7 +84,9 @@ export function spawnProcess(cmd: string[], env: Record<string, string> = {}): N
       }, 3000);
       const st = await status;
       clearTimeout(hard);
-      if (/internal error/.test(log)) throw new Error(`the process logged an internal error:\n${log}`);
+      if (/internal error/.test(log)) {
+        throw new Error(`the process logged an internal error:\n${log}`);
+      }
       return st;
     },
     status,

@@ -1,0 +1,62 @@
+/**
+ * Client side of one leg's handshake, the one place every client leg goes through (session legs
+ * of the connector and pool connections alike): dial, send the hello signed with the client's
+ * clock, read and verify the welcome. A STALE_HELLO answer (the server restarted and our clock is
+ * behind its) corrects the clock and is retried once, at once.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  encodeHello,
+  type HelloClock,
+  type Keys,
+  type RoleValue,
+  WelcomeStatus,
+} from "../protocol/handshake.ts";
+import { dialLeg, type DialSpec } from "../transport/dial.ts";
+import type { ByteConn } from "../transport/leg.ts";
+import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
+
+const log = getLogger(["half-tunnel", "client"]);
+
+export interface LegRequest {
+  spec: DialSpec;
+  keys: Keys;
+  clock: HelloClock;
+  role: RoleValue;
+  /** HelloFlag bits (HMAC, RESUME). */
+  flags: number;
+  sessionId: Uint8Array;
+  /** Last seq this side received in the session (what the server should resend after). */
+  recvAck: number;
+  label: string;
+  /**
+   * Read the welcome straight off the raw connection when the transport has one (raw TCP pool
+   * connections that may become byte pipes): the leg is then returned unstarted, with `raw`.
+   */
+  raw?: boolean;
+}
+
+export interface LegWelcome extends Welcomed {
+  /** The hello that was accepted (a pool session takes its nonce as id). */
+  hello: Uint8Array;
+  /** The connection the welcome was read from, when `raw` was asked for and possible. */
+  raw?: ByteConn;
+}
+
+export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
+  for (let attempt = 0;; attempt++) {
+    const hello = encodeHello(r.keys, r.role, r.flags, r.sessionId, r.recvAck, r.clock.now());
+    const leg = await dialLeg(r.spec, r.sessionId, hello, r.label);
+    const conn = r.raw ? leg.rawConn?.() : undefined;
+    const w: LegWelcome = conn
+      ? { ...await readRawWelcome(conn, r.keys, hello, r.spec.timeoutMs), leg, hello, raw: conn }
+      : { ...await readWelcome(leg, r.keys, hello, r.spec.timeoutMs), hello };
+    if (w.status !== WelcomeStatus.STALE_HELLO || attempt > 0 || w.serverTimeMs === undefined) {
+      return w;
+    }
+    w.leg.close();
+    const ms = r.clock.learn(w.serverTimeMs);
+    log.warn("our clock is {ms} ms behind the server's; hellos are signed with its time", { ms });
+  }
+}
