@@ -5,18 +5,10 @@
  */
 
 import { fromBackhaulToml } from "./backhaul.ts";
-import { ConfigError } from "./error.ts";
+import { assign, type Draft, newDraft, settle } from "./draft.ts";
+import { ConfigError, suggest } from "./error.ts";
 import type { Config } from "./model.ts";
-import {
-  assign,
-  type Draft,
-  envName,
-  KEY_BY_PATH,
-  KEYS,
-  newDraft,
-  settle,
-  suggest,
-} from "./schema.ts";
+import { envName, KEY_BY_PATH, KEYS } from "./schema.ts";
 import { validate } from "./validate.ts";
 import { applyYaml } from "./yaml.ts";
 

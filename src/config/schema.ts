@@ -1,127 +1,516 @@
 /**
- * The key table of the Half-Tunnel-style front ends: every YAML key path, how its value is
- * converted and where it lands in the model, plus the built-in defaults. The YAML file, `HT_`
- * variables and `--set` flags all go through this one table, so they cannot drift apart.
+ * The key table: one row per configuration key, the single place a key is declared. A row holds
+ * the YAML path, the type, where the value lands in the model, the default, the range or allowed
+ * values, a line of documentation, whether a SIGHUP reload applies it in place, and its Backhaul
+ * TOML name. The YAML file, `HT_` variables, `--set` flags, the defaults, the per-key checks, the
+ * reload lists and the README table are all derived from it, so they cannot drift apart.
  */
 
-import { ConfigError, shown } from "./error.ts";
-import type { Config, LogLevel } from "./model.ts";
+import type { ClientConfig, Config, ServerConfig, TlsServerConfig } from "./model.ts";
 import { forwarderParser, parsePortMapping, parseStaticForward } from "./ports.ts";
-import { parseDuration, parseSize } from "./units.ts";
 
-/**
- * A configuration being assembled from its sources. SOCKS5 and server TLS are kept flat here
- * because the model turns them into `null` (disabled) only once every source has had its say.
- */
-export interface Draft {
-  cfg: Config;
-  socks: { enabled: boolean; listen: string; username: string; password: string };
-  serverTls: { certFile: string; keyFile: string };
-  /** Key path → where its current value came from, e.g. `client.nodelay (HT_CLIENT_NODELAY)`. */
-  origins: Map<string, string>;
-}
-
-type Kind = "string" | "bool" | "int" | "number" | "duration" | "size" | "list";
+export type Kind = "string" | "bool" | "int" | "number" | "duration" | "size" | "list";
+/** A value after conversion by its kind: durations in ms, sizes in bytes. */
 type ValueOf<K extends Kind> = K extends "bool" ? boolean
   : K extends "list" ? string[]
   : K extends "string" ? string
   : number;
+/** A value as a user writes it in YAML: `10s`, `1MiB`, `true`, `["a"]`. */
+type Raw = string | number | boolean | readonly string[];
+/** A limit: a number in model units, or the path of the key whose value is the limit. */
+export type Bound = number | string;
 
-export interface KeySpec {
-  path: string;
-  kind: Kind;
+/** The SOCKS5 settings while sources are merged; `settle` turns `enabled: false` into `null`. */
+export interface SocksDraft {
+  enabled: boolean;
+  listen: string;
+  username: string;
+  password: string;
+}
+
+/** The model as its keys write it: SOCKS5 and server TLS stay plain groups until `settle`. */
+type Settings = Omit<Config, "role" | "source" | "warnings" | "server" | "client"> & {
+  server: Omit<ServerConfig, "tls"> & { tls: TlsServerConfig };
+  client: Omit<ClientConfig, "socks5"> & { socks5: SocksDraft };
+};
+
+type Leaf = string | number | boolean | readonly unknown[] | Map<unknown, unknown>;
+/** Every dotted path to a value in `T`, e.g. "session.streamWindow". */
+type PathOf<T> = {
+  [K in keyof T & string]: T[K] extends Leaf ? K : `${K}.${PathOf<T[K]>}`;
+}[keyof T & string];
+/** The type of the value at `P` in `T`. */
+type At<T, P extends string> = P extends `${infer H}.${infer R}`
+  ? H extends keyof T ? At<T[H], R> : never
+  : P extends keyof T ? T[P]
+  : never;
+type ModelPath = PathOf<Settings>;
+
+interface Row<P extends ModelPath, K extends Kind> {
+  kind: K;
+  /** Where the value lands in the model; also the name a reload reports it by. */
+  to: P;
+  /** As a user would write it; converted like any other source. */
+  default: Raw;
+  /** Shown instead of the default where the default is worked out at load (e.g. "URL host"). */
+  shown?: string;
+  /** One line for the README table and `--help`. */
+  doc: string;
   /** Allowed values of an enumerated string. */
   values?: readonly string[];
+  /** Least and greatest value in model units; a duration has only a least one. */
+  min?: Bound;
+  max?: number;
+  /** A SIGHUP reload applies it to new streams; any other change needs a restart. */
+  reload?: true;
+  /** The Backhaul TOML key (in `[server]`/`[client]`, per the row's section) that sets it. */
+  backhaul?: string;
   /** Never echo the value in a message. */
-  secret?: boolean;
-  set(d: Draft, v: never): void;
+  secret?: true;
+  /** Converts beyond the kind, e.g. a list of strings into port mappings. */
+  parse?: (v: ValueOf<K>) => At<Settings, P>;
 }
 
-function key<K extends Kind>(
+export type KeySpec = Omit<Row<ModelPath, Kind>, "parse"> & {
+  /** The YAML path; the `HT_` and `--set` names derive from it. */
+  path: string;
+  parse?: (v: never) => unknown;
+};
+
+function key<P extends ModelPath, K extends Kind>(
   path: string,
-  kind: K,
-  set: (d: Draft, v: ValueOf<K>) => void,
-  more: { values?: readonly string[]; secret?: boolean } = {},
-): KeySpec {
-  return { path, kind, set: set as KeySpec["set"], ...more };
+  row: Row<P, K>,
+): KeySpec & { to: P } {
+  return { path, ...row } as KeySpec & { to: P };
 }
 
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+const MODES = ["mux", "pool"] as const;
 const LOG_LEVELS = ["trace", "debug", "info", "warning", "warn", "error", "fatal"] as const;
-const MODES = { values: ["mux", "pool"] } as const;
 
-export const KEYS: readonly KeySpec[] = [
-  key(
-    "log.level",
-    "string",
-    (d, v) => d.cfg.log.level = (v === "warn" ? "warning" : v) as LogLevel,
-    {
-      values: LOG_LEVELS,
-    },
-  ),
-  key("auth.key", "string", (d, v) => d.cfg.auth.key = v, { secret: true }),
-  key("auth.hmac", "bool", (d, v) => d.cfg.auth.hmac = v),
-  key("session.keepalive_interval", "duration", (d, v) => d.cfg.session.keepaliveIntervalMs = v),
-  key("session.liveness_timeout", "duration", (d, v) => d.cfg.session.livenessTimeoutMs = v),
-  key("session.resume_timeout", "duration", (d, v) => d.cfg.session.resumeTimeoutMs = v),
-  key("session.stream_window", "size", (d, v) => d.cfg.session.streamWindow = v),
-  key("session.replay_buffer", "size", (d, v) => d.cfg.session.replayBuffer = v),
-  key("session.max_frame_payload", "size", (d, v) => d.cfg.session.maxFramePayload = v),
-  key("session.max_streams", "int", (d, v) => d.cfg.session.maxStreams = v),
-  key("session.buffer_budget", "size", (d, v) => d.cfg.session.bufferBudget = v),
-  key("server.upstream_addr", "string", (d, v) => d.cfg.server.upstreamAddr = v),
-  key("server.upstream_path", "string", (d, v) => d.cfg.server.upstreamPath = v),
-  key("server.downstream_addr", "string", (d, v) => d.cfg.server.downstreamAddr = v),
-  key("server.downstream_path", "string", (d, v) => d.cfg.server.downstreamPath = v),
-  key("server.transport", "string", (d, v) => d.cfg.server.legKind = v as "ws" | "tcp", {
-    values: ["ws", "tcp"],
+const ROWS = [
+  key("log.level", {
+    kind: "string",
+    to: "log.level",
+    default: "info",
+    doc: "log verbosity (`warn` = `warning`)",
+    values: LOG_LEVELS,
+    reload: true,
+    backhaul: "log_level",
+    parse: (v) => v === "warn" ? "warning" : v as Config["log"]["level"],
   }),
-  key("server.mode", "string", (d, v) => d.cfg.server.streamMode = v as "mux" | "pool", MODES),
-  key("server.tls.cert_file", "string", (d, v) => d.serverTls.certFile = v),
-  key("server.tls.key_file", "string", (d, v) => d.serverTls.keyFile = v),
-  key("server.exit", "bool", (d, v) => d.cfg.server.exit = v),
-  key("server.allow_private", "bool", (d, v) => d.cfg.server.allowPrivate = v),
-  key("server.dial_timeout", "duration", (d, v) => d.cfg.server.dialTimeoutMs = v),
-  key("server.ports", "list", (d, v) => d.cfg.server.ports = v.map(parsePortMapping)),
-  key("server.channel_size", "int", (d, v) => d.cfg.server.channelSize = v),
-  key("server.max_sessions", "int", (d, v) => d.cfg.server.maxSessions = v),
-  key("server.connection_pool", "int", (d, v) => d.cfg.server.connectionPool = v),
-  key("server.proxy_protocol", "bool", (d, v) => d.cfg.server.proxyProtocol = v),
-  key("server.nodelay", "bool", (d, v) => d.cfg.server.nodelay = v),
-  key("server.keepalive_period", "duration", (d, v) => d.cfg.server.keepalivePeriodMs = v),
-  key("client.upstream_url", "string", (d, v) => d.cfg.client.upstreamUrl = v),
-  key("client.downstream_url", "string", (d, v) => d.cfg.client.downstreamUrl = v),
-  key("client.mode", "string", (d, v) => d.cfg.client.streamMode = v as "mux" | "pool", MODES),
-  key("client.tls.ca_file", "string", (d, v) => d.cfg.client.tls.caFile = v),
-  key("client.tls.insecure_skip_verify", "bool", (d, v) => d.cfg.client.tls.insecureSkipVerify = v),
-  key("client.tls.sni", "string", (d, v) => d.cfg.client.tls.sni = v),
-  key("client.host_header", "string", (d, v) => d.cfg.client.hostHeader = v),
-  key("client.edge_ip", "string", (d, v) => d.cfg.client.edgeIp = v),
-  key("client.socks5.enabled", "bool", (d, v) => d.socks.enabled = v),
-  key("client.socks5.listen", "string", (d, v) => d.socks.listen = v),
-  key("client.socks5.username", "string", (d, v) => d.socks.username = v),
-  key("client.socks5.password", "string", (d, v) => d.socks.password = v, { secret: true }),
-  key("client.forwards", "list", (d, v) => d.cfg.client.forwards = v.map(parseStaticForward)),
-  key("client.reverse", "bool", (d, v) => d.cfg.client.reverse = v),
-  key(
-    "client.forwarder",
-    "list",
-    (d, v) => d.cfg.client.forwarder = new Map(v.map(forwarderParser())),
-  ),
-  key("client.connection_pool", "int", (d, v) => d.cfg.client.connectionPool = v),
-  key("client.aggressive_pool", "bool", (d, v) => d.cfg.client.aggressivePool = v),
-  key("client.mux_session", "int", (d, v) => d.cfg.client.muxSessions = v),
-  key(
-    "client.reconnect.initial_delay",
-    "duration",
-    (d, v) => d.cfg.client.reconnect.initialDelayMs = v,
-  ),
-  key("client.reconnect.max_delay", "duration", (d, v) => d.cfg.client.reconnect.maxDelayMs = v),
-  key("client.reconnect.multiplier", "number", (d, v) => d.cfg.client.reconnect.multiplier = v),
-  key("client.reconnect.jitter", "number", (d, v) => d.cfg.client.reconnect.jitter = v),
-  key("client.dial_timeout", "duration", (d, v) => d.cfg.client.dialTimeoutMs = v),
-  key("client.nodelay", "bool", (d, v) => d.cfg.client.nodelay = v),
-  key("client.keepalive_period", "duration", (d, v) => d.cfg.client.keepalivePeriodMs = v),
+  key("auth.key", {
+    kind: "string",
+    to: "auth.key",
+    default: "",
+    shown: "(required)",
+    doc: "shared secret; `half-tunnel keygen` makes one. Never logged.",
+    secret: true,
+    backhaul: "token",
+  }),
+  key("auth.hmac", {
+    kind: "bool",
+    to: "auth.hmac",
+    default: false,
+    doc: "HMAC-SHA256 on every frame (either side asking turns it on)",
+  }),
+  key("session.keepalive_interval", {
+    kind: "duration",
+    to: "session.keepaliveIntervalMs",
+    default: "10s",
+    doc: "keepalive on every leg, both directions",
+    min: 50,
+    backhaul: "heartbeat",
+  }),
+  key("session.liveness_timeout", {
+    kind: "duration",
+    to: "session.livenessTimeoutMs",
+    // 0 until a source sets it; validate makes it 2 × keepalive_interval then.
+    default: 0,
+    shown: "2 × keepalive_interval",
+    doc: "a silent leg is closed and redialled; longer than keepalive_interval",
+  }),
+  key("session.resume_timeout", {
+    kind: "duration",
+    to: "session.resumeTimeoutMs",
+    default: "60s",
+    doc: "a session whose legs stay away longer is closed; longer than 0",
+  }),
+  key("session.max_frame_payload", {
+    kind: "size",
+    to: "session.maxFramePayload",
+    default: 65535,
+    doc: "largest frame payload",
+    min: 1024,
+    max: 65535,
+    backhaul: "mux_framesize",
+  }),
+  key("session.stream_window", {
+    kind: "size",
+    to: "session.streamWindow",
+    default: "1MiB",
+    doc: "per-stream credit window",
+    min: "session.max_frame_payload",
+    max: GiB,
+    backhaul: "mux_streambuffer",
+  }),
+  key("session.replay_buffer", {
+    kind: "size",
+    to: "session.replayBuffer",
+    default: "16MiB",
+    doc: "unacknowledged bytes kept for resume, per session; at least stream_window",
+    min: 0,
+    max: GiB,
+    backhaul: "mux_recievebuffer",
+  }),
+  key("session.max_streams", {
+    kind: "int",
+    to: "session.maxStreams",
+    default: 8192,
+    doc: "open streams per session",
+    min: 1,
+    max: 1_000_000,
+  }),
+  key("session.buffer_budget", {
+    kind: "size",
+    to: "session.bufferBudget",
+    default: "128MiB",
+    doc: "all sessions together: replay growth and stream queues (see Security and limits)",
+    min: 4 * MiB,
+    max: 64 * GiB,
+  }),
+  key("server.upstream_addr", {
+    kind: "string",
+    to: "server.upstreamAddr",
+    default: ":8080",
+    doc: "listener of the upstream leg (`host:port` or `:port`)",
+    backhaul: "bind_addr",
+  }),
+  key("server.upstream_path", {
+    kind: "string",
+    to: "server.upstreamPath",
+    default: "/upstream",
+    doc: "WebSocket path of the upstream leg",
+  }),
+  key("server.downstream_addr", {
+    kind: "string",
+    to: "server.downstreamAddr",
+    default: ":8081",
+    doc: "listener of the downstream leg; may equal upstream_addr",
+    backhaul: "bind_addr",
+  }),
+  key("server.downstream_path", {
+    kind: "string",
+    to: "server.downstreamPath",
+    default: "/downstream",
+    doc: "WebSocket path of the downstream leg",
+  }),
+  key("server.transport", {
+    kind: "string",
+    to: "server.legKind",
+    default: "ws",
+    doc: "`ws` (HTTP upgrade) or `tcp` (raw frames)",
+    values: ["ws", "tcp"],
+    backhaul: "transport",
+    parse: (v) => v as "ws" | "tcp",
+  }),
+  key("server.mode", {
+    kind: "string",
+    to: "server.streamMode",
+    default: "mux",
+    doc: "`mux` or `pool` (reverse only)",
+    values: MODES,
+    backhaul: "transport",
+    parse: (v) => v as "mux" | "pool",
+  }),
+  key("server.tls.cert_file", {
+    kind: "string",
+    to: "server.tls.certFile",
+    default: "",
+    doc: "PEM certificate; with key_file the legs are `wss`/`tls`",
+    backhaul: "tls_cert",
+  }),
+  key("server.tls.key_file", {
+    kind: "string",
+    to: "server.tls.keyFile",
+    default: "",
+    doc: "PEM private key; with cert_file the legs are `wss`/`tls`",
+    backhaul: "tls_key",
+  }),
+  key("server.exit", {
+    kind: "bool",
+    to: "server.exit",
+    default: true,
+    doc: "dial streams the client opens (forward tunnel)",
+  }),
+  key("server.allow_private", {
+    kind: "bool",
+    to: "server.allowPrivate",
+    default: false,
+    doc: "let the exit dial loopback and private ranges",
+    reload: true,
+  }),
+  key("server.dial_timeout", {
+    kind: "duration",
+    to: "server.dialTimeoutMs",
+    default: "10s",
+    doc: "exit connect timeout",
+    min: 1,
+    reload: true,
+  }),
+  key("server.ports", {
+    kind: "list",
+    to: "server.ports",
+    default: [],
+    doc: "reverse: published ports (Backhaul forms)",
+    backhaul: "ports",
+    parse: (v) => v.map(parsePortMapping),
+  }),
+  key("server.channel_size", {
+    kind: "int",
+    to: "server.channelSize",
+    default: 2048,
+    doc: "reverse: user connections that may wait for a tunnel",
+    min: 1,
+    max: 1_000_000,
+    backhaul: "channel_size",
+  }),
+  key("server.max_sessions", {
+    kind: "int",
+    to: "server.maxSessions",
+    default: 128,
+    doc: "sessions held at once; beyond, a leg-less one is evicted or the client is told BUSY",
+    min: 1,
+    max: 100_000,
+  }),
+  key("server.connection_pool", {
+    kind: "int",
+    to: "server.connectionPool",
+    default: 8,
+    doc: "reverse pool mode: idle connections the server asks for",
+    min: 0,
+    max: 1024,
+    backhaul: "connection_pool",
+  }),
+  key("server.proxy_protocol", {
+    kind: "bool",
+    to: "server.proxyProtocol",
+    default: false,
+    doc: "reverse: PROXY v2 header to the client-side service",
+    backhaul: "proxy_protocol",
+  }),
+  key("server.nodelay", {
+    kind: "bool",
+    to: "server.nodelay",
+    default: true,
+    doc: "TCP_NODELAY on user sockets (tunnel sockets always)",
+    backhaul: "nodelay",
+  }),
+  key("server.keepalive_period", {
+    kind: "duration",
+    to: "server.keepalivePeriodMs",
+    default: "20s",
+    doc: "idle pool connections: keepalive interval (ws), recycled after this long unused (tcp)",
+    min: 50,
+    backhaul: "keepalive_period",
+  }),
+  key("client.upstream_url", {
+    kind: "string",
+    to: "client.upstreamUrl",
+    default: "ws://127.0.0.1:8080/upstream",
+    doc: "upstream leg: a `ws`, `wss`, `tcp` or `tls` URL",
+    backhaul: "remote_addr",
+  }),
+  key("client.downstream_url", {
+    kind: "string",
+    to: "client.downstreamUrl",
+    default: "ws://127.0.0.1:8081/downstream",
+    doc: "downstream leg, the same kind as upstream_url; equal = one bidirectional leg",
+    backhaul: "remote_addr",
+  }),
+  key("client.mode", {
+    kind: "string",
+    to: "client.streamMode",
+    default: "mux",
+    doc: "`mux` or `pool` (reverse only)",
+    values: MODES,
+    backhaul: "transport",
+    parse: (v) => v as "mux" | "pool",
+  }),
+  key("client.tls.ca_file", {
+    kind: "string",
+    to: "client.tls.caFile",
+    default: "",
+    doc: "extra CA (e.g. the server's self-signed certificate)",
+  }),
+  key("client.tls.insecure_skip_verify", {
+    kind: "bool",
+    to: "client.tls.insecureSkipVerify",
+    default: false,
+    doc: "accept any certificate (the key proof still authenticates the server)",
+  }),
+  key("client.tls.sni", {
+    kind: "string",
+    to: "client.tls.sni",
+    default: "",
+    shown: "URL host",
+    doc: "TLS server name to send (fronting)",
+    backhaul: "sni",
+  }),
+  key("client.host_header", {
+    kind: "string",
+    to: "client.hostHeader",
+    default: "",
+    shown: "URL host",
+    doc: "WebSocket `Host` header (fronting)",
+  }),
+  key("client.edge_ip", {
+    kind: "string",
+    to: "client.edgeIp",
+    default: "",
+    doc: "connect to this address instead of resolving the URL host",
+    backhaul: "edge_ip",
+  }),
+  key("client.socks5.enabled", {
+    kind: "bool",
+    to: "client.socks5.enabled",
+    default: true,
+    doc: "run the SOCKS5 proxy",
+  }),
+  key("client.socks5.listen", {
+    kind: "string",
+    to: "client.socks5.listen",
+    default: "127.0.0.1:1080",
+    doc: "address of the SOCKS5 proxy",
+  }),
+  key("client.socks5.username", {
+    kind: "string",
+    to: "client.socks5.username",
+    default: "",
+    doc: "RFC 1929 user name (both or neither)",
+    reload: true,
+  }),
+  key("client.socks5.password", {
+    kind: "string",
+    to: "client.socks5.password",
+    default: "",
+    doc: "RFC 1929 password (both or neither)",
+    secret: true,
+    reload: true,
+  }),
+  key("client.forwards", {
+    kind: "list",
+    to: "client.forwards",
+    default: [],
+    doc: 'static forwards `"[host:]port=host:port"`',
+    parse: (v) => v.map(parseStaticForward),
+  }),
+  key("client.reverse", {
+    kind: "bool",
+    to: "client.reverse",
+    default: false,
+    doc: "accept streams the server opens (reverse tunnel)",
+  }),
+  key("client.forwarder", {
+    kind: "list",
+    to: "client.forwarder",
+    default: [],
+    doc: 'reverse: `"port=host:port"` overrides of the server\'s targets',
+    reload: true,
+    backhaul: "forwarder",
+    parse: (v) => new Map(v.map(forwarderParser())),
+  }),
+  key("client.connection_pool", {
+    kind: "int",
+    to: "client.connectionPool",
+    default: 8,
+    doc: "reverse pool mode: idle connections kept (at least 1 in pool mode)",
+    min: 0,
+    max: 1024,
+    backhaul: "connection_pool",
+  }),
+  key("client.aggressive_pool", {
+    kind: "bool",
+    to: "client.aggressivePool",
+    default: false,
+    doc: "reverse pool mode: refill faster when the server asks",
+    backhaul: "aggressive_pool",
+  }),
+  key("client.mux_session", {
+    kind: "int",
+    to: "client.muxSessions",
+    default: 1,
+    doc: "parallel sessions",
+    min: 1,
+    max: 64,
+    backhaul: "mux_session",
+  }),
+  key("client.reconnect.initial_delay", {
+    kind: "duration",
+    to: "client.reconnect.initialDelayMs",
+    default: "200ms",
+    doc: "first redial delay",
+    min: 1,
+    backhaul: "retry_interval",
+  }),
+  key("client.reconnect.max_delay", {
+    kind: "duration",
+    to: "client.reconnect.maxDelayMs",
+    default: "30s",
+    doc: "longest redial delay; at least initial_delay",
+  }),
+  key("client.reconnect.multiplier", {
+    kind: "number",
+    to: "client.reconnect.multiplier",
+    default: 2,
+    doc: "growth of the redial delay",
+    min: 1,
+    max: 100,
+  }),
+  key("client.reconnect.jitter", {
+    kind: "number",
+    to: "client.reconnect.jitter",
+    default: 0.2,
+    doc: "random spread, a fraction of each redial delay",
+    min: 0,
+    max: 1,
+  }),
+  key("client.dial_timeout", {
+    kind: "duration",
+    to: "client.dialTimeoutMs",
+    default: "10s",
+    doc: "leg connect timeout, and how long a new stream waits for a session",
+    min: 1,
+    backhaul: "dial_timeout",
+  }),
+  key("client.nodelay", {
+    kind: "bool",
+    to: "client.nodelay",
+    default: true,
+    doc: "TCP_NODELAY on user sockets (tunnel sockets always)",
+    backhaul: "nodelay",
+  }),
+  key("client.keepalive_period", {
+    kind: "duration",
+    to: "client.keepalivePeriodMs",
+    default: "20s",
+    doc: "TCP keepalive on tunnel connections and idle pool connections",
+    min: 50,
+    backhaul: "keepalive_period",
+  }),
 ];
+
+/** Model fields that no key sets: worked out while loading (see validate). */
+type Derived = "client.legKind";
+/**
+ * Fails to compile, naming the field, when the model gains a field that has no row here; so
+ * `newDraft` can build the model from the rows alone.
+ */
+type Keyless = Exclude<ModelPath, (typeof ROWS)[number]["to"] | Derived>;
+const _everyFieldHasAKey: [Keyless] extends [never] ? true : Keyless = true;
+
+export const KEYS: readonly KeySpec[] = ROWS;
 
 export const KEY_BY_PATH: ReadonlyMap<string, KeySpec> = new Map(KEYS.map((k) => [k.path, k]));
 
@@ -135,152 +524,8 @@ export function envName(path: string): string {
   return "HT_" + path.toUpperCase().replaceAll(".", "_");
 }
 
-/**
- * Converts a raw value (a YAML scalar or list, or a string from the environment or a flag) to the
- * key's type and stores it; `label` names the key and its source in messages and is remembered
- * for the checks that run after merging.
- */
-export function assign(d: Draft, spec: KeySpec, raw: unknown, label: string): void {
-  const bad = (what: string) =>
-    new ConfigError(`${label}: ${spec.secret ? "the value" : shown(raw)} is not ${what}`);
-  let v: unknown;
-  switch (spec.kind) {
-    case "string":
-      if (typeof raw !== "string") throw bad("a string");
-      if (spec.values && !spec.values.includes(raw)) throw bad(`one of ${spec.values.join(", ")}`);
-      v = raw;
-      break;
-    case "bool": {
-      const s = typeof raw === "string" || typeof raw === "number" ? String(raw).toLowerCase() : "";
-      if (typeof raw === "boolean") v = raw;
-      else if (s === "true" || s === "1") v = true;
-      else if (s === "false" || s === "0") v = false;
-      else throw bad("true or false");
-      break;
-    }
-    case "int":
-    case "number": {
-      const n = typeof raw === "string" && raw.trim() !== "" ? Number(raw) : raw;
-      if (typeof n !== "number" || !Number.isFinite(n)) throw bad("a number");
-      if (spec.kind === "int" && !Number.isInteger(n)) throw bad("a whole number");
-      v = n;
-      break;
-    }
-    case "duration":
-      v = parseDuration(raw, label);
-      break;
-    case "size":
-      v = parseSize(raw, label);
-      break;
-    case "list":
-      if (typeof raw === "string") v = raw.split(",").map((x) => x.trim()).filter(Boolean);
-      else if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) v = raw;
-      else throw bad("a list of strings");
-      break;
-  }
-  try {
-    spec.set(d, v as never);
-  } catch (e) {
-    // The list parsers name the entry; put the key and its source in front.
-    if (e instanceof ConfigError) throw new ConfigError(`${label}: ${e.message}`);
-    throw e;
-  }
-  d.origins.set(spec.path, label);
-}
-
-export function newDraft(role: "server" | "client", source: string): Draft {
-  return {
-    cfg: {
-      role,
-      source,
-      log: { level: "info" },
-      auth: { key: "", hmac: false },
-      session: {
-        keepaliveIntervalMs: 10_000,
-        // Until a source sets it, 2 × keepalive_interval (see validate).
-        livenessTimeoutMs: 0,
-        resumeTimeoutMs: 60_000,
-        streamWindow: 1024 * 1024,
-        replayBuffer: 16 * 1024 * 1024,
-        maxFramePayload: 65535,
-        maxStreams: 8192,
-        bufferBudget: 128 * 1024 * 1024,
-      },
-      server: {
-        upstreamAddr: ":8080",
-        upstreamPath: "/upstream",
-        downstreamAddr: ":8081",
-        downstreamPath: "/downstream",
-        legKind: "ws",
-        streamMode: "mux",
-        tls: null,
-        exit: true,
-        allowPrivate: false,
-        dialTimeoutMs: 10_000,
-        ports: [],
-        channelSize: 2048,
-        maxSessions: 128,
-        connectionPool: 8,
-        proxyProtocol: false,
-        nodelay: true,
-        keepalivePeriodMs: 20_000,
-      },
-      client: {
-        upstreamUrl: "ws://127.0.0.1:8080/upstream",
-        downstreamUrl: "ws://127.0.0.1:8081/downstream",
-        legKind: "ws",
-        streamMode: "mux",
-        tls: { caFile: "", insecureSkipVerify: false, sni: "" },
-        hostHeader: "",
-        edgeIp: "",
-        socks5: null,
-        forwards: [],
-        reverse: false,
-        forwarder: new Map(),
-        connectionPool: 8,
-        aggressivePool: false,
-        muxSessions: 1,
-        reconnect: { initialDelayMs: 200, maxDelayMs: 30_000, multiplier: 2, jitter: 0.2 },
-        dialTimeoutMs: 10_000,
-        nodelay: true,
-        keepalivePeriodMs: 20_000,
-      },
-      warnings: [],
-    },
-    socks: { enabled: true, listen: "127.0.0.1:1080", username: "", password: "" },
-    serverTls: { certFile: "", keyFile: "" },
-    origins: new Map(),
-  };
-}
-
-/** Moves the flat SOCKS5 and TLS settings into the model once every source is merged. */
-export function settle(d: Draft): Config {
-  const { cfg, socks, serverTls } = d;
-  cfg.client.socks5 = socks.enabled
-    ? { listen: socks.listen, username: socks.username, password: socks.password }
-    : null;
-  cfg.server.tls = serverTls.certFile || serverTls.keyFile ? { ...serverTls } : null;
-  return cfg;
-}
-
-/** ` (did you mean "client.socks5"?)` when a known name is a near miss of `name`, else "". */
-export function suggest(name: string, known: Iterable<string>): string {
-  let best = "", bestDist = 3;
-  for (const k of known) {
-    const dist = editDistance(name, k);
-    if (dist < bestDist) [best, bestDist] = [k, dist];
-  }
-  return best ? ` (did you mean "${best}"?)` : "";
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
+/** The keys a role reads: its own section and the shared ones (log, auth, session). */
+export function keysOf(role: "server" | "client"): KeySpec[] {
+  const other = role === "server" ? "client." : "server.";
+  return KEYS.filter((k) => !k.path.startsWith(other));
 }

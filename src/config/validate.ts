@@ -1,17 +1,18 @@
 /**
  * Checks a merged configuration and fills in what derives from other keys (leg kind from the URL
- * schemes, liveness from keepalive). Messages name each key by where its value came from (file and
- * line, `HT_` variable or `--set`), so they point at what to edit. Only the section of the role
- * being run has to be complete; the other one may hold anything that parsed.
+ * schemes, liveness from keepalive). Each key's own range comes from the key table; the checks
+ * here are the ones across keys or beyond a range, one function per section. Messages name each
+ * key by where its value came from (file and line, `HT_` variable or `--set`), so they point at
+ * what to edit. Only the section of the role being run has to be complete; the other one may
+ * hold anything that parsed.
  */
 
+import { type Draft, valueOf } from "./draft.ts";
 import { ConfigError } from "./error.ts";
 import type { LegKind, PortMapping } from "./model.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
-import type { Draft } from "./schema.ts";
+import { type Bound, KEY_BY_PATH, KEYS } from "./schema.ts";
 
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
 /** Frame header (34 bytes) plus HMAC trailer (32): what a frame costs in the replay buffer. */
 export const FRAME_OVERHEAD = 66;
 
@@ -23,48 +24,99 @@ const SCHEMES: Record<string, { kind: LegKind; tls: boolean }> = {
 };
 
 export function validate(d: Draft): void {
-  const { cfg: c, origins } = d;
-  const name = (path: string) => origins.get(path) ?? path;
-  const check = (ok: boolean, path: string, what: string) => {
-    if (!ok) throw new ConfigError(`${name(path)}: ${what}`);
-  };
-  const range = (v: number, path: string, min: number, max: number) =>
-    check(v >= min && v <= max, path, `${v} is not within ${min}..${max}`);
-  const atLeastMs = (v: number, path: string, min: number) =>
-    check(v >= min, path, `${v}ms is too short; the least is ${min}ms`);
-  const listen = (v: string, path: string) => {
+  const ck = new Checks(d);
+  auth(ck);
+  session(ck);
+  if (d.cfg.role === "server") server(ck);
+  else client(ck);
+}
+
+/** The checks every section uses, naming a key by where its value came from. */
+class Checks {
+  constructor(readonly d: Draft) {}
+
+  get cfg() {
+    return this.d.cfg;
+  }
+
+  name(path: string): string {
+    return this.d.origins.get(path) ?? path;
+  }
+
+  fail(path: string, what: string): ConfigError {
+    return new ConfigError(`${this.name(path)}: ${what}`);
+  }
+
+  check(ok: boolean, path: string, what: string): void {
+    if (!ok) throw this.fail(path, what);
+  }
+
+  range(v: number, path: string, min: number, max: number): void {
+    this.check(v >= min && v <= max, path, `${v} is not within ${min}..${max}`);
+  }
+
+  /** The key table's limits of one key; `min` raises the least value where others demand it. */
+  limit(path: string, min?: number): void {
+    const spec = KEY_BY_PATH.get(path)!;
+    if (spec.min === undefined) return;
+    const v = valueOf(this.d, spec) as number;
+    const least = min ?? this.bound(spec.min);
+    if (spec.kind === "duration") {
+      this.check(v >= least, path, `${v}ms is too short; the least is ${least}ms`);
+    } else {
+      this.range(v, path, least, spec.max ?? Infinity);
+    }
+  }
+
+  /** The key table's limits of every key in `section`, in the table's order. */
+  limits(section: string): void {
+    for (const k of KEYS) if (k.path.startsWith(`${section}.`)) this.limit(k.path);
+  }
+
+  bound(b: Bound): number {
+    return typeof b === "number" ? b : valueOf(this.d, KEY_BY_PATH.get(b)!) as number;
+  }
+
+  listen(v: string, path: string) {
     try {
       return parseListenAddr(v);
     } catch (e) {
-      throw new ConfigError(`${name(path)}: ${(e as Error).message}`);
+      throw this.fail(path, (e as Error).message);
     }
-  };
-  const file = (path: string, key: string) => {
+  }
+
+  file(path: string, key: string): void {
     let ok = false;
     try {
       ok = Deno.statSync(path).isFile;
     } catch (e) {
-      throw new ConfigError(`${name(key)}: cannot read ${path} (${(e as Error).name})`);
+      throw this.fail(key, `cannot read ${path} (${(e as Error).name})`);
     }
-    check(ok, key, `${path} is not a file`);
-  };
+    this.check(ok, key, `${path} is not a file`);
+  }
+}
 
+function auth(ck: Checks): void {
+  const c = ck.cfg;
   if (!c.auth.key) {
     throw new ConfigError(
       "auth.key is required (set it in the file, HT_AUTH_KEY, or --set auth.key=...; `half-tunnel keygen` makes one)",
     );
   }
   if (c.auth.key.length < 16) {
-    const key = name("auth.key");
     c.warnings.push(
-      `${key} is shorter than 16 characters; \`half-tunnel keygen\` makes a strong one`,
+      `${
+        ck.name("auth.key")
+      } is shorter than 16 characters; \`half-tunnel keygen\` makes a strong one`,
     );
   }
+}
 
-  const s = c.session;
-  atLeastMs(s.keepaliveIntervalMs, "session.keepalive_interval", 50);
-  if (origins.has("session.liveness_timeout")) {
-    check(
+function session(ck: Checks): void {
+  const s = ck.cfg.session;
+  ck.limits("session");
+  if (ck.d.origins.has("session.liveness_timeout")) {
+    ck.check(
       s.livenessTimeoutMs > s.keepaliveIntervalMs,
       "session.liveness_timeout",
       `${s.livenessTimeoutMs}ms must be longer than session.keepalive_interval (${s.keepaliveIntervalMs}ms)`,
@@ -72,166 +124,51 @@ export function validate(d: Draft): void {
   } else {
     s.livenessTimeoutMs = 2 * s.keepaliveIntervalMs;
   }
-  check(s.resumeTimeoutMs > 0, "session.resume_timeout", "must be longer than 0");
-  range(s.maxFramePayload, "session.max_frame_payload", 1024, 65535);
-  range(s.streamWindow, "session.stream_window", s.maxFramePayload, GiB);
-  check(
-    s.replayBuffer >= Math.max(s.streamWindow, 4 * (s.maxFramePayload + FRAME_OVERHEAD)),
+  ck.check(s.resumeTimeoutMs > 0, "session.resume_timeout", "must be longer than 0");
+  const frames = 4 * (s.maxFramePayload + FRAME_OVERHEAD);
+  ck.check(
+    s.replayBuffer >= Math.max(s.streamWindow, frames),
     "session.replay_buffer",
     `${s.replayBuffer} must be at least session.stream_window (${s.streamWindow}) and four ` +
-      `frames of session.max_frame_payload (${4 * (s.maxFramePayload + FRAME_OVERHEAD)})`,
+      `frames of session.max_frame_payload (${frames})`,
   );
-  range(s.replayBuffer, "session.replay_buffer", 0, GiB);
-  range(s.maxStreams, "session.max_streams", 1, 1_000_000);
-  range(s.bufferBudget, "session.buffer_budget", 4 * MiB, 64 * GiB);
+}
 
-  if (c.role === "server") {
-    const v = c.server;
-    listen(v.upstreamAddr, "server.upstream_addr");
-    listen(v.downstreamAddr, "server.downstream_addr");
-    for (
-      const [path, p] of [["server.upstream_path", v.upstreamPath], [
-        "server.downstream_path",
-        v.downstreamPath,
-      ]]
-    ) {
-      check(/^\/[^\s?#]*$/.test(p), path, `"${p}" must be a path starting with "/"`);
-    }
-    if (v.tls) {
-      check(
-        !!v.tls.certFile,
-        "server.tls.cert_file",
-        "is empty but server.tls.key_file is set; TLS needs both",
-      );
-      check(
-        !!v.tls.keyFile,
-        "server.tls.key_file",
-        "is empty but server.tls.cert_file is set; TLS needs both",
-      );
-      file(v.tls.certFile, "server.tls.cert_file");
-      file(v.tls.keyFile, "server.tls.key_file");
-    }
-    atLeastMs(v.dialTimeoutMs, "server.dial_timeout", 1);
-    atLeastMs(v.keepalivePeriodMs, "server.keepalive_period", 50);
-    range(v.channelSize, "server.channel_size", 1, 1_000_000);
-    range(v.maxSessions, "server.max_sessions", 1, 100_000);
-    range(v.connectionPool, "server.connection_pool", 0, 1024);
-    checkOverlaps(v.ports, (what) => new ConfigError(`${name("server.ports")}: ${what}`));
-    if (v.ports.length === 0 && (!v.exit || v.streamMode === "pool")) {
-      const reason = v.streamMode === "pool" ? "pool mode has no exit" : "server.exit is false";
-      c.warnings.push(
-        `${
-          name("server.ports")
-        } is empty: this server carries no traffic (it publishes no port, and ${reason})`,
-      );
-    }
-  } else {
-    const v = c.client;
-    const url = (u: string, path: string) => {
-      let parsed: URL;
-      try {
-        parsed = new URL(u);
-      } catch {
-        throw new ConfigError(`${name(path)}: "${u}" is not a URL`);
-      }
-      const scheme = SCHEMES[parsed.protocol];
-      check(!!scheme, path, `scheme "${parsed.protocol}" is not one of ws:, wss:, tcp:, tls:`);
-      check(parsed.hostname !== "", path, `"${u}" has no host`);
-      check(
-        scheme.kind === "ws" || parsed.port !== "",
-        path,
-        `"${u}" needs a port (${parsed.protocol} has no default port)`,
-      );
-      return scheme;
-    };
-    const up = url(v.upstreamUrl, "client.upstream_url");
-    const down = url(v.downstreamUrl, "client.downstream_url");
-    // TLS may differ per leg (e.g. one leg through a TLS-terminating CDN); the framing may not.
-    check(
-      up.kind === down.kind,
-      "client.downstream_url",
-      `must be the same kind as client.upstream_url: both WebSocket (ws/wss) or both raw (tcp/tls)`,
+function server(ck: Checks): void {
+  const c = ck.cfg, v = c.server;
+  ck.limits("server");
+  ck.listen(v.upstreamAddr, "server.upstream_addr");
+  ck.listen(v.downstreamAddr, "server.downstream_addr");
+  for (
+    const [path, p] of [
+      ["server.upstream_path", v.upstreamPath],
+      ["server.downstream_path", v.downstreamPath],
+    ]
+  ) {
+    ck.check(/^\/[^\s?#]*$/.test(p), path, `"${p}" must be a path starting with "/"`);
+  }
+  if (v.tls) {
+    ck.check(
+      !!v.tls.certFile,
+      "server.tls.cert_file",
+      "is empty but server.tls.key_file is set; TLS needs both",
     );
-    v.legKind = up.kind;
-    if (v.tls.caFile) file(v.tls.caFile, "client.tls.ca_file");
-    check(
-      v.tls.sni === "" || isHost(v.tls.sni),
-      "client.tls.sni",
-      `"${v.tls.sni}" is not a host name`,
+    ck.check(
+      !!v.tls.keyFile,
+      "server.tls.key_file",
+      "is empty but server.tls.cert_file is set; TLS needs both",
     );
-    check(
-      /^[\x21-\x7e]*$/.test(v.hostHeader),
-      "client.host_header",
-      `${JSON.stringify(v.hostHeader)} is not a valid Host header value`,
+    ck.file(v.tls.certFile, "server.tls.cert_file");
+    ck.file(v.tls.keyFile, "server.tls.key_file");
+  }
+  checkOverlaps(v.ports, (what) => ck.fail("server.ports", what));
+  if (v.ports.length === 0 && (!v.exit || v.streamMode === "pool")) {
+    const reason = v.streamMode === "pool" ? "pool mode has no exit" : "server.exit is false";
+    c.warnings.push(
+      `${
+        ck.name("server.ports")
+      } is empty: this server carries no traffic (it publishes no port, and ${reason})`,
     );
-    check(
-      v.edgeIp === "" || isHost(v.edgeIp),
-      "client.edge_ip",
-      `"${v.edgeIp}" is not an IP address or host name`,
-    );
-
-    const listeners: [string, string][] = [];
-    if (v.socks5) {
-      const a = listen(v.socks5.listen, "client.socks5.listen");
-      listeners.push([`${a.host}:${a.port}`, "client.socks5.listen"]);
-      check(
-        !v.socks5.username === !v.socks5.password,
-        v.socks5.username ? "client.socks5.password" : "client.socks5.username",
-        "client.socks5.username and password must both be set or both be empty",
-      );
-      const enc = new TextEncoder();
-      check(
-        enc.encode(v.socks5.username).length <= 255,
-        "client.socks5.username",
-        "is longer than 255 bytes (RFC 1929)",
-      );
-      check(
-        enc.encode(v.socks5.password).length <= 255,
-        "client.socks5.password",
-        "is longer than 255 bytes (RFC 1929)",
-      );
-    }
-    for (const f of v.forwards) {
-      const at = `${f.listenHost}:${f.listenPort}`;
-      const clash = listeners.find(([a]) => a === at && f.listenPort !== 0);
-      if (clash) {
-        throw new ConfigError(
-          `${name("client.forwards")}: "${f.source}" listens on ${at} like ${clash[1]}`,
-        );
-      }
-      listeners.push([at, `client.forwards "${f.source}"`]);
-    }
-    if (!v.reverse && !v.socks5 && v.forwards.length === 0) {
-      c.warnings.push(
-        "the client has no entry: client.socks5 is disabled, client.forwards is empty and client.reverse is false",
-      );
-    }
-
-    range(v.muxSessions, "client.mux_session", 1, 64);
-    range(v.connectionPool, "client.connection_pool", v.streamMode === "pool" ? 1 : 0, 1024);
-    if (v.streamMode === "pool") {
-      check(
-        v.reverse,
-        "client.mode",
-        "pool needs client.reverse: true (pool mode is for the reverse tunnel)",
-      );
-      check(
-        v.upstreamUrl === v.downstreamUrl,
-        "client.mode",
-        "pool uses one connection per stream: client.upstream_url and client.downstream_url must be equal",
-      );
-    }
-    const r = v.reconnect;
-    atLeastMs(r.initialDelayMs, "client.reconnect.initial_delay", 1);
-    check(
-      r.maxDelayMs >= r.initialDelayMs,
-      "client.reconnect.max_delay",
-      `${r.maxDelayMs}ms is shorter than client.reconnect.initial_delay (${r.initialDelayMs}ms)`,
-    );
-    range(r.multiplier, "client.reconnect.multiplier", 1, 100);
-    range(r.jitter, "client.reconnect.jitter", 0, 1);
-    atLeastMs(v.dialTimeoutMs, "client.dial_timeout", 1);
-    atLeastMs(v.keepalivePeriodMs, "client.keepalive_period", 50);
   }
 }
 
@@ -248,5 +185,117 @@ function checkOverlaps(ports: PortMapping[], error: (what: string) => ConfigErro
         throw error(`"${a.source}" and "${b.source}" both publish ${a.bindHost}:${port}`);
       }
     }
+  }
+}
+
+function client(ck: Checks): void {
+  const v = ck.cfg.client;
+  ck.limits("client");
+  clientLegs(ck);
+  clientEntries(ck);
+  if (v.streamMode === "pool") {
+    ck.limit("client.connection_pool", 1);
+    ck.check(
+      v.reverse,
+      "client.mode",
+      "pool needs client.reverse: true (pool mode is for the reverse tunnel)",
+    );
+    ck.check(
+      v.upstreamUrl === v.downstreamUrl,
+      "client.mode",
+      "pool uses one connection per stream: client.upstream_url and client.downstream_url must be equal",
+    );
+  }
+  const r = v.reconnect;
+  ck.check(
+    r.maxDelayMs >= r.initialDelayMs,
+    "client.reconnect.max_delay",
+    `${r.maxDelayMs}ms is shorter than client.reconnect.initial_delay (${r.initialDelayMs}ms)`,
+  );
+}
+
+/** The leg URLs (which also decide the leg kind), TLS and fronting. */
+function clientLegs(ck: Checks): void {
+  const v = ck.cfg.client;
+  const url = (u: string, path: string) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw ck.fail(path, `"${u}" is not a URL`);
+    }
+    const scheme = SCHEMES[parsed.protocol];
+    ck.check(!!scheme, path, `scheme "${parsed.protocol}" is not one of ws:, wss:, tcp:, tls:`);
+    ck.check(parsed.hostname !== "", path, `"${u}" has no host`);
+    ck.check(
+      scheme.kind === "ws" || parsed.port !== "",
+      path,
+      `"${u}" needs a port (${parsed.protocol} has no default port)`,
+    );
+    return scheme;
+  };
+  const up = url(v.upstreamUrl, "client.upstream_url");
+  const down = url(v.downstreamUrl, "client.downstream_url");
+  // TLS may differ per leg (e.g. one leg through a TLS-terminating CDN); the framing may not.
+  ck.check(
+    up.kind === down.kind,
+    "client.downstream_url",
+    `must be the same kind as client.upstream_url: both WebSocket (ws/wss) or both raw (tcp/tls)`,
+  );
+  v.legKind = up.kind;
+  if (v.tls.caFile) ck.file(v.tls.caFile, "client.tls.ca_file");
+  ck.check(
+    v.tls.sni === "" || isHost(v.tls.sni),
+    "client.tls.sni",
+    `"${v.tls.sni}" is not a host name`,
+  );
+  ck.check(
+    /^[\x21-\x7e]*$/.test(v.hostHeader),
+    "client.host_header",
+    `${JSON.stringify(v.hostHeader)} is not a valid Host header value`,
+  );
+  ck.check(
+    v.edgeIp === "" || isHost(v.edgeIp),
+    "client.edge_ip",
+    `"${v.edgeIp}" is not an IP address or host name`,
+  );
+}
+
+/** The local entries: the SOCKS5 proxy and static forwards, which must not share a listener. */
+function clientEntries(ck: Checks): void {
+  const c = ck.cfg, v = c.client;
+  const listeners: [string, string][] = [];
+  if (v.socks5) {
+    const a = ck.listen(v.socks5.listen, "client.socks5.listen");
+    listeners.push([`${a.host}:${a.port}`, "client.socks5.listen"]);
+    ck.check(
+      !v.socks5.username === !v.socks5.password,
+      v.socks5.username ? "client.socks5.password" : "client.socks5.username",
+      "client.socks5.username and password must both be set or both be empty",
+    );
+    const enc = new TextEncoder();
+    ck.check(
+      enc.encode(v.socks5.username).length <= 255,
+      "client.socks5.username",
+      "is longer than 255 bytes (RFC 1929)",
+    );
+    ck.check(
+      enc.encode(v.socks5.password).length <= 255,
+      "client.socks5.password",
+      "is longer than 255 bytes (RFC 1929)",
+    );
+  }
+  for (const f of v.forwards) {
+    const at = `${f.listenHost}:${f.listenPort}`;
+    const clash = listeners.find(([a]) => a === at && f.listenPort !== 0);
+    if (clash) {
+      throw ck.fail("client.forwards", `"${f.source}" listens on ${at} like ${clash[1]}`);
+    }
+    listeners.push([at, `client.forwards "${f.source}"`]);
+  }
+  if (!v.reverse && !v.socks5 && v.forwards.length === 0) {
+    c.warnings.push(
+      "the client has no entry: client.socks5 is disabled, client.forwards is empty and client.reverse is false",
+    );
   }
 }

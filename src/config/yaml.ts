@@ -5,8 +5,9 @@
  */
 
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
-import { ConfigError } from "./error.ts";
-import { assign, type Draft, KEY_BY_PATH, KEYS, SECTIONS, suggest } from "./schema.ts";
+import { assign, type Draft } from "./draft.ts";
+import { ConfigError, suggest } from "./error.ts";
+import { KEY_BY_PATH, KEYS, SECTIONS } from "./schema.ts";
 
 const PATHS = [...KEYS.map((k) => k.path), ...SECTIONS];
 

@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
-import { needsRestart } from "./reload.ts";
+import { inPlace, needsRestart } from "./reload.ts";
 import { deriveKeys, HelloClock, type Keys, Role } from "../protocol/handshake.ts";
 import type { Address } from "../protocol/address.ts";
 import type { DialSpec } from "../transport/dial.ts";
@@ -20,12 +20,7 @@ import { reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
 
 /** Settings read through `current` for each new stream, so a reload applies them in place. */
-const IN_PLACE = [
-  "log.level",
-  "client.socks5.username",
-  "client.socks5.password",
-  "client.forwarder",
-];
+const IN_PLACE = inPlace("client");
 
 const log = getLogger(["half-tunnel", "client"]);
 

@@ -1,10 +1,16 @@
 /**
- * What a SIGHUP reload may change in place. A runtime names the settings it reads per new stream;
- * every other setting that differs is reported as needing a restart, so no change is silently
- * ignored.
+ * What a SIGHUP reload may change in place. The key table marks the settings a runtime reads per
+ * new stream; every other setting that differs is reported as needing a restart, so no change is
+ * silently ignored.
  */
 
 import type { Config } from "../config/model.ts";
+import { keysOf } from "../config/schema.ts";
+
+/** Model paths (e.g. "server.allowPrivate") of the settings of `role` a reload applies in place. */
+export function inPlace(role: Config["role"]): string[] {
+  return keysOf(role).filter((k) => k.reload).map((k) => k.to);
+}
 
 /** Model paths (e.g. "server.allowPrivate") whose values differ between `a` and `b`. */
 export function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {

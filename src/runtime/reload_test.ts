@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseConfigText } from "../config/load.ts";
-import { needsRestart } from "./reload.ts";
+import { inPlace, needsRestart } from "./reload.ts";
 
 const env = { HT_AUTH_KEY: "reload-test-key-0123456789" };
 const server = (yaml: string) => parseConfigText(yaml, "yaml", "s.yaml", { role: "server", env });
@@ -16,4 +16,27 @@ Deno.test("a reload names every changed setting it cannot apply in place", () =>
     "session.streamWindow",
   ]);
   assert.deepEqual(needsRestart(a, a, inPlace), []);
+});
+
+Deno.test("the settings a reload applies in place come from the key table, per role", () => {
+  const at = (cfg: unknown, path: string) =>
+    path.split(".").reduce((o, p) => (o as Record<string, unknown> | null)?.[p], cfg);
+  const cases = [
+    ["server", ["log.level", "server.allowPrivate", "server.dialTimeoutMs"]],
+    ["client", [
+      "log.level",
+      "client.socks5.username",
+      "client.socks5.password",
+      "client.forwarder",
+    ]],
+  ] as const;
+  for (const [role, known] of cases) {
+    const list = inPlace(role);
+    for (const p of known) assert.ok(list.includes(p), `${role}: ${p} applies in place`);
+    const cfg = parseConfigText("", "yaml", "r.yaml", { role, env });
+    for (const p of list) {
+      assert.ok(!p.startsWith(role === "server" ? "client." : "server."), `${role}: ${p}`);
+      assert.notEqual(at(cfg, p), undefined, `${role}: ${p} is a model path`);
+    }
+  }
 });

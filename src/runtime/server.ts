@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
-import { needsRestart } from "./reload.ts";
+import { inPlace, needsRestart } from "./reload.ts";
 import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
@@ -20,7 +20,7 @@ import type { ExitPolicy } from "../exit/dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
 
 /** Settings read through `current` for each new stream, so a reload applies them in place. */
-const IN_PLACE = ["log.level", "server.allowPrivate", "server.dialTimeoutMs"];
+const IN_PLACE = inPlace("server");
 
 const log = getLogger(["half-tunnel", "server"]);
 
