@@ -10,6 +10,7 @@ import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 import { metrics } from "../observe/metrics.ts";
 import { dialExit, type ExitPolicy } from "./dialer.ts";
+import { resetConn } from "../transport/socket_reset.ts";
 import { Reply } from "../protocol/reply.ts";
 
 const log = getLogger(["half-tunnel", "exit"]);
@@ -21,10 +22,16 @@ export function exitHandler(policy: () => ExitPolicy): (s: Stream, target: Addre
     try {
       const conn = await dialExit(target.host, target.port, policy());
       if (stream.closed) {
-        conn.close();
+        // The entry gave up, or the session died, while we dialled.
+        resetConn(conn);
         return;
       }
-      await stream.accept();
+      try {
+        await stream.accept();
+      } catch (e) {
+        resetConn(conn);
+        throw e;
+      }
       stream.attach(conn);
     } catch (e) {
       metrics.streamsFailed++;

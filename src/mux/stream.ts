@@ -2,12 +2,18 @@
  * One multiplexed stream bound to a local socket. Each direction has its own credit window: the
  * sender never has more than `window` bytes outstanding that the receiver has not yet written to
  * its socket, so a reader that stalls stalls only its own stream and memory stays bounded.
- * Half-close is real: FIN in one direction leaves the other open.
+ * Half-close is real: FIN in one direction leaves the other open. A stream that ends with both
+ * FINs closes its socket (FIN); one that is aborted in any other way (reset by either side, failed
+ * open, lost session, local error) resets it (RST), so the application never takes a cut transfer
+ * for a complete one. Read buffers and received data waiting for the socket are charged to the
+ * process-wide buffer budget; a stream that cannot get its share is reset.
  */
 
 import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/leg.ts";
+import { resetConn } from "../transport/socket_reset.ts";
+import { bufferBudget } from "../session/budget.ts";
 import { errText } from "../observe/error_text.ts";
 
 /** The stream's view of its multiplexer (keeps this module free of the Mux class). */
@@ -42,6 +48,8 @@ export class Stream {
   #remoteFin = false;
   #finWritten = false;
   #done = false;
+  /** Bytes of the buffer budget this stream holds (read buffer and queued data). */
+  #charged = 0;
   #openResolve!: () => void;
   #openReject!: (e: StreamError) => void;
   /** Settles when the peer confirms or refuses an OPEN we sent. */
@@ -69,16 +77,23 @@ export class Stream {
   fail(code: number, reason: string): void {
     if (this.#done) return;
     this.host.send(Flag.CTRL, this.id, codeAndText(code, reason), Ctrl.OPEN_FAIL).catch(() => {});
-    this.#finish();
+    this.#finish(true);
   }
 
-  /** Starts relaying between `conn` and the stream. `leftover` is sent first. */
+  /**
+   * Starts relaying between `conn` and the stream; `leftover` is sent first. The stream owns `conn`
+   * from now on and ends it with FIN or RST as described above.
+   */
   attach(conn: Deno.Conn, leftover?: Uint8Array): void {
     if (this.#done) {
-      safeClose(conn);
+      resetConn(conn);
       return;
     }
     this.#conn = conn;
+    if (!this.#charge(SMALL_READ)) {
+      this.reset("the buffer budget is spent (session.buffer_budget)");
+      return;
+    }
     this.#readLoop(conn, leftover);
     if (this.#queue.length || this.#remoteFin) this.#writeLoop();
   }
@@ -88,13 +103,14 @@ export class Stream {
     if (this.#done) return;
     log.debug("stream {id} reset: {reason}", { id: this.id, reason });
     this.host.send(Flag.CTRL, this.id, codeAndText(code, reason), Ctrl.RESET).catch(() => {});
-    this.#finish();
+    this.#openReject(new StreamError(reason, code));
+    this.#finish(true);
   }
 
-  /** The session is gone: close locally without telling anyone. */
+  /** The session is gone: reset locally without telling anyone. */
   abort(reason: string): void {
     this.#openReject(new StreamError(reason, 1));
-    this.#finish();
+    this.#finish(true);
   }
 
   /**
@@ -121,6 +137,10 @@ export class Stream {
         this.reset("peer exceeded the flow-control window");
         return;
       }
+      if (!this.#charge(payload.length)) {
+        this.reset("the buffer budget is spent (session.buffer_budget)");
+        return;
+      }
       this.#queue.push(stable ? payload : payload.slice());
       this.#queued += payload.length;
     }
@@ -143,7 +163,7 @@ export class Stream {
         return;
       case Ctrl.OPEN_FAIL:
         this.#openReject(new StreamError(td.decode(p.subarray(2)) || "open failed", p[1] ?? 1));
-        this.#finish();
+        this.#finish(true);
         return;
       case Ctrl.RESET:
         log.debug("stream {id} reset by peer: {reason}", {
@@ -151,7 +171,7 @@ export class Stream {
           reason: td.decode(p.subarray(2)),
         });
         this.#openReject(new StreamError(td.decode(p.subarray(2)) || "reset by peer", p[1] ?? 1));
-        this.#finish();
+        this.#finish(true);
         return;
       default:
         throw new StreamError(`unknown control type ${p[0]} on stream ${this.id}`, 1);
@@ -161,20 +181,22 @@ export class Stream {
   async #readLoop(conn: Deno.Conn, leftover?: Uint8Array): Promise<void> {
     try {
       if (leftover?.length) await this.#sendData(leftover);
-      let buf = new Uint8Array(SMALL_READ);
+      const max = this.host.maxPayload;
+      let buf = new Uint8Array(Math.min(SMALL_READ, max));
       while (!this.#done && !this.#localFin) {
         while (this.#credit <= 0 && !this.#done) {
           await new Promise<void>((r) => this.#creditWake = r);
         }
         if (this.#done) return;
-        const n = await conn.read(buf.subarray(0, Math.min(this.#credit, buf.length)));
+        const n = await conn.read(buf.subarray(0, Math.min(this.#credit, buf.length, max)));
         if (this.#done) return;
         if (n === null) break;
         await this.host.send(Flag.DATA, this.id, buf.subarray(0, n));
         this.#credit -= n;
-        // A busy stream gets full-size frames; an idle one keeps its small buffer.
-        if (n === buf.length && buf.length < this.host.maxPayload) {
-          buf = new Uint8Array(this.host.maxPayload);
+        // A busy stream gets full-size frames (when the budget allows); an idle one keeps its
+        // small buffer.
+        if (n === buf.length && buf.length < max && this.#charge(max - buf.length)) {
+          buf = new Uint8Array(max);
         }
       }
       if (this.#done || this.#localFin) return;
@@ -207,6 +229,7 @@ export class Stream {
         const c = this.#queue.shift()!;
         await writeAll(conn, c);
         this.#queued -= c.length;
+        this.#uncharge(c.length);
         this.#consumed += c.length;
         if (this.#consumed >= this.host.window / 8) this.#grant();
       }
@@ -233,14 +256,32 @@ export class Stream {
     if (this.#localFin && this.#finWritten) this.#finish();
   }
 
-  #finish(): void {
+  #charge(n: number): boolean {
+    if (!bufferBudget.take(n, "streams")) return false;
+    this.#charged += n;
+    return true;
+  }
+
+  #uncharge(n: number): void {
+    const k = Math.min(n, this.#charged);
+    this.#charged -= k;
+    bufferBudget.give(k, "streams");
+  }
+
+  /** `abort`: the stream did not end with both FINs, so the local socket is reset. */
+  #finish(abort = false): void {
     if (this.#done) return;
     this.#done = true;
     this.#queue.length = 0;
+    this.#queued = 0;
+    this.#uncharge(this.#charged);
     const w = this.#creditWake;
     this.#creditWake = null;
     w?.();
-    if (this.#conn) safeClose(this.#conn);
+    if (this.#conn) {
+      if (abort) resetConn(this.#conn);
+      else safeClose(this.#conn);
+    }
     this.host.remove(this);
   }
 }

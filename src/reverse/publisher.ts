@@ -3,7 +3,9 @@
  * bound is an error naming it), and carries each user connection to the client as one stream:
  * over a multiplexed session (`tcpmux`, `wsmux`, YAML reverse) or over one pre-dialled pool
  * connection (`tcp`, `ws`). Connections that find no tunnel (the client is away) wait in a queue
- * bounded by `channel_size`; beyond it they are refused with a log line, never left hanging.
+ * bounded by `channel_size`; beyond it they are refused with a log line, never left hanging. A
+ * connection that cannot be carried is reset, so its application sees a failure, not an empty
+ * answer.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -20,9 +22,11 @@ import {
   writeAll,
 } from "../transport/leg.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
+import { resetConn } from "../transport/socket_reset.ts";
 import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { IdleRawConn, splice } from "./raw_pool.ts";
 
@@ -63,6 +67,8 @@ export class Publisher {
   #spliced = new Set<ByteConn[]>();
   #queue: Waiter[] = [];
   #lastWant = 0;
+  /** Refusals are logged once per port and minute, then counted. */
+  #refusals = new LogLimiter();
   readonly boundPorts: number[] = [];
 
   private constructor(private opts: PublisherOptions) {}
@@ -167,19 +173,25 @@ export class Publisher {
       ? proxyV2Header(conn.remoteAddr as Deno.NetAddr, conn.localAddr as Deno.NetAddr)
       : undefined;
     if (this.#dispatch(conn, target, header)) return;
+    const port = (conn.localAddr as Deno.NetAddr).port;
     if (this.#queue.length >= this.opts.channelSize) {
-      log.warn(
-        "refused connection from {peer} to port {port}: {n} already wait for the tunnel (channel_size)",
-        {
-          peer: formatHostPort(
-            (conn.remoteAddr as Deno.NetAddr).hostname,
-            (conn.remoteAddr as Deno.NetAddr).port,
+      const n = this.#queue.length;
+      const peer = conn.remoteAddr as Deno.NetAddr;
+      this.#refusals.note(`full ${port}`, {
+        first: () =>
+          log.warn(
+            "refused connection from {peer} to port {port}: {n} already wait for the tunnel " +
+              "(channel_size)",
+            { peer: formatHostPort(peer.hostname, peer.port), port, n },
           ),
-          port: (conn.localAddr as Deno.NetAddr).port,
-          n: this.#queue.length,
-        },
-      );
-      conn.close();
+        more: (k, s) =>
+          log.warn("refused {k} more connections to port {port} in {s} s (channel_size)", {
+            k,
+            port,
+            s,
+          }),
+      });
+      resetConn(conn);
       return;
     }
     const w: Waiter = {
@@ -188,11 +200,20 @@ export class Publisher {
       header,
       timer: setTimeout(() => {
         this.#queue = this.#queue.filter((x) => x !== w);
-        log.warn("closed connection to port {port}: no tunnel within {s} s", {
-          port: (conn.localAddr as Deno.NetAddr).port,
-          s: QUEUE_WAIT_MS / 1000,
+        this.#refusals.note(`late ${port}`, {
+          first: () =>
+            log.warn("reset a connection to port {port}: no tunnel within {s} s", {
+              port,
+              s: QUEUE_WAIT_MS / 1000,
+            }),
+          more: (k, s) =>
+            log.warn("reset {k} more connections to port {port} in {s} s: no tunnel", {
+              k,
+              port,
+              s,
+            }),
         });
-        conn.close();
+        resetConn(conn);
       }, QUEUE_WAIT_MS),
     };
     this.#queue.push(w);
@@ -223,7 +244,7 @@ export class Publisher {
         target: formatHostPort(target.host, target.port),
         reason: errText(e),
       });
-      conn.close();
+      resetConn(conn);
     }
     return true;
   }
@@ -244,9 +265,9 @@ export class Publisher {
       // A pool connection that died unnoticed must not cost the user connection: try the next
       // one (or the control session); only the client's own refusal ends it.
       if (!(e instanceof FrameError && /could not connect/.test(e.message))) {
-        if (!this.#dispatch(conn, target, header)) conn.close();
+        if (!this.#dispatch(conn, target, header)) resetConn(conn);
       } else {
-        conn.close();
+        resetConn(conn);
       }
       this.#askForPool();
       return;

@@ -10,6 +10,7 @@
 import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
 import { checkHeader, Ctrl, Flag, FrameError, HEADER_LEN, writeHeader } from "../protocol/frame.ts";
 import { type ByteConn, writeAll } from "../transport/leg.ts";
+import { resetConn } from "../transport/socket_reset.ts";
 
 const SPLICE_BUF = 64 * 1024;
 const MAX_CTRL_PAYLOAD = 1024;
@@ -58,12 +59,17 @@ function grow(b: Uint8Array): Uint8Array {
   return n;
 }
 
-/** Copies bytes both ways until both directions ended; half-close is passed on. */
+/**
+ * Copies bytes both ways between an application's connection and a raw pool connection until both
+ * directions ended; half-close is passed on. The first failure on either side (a pool connection
+ * that dies mid-stream, an application that resets) ends both at once, and the application's
+ * connection is reset, never closed with FIN, so a broken transfer never looks complete.
+ */
 export async function splice(
-  a: ByteConn & { closeWrite?: () => Promise<void> },
-  b: ByteConn & { closeWrite?: () => Promise<void> },
-  aToBFirst?: Uint8Array,
-  bToAFirst?: Uint8Array,
+  app: Deno.Conn,
+  pool: ByteConn & { closeWrite?: () => Promise<void> },
+  appToPoolFirst?: Uint8Array,
+  poolToAppFirst?: Uint8Array,
 ): Promise<void> {
   const pump = async (
     from: ByteConn,
@@ -76,16 +82,24 @@ export async function splice(
     if (to.closeWrite) await to.closeWrite();
     else to.close();
   };
-  try {
-    await Promise.all([pump(a, b, aToBFirst), pump(b, a, bToAFirst)]);
-  } catch {
-    // Either side failing ends the connection pair, like a broken TCP connection would.
-  } finally {
-    for (const c of [a, b]) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
+  let failed = false;
+  const fail = () => {
+    if (failed) return;
+    failed = true;
+    resetConn(app);
+    try {
+      pool.close();
+    } catch { /* already closed */ }
+  };
+  await Promise.all([
+    pump(app, pool, appToPoolFirst).catch(fail),
+    pump(pool, app, poolToAppFirst).catch(fail),
+  ]);
+  if (failed) return;
+  for (const c of [app, pool]) {
+    try {
+      c.close();
+    } catch { /* already closed */ }
   }
 }
 

@@ -1,32 +1,37 @@
 /**
- * One process-wide bound on what sessions buffer: replay rings beyond their first few frames and
- * stream receive queues. Per-session limits alone multiply by the number of sessions and streams a
- * key holder may open; this is the figure an operator can size a VPS by (`session.buffer_budget`).
+ * One process-wide bound on what sessions buffer: replay rings beyond their first few frames, and
+ * streams' read buffers and receive queues. Per-session limits alone multiply by the number of
+ * sessions and streams a key holder may open; this is the figure an operator can size a VPS by
+ * (`session.buffer_budget`).
  *
- * When it is spent, nothing is lost: a replay ring stops growing and its senders wait for acks (a
- * slower session), and a stream that would queue more than its share is reset with a reason.
+ * Replay rings may hold at most half of it, so a few busy sessions never starve new streams. When
+ * it is spent nothing is lost silently: a replay ring stops growing and its senders wait for acks
+ * (a slower session), and a stream that cannot get its share is reset with a reason.
  */
 
+export type BudgetUse = "replay" | "streams";
+
 export class BufferBudget {
-  #used = 0;
+  #used = { replay: 0, streams: 0 };
 
   constructor(public limit: number) {}
 
   get used(): number {
-    return this.#used;
+    return this.#used.replay + this.#used.streams;
   }
 
-  /** Takes `n` bytes if they fit under the limit. */
-  take(n: number): boolean {
-    if (this.#used + n > this.limit) return false;
-    this.#used += n;
+  /** Takes `n` bytes for `use` if they fit (replay rings: within half the limit). */
+  take(n: number, use: BudgetUse): boolean {
+    if (this.used + n > this.limit) return false;
+    if (use === "replay" && this.#used.replay + n > this.limit / 2) return false;
+    this.#used[use] += n;
     return true;
   }
 
-  give(n: number): void {
-    this.#used = Math.max(0, this.#used - n);
+  give(n: number, use: BudgetUse): void {
+    this.#used[use] = Math.max(0, this.#used[use] - n);
   }
 }
 
-/** The budget of this process; the runtime sets its limit from the config. */
+/** The budget of this process; the runtime sets its limit from `session.buffer_budget`. */
 export const bufferBudget = new BufferBudget(128 * 1024 * 1024);

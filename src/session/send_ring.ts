@@ -99,7 +99,6 @@ export class SendRing {
     if (this.#sendIdx < i) this.#sendIdx = i;
     this.#head = i < n ? this.#starts[i] : this.#tail;
     this.#compact();
-    if (this.#head === this.#tail && this.#charged > 0) this.#shrink();
     const w = this.#waiters.splice(0);
     for (const f of w) f();
     return true;
@@ -150,7 +149,7 @@ export class SendRing {
     this.#cap = Math.min(1024, this.maxBytes);
     this.#buf = new Uint8Array(this.#cap);
     this.#view = new DataView(this.#buf.buffer);
-    this.budget?.give(this.#charged);
+    this.budget?.give(this.#charged, "replay");
     this.#charged = 0;
     this.wakeAll();
   }
@@ -165,7 +164,7 @@ export class SendRing {
     const cap = Math.min(this.#cap * 2, this.maxBytes);
     const charge = Math.max(0, cap - Math.max(this.floor, this.#cap));
     if (charge > 0 && this.budget) {
-      if (!this.budget.take(charge)) return false;
+      if (!this.budget.take(charge, "replay")) return false;
       this.#charged += charge;
     }
     const buf = new Uint8Array(cap);
@@ -185,15 +184,20 @@ export class SendRing {
     return true;
   }
 
-  /** All acknowledged: give the growth beyond `floor` back to the budget (bursts regrow it). */
-  #shrink(): void {
+  /**
+   * Gives the growth beyond `floor` back to the budget if everything is acknowledged. Called now
+   * and then (the session's keepalive tick), not on every ack: a busy ring that drains between
+   * bursts would otherwise be reallocated and regrown over and over.
+   */
+  trim(): void {
+    if (this.#head !== this.#tail || this.#charged === 0) return;
     this.#cap = Math.max(Math.min(this.floor, this.maxBytes), 1024);
     this.#buf = new Uint8Array(this.#cap);
     this.#view = new DataView(this.#buf.buffer);
     this.#starts.length = this.#lens.length = this.#seqs.length = 0;
     this.#first = this.#sendIdx = 0;
     this.#head = this.#tail = 0;
-    this.budget?.give(this.#charged);
+    this.budget?.give(this.#charged, "replay");
     this.#charged = 0;
   }
 

@@ -370,6 +370,7 @@ export class Session {
   }
 
   #tick(): void {
+    this.#ring.trim();
     const now = Date.now();
     for (const ls of [...this.#legs.values()]) {
       if (now - ls.lastRecv > this.#cfg.livenessTimeoutMs) {
