@@ -14,13 +14,15 @@ import { keysOf } from "./schema.ts";
 import { isTable, Lines, parseToml, TomlTable } from "./toml.ts";
 import { parseDuration } from "./units.ts";
 import { FRAME_OVERHEAD } from "./validate.ts";
+import { backhaulNames, backhaulTransport } from "../transport/registry.ts";
 
 type Role = "server" | "client";
-type Transport = "tcp" | "tcpmux" | "ws" | "wsmux" | "wss" | "wssmux";
-const TRANSPORTS: readonly Transport[] = ["tcp", "tcpmux", "ws", "wsmux", "wss", "wssmux"];
-const POOL: readonly Transport[] = ["tcp", "ws", "wss"];
-const MUX: readonly Transport[] = ["tcpmux", "wsmux", "wssmux"];
-const TLS: readonly Transport[] = ["wss", "wssmux"];
+/** A Backhaul transport name; the transport registry says what each means. */
+type Transport = string;
+const TRANSPORTS: readonly Transport[] = backhaulNames();
+const POOL = TRANSPORTS.filter((n) => backhaulTransport(n)!.mode === "pool");
+const MUX = TRANSPORTS.filter((n) => backhaulTransport(n)!.mode === "mux");
+const TLS = TRANSPORTS.filter((n) => backhaulTransport(n)!.tls);
 /** Transports of newer Backhaul versions that half-tunnel does not carry. */
 const OTHER_TRANSPORTS = ["udp", "quic"];
 
@@ -94,13 +96,13 @@ class Table extends TomlTable {
     super(role, values, lines, source);
     // As in Backhaul, an empty value means the default.
     const tr = this.take("transport") || "tcp";
-    if (typeof tr !== "string" || !TRANSPORTS.includes(tr as Transport)) {
+    if (typeof tr !== "string" || !TRANSPORTS.includes(tr)) {
       const why = OTHER_TRANSPORTS.includes(tr as string)
         ? "is a Backhaul transport half-tunnel does not implement"
         : "is not a transport";
       throw this.fail("transport", `${shown(tr)} ${why}; use one of ${TRANSPORTS.join(", ")}`);
     }
-    this.transport = tr as Transport;
+    this.transport = tr;
   }
 
   /** Why a key used only by the transports `only` is ignored, or undefined when it applies. */
@@ -188,8 +190,7 @@ function common(t: Table, d: Draft): void {
   }
   muxBuffers(t, d);
 
-  const ws = t.transport.startsWith("ws");
-  c.server.legKind = c.client.legKind = ws ? "ws" : "tcp";
+  c.server.legKind = c.client.legKind = backhaulTransport(t.transport)!.t.kind;
   c.server.streamMode = c.client.streamMode = POOL.includes(t.transport) ? "pool" : "mux";
 }
 
@@ -276,12 +277,9 @@ function client(t: Table, d: Draft): void {
   } catch (e) {
     throw t.fail("remote_addr", (e as Error).message);
   }
-  const scheme = { tcp: "tcp", tcpmux: "tcp", ws: "ws", wsmux: "ws", wss: "wss", wssmux: "wss" }[
-    t.transport
-  ];
-  c.upstreamUrl = c.downstreamUrl = scheme === "tcp"
-    ? `tcp://${remote}`
-    : `${scheme}://${remote}/tunnel`;
+  const bt = backhaulTransport(t.transport)!;
+  const scheme = bt.tls ? bt.t.schemes.tls : bt.t.schemes.plain;
+  c.upstreamUrl = c.downstreamUrl = `${scheme}//${remote}${bt.t.paths ? "/tunnel" : ""}`;
   // Backhaul clients accept the server's self-signed certificate. The key proof in every
   // handshake is what authenticates the server, so doing the same costs no security.
   c.tls.insecureSkipVerify = TLS.includes(t.transport);

@@ -333,7 +333,7 @@ Deno.test("YAML: bad values name key, value, file and line", () => {
     ],
     [
       "server:\n  transport: udp\n",
-      /server\.transport \(t\.yaml line 2\): "udp" is not one of ws, tcp/,
+      /server\.transport \(t\.yaml line 2\): "udp" is not one of tcp, ws/,
     ],
     ["client:\n  mode: fast\n", /client\.mode .*"fast" is not one of mux, pool/],
     [
@@ -360,7 +360,7 @@ Deno.test("validation after merging names the source of the offending value", ()
   const client: [string, RegExp][] = [
     [
       "client:\n  upstream_url: http://x/\n",
-      /client\.upstream_url \(t\.yaml line 2\): scheme "http:" is not one of ws:, wss:, tcp:, tls:/,
+      /client\.upstream_url \(t\.yaml line 2\): scheme "http:" is not one of tcp:, tls:, ws:, wss:/,
     ],
     ["client:\n  upstream_url: not a url\n", /client\.upstream_url .*"not a url" is not a URL/],
     ["client:\n  upstream_url: tcp://h\n  downstream_url: tcp://h\n", /"tcp:\/\/h" needs a port/],

@@ -7,7 +7,8 @@
 export type LogLevel = "trace" | "debug" | "info" | "warning" | "error" | "fatal";
 
 /** How a leg is carried on the wire. `ws` = WebSocket over HTTP(S); `tcp` = our frames on raw TCP/TLS. */
-export type LegKind = "ws" | "tcp";
+/** A transport kind, as named in the transport registry (src/transport/registry.ts). */
+export type LegKind = string;
 
 /**
  * How streams use legs. `mux`: one long-lived session multiplexes every stream (resumable).

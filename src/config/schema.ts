@@ -8,6 +8,7 @@
 
 import type { ClientConfig, Config, ServerConfig, TlsServerConfig } from "./model.ts";
 import { forwarderParser, parsePortMapping, parseStaticForward } from "./ports.ts";
+import { TRANSPORTS } from "../transport/registry.ts";
 
 export type Kind = "string" | "bool" | "int" | "number" | "duration" | "size" | "list";
 /** A value after conversion by its kind: durations in ms, sizes in bytes. */
@@ -211,7 +212,7 @@ const ROWS = [
     to: "server.legKind",
     default: "ws",
     doc: "`ws` (HTTP upgrade) or `tcp` (raw frames)",
-    values: ["ws", "tcp"],
+    values: TRANSPORTS.map((t) => t.kind),
     backhaul: "transport",
     parse: (v) => v as "ws" | "tcp",
   }),

@@ -9,19 +9,13 @@
 
 import { type Draft, valueOf } from "./draft.ts";
 import { ConfigError } from "./error.ts";
-import type { LegKind, PortMapping } from "./model.ts";
+import type { PortMapping } from "./model.ts";
+import { allSchemes, transportByScheme } from "../transport/registry.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
 import { type Bound, KEY_BY_PATH, KEYS } from "./schema.ts";
 
 /** Frame header (34 bytes) plus HMAC trailer (32): what a frame costs in the replay buffer. */
 export const FRAME_OVERHEAD = 66;
-
-const SCHEMES: Record<string, { kind: LegKind; tls: boolean }> = {
-  "ws:": { kind: "ws", tls: false },
-  "wss:": { kind: "ws", tls: true },
-  "tcp:": { kind: "tcp", tls: false },
-  "tls:": { kind: "tcp", tls: true },
-};
 
 export function validate(d: Draft): void {
   const ck = new Checks(d);
@@ -224,15 +218,19 @@ function clientLegs(ck: Checks): void {
     } catch {
       throw ck.fail(path, `"${u}" is not a URL`);
     }
-    const scheme = SCHEMES[parsed.protocol];
-    ck.check(!!scheme, path, `scheme "${parsed.protocol}" is not one of ws:, wss:, tcp:, tls:`);
+    const scheme = transportByScheme(parsed.protocol);
+    ck.check(
+      !!scheme,
+      path,
+      `scheme "${parsed.protocol}" is not one of ${allSchemes().join(", ")}`,
+    );
     ck.check(parsed.hostname !== "", path, `"${u}" has no host`);
     ck.check(
-      scheme.kind === "ws" || parsed.port !== "",
+      !scheme!.t.needsPort || parsed.port !== "",
       path,
       `"${u}" needs a port (${parsed.protocol} has no default port)`,
     );
-    return scheme;
+    return scheme!.t;
   };
   const up = url(v.upstreamUrl, "client.upstream_url");
   const down = url(v.downstreamUrl, "client.downstream_url");
@@ -240,7 +238,8 @@ function clientLegs(ck: Checks): void {
   ck.check(
     up.kind === down.kind,
     "client.downstream_url",
-    `must be the same kind as client.upstream_url: both WebSocket (ws/wss) or both raw (tcp/tls)`,
+    `must be the same kind as client.upstream_url: both ${up.schemes.plain.slice(0, -1)}/` +
+      `${up.schemes.tls.slice(0, -1)}`,
   );
   v.legKind = up.kind;
   if (v.tls.caFile) ck.file(v.tls.caFile, "client.tls.ca_file");

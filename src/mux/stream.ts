@@ -15,6 +15,7 @@ import { writeAll } from "../transport/leg.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { bufferBudget } from "../session/budget.ts";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 
 /** The stream's view of its multiplexer (keeps this module free of the Mux class). */
 export interface StreamHost {
@@ -31,6 +32,7 @@ export class StreamError extends Error {
 }
 
 const log = getLogger(["half-tunnel", "stream"]);
+const budgetLog = new LogLimiter();
 const EMPTY = new Uint8Array(0);
 const SMALL_READ = 16 * 1024;
 const te = new TextEncoder();
@@ -91,7 +93,7 @@ export class Stream {
     }
     this.#conn = conn;
     if (!this.#charge(SMALL_READ)) {
-      this.reset("the buffer budget is spent (session.buffer_budget)");
+      this.#overBudget();
       return;
     }
     this.#readLoop(conn, leftover);
@@ -138,7 +140,7 @@ export class Stream {
         return;
       }
       if (!this.#charge(payload.length)) {
-        this.reset("the buffer budget is spent (session.buffer_budget)");
+        this.#overBudget();
         return;
       }
       this.#queue.push(stable ? payload : payload.slice());
@@ -254,6 +256,18 @@ export class Stream {
 
   #maybeDone(): void {
     if (this.#localFin && this.#finWritten) this.#finish();
+  }
+
+  /** Resets the stream because the buffer budget is spent; says so once a minute. */
+  #overBudget(): void {
+    budgetLog.note("budget", {
+      first: () =>
+        log.warn("buffer budget spent ({mib} MiB, session.buffer_budget): resetting streams", {
+          mib: Math.round(bufferBudget.limit / 2 ** 20),
+        }),
+      more: (n, s) => log.warn("{n} more streams reset in {s} s: buffer budget spent", { n, s }),
+    });
+    this.reset("the buffer budget is spent (session.buffer_budget)");
   }
 
   #charge(n: number): boolean {

@@ -49,7 +49,6 @@ export async function startClient(
   const caCerts = cc.tls.caFile ? [await Deno.readTextFile(cc.tls.caFile)] : [];
   const spec = (url: string): DialSpec => ({
     url: new URL(url),
-    kind: cc.legKind,
     tls: cc.tls,
     hostHeader: cc.hostHeader,
     edgeIp: cc.edgeIp,

@@ -10,6 +10,7 @@ import { inPlace, needsRestart } from "./reload.ts";
 import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
+import { transportByKind } from "../transport/registry.ts";
 import type { SocketOptions } from "../transport/leg.ts";
 import { SessionRegistry } from "../session/registry.ts";
 import { bufferBudget } from "../session/budget.ts";
@@ -72,6 +73,8 @@ export async function startServer(
   });
 
   const listeners: LegListener[] = [];
+  // The config validated the kind against the registry.
+  const transport = transportByKind(sc.legKind)!;
   try {
     // Each path (and a raw listener of its own) takes only the legs that belong there: a
     // bidirectional leg on either, client-to-server legs (and pool legs) upstream, the
@@ -96,9 +99,9 @@ export async function startServer(
       listeners.push(l);
       ownPorts.add(l.addr.port);
       log.info("listening for {kind} legs on {addr}{paths}", {
-        kind: sc.tls ? (sc.legKind === "ws" ? "wss" : "tls") : sc.legKind,
+        kind: (sc.tls ? transport.schemes.tls : transport.schemes.plain).slice(0, -1),
         addr: formatHostPort(l.addr.hostname, l.addr.port),
-        paths: sc.legKind === "ws" ? ` (${g.paths.map(([p]) => p).join(", ")})` : "",
+        paths: transport.paths ? ` (${g.paths.map(([p]) => p).join(", ")})` : "",
       });
     }
     if (sc.ports.length) {

@@ -29,7 +29,7 @@ import {
 } from "../protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import type { Leg } from "../transport/leg.ts";
-import type { OnHello } from "../transport/listen.ts";
+import type { OnHello } from "../transport/kind.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";

@@ -1,27 +1,17 @@
 /**
  * Client side of legs: dial the URL (or the edge IP), optionally TLS with our own server name and
- * CA, then speak raw frames (`tcp://`, `tls://`) or WebSocket (`ws://`, `wss://`), sending the
- * hello first. The welcome is read by the session layer from the leg's first bytes.
+ * CA, then hand the connection to the transport the URL's scheme names (see registry.ts), which
+ * sends the hello. The welcome is read by the session layer from the leg's first bytes.
  */
 
-import type { LegKind, TlsClientConfig } from "../config/model.ts";
-import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
-import { encodeHelloCookie } from "./hello_cookie.ts";
-import {
-  type ByteConn,
-  type Leg,
-  type SocketOptions,
-  TransportError,
-  tuneSocket,
-  writeAll,
-} from "./leg.ts";
-import { TcpLeg } from "./tcp_leg.ts";
+import type { TlsClientConfig } from "../config/model.ts";
+import { type ByteConn, type Leg, type SocketOptions, TransportError, tuneSocket } from "./leg.ts";
 import { connectInsecureTls } from "./node_tls.ts";
-import { upgradeClient } from "./ws_client.ts";
+import { transportByScheme } from "./registry.ts";
 
 export interface DialSpec {
+  /** Its scheme picks the transport and TLS (validated by the config). */
   url: URL;
-  kind: LegKind;
   tls: TlsClientConfig;
   /** Host header for WebSocket legs; "" = the URL's host. */
   hostHeader: string;
@@ -34,7 +24,7 @@ export interface DialSpec {
 }
 
 export function usesTls(url: URL): boolean {
-  return url.protocol === "wss:" || url.protocol === "tls:";
+  return transportByScheme(url.protocol)?.tls ?? false;
 }
 
 export function defaultPort(url: URL): number {
@@ -50,22 +40,18 @@ export async function dialLeg(
   const urlHost = spec.url.hostname.replace(/^\[|\]$/g, "");
   const hostname = spec.edgeIp || urlHost;
   const port = Number(spec.url.port) || defaultPort(spec.url);
+  const transport = transportByScheme(spec.url.protocol);
+  if (!transport) throw new TransportError(`no transport for ${spec.url.protocol}`);
   const conn = await connectWithTimeout(hostname, port, spec, urlHost);
   try {
-    if (spec.kind === "tcp") {
-      await writeAll(conn, encodeHandshakeFrame(sessionId, hello));
-      return new TcpLeg(conn, label);
-    }
-    return await upgradeClient(
-      conn,
-      {
-        path: spec.url.pathname + spec.url.search,
-        host: spec.hostHeader || spec.url.host,
-        headers: { Cookie: encodeHelloCookie(hello) },
-      },
+    return await transport.t.dial(conn, {
+      url: spec.url,
+      hostHeader: spec.hostHeader,
+      sessionId,
+      hello,
       label,
-      spec.timeoutMs,
-    );
+      timeoutMs: spec.timeoutMs,
+    });
   } catch (e) {
     try {
       conn.close();

@@ -8,18 +8,11 @@
 import { decodeHelloCookie } from "./hello_cookie.ts";
 import { type ByteConn, writeAll } from "./leg.ts";
 import { WsLeg } from "./ws_leg.ts";
+import type { OnHello } from "./kind.ts";
 import { readHead, wsAccept } from "./http_head.ts";
 
 const MAX_REQUEST_HEAD = 16 * 1024;
 const te = new TextEncoder();
-
-export type Attach = (leg: WsLeg) => void;
-/** Decides on a hello: how to attach the leg, or null to refuse. */
-export type HelloCheck = (
-  hello: Uint8Array,
-  peer: string,
-  roles: ReadonlySet<number>,
-) => Attach | null;
 
 const NOT_FOUND_BODY = "404 page not found\n";
 
@@ -54,7 +47,7 @@ export async function serveWsUpgrade(
   conn: ByteConn,
   peer: string,
   routes: Map<string, ReadonlySet<number>>,
-  check: HelloCheck,
+  check: OnHello,
   timeoutMs: number,
 ): Promise<void> {
   const timer = setTimeout(() => conn.close(), timeoutMs);

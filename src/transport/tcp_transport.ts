@@ -1,0 +1,55 @@
+/**
+ * The `tcp` transport: frames back to back on a raw TCP (or TLS) connection. The hello is the
+ * payload of the first frame (HANDSHAKE flag); a refused peer is closed without a word.
+ */
+
+import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
+import { HELLO_LEN } from "../protocol/handshake.ts";
+import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
+import type { Transport } from "./kind.ts";
+import { type ByteConn, readExact, writeAll } from "./leg.ts";
+import { TcpLeg } from "./tcp_leg.ts";
+
+export const tcpTransport: Transport = {
+  kind: "tcp",
+  schemes: { plain: "tcp:", tls: "tls:" },
+  needsPort: true,
+  paths: false,
+  backhaul: [{ name: "tcp", mode: "pool", tls: false }, {
+    name: "tcpmux",
+    mode: "mux",
+    tls: false,
+  }],
+
+  async dial(conn, req) {
+    await writeAll(conn, encodeHandshakeFrame(req.sessionId, req.hello));
+    return new TcpLeg(conn, req.label);
+  },
+
+  async accept(conn, peer, req) {
+    const timer = setTimeout(() => close(conn), req.helloTimeoutMs);
+    try {
+      const frame = await readExact(conn, HEADER_LEN + HELLO_LEN);
+      if (!frame) return close(conn);
+      clearTimeout(timer);
+      const view = new DataView(frame.buffer);
+      checkHeader(frame, view, 0, null, false, HELLO_LEN);
+      if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== HELLO_LEN) return close(conn);
+      // A raw listener has no paths: it takes the roles of all of them.
+      const roles = new Set([...req.routes.values()].flatMap((r) => [...r]));
+      const attach = req.onHello(frame.subarray(HEADER_LEN), peer, roles);
+      if (!attach) return close(conn);
+      attach(new TcpLeg(conn, peer));
+    } catch {
+      close(conn);
+    } finally {
+      clearTimeout(timer);
+    }
+  },
+};
+
+function close(conn: ByteConn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
