@@ -6,7 +6,7 @@
  */
 
 import { listenBurst } from "../../src/transport/burst_listener.ts";
-import { readExact, writeAll } from "../../src/transport/leg.ts";
+import { readExact, writeAll } from "../../src/transport/socket.ts";
 
 export const BLOCK = (() => {
   const b = new Uint8Array(256 * 1024);

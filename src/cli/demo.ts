@@ -11,7 +11,7 @@ import { setupLogging } from "../observe/log.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
 import { socks5Connect } from "../forward/socks5_client.ts";
-import { writeAll } from "../transport/leg.ts";
+import { writeAll } from "../transport/socket.ts";
 import { formatHostPort } from "../transport/address.ts";
 
 const GREETING = "half-tunnel demo: this page came through the tunnel\n";

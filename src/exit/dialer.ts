@@ -12,7 +12,7 @@ import {
   parseIPv4,
   parseIPv6,
 } from "../protocol/address.ts";
-import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import { type SocketOptions, tuneSocket } from "../transport/socket.ts";
 import { StreamError } from "../mux/stream.ts";
 import { Reply } from "../protocol/reply.ts";
 

@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
-import { type SocketOptions, tuneSocket } from "../transport/leg.ts";
+import { type SocketOptions, tuneSocket } from "../transport/socket.ts";
 import { listenBurst } from "../transport/burst_listener.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";

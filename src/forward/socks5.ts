@@ -8,7 +8,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { formatIPv6 } from "../protocol/address.ts";
 import { Reply } from "../protocol/reply.ts";
-import { writeAll } from "../transport/leg.ts";
+import { writeAll } from "../transport/socket.ts";
 
 export type AddrType = "ipv4" | "ipv6" | "domain";
 

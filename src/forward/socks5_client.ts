@@ -4,7 +4,7 @@
  */
 
 import { encodeAddress } from "../protocol/address.ts";
-import { writeAll } from "../transport/leg.ts";
+import { writeAll } from "../transport/socket.ts";
 
 export class SocksClientError extends Error {
   constructor(message: string, readonly reply: number) {

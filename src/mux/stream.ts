@@ -11,7 +11,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
-import { writeAll } from "../transport/leg.ts";
+import { writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { bufferBudget } from "../session/budget.ts";
 import { errText } from "../observe/error_text.ts";

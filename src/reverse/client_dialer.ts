@@ -5,7 +5,7 @@
  */
 
 import type { Address } from "../protocol/address.ts";
-import type { SocketOptions } from "../transport/leg.ts";
+import type { SocketOptions } from "../transport/socket.ts";
 import type { Stream } from "../mux/stream.ts";
 import { exitHandler } from "../exit/handler.ts";
 import { dialExit, type ExitPolicy } from "../exit/dialer.ts";

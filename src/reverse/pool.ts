@@ -19,7 +19,7 @@ import type { DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
 import { handshakeLeg } from "../session/leg_handshake.ts";
-import { type ByteConn, writeAll } from "../transport/leg.ts";
+import { type ByteConn, writeAll } from "../transport/socket.ts";
 import { Ctrl } from "../protocol/frame.ts";
 import type { ReverseDialer } from "./client_dialer.ts";
 import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";

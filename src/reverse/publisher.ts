@@ -14,13 +14,8 @@ import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag, FrameError } from "../protocol/frame.ts";
 import { type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
-import {
-  type ByteConn,
-  type Leg,
-  type SocketOptions,
-  tuneSocket,
-  writeAll,
-} from "../transport/leg.ts";
+import type { Leg } from "../transport/leg.ts";
+import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { Session } from "../session/session.ts";

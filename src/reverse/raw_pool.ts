@@ -9,7 +9,7 @@
 
 import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
 import { checkHeader, Ctrl, Flag, FrameError, HEADER_LEN, writeHeader } from "../protocol/frame.ts";
-import { type ByteConn, writeAll } from "../transport/leg.ts";
+import { type ByteConn, writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 
 const SPLICE_BUF = 64 * 1024;

@@ -10,7 +10,7 @@ import { inPlace, needsRestart } from "./reload.ts";
 import { deriveKeys, HelloClock, type Keys, Role } from "../protocol/handshake.ts";
 import type { Address } from "../protocol/address.ts";
 import type { DialSpec } from "../transport/dial.ts";
-import type { SocketOptions } from "../transport/leg.ts";
+import type { SocketOptions } from "../transport/socket.ts";
 import { Connector, type LegPlan } from "../session/connector.ts";
 import { bufferBudget } from "../session/budget.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";

@@ -11,7 +11,7 @@ import { deriveKeys, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
 import { transportByKind } from "../transport/registry.ts";
-import type { SocketOptions } from "../transport/leg.ts";
+import type { SocketOptions } from "../transport/socket.ts";
 import { SessionRegistry } from "../session/registry.ts";
 import { bufferBudget } from "../session/budget.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";

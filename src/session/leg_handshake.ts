@@ -14,7 +14,7 @@ import {
   WelcomeStatus,
 } from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec } from "../transport/dial.ts";
-import type { ByteConn } from "../transport/leg.ts";
+import type { ByteConn } from "../transport/socket.ts";
 import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
 
 const log = getLogger(["half-tunnel", "client"]);

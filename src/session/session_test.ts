@@ -20,7 +20,8 @@ import {
 } from "../protocol/frame.ts";
 import { deriveKeys, frameKey, Role, type RoleValue } from "../protocol/handshake.ts";
 import { metrics } from "../observe/metrics.ts";
-import { type Leg, TransportError } from "../transport/leg.ts";
+import type { Leg } from "../transport/leg.ts";
+import { TransportError } from "../transport/socket.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { Session } from "./session.ts";

@@ -6,7 +6,8 @@
 
 import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
 import { HandshakeError, type Keys, verifyWelcome, WELCOME_LEN } from "../protocol/handshake.ts";
-import { type ByteConn, type Leg, readExact } from "../transport/leg.ts";
+import type { Leg } from "../transport/leg.ts";
+import { type ByteConn, readExact } from "../transport/socket.ts";
 
 const FRAME_LEN = HEADER_LEN + WELCOME_LEN;
 

@@ -1,6 +1,6 @@
 /** Parsing of "host:port" listen and dial addresses, with IPv6 in brackets and ":port" shorthand. */
 
-import { TransportError } from "./leg.ts";
+import { TransportError } from "./socket.ts";
 
 export interface HostPort {
   hostname: string;

@@ -5,7 +5,8 @@
  */
 
 import type { TlsClientConfig } from "../config/model.ts";
-import { type ByteConn, type Leg, type SocketOptions, TransportError, tuneSocket } from "./leg.ts";
+import type { Leg } from "./leg.ts";
+import { type ByteConn, type SocketOptions, TransportError, tuneSocket } from "./socket.ts";
 import { connectInsecureTls } from "./node_tls.ts";
 import { transportByScheme } from "./registry.ts";
 

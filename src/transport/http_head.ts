@@ -4,7 +4,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { ByteConn } from "./leg.ts";
+import type { ByteConn } from "./socket.ts";
 
 const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 

@@ -4,7 +4,8 @@
  * `server.transport` values and Backhaul's transport names are all read from there.
  */
 
-import type { ByteConn, Leg } from "./leg.ts";
+import type { Leg } from "./leg.ts";
+import type { ByteConn } from "./socket.ts";
 
 /**
  * Decides on a hello: how to attach the leg if it is admitted, or null to refuse. `roles` are the

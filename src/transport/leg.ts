@@ -4,6 +4,8 @@
  * the session layer owns framing, sequencing and liveness on top.
  */
 
+import { type ByteConn, TransportError } from "./socket.ts";
+
 export interface Leg {
   /** For logs: transport, peer and role, never secrets. */
   readonly label: string;
@@ -25,33 +27,6 @@ export interface Leg {
    * only before start(). Absent on WebSocket legs.
    */
   rawConn?(): ByteConn;
-}
-
-export class TransportError extends Error {
-  override name = "TransportError";
-}
-
-/** Settings that apply to every TCP socket a transport opens or accepts. */
-export interface SocketOptions {
-  nodelay: boolean;
-  keepalive: boolean;
-}
-
-export function tuneSocket(conn: Deno.Conn, opts: SocketOptions): void {
-  const c = conn as Deno.TcpConn;
-  try {
-    if (typeof c.setNoDelay === "function") c.setNoDelay(opts.nodelay);
-    if (typeof c.setKeepAlive === "function") c.setKeepAlive(opts.keepalive);
-  } catch {
-    // A socket that is already gone fails its first I/O with a clear error instead.
-  }
-}
-
-/** The part of a connection legs use; satisfied by Deno.Conn and the insecure TLS adapter. */
-export interface ByteConn {
-  read(p: Uint8Array): Promise<number | null>;
-  write(p: Uint8Array): Promise<number>;
-  close(): void;
 }
 
 const READ_BUF = 256 * 1024;
@@ -78,21 +53,4 @@ export async function readLoop(
   } catch (e) {
     return closedByUs() ? undefined : e instanceof Error ? e : new Error(String(e));
   }
-}
-
-/** Reads exactly `n` bytes, or returns null if the peer closes first. */
-export async function readExact(conn: ByteConn, n: number): Promise<Uint8Array | null> {
-  const b = new Uint8Array(n);
-  for (let got = 0; got < n;) {
-    const r = await conn.read(b.subarray(got));
-    if (r === null) return null;
-    got += r;
-  }
-  return b;
-}
-
-/** Writes all of `b`; Deno's write may be partial. */
-export async function writeAll(conn: ByteConn, b: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await conn.write(off === 0 ? b : b.subarray(off));
 }

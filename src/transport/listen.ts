@@ -7,7 +7,7 @@
 import type { TlsServerConfig } from "../config/model.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import type { OnHello, Transport } from "./kind.ts";
-import { type ByteConn, type SocketOptions, tuneSocket } from "./leg.ts";
+import { type ByteConn, type SocketOptions, tuneSocket } from "./socket.ts";
 import { listenNodeTls } from "./node_tls.ts";
 import { listenBurst } from "./burst_listener.ts";
 import { transportByKind } from "./registry.ts";

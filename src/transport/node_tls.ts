@@ -8,7 +8,7 @@
  */
 
 import * as tls from "node:tls";
-import { type ByteConn, TransportError } from "./leg.ts";
+import { type ByteConn, TransportError } from "./socket.ts";
 
 const PAUSE_AT = 1024 * 1024;
 

@@ -3,7 +3,8 @@
  * header carries the length). Reads use one reused buffer; the session copies what it keeps.
  */
 
-import { type ByteConn, type Leg, readLoop, TransportError, writeAll } from "./leg.ts";
+import { type Leg, readLoop } from "./leg.ts";
+import { type ByteConn, TransportError, writeAll } from "./socket.ts";
 
 export class TcpLeg implements Leg {
   #closed = false;

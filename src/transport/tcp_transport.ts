@@ -7,7 +7,7 @@ import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
 import { HELLO_LEN } from "../protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import type { Transport } from "./kind.ts";
-import { type ByteConn, readExact, writeAll } from "./leg.ts";
+import { type ByteConn, readExact, writeAll } from "./socket.ts";
 import { TcpLeg } from "./tcp_leg.ts";
 
 export const tcpTransport: Transport = {

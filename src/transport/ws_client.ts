@@ -5,7 +5,7 @@
  */
 
 import { randomFillSync } from "node:crypto";
-import { type ByteConn, TransportError, writeAll } from "./leg.ts";
+import { type ByteConn, TransportError, writeAll } from "./socket.ts";
 import { readHead, wsAccept } from "./http_head.ts";
 import { WsLeg } from "./ws_leg.ts";
 

@@ -6,7 +6,8 @@
  */
 
 import { randomFillSync } from "node:crypto";
-import { type ByteConn, type Leg, readLoop, TransportError, writeAll } from "./leg.ts";
+import { type Leg, readLoop } from "./leg.ts";
+import { type ByteConn, TransportError, writeAll } from "./socket.ts";
 
 /** Payload starts at this aligned offset of the send buffer so masking can run on 32-bit words. */
 const PAYLOAD_OFF = 16;

@@ -6,8 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { ByteConn } from "./leg.ts";
-import { TransportError } from "./leg.ts";
+import type { ByteConn } from "./socket.ts";
+import { TransportError } from "./socket.ts";
 import { maskInPlace, WsFrameParser, WsLeg } from "./ws_leg.ts";
 import { bytes, concat, sameBytes } from "../../tests/helpers/bytes.ts";
 

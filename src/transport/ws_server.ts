@@ -6,7 +6,7 @@
  */
 
 import { decodeHelloCookie } from "./hello_cookie.ts";
-import { type ByteConn, writeAll } from "./leg.ts";
+import { type ByteConn, writeAll } from "./socket.ts";
 import { WsLeg } from "./ws_leg.ts";
 import type { OnHello } from "./kind.ts";
 import { readHead, wsAccept } from "./http_head.ts";
