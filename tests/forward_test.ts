@@ -239,7 +239,7 @@ Deno.test("malformed SOCKS requests are rejected and the proxy keeps serving", a
 
 Deno.test("a client with the wrong key is refused and probes get a plain 404", async () => {
   const t = await startTunnel();
-  const refusedBefore = metrics.handshakesRefused;
+  const refusedBefore = metrics.handshakesRefused.total();
   const up = t.server.legAddrs[0];
   const wrong = await startClient(config(
     "client",
@@ -248,7 +248,10 @@ Deno.test("a client with the wrong key is refused and probes get a plain 404", a
   ));
   try {
     await assert.rejects(wrong.mux(1500), /no tunnel session/);
-    assert.ok(metrics.handshakesRefused > refusedBefore, "server counted the refused hello");
+    assert.ok(
+      metrics.handshakesRefused.total() > refusedBefore,
+      "server counted the refused hello",
+    );
     const bodies = new Set<string>();
     for (
       const [path, headers] of [

@@ -104,7 +104,7 @@ for (const which of ["upstream", "downstream", "both"] as const) {
       if (which !== "downstream") r.up.cutAll();
       if (which !== "upstream") r.down.cutAll();
     };
-    const replayedBefore = metrics.framesReplayed;
+    const replayedBefore = metrics.framesReplayed.total();
     try {
       // Download: the server sends, the client reads.
       const dl = await socks5Connect(r.socks, "127.0.0.1", src.port);
@@ -126,7 +126,10 @@ for (const which of ["upstream", "downstream", "both"] as const) {
       assert.equal(u.bytes, TOTAL);
       assert.equal(u.sha256, repeatedSha256(block, TOTAL));
       assert.ok(cutsDown + cutsUp >= 10, `faults injected (${cutsDown}+${cutsUp})`);
-      assert.ok(metrics.framesReplayed > replayedBefore, "frames were replayed after a cut");
+      assert.ok(
+        metrics.framesReplayed.total() > replayedBefore,
+        "frames were replayed after a cut",
+      );
     } finally {
       await r.close();
       await src.close();
@@ -142,10 +145,10 @@ Deno.test("a stalled leg (black hole) is noticed by liveness and the transfer co
     const dl = await socks5Connect(r.socks, "127.0.0.1", src.port);
     const got = drain(dl);
     await new Promise((res) => setTimeout(res, 100));
-    const lostBefore = metrics.legsLost;
+    const lostBefore = metrics.legsLost.total();
     r.down.stall();
     // Liveness (800 ms) must drop the silent leg; the redial goes through a fresh connection.
-    await r.down.waitFor(() => metrics.legsLost > lostBefore, 5_000);
+    await r.down.waitFor(() => metrics.legsLost.total() > lostBefore, 5_000);
     r.down.resume();
     const d = await within(got, 60_000, "download after stall");
     dl.close();
@@ -203,9 +206,9 @@ Deno.test("sides with different keepalive intervals keep an idle leg up", async 
   ));
   try {
     await client.mux(10_000);
-    const lost = metrics.legsLost;
+    const lost = metrics.legsLost.total();
     await new Promise((r) => setTimeout(r, 4000));
-    assert.equal(metrics.legsLost, lost, "no leg was dropped as dead");
+    assert.equal(metrics.legsLost.total(), lost, "no leg was dropped as dead");
   } finally {
     await client.close();
     await server.close();

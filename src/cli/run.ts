@@ -8,7 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
 import { loadConfig, type LoadOptions } from "../config/load.ts";
 import { setupLogging } from "../observe/log.ts";
-import { metrics } from "../observe/metrics.ts";
+import { counterSummary } from "../observe/metrics.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
 import { errText } from "../observe/error_text.ts";
@@ -69,14 +69,14 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   // Counters in the journal now and then, so an operator sees drops and resumes without a restart.
   let last = "";
   const report = setInterval(() => {
-    const now = JSON.stringify(metrics);
+    const now = JSON.stringify(counterSummary());
     if (now !== last) log.info("counters: {m}", { m: now });
     last = now;
   }, COUNTERS_EVERY_MS);
   await done.promise;
   clearInterval(report);
   for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
-  log.info("shutting down; counters: {m}", { m: JSON.stringify(metrics) });
+  log.info("shutting down; counters: {m}", { m: JSON.stringify(counterSummary()) });
   await node.close();
   unguard();
   return 0;

@@ -31,7 +31,6 @@ const NOT_IMPLEMENTED = new Set([
   "accept_udp",
   "sniffer",
   "sniffer_log",
-  "web_port",
   "pprof",
   "skip_optz",
   "mss",
@@ -169,6 +168,10 @@ function common(t: Table, d: Draft): void {
   }
   if (token === "") throw t.fail("token", "must not be empty");
   c.auth.key = token;
+
+  // Backhaul's dashboard port becomes our observability listener, on loopback.
+  const webPort = t.count("web_port");
+  if (webPort) c.observe.listen = `127.0.0.1:${webPort}`;
 
   const level = t.str("log_level");
   if (level) {

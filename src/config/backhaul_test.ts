@@ -195,10 +195,11 @@ Deno.test("Backhaul: keys the transport does not use, and unimplemented ones, ar
   assert.deepEqual(c.warnings, [
     '[client] connection_pool (c.toml line 5): is not used by transport "tcpmux"; ignored',
     '[client] aggressive_pool (c.toml line 6): is not used by transport "tcpmux"; ignored',
-    "[client] web_port (c.toml line 7): is a Backhaul option half-tunnel does not implement; ignored",
     "[client] sniffer (c.toml line 8): is a Backhaul option half-tunnel does not implement; ignored",
   ]);
   assert.equal(c.client.connectionPool, 8);
+  // Backhaul's dashboard port is our observability listener, on loopback.
+  assert.equal(c.observe.listen, "127.0.0.1:2060");
   assert.match(
     cli(`mux_session = 2\n`).warnings[0],
     /\[client\] mux_session \(c\.toml line 5\): is not used by transport "tcp"; ignored/,
@@ -473,6 +474,7 @@ ports = [
 ]
 `);
   assert.equal(server.role, "server");
+  assert.equal(server.observe.listen, "127.0.0.1:2060");
   assert.deepEqual([server.session.keepaliveIntervalMs, server.server.keepalivePeriodMs], [
     40_000,
     75_000,

@@ -156,6 +156,13 @@ export interface Config {
     hmac: boolean;
   };
   session: SessionConfig;
+  /** The observability listener: `/metrics` and `/status` over HTTP. */
+  observe: {
+    /** `host:port`, or "" for off. */
+    listen: string;
+    /** Bearer token for everything but `/metrics`; required off loopback. Never logged. */
+    token: string;
+  };
   server: ServerConfig;
   client: ClientConfig;
   /** Non-fatal remarks found while loading (e.g. a key the chosen transport does not use). */

@@ -116,6 +116,21 @@ const ROWS = [
     default: false,
     doc: "HMAC-SHA256 on every frame (either side asking turns it on)",
   }),
+  key("observe.listen", {
+    kind: "string",
+    to: "observe.listen",
+    default: "",
+    shown: "(off)",
+    doc: "HTTP listener for `/metrics` and `/status` (e.g. `127.0.0.1:9100`)",
+    backhaul: "web_port",
+  }),
+  key("observe.token", {
+    kind: "string",
+    to: "observe.token",
+    default: "",
+    doc: "bearer token for `/status`; required when observe.listen is not loopback",
+    secret: true,
+  }),
   key("session.keepalive_interval", {
     kind: "duration",
     to: "session.keepaliveIntervalMs",

@@ -20,6 +20,7 @@ export const FRAME_OVERHEAD = 66;
 export function validate(d: Draft): void {
   const ck = new Checks(d);
   auth(ck);
+  observe(ck);
   session(ck);
   if (d.cfg.role === "server") server(ck);
   else client(ck);
@@ -104,6 +105,19 @@ function auth(ck: Checks): void {
       } is shorter than 16 characters; \`half-tunnel keygen\` makes a strong one`,
     );
   }
+}
+
+/** The observability listener: off, on loopback, or elsewhere only behind a token. */
+function observe(ck: Checks): void {
+  const o = ck.cfg.observe;
+  if (!o.listen) return;
+  const { host } = ck.listen(o.listen, "observe.listen");
+  const loopback = host === "localhost" || host.startsWith("127.") || host === "::1";
+  ck.check(
+    loopback || o.token !== "",
+    "observe.listen",
+    `"${o.listen}" is not a loopback address: set observe.token too (status pages tell a lot)`,
+  );
 }
 
 function session(ck: Checks): void {

@@ -8,7 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
-import { metrics } from "../observe/metrics.ts";
+import { metrics, type Traffic } from "../observe/metrics.ts";
 import { dialExit, type ExitPolicy } from "./dialer.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { Reply } from "../protocol/reply.ts";
@@ -16,9 +16,12 @@ import { Reply } from "../protocol/reply.ts";
 const log = getLogger(["half-tunnel", "exit"]);
 
 /** `policy()` is read per stream so a reloaded config applies to new streams. */
-export function exitHandler(policy: () => ExitPolicy): (s: Stream, target: Address) => void {
+export function exitHandler(
+  policy: () => ExitPolicy,
+  traffic: Traffic,
+): (s: Stream, target: Address) => void {
   return async (stream, target) => {
-    metrics.streamsOpened++;
+    metrics.streamsOpened.inc();
     try {
       const conn = await dialExit(target.host, target.port, policy());
       if (stream.closed) {
@@ -32,9 +35,9 @@ export function exitHandler(policy: () => ExitPolicy): (s: Stream, target: Addre
         resetConn(conn);
         throw e;
       }
-      stream.attach(conn);
+      stream.attach(conn, traffic);
     } catch (e) {
-      metrics.streamsFailed++;
+      metrics.streamsFailed.inc();
       const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;
       log.info("stream {id} to {host}:{port} failed: {reason}", {
         id: stream.id,

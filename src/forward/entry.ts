@@ -13,6 +13,7 @@ import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
 import { AmbiguousAddressError } from "../protocol/address.ts";
+import type { Traffic } from "../observe/metrics.ts";
 
 const log = getLogger(["half-tunnel", "entry"]);
 
@@ -27,6 +28,7 @@ export interface SocksEntryOptions {
   socket: SocketOptions;
   /** Bound on negotiation and on waiting for the exit to connect. */
   timeoutMs: number;
+  traffic: Traffic;
 }
 
 export interface Entry {
@@ -76,7 +78,7 @@ async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise
     stream.reset("SOCKS5 client went away");
     return safeClose(conn);
   }
-  stream.attach(conn, req.leftover);
+  stream.attach(conn, opts.traffic, req.leftover);
 }
 
 export interface ForwardEntryOptions {
@@ -84,6 +86,7 @@ export interface ForwardEntryOptions {
   target: Address;
   open: OpenStream;
   socket: SocketOptions;
+  traffic: Traffic;
 }
 
 /** A static forward: every connection to `listen` is carried to `target` on the exit side. */
@@ -93,7 +96,7 @@ export function listenForward(opts: ForwardEntryOptions): Entry {
     tuneSocket(conn, opts.socket);
     try {
       const stream = await opts.open(opts.target);
-      stream.attach(conn);
+      stream.attach(conn, opts.traffic);
     } catch (e) {
       log.info("forward to {host}:{port} failed: {reason}", { ...opts.target, reason: errText(e) });
       safeClose(conn);

@@ -56,6 +56,11 @@ export class Mux implements SessionHandler, StreamHost {
     return this.session.isClosed;
   }
 
+  /** Streams open now. */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
   /** Opens a stream to `target` on the peer's side. */
   open(target: Address): Stream {
     if (this.#streams.size >= this.opts.maxStreams) {

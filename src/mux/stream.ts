@@ -16,6 +16,7 @@ import { resetConn } from "../transport/socket_reset.ts";
 import { bufferBudget } from "../session/budget.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
+import type { Traffic } from "../observe/metrics.ts";
 
 /** The stream's view of its multiplexer (keeps this module free of the Mux class). */
 export interface StreamHost {
@@ -46,6 +47,7 @@ export class Stream {
   #consumed = 0;
   #writing = false;
   #conn: Deno.Conn | null = null;
+  #traffic: Traffic | null = null;
   #localFin = false;
   #remoteFin = false;
   #finWritten = false;
@@ -86,12 +88,13 @@ export class Stream {
    * Starts relaying between `conn` and the stream; `leftover` is sent first. The stream owns `conn`
    * from now on and ends it with FIN or RST as described above.
    */
-  attach(conn: Deno.Conn, leftover?: Uint8Array): void {
+  attach(conn: Deno.Conn, traffic: Traffic, leftover?: Uint8Array): void {
     if (this.#done) {
       resetConn(conn);
       return;
     }
     this.#conn = conn;
+    this.#traffic = traffic;
     if (!this.#charge(SMALL_READ)) {
       this.#overBudget();
       return;
@@ -195,6 +198,7 @@ export class Stream {
         if (n === null) break;
         await this.host.send(Flag.DATA, this.id, buf.subarray(0, n));
         this.#credit -= n;
+        this.#traffic!.out.inc(n);
         // A busy stream gets full-size frames (when the budget allows); an idle one keeps its
         // small buffer.
         if (n === buf.length && buf.length < max && this.#charge(max - buf.length)) {
@@ -219,6 +223,7 @@ export class Stream {
       const n = Math.min(b.length - off, this.#credit, this.host.maxPayload);
       await this.host.send(Flag.DATA, this.id, b.subarray(off, off + n));
       this.#credit -= n;
+      this.#traffic!.out.inc(n);
       off += n;
     }
   }
@@ -232,6 +237,7 @@ export class Stream {
         await writeAll(conn, c);
         this.#queued -= c.length;
         this.#uncharge(c.length);
+        this.#traffic!.in.inc(c.length);
         this.#consumed += c.length;
         if (this.#consumed >= this.host.window / 8) this.#grant();
       }

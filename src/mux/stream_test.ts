@@ -8,6 +8,9 @@
 import assert from "node:assert/strict";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { Stream, StreamError, type StreamHost } from "./stream.ts";
+import { traffic } from "../observe/metrics.ts";
+
+const TRAFFIC = traffic("test", "none");
 
 interface Sent {
   flags: number;
@@ -184,7 +187,7 @@ Deno.test("DATA never exceeds the credit until WINDOW grants more", async () => 
   const s = new Stream(1, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local);
+    s.attach(local, TRAFFIC);
     const total = 20_000;
     const input = bytes(total, 1);
     const writer = writeAll(app, input);
@@ -226,7 +229,7 @@ Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", 
   const { local, app } = await tcpPair();
   try {
     const leftover = bytes(3000, 2);
-    s.attach(local, leftover);
+    s.attach(local, TRAFFIC, leftover);
     await until(() => host.dataSent === 2048, "the window");
     await delay(30);
     assert.deepEqual(host.sent.map((x) => x.payload.length), [1024, 1024]);
@@ -249,7 +252,7 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
   const s = new Stream(5, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local);
+    s.attach(local, TRAFFIC);
     const chunk = window / 8;
     const input = bytes(4 * window, 4);
     const reading = readN(app, input.length);
@@ -316,7 +319,7 @@ Deno.test("data beyond the window resets the stream", async () => {
     const s = new Stream(11, host);
     const { local, app } = await tcpPair();
     try {
-      s.attach(local);
+      s.attach(local, TRAFFIC);
       for (let i = 0; i < 4; i++) s.onFrame(Flag.DATA, bytes(1024, i), false);
       s.onFrame(Flag.DATA, bytes(1, 9), false);
       assert.ok(s.closed);
@@ -334,7 +337,7 @@ Deno.test("half-close: our FIN leaves the receive direction open", async () => {
   const s = new Stream(13, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local);
+    s.attach(local, TRAFFIC);
     await writeAll(app, bytes(100, 1));
     await app.closeWrite();
     await until(() => host.fins === 1, "our FIN");
@@ -363,7 +366,7 @@ Deno.test("half-close: the peer's FIN leaves the send direction open", async () 
   const s = new Stream(15, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local);
+    s.attach(local, TRAFFIC);
     s.onFrame(Flag.DATA | Flag.FIN, bytes(300, 1), true);
     sameBytes(await readToEnd(app), bytes(300, 1), "data, then EOF");
     assert.ok(!s.closed);
@@ -422,7 +425,7 @@ Deno.test("control frames: OPEN_OK, OPEN_FAIL, RESET, bad WINDOW", async () => {
     const s = new Stream(21, host);
     const { local, app } = await tcpPair();
     try {
-      s.attach(local);
+      s.attach(local, TRAFFIC);
       s.onFrame(
         Flag.CTRL,
         ctrlPayload(Ctrl.RESET, concat([new Uint8Array([1]), te.encode("gone")])),

@@ -110,8 +110,21 @@ export class HelloClock {
   }
 }
 
+/** Why a hello was refused, as a bounded label for metrics. */
+export type RefusalReason =
+  | "malformed"
+  | "wrong_key"
+  | "clock_skew"
+  | "replayed"
+  | "wrong_path"
+  | "restarted"
+  | "busy";
+
 export class HandshakeError extends Error {
   override name = "HandshakeError";
+  constructor(message: string, readonly reason: RefusalReason = "malformed") {
+    super(message);
+  }
 }
 
 /** Keys derived once from the configured secret. */
@@ -196,7 +209,7 @@ export function verifyHello(
   if (b[0] !== HELLO_VERSION) throw new HandshakeError(`hello version ${b[0]} unsupported`);
   const expect = mac(keys.auth, [enc("HT2 hello"), b.subarray(0, 48)]);
   if (!timingSafeEqual(expect, b.subarray(48, 80))) {
-    throw new HandshakeError("hello MAC does not verify (wrong key?)");
+    throw new HandshakeError("hello MAC does not verify (wrong key?)", "wrong_key");
   }
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const role = b[1];
@@ -205,10 +218,11 @@ export function verifyHello(
   if (!(Math.abs(nowMs - timeMs) <= HELLO_MAX_SKEW_MS)) {
     throw new HandshakeError(
       `hello timestamp is ${Math.round((nowMs - timeMs) / 1000)} s off (clock skew or replay)`,
+      "clock_skew",
     );
   }
   const macBytes = b.slice(48, 80);
-  if (!replay.admit(macBytes, nowMs)) throw new HandshakeError("hello replayed");
+  if (!replay.admit(macBytes, nowMs)) throw new HandshakeError("hello replayed", "replayed");
   return {
     role: role as RoleValue,
     flags: b[2],

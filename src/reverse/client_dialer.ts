@@ -9,23 +9,28 @@ import type { SocketOptions } from "../transport/socket.ts";
 import type { Stream } from "../mux/stream.ts";
 import { exitHandler } from "../exit/handler.ts";
 import { dialExit, type ExitPolicy } from "../exit/dialer.ts";
+import type { Traffic } from "../observe/metrics.ts";
 
 export interface ReverseDialer {
   /** For streams the server opens on a session. */
   onStream: (s: Stream, target: Address) => void;
   /** For raw pool connections: a connected socket or a StreamError. */
   dial: (target: Address) => Promise<Deno.TcpConn>;
+  /** Byte counters of what this side dials. */
+  traffic: Traffic;
 }
 
 export function reverseDialer(
   forwarder: () => Map<number, Address>,
   socket: SocketOptions,
   dialTimeoutMs: number,
+  traffic: Traffic,
 ): ReverseDialer {
   const policy: ExitPolicy = { allowPrivate: true, ownPorts: new Set(), dialTimeoutMs, socket };
   const resolve = (target: Address) => forwarder().get(target.port) ?? target;
-  const handle = exitHandler(() => policy);
+  const handle = exitHandler(() => policy, traffic);
   return {
+    traffic,
     onStream: (stream, target) => handle(stream, resolve(target)),
     dial: (target) => {
       const t = resolve(target);

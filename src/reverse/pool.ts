@@ -112,7 +112,7 @@ export class PoolManager {
           return;
         }
         await writeAll(conn, ctrlFrame(sessionId, Ctrl.OPEN_OK, new Uint8Array(0)));
-        await splice(target, conn, undefined, open.rest);
+        await splice(target, conn, this.opts.dialer.traffic, undefined, open.rest);
       } catch (e) {
         log.debug("raw pool connection ended: {reason}", { reason: errText(e) });
       } finally {

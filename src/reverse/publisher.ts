@@ -22,6 +22,7 @@ import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
+import { type Traffic, traffic } from "../observe/metrics.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { IdleRawConn, splice } from "./raw_pool.ts";
 
@@ -33,6 +34,8 @@ const RAW_OPEN_TIMEOUT_MS = 10_000;
 const QUEUE_WAIT_MS = 10_000;
 
 export interface PublisherOptions {
+  /** `server.transport`, for the byte counters' labels. */
+  transport: string;
   ports: PortMapping[];
   mode: StreamMode;
   channelSize: number;
@@ -62,6 +65,8 @@ export class Publisher {
   #spliced = new Set<ByteConn[]>();
   #queue: Waiter[] = [];
   #lastWant = 0;
+  /** Byte counters per published port. */
+  #traffic = new Map<number, Traffic>();
   /** Refusals are logged once per port and minute, then counted. */
   #refusals = new LogLimiter();
   readonly boundPorts: number[] = [];
@@ -103,6 +108,7 @@ export class Publisher {
     this.#listeners.push(l);
     this.boundPorts.push(port);
     const target: Address = { host: m.targetHost || "127.0.0.1", port: m.targetPort ?? port };
+    this.#traffic.set(port, traffic(`port ${port}`, this.opts.transport));
     l.serve((conn) => this.#onUser(conn, target));
   }
 
@@ -233,7 +239,7 @@ export class Publisher {
     }
     if (!mux) return false;
     try {
-      mux.open(target).attach(conn, header);
+      mux.open(target).attach(conn, this.#trafficOf(conn), header);
     } catch (e) {
       log.warn("could not open a stream to {target}: {reason}", {
         target: formatHostPort(target.host, target.port),
@@ -270,8 +276,12 @@ export class Publisher {
     this.#askForPool();
     const pair = [conn, raw.conn];
     this.#spliced.add(pair);
-    await splice(conn, raw.conn, header, early);
+    await splice(conn, raw.conn, this.#trafficOf(conn), header, early);
     this.#spliced.delete(pair);
+  }
+
+  #trafficOf(conn: Deno.TcpConn): Traffic {
+    return this.#traffic.get((conn.localAddr as Deno.NetAddr).port)!;
   }
 
   #nextMux(): Mux | undefined {

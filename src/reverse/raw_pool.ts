@@ -11,6 +11,7 @@ import { type Address, decodeAddress, encodeAddress } from "../protocol/address.
 import { checkHeader, Ctrl, Flag, FrameError, HEADER_LEN, writeHeader } from "../protocol/frame.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
+import type { Cell, Traffic } from "../observe/metrics.ts";
 
 const SPLICE_BUF = 64 * 1024;
 const MAX_CTRL_PAYLOAD = 1024;
@@ -68,17 +69,22 @@ function grow(b: Uint8Array): Uint8Array {
 export async function splice(
   app: Deno.Conn,
   pool: ByteConn & { closeWrite?: () => Promise<void> },
+  traffic: Traffic,
   appToPoolFirst?: Uint8Array,
   poolToAppFirst?: Uint8Array,
 ): Promise<void> {
   const pump = async (
     from: ByteConn,
     to: ByteConn & { closeWrite?: () => Promise<void> },
+    count: Cell,
     first?: Uint8Array,
   ) => {
     if (first?.length) await writeAll(to, first);
     const buf = new Uint8Array(SPLICE_BUF);
-    for (let n; (n = await from.read(buf)) !== null;) await writeAll(to, buf.subarray(0, n));
+    for (let n; (n = await from.read(buf)) !== null;) {
+      await writeAll(to, buf.subarray(0, n));
+      count.inc(n);
+    }
     if (to.closeWrite) await to.closeWrite();
     else to.close();
   };
@@ -92,8 +98,8 @@ export async function splice(
     } catch { /* already closed */ }
   };
   await Promise.all([
-    pump(app, pool, appToPoolFirst).catch(fail),
-    pump(pool, app, poolToAppFirst).catch(fail),
+    pump(app, pool, traffic.out, appToPoolFirst).catch(fail),
+    pump(pool, app, traffic.in, poolToAppFirst).catch(fail),
   ]);
   if (failed) return;
   for (const c of [app, pool]) {

@@ -13,11 +13,13 @@ import type { DialSpec } from "../transport/dial.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import { Connector, type LegPlan } from "../session/connector.ts";
 import { bufferBudget } from "../session/budget.ts";
+import { traffic } from "../observe/metrics.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
 import { reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
+import { observe, type Observed } from "./observe.ts";
 
 /** Settings read through `current` for each new stream, so a reload applies them in place. */
 const IN_PLACE = inPlace("client");
@@ -30,6 +32,8 @@ export interface RunningClient {
   readonly connectors: Connector[];
   /** SOCKS5 listener first (if enabled), then static forwards. */
   readonly entries: Entry[];
+  /** The observability listener's address, when `observe.listen` is set. */
+  readonly observeAddr: Deno.NetAddr | null;
   /** Resolves with a mux over a live session, or rejects after `timeoutMs`. */
   mux(timeoutMs: number): Promise<Mux>;
   reload(cfg: Config): string[];
@@ -70,7 +74,12 @@ export async function startClient(
   let pool: PoolManager | null = null;
   const muxWaiters = new Set<(m: Mux) => void>();
   const reverse = cc.reverse
-    ? reverseDialer(() => current.client.forwarder, socket, cc.dialTimeoutMs)
+    ? reverseDialer(
+      () => current.client.forwarder,
+      socket,
+      cc.dialTimeoutMs,
+      traffic("exit", cc.legKind),
+    )
     : null;
   const onOpen = reverse?.onStream ?? null;
 
@@ -139,6 +148,7 @@ export async function startClient(
     (await liveMux(cc.dialTimeoutMs)).open(target);
 
   const entries: Entry[] = [];
+  let observed: Observed | null = null;
   try {
     if (cc.socks5) {
       entries.push(listenSocks5({
@@ -150,6 +160,7 @@ export async function startClient(
         open,
         socket,
         timeoutMs: cc.dialTimeoutMs + 5_000,
+        traffic: traffic("socks5", cc.legKind),
       }));
     }
     for (const f of cc.forwards) {
@@ -158,8 +169,13 @@ export async function startClient(
         target: { host: f.targetHost, port: f.targetPort },
         open,
         socket,
+        traffic: traffic(`forward ${f.listenHost}:${f.listenPort}`, cc.legKind),
       }));
     }
+    observed = observe(
+      cfg,
+      () => connectors.flatMap((c) => c.session && !c.session.isClosed ? [c.session] : []),
+    );
   } catch (e) {
     for (const en of entries) en.close();
     pool?.stop();
@@ -178,7 +194,9 @@ export async function startClient(
       current = next;
       return kept;
     },
+    observeAddr: observed.addr,
     async close() {
+      await observed!.close();
       for (const en of entries) en.close();
       pool?.stop();
       for (const c of connectors) c.stop();

@@ -16,9 +16,11 @@ import { SessionRegistry } from "../session/registry.ts";
 import { bufferBudget } from "../session/budget.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
+import { traffic } from "../observe/metrics.ts";
 import { exitHandler } from "../exit/handler.ts";
 import type { ExitPolicy } from "../exit/dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
+import { observe, type Observed } from "./observe.ts";
 
 /** Settings read through `current` for each new stream, so a reload applies them in place. */
 const IN_PLACE = inPlace("server");
@@ -30,6 +32,8 @@ export interface RunningServer {
   readonly legAddrs: Deno.NetAddr[];
   readonly registry: SessionRegistry;
   readonly publisher: Publisher | null;
+  /** The observability listener's address, when `observe.listen` is set. */
+  readonly observeAddr: Deno.NetAddr | null;
   /** Applies settings that can change in place; returns what needs a restart instead. */
   reload(cfg: Config): string[];
   close(): Promise<void>;
@@ -53,7 +57,7 @@ export async function startServer(
     dialTimeoutMs: current.server.dialTimeoutMs,
     socket,
   });
-  const onOpen = sc.exit ? exitHandler(policy) : null;
+  const onOpen = sc.exit ? exitHandler(policy, traffic("exit", sc.legKind)) : null;
   let publisher: Publisher | null = null;
   const registry = new SessionRegistry({
     keys,
@@ -73,6 +77,7 @@ export async function startServer(
   });
 
   const listeners: LegListener[] = [];
+  let observed: Observed | null = null;
   // The config validated the kind against the registry.
   const transport = transportByKind(sc.legKind)!;
   try {
@@ -106,6 +111,7 @@ export async function startServer(
     }
     if (sc.ports.length) {
       publisher = Publisher.start({
+        transport: sc.legKind,
         ports: sc.ports,
         mode: sc.streamMode,
         channelSize: sc.channelSize,
@@ -122,7 +128,10 @@ export async function startServer(
       });
       for (const p of publisher.boundPorts) ownPorts.add(p);
     }
+    observed = observe(cfg, () => registry.sessions());
+    if (observed.addr) ownPorts.add(observed.addr.port);
   } catch (e) {
+    publisher?.close();
     for (const l of listeners) await l.close();
     throw e;
   }
@@ -136,10 +145,12 @@ export async function startServer(
       current = next;
       return kept;
     },
+    observeAddr: observed.addr,
     async close() {
       publisher?.close();
       registry.closeAll("server shutting down");
       for (const l of listeners) await l.close();
+      await observed!.close();
     },
   };
 }

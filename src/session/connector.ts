@@ -183,7 +183,7 @@ export class Connector {
         await this.#sleep(delay);
         if (this.#stopped || s.isClosed) return;
         try {
-          metrics.legReconnects++;
+          metrics.legReconnects.inc();
           const w = await this.#handshake(plan, s.id, HelloFlag.RESUME, s.recvSeq);
           if (w.status === WelcomeStatus.UNKNOWN_SESSION) {
             w.leg.close();

@@ -73,10 +73,15 @@ export class SessionRegistry {
     try {
       hello = verifyHello(this.opts.keys, bytes, this.#replay);
       if (!roles.has(hello.role)) {
-        throw new HandshakeError(`a ${roleName(hello.role)} leg is not served on this path`);
+        throw new HandshakeError(
+          `a ${roleName(hello.role)} leg is not served on this path`,
+          "wrong_path",
+        );
       }
     } catch (e) {
-      metrics.handshakesRefused++;
+      metrics.handshakesRefused.with({
+        reason: e instanceof HandshakeError ? e.reason : "malformed",
+      }).inc();
       const reason = errText(e);
       this.#refusals.note(sourceOf(peer), {
         first: () => log.warn("refused leg from {peer}: {reason}", { peer, reason }),
@@ -99,7 +104,7 @@ export class SessionRegistry {
         encodeWelcome(this.opts.keys, hello, status, hmac ? HelloFlag.HMAC : 0, ack),
       );
     if (hello.timeMs < this.startedAt) {
-      metrics.handshakesRefused++;
+      metrics.handshakesRefused.with({ reason: "restarted" }).inc();
       this.#refusals.note(`stale ${sourceOf(peer)}`, {
         first: () =>
           log.info(
@@ -130,7 +135,7 @@ export class SessionRegistry {
       return (leg) => pool(sess, leg, hello, welcome(WelcomeStatus.OK, 0));
     }
     if (!s && this.#sessions.size >= this.opts.maxSessions && !this.#evictIdle()) {
-      metrics.handshakesRefused++;
+      metrics.handshakesRefused.with({ reason: "busy" }).inc();
       this.#refusals.note("busy", {
         first: () =>
           log.warn(
@@ -154,11 +159,11 @@ export class SessionRegistry {
       const created = s;
       this.#sessions.set(key, created);
       created.closed.then(() => this.#sessions.delete(key));
-      metrics.sessionsOpened++;
+      metrics.sessionsOpened.inc();
       log.info("session {sid} opened by {peer}", { sid: created.label, peer });
       this.opts.onSession(created);
     } else if (hello.flags & HelloFlag.RESUME) {
-      metrics.sessionsResumed++;
+      metrics.sessionsResumed.inc();
     }
     const sess = s;
     return (leg) => {

@@ -22,7 +22,14 @@ import {
   SEQUENCED,
   writeHeader,
 } from "../protocol/frame.ts";
-import { frameKey, hexOf, type Keys, Role, type RoleValue } from "../protocol/handshake.ts";
+import {
+  frameKey,
+  hexOf,
+  type Keys,
+  Role,
+  roleName,
+  type RoleValue,
+} from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
 import { metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
@@ -52,6 +59,16 @@ interface LegState {
   urgent: Uint8Array[];
   wake: (() => void) | null;
   alive: boolean;
+  /** When our last keepalive went out (0: none outstanding), and the last round trip seen. */
+  pingAt: number;
+  rttMs: number | null;
+}
+
+/** What `/status` and the metrics show of a leg. */
+export interface LegInfo {
+  role: string;
+  label: string;
+  rttMs: number | null;
 }
 
 export interface SessionOptions {
@@ -130,6 +147,15 @@ export class Session {
     return this.#closed;
   }
 
+  /** The legs attached now, for status pages and metrics. */
+  legs(): LegInfo[] {
+    return [...this.#legs.values()].map((ls) => ({
+      role: roleName(ls.role),
+      label: ls.leg.label,
+      rttMs: ls.rttMs,
+    }));
+  }
+
   /** Legs attached now (0 while the session waits for a resume). */
   get legCount(): number {
     return this.#legs.size;
@@ -166,6 +192,8 @@ export class Session {
       urgent: preface ? [preface] : [],
       wake: null,
       alive: true,
+      pingAt: 0,
+      rttMs: null,
     };
     this.#legs.set(role, ls);
     const sends = role === Role.BOTH || role === (this.side === "client" ? Role.UP : Role.DOWN);
@@ -174,7 +202,7 @@ export class Session {
       this.#ring.rewind();
       this.#sendLeg = ls;
       if (replay > 0) {
-        metrics.framesReplayed += replay;
+        metrics.framesReplayed.inc(replay);
         log.info("session {sid}: resumed on {leg}, {n} frames replayed", {
           sid: this.label,
           leg: leg.label,
@@ -287,6 +315,9 @@ export class Session {
       // trip on its own schedule, whatever interval the peer uses.
       if ((h.flags & Flag.KEEPALIVE) && !(h.flags & Flag.ACK)) {
         this.#queueUrgent(ls, this.#unsequenced(Flag.KEEPALIVE | Flag.ACK));
+      } else if ((h.flags & Flag.KEEPALIVE) && ls.pingAt > 0) {
+        ls.rttMs = Date.now() - ls.pingAt;
+        ls.pingAt = 0;
       }
       return; // otherwise the ack field was all it carried
     }
@@ -377,6 +408,7 @@ export class Session {
         const secs = Math.round((now - ls.lastRecv) / 1000);
         this.#legClosed(ls, new Error(`no traffic for ${secs} s (liveness timeout)`));
       } else {
+        ls.pingAt = now;
         this.#queueUrgent(ls, this.#unsequenced(Flag.KEEPALIVE));
       }
     }
@@ -387,7 +419,7 @@ export class Session {
     const reason = err?.message ?? "closed";
     this.#dropLeg(ls);
     if (this.#closed) return;
-    metrics.legsLost++;
+    metrics.legsLost.inc();
     if (!this.#resumable) {
       this.close(`leg ${ls.leg.label} lost: ${reason}`);
       return;

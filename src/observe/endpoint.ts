@@ -1,0 +1,61 @@
+/**
+ * The observability listener (off unless `observe.listen` is set): `GET /metrics` in the
+ * Prometheus text exposition format and `GET /status` as JSON, served with Deno.serve. Everything
+ * but `/metrics` needs `Authorization: Bearer <observe.token>` when a token is set (the config
+ * refuses a listener off loopback without one); a wrong token gets 401 and nothing else.
+ */
+
+import { timingSafeEqual } from "node:crypto";
+import { renderMetrics } from "./metrics.ts";
+
+export interface ObserveOptions {
+  hostname: string;
+  port: number;
+  token: string;
+  /** The `/status` document, built when asked for. */
+  status: () => unknown;
+}
+
+export interface ObserveServer {
+  readonly addr: Deno.NetAddr;
+  close(): Promise<void>;
+}
+
+export function serveObserve(o: ObserveOptions): ObserveServer {
+  const server = Deno.serve(
+    { hostname: o.hostname, port: o.port, onListen: () => {} },
+    (req) => handle(req, o),
+  );
+  return { addr: server.addr, close: () => server.shutdown() };
+}
+
+function handle(req: Request, o: ObserveOptions): Response {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response("method not allowed\n", { status: 405, headers: { Allow: "GET, HEAD" } });
+  }
+  const path = new URL(req.url).pathname;
+  if (path === "/metrics") {
+    return new Response(renderMetrics(), {
+      headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
+  }
+  if (o.token && !sameToken(req.headers.get("authorization"), `Bearer ${o.token}`)) {
+    return new Response("unauthorized\n", {
+      status: 401,
+      headers: { "WWW-Authenticate": 'Bearer realm="half-tunnel"' },
+    });
+  }
+  if (path === "/status") {
+    return new Response(JSON.stringify(o.status(), null, 2) + "\n", {
+      headers: { "Content-Type": "application/json", "Cache-Control": "no-store" },
+    });
+  }
+  return new Response("404 page not found\n", { status: 404 });
+}
+
+const te = new TextEncoder();
+
+function sameToken(got: string | null, want: string): boolean {
+  const a = te.encode(got ?? ""), b = te.encode(want);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,113 @@
+/**
+ * The observability listener: `/metrics` during and after a transfer shows the bytes moved under
+ * the right names and types and passes `promtool check metrics` (when Prometheus' tool is
+ * installed), `/status` shows the session and its legs, the token guards `/status` but not
+ * `/metrics`, and the config refuses a listener off loopback without a token.
+ */
+
+import assert from "node:assert/strict";
+import { socks5Connect } from "../src/forward/socks5_client.ts";
+import { ConfigError } from "../src/config/load.ts";
+import { drain, sourceServer } from "./helpers/net.ts";
+import { config, startTunnel } from "./helpers/tunnel.ts";
+
+async function get(addr: Deno.NetAddr, path: string, token?: string): Promise<Response> {
+  return await fetch(`http://127.0.0.1:${addr.port}${path}`, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+  });
+}
+
+/** The value of one series in an exposition text, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : undefined;
+}
+
+async function promtool(text: string): Promise<string | null> {
+  try {
+    const p = new Deno.Command("promtool", {
+      args: ["check", "metrics"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = p.stdin.getWriter();
+    await w.write(new TextEncoder().encode(text));
+    await w.close();
+    const out = await p.output();
+    return out.success
+      ? ""
+      : new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+Deno.test("/metrics counts the bytes a download moved, /status shows the session", async () => {
+  const total = 8 << 20;
+  const src = sourceServer(new Uint8Array(64 * 1024).fill(7), total);
+  const t = await startTunnel({
+    server: "observe:\n  listen: 127.0.0.1:0\n  token: status-token-0123456789\n",
+  });
+  try {
+    const addr = t.server.observeAddr!;
+    const before = await (await get(addr, "/metrics")).text();
+    const series = 'half_tunnel_bytes_total{direction="out",entry="exit",transport="ws"}';
+    const c = await socks5Connect(t.socks, "127.0.0.1", src.port);
+    await c.closeWrite();
+    const got = await drain(c);
+    c.close();
+    assert.equal(got.bytes, total);
+    const res = await get(addr, "/metrics");
+    assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const moved = (sample(text, series) ?? 0) - (sample(before, series) ?? 0);
+    assert.equal(moved, total, "the exit counted every byte it read from the target");
+    for (
+      const [name, type] of [
+        ["half_tunnel_bytes_total", "counter"],
+        ["half_tunnel_sessions_active", "gauge"],
+        ["half_tunnel_streams_opened_total", "counter"],
+        ["half_tunnel_handshakes_refused_total", "counter"],
+        ["half_tunnel_process_resident_memory_bytes", "gauge"],
+      ]
+    ) {
+      assert.ok(text.includes(`# TYPE ${name} ${type}\n`), `${name} is a ${type}`);
+    }
+    assert.ok((sample(text, "half_tunnel_sessions_active") ?? 0) >= 1);
+    const problems = await promtool(text);
+    if (problems !== null) assert.equal(problems, "", "promtool check metrics");
+
+    // /status needs the token; /metrics did not.
+    assert.equal((await get(addr, "/status")).status, 401);
+    assert.equal((await get(addr, "/status", "wrong-token-0123456789")).status, 401);
+    const status = await (await get(addr, "/status", "status-token-0123456789")).json();
+    assert.equal(status.role, "server");
+    assert.equal(status.sessions.length, 1);
+    assert.deepEqual(
+      status.sessions[0].legs.map((l: { role: string }) => l.role).sort(),
+      ["downstream", "upstream"],
+    );
+    assert.ok(
+      status.traffic.some((r: { entry: string; out: number }) =>
+        r.entry === "exit" && r.out >= total
+      ),
+    );
+  } finally {
+    await t.close();
+    await src.close();
+  }
+});
+
+Deno.test("observe.listen off loopback without a token is refused", () => {
+  assert.throws(
+    () => config("server", "observe:\n  listen: 0.0.0.0:9100\n"),
+    (e) => e instanceof ConfigError && /observe\.listen.*set observe\.token/.test(e.message),
+  );
+  assert.equal(
+    config("server", "observe:\n  listen: 0.0.0.0:9100\n  token: a-long-token-0123456789\n")
+      .observe.listen,
+    "0.0.0.0:9100",
+  );
+});
