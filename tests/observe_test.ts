@@ -2,7 +2,8 @@
  * The observability listener: `/metrics` during and after a transfer shows the bytes moved under
  * the right names and types and passes `promtool check metrics` (when Prometheus' tool is
  * installed), `/status` shows the session and its legs, the token guards `/status` but not
- * `/metrics`, and the config refuses a listener off loopback without a token.
+ * `/metrics`, and the config refuses a listener off loopback without a token. And a refused client
+ * says once, where the user looks, what usually causes it.
  */
 
 import assert from "node:assert/strict";
@@ -10,6 +11,8 @@ import { socks5Connect } from "../src/forward/socks5_client.ts";
 import { ConfigError } from "../src/config/load.ts";
 import { drain, sourceServer } from "./helpers/net.ts";
 import { config, startTunnel } from "./helpers/tunnel.ts";
+import { freePort } from "./helpers/ports.ts";
+import { nodeArgs, spawnNode } from "./helpers/process.ts";
 
 async function get(addr: Deno.NetAddr, path: string, token?: string): Promise<Response> {
   return await fetch(`http://127.0.0.1:${addr.port}${path}`, {
@@ -110,4 +113,37 @@ Deno.test("observe.listen off loopback without a token is refused", () => {
       .observe.listen,
     "0.0.0.0:9100",
   );
+});
+
+Deno.test("a client with the wrong key says so once, with the likely causes, then retries quietly", async () => {
+  const legPort = await freePort();
+  const server = spawnNode(
+    nodeArgs("server", {
+      "server.upstream_addr": `127.0.0.1:${legPort}`,
+      "server.downstream_addr": `127.0.0.1:${legPort}`,
+    }),
+    { HT_AUTH_KEY: "the-right-key-0123456789-abcdef" },
+  );
+  const client = spawnNode(
+    nodeArgs("client", {
+      "client.upstream_url": `ws://127.0.0.1:${legPort}/upstream`,
+      "client.downstream_url": `ws://127.0.0.1:${legPort}/downstream`,
+      "client.socks5.listen": "127.0.0.1:0",
+      "client.reconnect.initial_delay": "20ms",
+      "client.reconnect.max_delay": "100ms",
+    }),
+    { HT_AUTH_KEY: "a-wrong-key-0123456789-abcdefgh" },
+  );
+  try {
+    await server.waitForLog(/server running/);
+    // Enough refusals for a retry loop to have logged many lines.
+    await server.waitForLog(/refused (leg|\d+ more)/);
+    await new Promise((r) => setTimeout(r, 1500));
+    const lines = client.log.split("\n").filter((l) => /refuse|failed/.test(l));
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /refuses this client .*different key/);
+  } finally {
+    await client.stop();
+    await server.stop();
+  }
 });

@@ -25,6 +25,10 @@ import { handshakeLeg } from "./leg_handshake.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
 
+/** Failures that mean the server answered and refused us, as opposed to not answering. */
+const REFUSED =
+  /upgrade refused|closed the leg during the handshake|closed the connection during the handshake|did not prove the key|no welcome from server/;
+
 export interface LegPlan {
   role: RoleValue;
   spec: DialSpec;
@@ -68,6 +72,8 @@ export class Connector {
   #waiters: ((s: Session) => void)[] = [];
   #sleeps = new Set<{ t: ReturnType<typeof setTimeout>; r: () => void }>();
   #redialing = new Set<RoleValue>();
+  /** The likely causes of a refusal were logged; later refusals are quiet until one succeeds. */
+  #refusalSaid = false;
 
   constructor(private opts: ConnectorOptions) {}
 
@@ -101,20 +107,20 @@ export class Connector {
     while (!this.#stopped) {
       const id = newSessionId(this.opts.clock.instance);
       let session: Session | null = null;
+      let url = "";
       try {
         for (const plan of this.opts.legs) {
+          url = plan.spec.url.href;
           session = await this.#join(plan, id, session);
         }
       } catch (e) {
         session?.close("could not bring up every leg");
         const delay = backoff.next();
-        log.warn("connect failed: {reason}; retrying in {ms} ms", {
-          reason: errText(e),
-          ms: delay,
-        });
+        this.#connectFailed(url, errText(e), delay);
         await this.#sleep(delay);
         continue;
       }
+      this.#refusalSaid = false;
       const s = session!;
       this.#session = s;
       s.onLegLost = (role, reason) => this.#redial(s, role, reason);
@@ -132,6 +138,35 @@ export class Connector {
       for (const w of this.#waiters.splice(0)) w(s);
       return;
     }
+  }
+
+  /**
+   * A server that answers but refuses (404 to the upgrade, a closed leg, no key proof) is said
+   * once, with what usually causes it; the retries after it are quiet. Other failures (the server
+   * unreachable) are logged with each retry.
+   */
+  #connectFailed(url: string, reason: string, delayMs: number): void {
+    const refused = REFUSED.test(reason);
+    if (refused && this.#refusalSaid) {
+      log.debug("{url} refused again: {reason}; retrying in {ms} ms", { url, reason, ms: delayMs });
+      return;
+    }
+    if (refused) {
+      this.#refusalSaid = true;
+      log.error(
+        "{url} refuses this client ({reason}). Usually: a different key (auth.key, Backhaul " +
+          "token) on the two sides, a wrong path in the URL, clocks more than 2 minutes apart, " +
+          "or no half-tunnel server at that address (the server's log names the exact reason). " +
+          "Retrying quietly with backoff.",
+        { url, reason },
+      );
+      return;
+    }
+    log.warn("connect to {url} failed: {reason}; retrying in {ms} ms", {
+      url,
+      reason,
+      ms: delayMs,
+    });
   }
 
   /** Dials one leg and attaches it; creates the session on the first leg. */
