@@ -147,3 +147,28 @@ Deno.test("a client with the wrong key says so once, with the likely causes, the
     await server.stop();
   }
 });
+
+Deno.test("log.format json writes one JSON object per line with stable fields", async () => {
+  const legPort = await freePort();
+  const server = spawnNode(
+    nodeArgs("server", {
+      "server.upstream_addr": `127.0.0.1:${legPort}`,
+      "server.downstream_addr": `127.0.0.1:${legPort}`,
+    }),
+    { HT_AUTH_KEY: "the-right-key-0123456789-abcdef", HT_LOG_FORMAT: "json" },
+  );
+  try {
+    await server.waitForLog(/running \(config/);
+    const lines = server.log.trim().split("\n");
+    assert.ok(lines.length >= 2);
+    for (const l of lines) {
+      const o = JSON.parse(l);
+      for (const k of ["@timestamp", "level", "message", "logger"]) {
+        assert.ok(k in o, `${k} in ${l}`);
+      }
+      assert.match(o.logger, /^half-tunnel\./);
+    }
+  } finally {
+    await server.stop();
+  }
+});

@@ -38,7 +38,7 @@ function guardUnhandled(): () => void {
 }
 
 export async function run(cfg: Config, load: LoadOptions): Promise<number> {
-  await setupLogging(cfg.log.level);
+  await setupLogging(cfg.log.level, cfg.log.format);
   const unguard = guardUnhandled();
   for (const w of cfg.warnings) log.warn("config: {w}", { w });
   const node = cfg.role === "server" ? await startServer(cfg) : await startClient(cfg);
@@ -50,7 +50,7 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
     try {
       const next = await loadConfig({ ...load, role: cfg.role });
       const kept = node.reload(next);
-      await setupLogging(next.log.level);
+      await setupLogging(next.log.level, next.log.format);
       for (const w of next.warnings) log.warn("config: {w}", { w });
       log.info("config reloaded from {src}; applies to new streams", { src: next.source });
       if (kept.length) {

@@ -148,7 +148,7 @@ export interface Config {
   role: "server" | "client";
   /** Where the config came from (file path or "defaults"), for messages. */
   source: string;
-  log: { level: LogLevel };
+  log: { level: LogLevel; format: "text" | "json" };
   auth: {
     /** Shared secret; never logged. */
     key: string;

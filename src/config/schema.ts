@@ -101,6 +101,14 @@ const ROWS = [
     backhaul: "log_level",
     parse: (v) => v === "warn" ? "warning" : v as Config["log"]["level"],
   }),
+  key("log.format", {
+    kind: "string",
+    to: "log.format",
+    default: "text",
+    doc: "`text` lines, or `json` lines for log collectors",
+    values: ["text", "json"],
+    reload: true,
+  }),
   key("auth.key", {
     kind: "string",
     to: "auth.key",

@@ -11,6 +11,7 @@ import type { Mux } from "../mux/mux.ts";
 import { serveObserve } from "../observe/endpoint.ts";
 import { addGaugeSource, counterSummary, metrics } from "../observe/metrics.ts";
 import { VERSION } from "../version.ts";
+import { recentProblems } from "../observe/log.ts";
 
 export interface Observed {
   /** The listener's address, when there is one. */
@@ -44,6 +45,7 @@ export function observe(cfg: Config, sessions: () => Iterable<Session>): Observe
       legs: s.legs(),
     })),
     traffic: trafficByEntry(),
+    recentProblems: recentProblems(),
     counters: counterSummary(),
   });
   let server = null;
