@@ -38,6 +38,8 @@ export function observe(cfg: Config, sessions: () => Iterable<Session>): Observe
     role: cfg.role,
     version: VERSION,
     uptimeSeconds: Math.round((Date.now() - started) / 1000),
+    /** The server's clock (ms), so rates computed from two documents use its time. */
+    time: Date.now(),
     sessions: [...sessions()].map((s) => ({
       id: s.label,
       state: s.legCount === 0 ? "waiting for its legs" : "up",
