@@ -4,7 +4,6 @@
  * try. Serves until Ctrl-C.
  */
 
-import { parseArgs } from "node:util";
 import { generateKey } from "../config/keygen.ts";
 import { loadConfig } from "../config/load.ts";
 import { setupLogging } from "../observe/log.ts";
@@ -13,19 +12,35 @@ import { startClient } from "../runtime/client.ts";
 import { socks5Connect } from "../forward/socks5_client.ts";
 import { writeAll } from "../transport/socket.ts";
 import { formatHostPort } from "../transport/address.ts";
+import { type Flag, parseFlags } from "./flags.ts";
+import { KEY_BY_PATH } from "../config/schema.ts";
 
 const GREETING = "half-tunnel demo: this page came through the tunnel\n";
 
+/** The flags of `half-tunnel demo`, for parsing, `--help` and completions. */
+export const DEMO_FLAGS: readonly Flag[] = [
+  {
+    long: "socks-port",
+    arg: "N",
+    default: "1080",
+    doc: "port of the SOCKS5 proxy on 127.0.0.1 (0: any free port)",
+  },
+  {
+    long: "log-level",
+    arg: "LEVEL",
+    default: "info",
+    values: KEY_BY_PATH.get("log.level")!.values,
+    doc: "log verbosity of both sides",
+  },
+];
+
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      "socks-port": { type: "string", default: "1080" },
-      "log-level": { type: "string", default: "info" },
-    },
-  });
+  const { values } = parseFlags(DEMO_FLAGS, args);
   const key = generateKey();
-  const common: [string, string][] = [["auth.key", key], ["log.level", values["log-level"]!]];
+  const common: [string, string][] = [["auth.key", key], [
+    "log.level",
+    values["log-level"] as string,
+  ]];
   const serverCfg = await loadConfig({
     role: "server",
     env: {},

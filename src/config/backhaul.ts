@@ -29,8 +29,6 @@ const OTHER_TRANSPORTS = ["udp", "quic"];
 /** Keys of Backhaul versions that half-tunnel does not implement (sniffer, web UI, socket tuning). */
 const NOT_IMPLEMENTED = new Set([
   "accept_udp",
-  "sniffer",
-  "sniffer_log",
   "pprof",
   "skip_optz",
   "mss",
@@ -172,6 +170,16 @@ function common(t: Table, d: Draft): void {
   // Backhaul's dashboard port becomes our observability listener, on loopback.
   const webPort = t.count("web_port");
   if (webPort) c.observe.listen = `127.0.0.1:${webPort}`;
+  // `sniffer = true` writes per-port usage to `sniffer_log`, as Backhaul does.
+  const sniffer = t.bool("sniffer") ?? false;
+  const snifferLog = t.str(
+    "sniffer_log",
+    sniffer ? undefined : "is used only with sniffer = true; ignored",
+  );
+  if (sniffer) {
+    if (!snifferLog) throw t.missing("sniffer_log", " (the usage file) for sniffer = true");
+    c.observe.usageLog = snifferLog;
+  }
 
   const level = t.str("log_level");
   if (level) {

@@ -195,7 +195,6 @@ Deno.test("Backhaul: keys the transport does not use, and unimplemented ones, ar
   assert.deepEqual(c.warnings, [
     '[client] connection_pool (c.toml line 5): is not used by transport "tcpmux"; ignored',
     '[client] aggressive_pool (c.toml line 6): is not used by transport "tcpmux"; ignored',
-    "[client] sniffer (c.toml line 8): is a Backhaul option half-tunnel does not implement; ignored",
   ]);
   assert.equal(c.client.connectionPool, 8);
   // Backhaul's dashboard port is our observability listener, on loopback.
@@ -213,14 +212,12 @@ Deno.test("Backhaul: keys the transport does not use, and unimplemented ones, ar
     "[server] mux_con (c.toml line 7): has no equivalent in half-tunnel's multiplexer; ignored",
     "[server] mux_version (c.toml line 8): has no equivalent in half-tunnel's multiplexer; ignored",
     '[server] tls_cert (c.toml line 9): is not used by transport "tcpmux"; ignored',
-    ...["accept_udp", "skip_optz", "mss", "so_rcvbuf", "so_sndbuf", "pprof", "sniffer_log"].map((
-      k,
-      i,
-    ) =>
+    ...["accept_udp", "skip_optz", "mss", "so_rcvbuf", "so_sndbuf", "pprof"].map((k, i) =>
       `[server] ${k} (c.toml line ${
         10 + i
       }): is a Backhaul option half-tunnel does not implement; ignored`
     ),
+    "[server] sniffer_log (c.toml line 16): is used only with sniffer = true; ignored",
   ]);
   assert.match(
     srv(`connection_pool = 2\n`, "wsmux").warnings[0],

@@ -29,6 +29,17 @@ export interface LoadOptions {
 /** Variables of the install script, which share the prefix but are not settings. */
 const INSTALL_ENV = new Set(["HT_INSTALL_DIR", "HT_VERSION", "HT_BASE_URL", "HT_REPO"]);
 const ENV_KEYS = new Map(KEYS.map((k) => [envName(k.path), k]));
+/** The draft each loaded Config was settled from; see `draftOf`. */
+const DRAFTS = new WeakMap<Config, Draft>();
+
+/**
+ * The draft a Config from loadConfig/parseConfigText was settled from: where each value came from
+ * (`origins`) and the SOCKS5/TLS groups as set, even when the model turned them into `null`.
+ * For `half-tunnel check`, which prints the effective configuration.
+ */
+export function draftOf(cfg: Config): Draft | undefined {
+  return DRAFTS.get(cfg);
+}
 
 export async function loadConfig(opts: LoadOptions): Promise<Config> {
   if (!opts.file) return parseConfigText("", "yaml", "defaults", opts);
@@ -92,5 +103,6 @@ export function parseConfigText(
   }
   settle(d);
   validate(d);
+  DRAFTS.set(d.cfg, d);
   return d.cfg;
 }

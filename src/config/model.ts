@@ -162,6 +162,8 @@ export interface Config {
     listen: string;
     /** Bearer token for everything but `/metrics`; required off loopback. Never logged. */
     token: string;
+    /** Backhaul's sniffer file: bytes per published port, or "" for off. */
+    usageLog: string;
   };
   server: ServerConfig;
   client: ClientConfig;

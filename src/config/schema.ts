@@ -139,6 +139,14 @@ const ROWS = [
     doc: "bearer token for `/status`; required when observe.listen is not loopback",
     secret: true,
   }),
+  key("observe.usage_log", {
+    kind: "string",
+    to: "observe.usageLog",
+    default: "",
+    shown: "(off)",
+    doc: "JSON file of bytes per published port, updated every 15 s (Backhaul's sniffer_log)",
+    backhaul: "sniffer_log",
+  }),
   key("session.keepalive_interval", {
     kind: "duration",
     to: "session.keepaliveIntervalMs",

@@ -12,6 +12,7 @@ import { serveObserve } from "../observe/endpoint.ts";
 import { addGaugeSource, counterSummary, metrics } from "../observe/metrics.ts";
 import { VERSION } from "../version.ts";
 import { recentProblems } from "../observe/log.ts";
+import { startUsageLog } from "../observe/usage_log.ts";
 
 export interface Observed {
   /** The listener's address, when there is one. */
@@ -61,11 +62,13 @@ export function observe(cfg: Config, sessions: () => Iterable<Session>): Observe
       `cannot listen on ${cfg.observe.listen} for observe.listen: ${(e as Error).message}`,
     );
   }
+  const usage = cfg.observe.usageLog ? startUsageLog(cfg.observe.usageLog) : null;
   return {
     addr: server?.addr ?? null,
     async close() {
       removeGauges();
       await server?.close();
+      await usage?.close();
     },
   };
 }

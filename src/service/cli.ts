@@ -1,21 +1,57 @@
 /**
  * `half-tunnel service install|uninstall|start|stop|restart|status|logs --type server|client
  * [--config PATH] [--user NAME]`: installs the systemd unit, the service user and the config
- * under /etc/half-tunnel (mode 0600), and wraps systemctl/journalctl for the rest.
+ * under /etc/half-tunnel (mode 0600), and wraps systemctl/journalctl for the rest. Install checks
+ * the config as `half-tunnel check` does before it writes anything, and the unit checks it again
+ * before every start.
  */
 
-import { parseArgs } from "node:util";
 import { generateKey } from "../config/keygen.ts";
+import { ConfigError } from "../config/load.ts";
+import { checkConfigText } from "../cli/check.ts";
+import { type Flag, parseFlags, UsageError } from "../cli/flags.ts";
 import { renderUnit, unitName } from "./unit.ts";
 import { type Runner, systemRunner } from "./systemd.ts";
 
 const CONFIG_DIR = "/etc/half-tunnel";
 const UNIT_DIR = "/etc/systemd/system";
-const ACTIONS = ["install", "uninstall", "start", "stop", "restart", "status", "logs"] as const;
+export const ACTIONS = [
+  "install",
+  "uninstall",
+  "start",
+  "stop",
+  "restart",
+  "status",
+  "logs",
+] as const;
 type Action = typeof ACTIONS[number];
 
-const USAGE =
-  "usage: half-tunnel service <install|uninstall|start|stop|restart|status|logs> --type server|client [--config PATH] [--user NAME] [--follow]";
+/** The flags of `half-tunnel service`, for parsing, `--help` and completions. */
+export const SERVICE_FLAGS: readonly Flag[] = [
+  {
+    long: "type",
+    arg: "TYPE",
+    values: ["server", "client"],
+    doc: "which side the unit runs; required",
+  },
+  {
+    long: "config",
+    short: "c",
+    arg: "PATH",
+    file: true,
+    doc: `install: the config to check and copy to ${CONFIG_DIR} (default: keep the one there, ` +
+      "or write a starter config with a fresh key)",
+  },
+  {
+    long: "user",
+    arg: "NAME",
+    default: "half-tunnel",
+    doc: "install: the system user the service runs as (created when missing)",
+  },
+  { long: "follow", short: "f", doc: "logs: keep following the journal" },
+];
+
+const MORE = "(half-tunnel service --help lists the actions and flags)";
 
 export interface ServiceEnv {
   runner: Runner;
@@ -48,29 +84,30 @@ export async function runServiceCommand(
   const r = env.runner;
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      options: {
-        type: { type: "string" },
-        config: { type: "string", short: "c" },
-        user: { type: "string", default: "half-tunnel" },
-        follow: { type: "boolean", short: "f", default: false },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseFlags(SERVICE_FLAGS, args, 1);
   } catch (e) {
-    r.print(`${e instanceof Error ? e.message : e}\n${USAGE}`);
+    if (!(e instanceof UsageError)) throw e;
+    r.print(`service: ${e.message} ${MORE}`);
     return 2;
   }
-  const action = parsed.positionals[0] as Action;
-  const type = parsed.values.type;
-  if (!ACTIONS.includes(action) || (type !== "server" && type !== "client")) {
-    r.print(USAGE);
+  const action = parsed.positionals[0] as Action | undefined;
+  const type = parsed.values.type as string | undefined;
+  const user = parsed.values.user as string;
+  const config = parsed.values.config as string | undefined;
+  if (!action || !ACTIONS.includes(action)) {
+    r.print(
+      `service: ${action ? `"${action}" is not an action` : "say what to do"}; one of ${
+        ACTIONS.join(", ")
+      } ${MORE}`,
+    );
     return 2;
   }
-  if (!/^[a-z_][a-z0-9_-]*$/.test(parsed.values.user!)) {
-    r.print(`--user: "${parsed.values.user}" is not a valid user name`);
+  if (type !== "server" && type !== "client") {
+    r.print(`service ${action}: --type server or --type client is required ${MORE}`);
+    return 2;
+  }
+  if (!/^[a-z_][a-z0-9_-]*$/.test(user)) {
+    r.print(`--user: "${user}" is not a valid user name`);
     return 2;
   }
   if (action !== "status" && action !== "logs" && env.uid() !== 0) {
@@ -84,7 +121,7 @@ export async function runServiceCommand(
   const unit = unitName(type);
   switch (action) {
     case "install":
-      return await install(env, type, parsed.values.user!, parsed.values.config);
+      return await install(env, type, user, config);
     case "uninstall": {
       await r.run(["systemctl", "disable", "--now", unit]);
       const path = `${UNIT_DIR}/${unit}`;
@@ -114,6 +151,38 @@ async function install(
   source?: string,
 ): Promise<number> {
   const r = env.runner;
+  const ext = source?.endsWith(".toml") ? "toml" : "yaml";
+  const configPath = `${CONFIG_DIR}/${type}.${ext}`;
+  // What the unit will run with, checked before anything is written: the given file, else the
+  // config already installed, else a starter config.
+  let text: string | null = null;
+  let checked = source ?? configPath;
+  if (source) {
+    try {
+      text = await env.readConfig(source);
+    } catch (e) {
+      r.print(`cannot read ${source}: ${e instanceof Error ? e.message : e}`);
+      return 1;
+    }
+  } else if (!await r.exists(configPath)) {
+    text = starterConfig(type);
+    checked = "the starter config";
+  }
+  try {
+    checkConfigText(text ?? await env.readConfig(configPath), ext, checked, type);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) {
+      r.print(`cannot read ${checked}: ${e instanceof Error ? e.message : e}`);
+      return 1;
+    }
+    r.print(`config error: ${e.message}`);
+    r.print(
+      `service install: ${checked} is not a valid ${type} config, so nothing was installed; ` +
+        `fix it (half-tunnel check ${type} ${ext === "toml" ? "-c" : "--config"} ${checked} ` +
+        `shows the effective config) and run the install again`,
+    );
+    return 2;
+  }
   if (await r.run(["id", "-u", user], true) !== 0) {
     const code = await r.run([
       "useradd",
@@ -129,22 +198,13 @@ async function install(
     }
   }
   await r.run(["mkdir", "-p", CONFIG_DIR]);
-  const ext = source?.endsWith(".toml") ? "toml" : "yaml";
-  const configPath = `${CONFIG_DIR}/${type}.${ext}`;
-  if (source) {
-    let text: string;
-    try {
-      text = await env.readConfig(source);
-    } catch {
-      r.print(`cannot read ${source}`);
-      return 1;
-    }
+  if (text !== null) {
     await r.writeFile(configPath, text, 0o600);
-  } else if (!await r.exists(configPath)) {
-    await r.writeFile(configPath, starterConfig(type), 0o600);
-    r.print(
-      `wrote a starter config with a fresh key to ${configPath}; edit it (the client needs the same auth.key)`,
-    );
+    if (!source) {
+      r.print(
+        `wrote a starter config with a fresh key to ${configPath}; edit it (the client needs the same auth.key)`,
+      );
+    }
   }
   await r.chown(configPath, user);
   const unitText = renderUnit({ type, exec: env.exec(), user, configPath });

@@ -3,7 +3,7 @@ import { renderUnit } from "./unit.ts";
 import { runServiceCommand, type ServiceEnv } from "./cli.ts";
 import type { Runner } from "./systemd.ts";
 
-Deno.test("the unit restarts forever, runs unprivileged and sandboxed", () => {
+Deno.test("the unit checks the config before each start, restarts forever, runs unprivileged and sandboxed", () => {
   const u = renderUnit({
     type: "server",
     exec: ["/usr/local/bin/half-tunnel"],
@@ -12,10 +12,14 @@ Deno.test("the unit restarts forever, runs unprivileged and sandboxed", () => {
   });
   for (
     const line of [
+      "ExecStartPre=/usr/local/bin/half-tunnel check server --config /etc/half-tunnel/server.yaml --quiet",
       "ExecStart=/usr/local/bin/half-tunnel server --config /etc/half-tunnel/server.yaml",
       "ExecReload=/bin/kill -HUP $MAINPID",
       "Restart=always",
       "RestartSec=3",
+      "RestartPreventExitStatus=2",
+      "StartLimitIntervalSec=30",
+      "StartLimitBurst=5",
       "LimitNOFILE=1048576",
       "User=half-tunnel",
       "AmbientCapabilities=CAP_NET_BIND_SERVICE",
@@ -35,6 +39,12 @@ Deno.test("the unit restarts forever, runs unprivileged and sandboxed", () => {
       'ExecStart="/opt/my dir/deno" run -A /srv/main.ts client -c /etc/half-tunnel/client.toml',
     ),
   );
+  assert.ok(
+    t.includes(
+      'ExecStartPre="/opt/my dir/deno" run -A /srv/main.ts check client -c /etc/half-tunnel/client.toml --quiet',
+    ),
+  );
+  assert.ok(t.indexOf("ExecStartPre=") < t.indexOf("ExecStart="), "the check runs first");
 });
 
 Deno.test("rendered units pass systemd-analyze verify", async (t) => {
@@ -77,7 +87,14 @@ Deno.test("rendered units pass systemd-analyze verify", async (t) => {
   }
 });
 
-function fakeEnv(uid: number, existing: string[] = [], userExists = false) {
+const VALID = "auth:\n  key: from-the-given-file-0123456789\n";
+
+function fakeEnv(
+  uid: number,
+  existing: string[] = [],
+  userExists = false,
+  config: (path: string) => Promise<string> = () => Promise.resolve(VALID),
+) {
   const log: string[] = [];
   const files = new Map<string, { text: string; mode: number }>();
   const runner: Runner = {
@@ -105,7 +122,7 @@ function fakeEnv(uid: number, existing: string[] = [], userExists = false) {
     runner,
     uid: () => uid,
     exec: () => ["/usr/local/bin/half-tunnel"],
-    readConfig: () => Promise.resolve("auth:\n  key: from-the-given-file-0123456789\n"),
+    readConfig: config,
   };
   return { env, log, files };
 }
@@ -147,4 +164,79 @@ Deno.test("service commands explain what they need and refuse bad input", async 
     await runServiceCommand(["install", "--type", "server", "--user", "bad user"], root.env),
     2,
   );
+});
+
+Deno.test("service install checks the config first and writes nothing when it is broken", async () => {
+  const broken: [string, string, RegExp][] = [
+    [
+      "/home/me/s.yaml",
+      "auth:\n  key: k-0123456789abcdef\nserver:\n  upstrem_addr: x\n",
+      /line 4: unknown key "server\.upstrem_addr"/,
+    ],
+    ["/home/me/s.yaml", "server:\n  upstream_addr: ':9000'\n", /auth\.key is required/],
+    [
+      "/home/me/s.yaml",
+      "auth:\n  key: k-0123456789abcdef\nsession:\n  resume_timeout: never\n",
+      /"never" is not a duration/,
+    ],
+    [
+      "/home/me/c.toml",
+      '[client]\nremote_addr = "h:1"\ntoken = "k-0123456789abcdef"\n',
+      /is a \[client\] config/,
+    ],
+  ];
+  for (const [path, text, re] of broken) {
+    const { env, log } = fakeEnv(0, [], false, () => Promise.resolve(text));
+    assert.equal(
+      await runServiceCommand(["install", "--type", "server", "--config", path], env),
+      2,
+    );
+    assert.deepEqual(log.filter((l) => !l.startsWith(">")), [], "nothing ran or was written");
+    const said = log.join("\n");
+    assert.match(said, /^> config error: /m);
+    assert.match(said, re);
+    assert.match(
+      said,
+      new RegExp(`${path} is not a valid server config, so nothing was installed`),
+    );
+  }
+  // The config already installed is checked when no --config is given.
+  const kept = fakeEnv(
+    0,
+    ["/etc/half-tunnel/client.yaml"],
+    true,
+    (p) =>
+      p === "/etc/half-tunnel/client.yaml"
+        ? Promise.resolve("client:\n  mux_session: 0\n")
+        : Promise.reject(new Error(`read ${p}`)),
+  );
+  assert.equal(await runServiceCommand(["install", "--type", "client"], kept.env), 2);
+  assert.deepEqual(kept.log.filter((l) => !l.startsWith(">")), []);
+  assert.match(kept.log.join("\n"), /\/etc\/half-tunnel\/client.yaml is not a valid client config/);
+  // An unreadable file is named.
+  const gone = fakeEnv(0, [], false, () => Promise.reject(new Error("No such file")));
+  assert.equal(
+    await runServiceCommand(["install", "--type", "server", "--config", "/nope.yaml"], gone.env),
+    1,
+  );
+  assert.deepEqual(gone.log, ["> cannot read /nope.yaml: No such file"]);
+});
+
+Deno.test("service install accepts a valid Backhaul config and a starter config", async () => {
+  const toml = fakeEnv(
+    0,
+    [],
+    true,
+    () => Promise.resolve('[client]\nremote_addr = "h:1"\ntoken = "k-0123456789abcdef"\n'),
+  );
+  assert.equal(
+    await runServiceCommand(["install", "--type", "client", "--config", "/c.toml"], toml.env),
+    0,
+  );
+  assert.ok(toml.log.includes("write /etc/half-tunnel/client.toml 600"), toml.log.join("\n"));
+  for (const type of ["server", "client"]) {
+    const fresh = fakeEnv(0, [], true, () => Promise.reject(new Error("not read")));
+    assert.equal(await runServiceCommand(["install", "--type", type], fresh.env), 0, type);
+    assert.ok(fresh.log.includes(`write /etc/half-tunnel/${type}.yaml 600`), fresh.log.join("\n"));
+  }
 });

@@ -1,6 +1,7 @@
 /**
- * Renders the systemd unit for a half-tunnel server or client: restart forever, a dedicated
- * non-root user that may still bind low ports, and the sandboxing a network daemon can live with.
+ * Renders the systemd unit for a half-tunnel server or client: a config check before every start
+ * (`half-tunnel check`), restart forever once started, a dedicated non-root user that may still
+ * bind low ports, and the sandboxing a network daemon can live with.
  */
 
 export interface UnitOptions {
@@ -20,26 +21,35 @@ function quote(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, "\\$1")}"`;
 }
 
+/** Exit code of half-tunnel for a config (or command line) it refuses. */
+export const CONFIG_ERROR_EXIT = 2;
+
 export function renderUnit(o: UnitOptions): string {
   const configFlag = o.configPath.endsWith(".toml") ? "-c" : "--config";
-  const exec = [
-    ...o.exec,
-    ...(o.type === "server" ? ["server"] : ["client"]),
-    configFlag,
-    o.configPath,
-  ];
+  const role = o.type === "server" ? "server" : "client";
+  const exec = [...o.exec, role, configFlag, o.configPath];
+  const check = [...o.exec, "check", role, configFlag, o.configPath, "--quiet"];
   return `[Unit]
 Description=half-tunnel ${o.type}
 Documentation=https://github.com/half-tunnel/half-tunnel
 After=network-online.target
 Wants=network-online.target
+# A config the check refuses fails each start at once; after 5 such starts within 30 s the unit
+# stays failed instead of retrying forever (fix the config, then \`systemctl reset-failed\` and
+# start it). A tunnel that runs for more than 5 s between failures never reaches this limit.
+StartLimitIntervalSec=30
+StartLimitBurst=5
 
 [Service]
 Type=simple
+# Refuses a broken config (edited since the last start) with the reason, before anything runs.
+ExecStartPre=${check.map(quote).join(" ")}
 ExecStart=${exec.map(quote).join(" ")}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=3
+# A config error found by the tunnel itself at start is not retried either.
+RestartPreventExitStatus=${CONFIG_ERROR_EXIT}
 LimitNOFILE=1048576
 User=${o.user}
 Group=${o.user}
