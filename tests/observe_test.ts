@@ -10,7 +10,11 @@ import assert from "node:assert/strict";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
 import { ConfigError } from "../src/config/load.ts";
 import { drain, sourceServer } from "./helpers/net.ts";
-import { config, startTunnel } from "./helpers/tunnel.ts";
+import { config, startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
+import { startFaultProxy } from "./helpers/fault_proxy.ts";
+import { startServer } from "../src/runtime/server.ts";
+import { startClient } from "../src/runtime/client.ts";
+import { runStatus } from "../src/cli/status.ts";
 import { freePort } from "./helpers/ports.ts";
 import { nodeArgs, spawnNode } from "./helpers/process.ts";
 
@@ -173,5 +177,52 @@ Deno.test("log.format json writes one JSON object per line with stable fields", 
     }
   } finally {
     await server.stop();
+  }
+});
+
+Deno.test("/status shows a cut leg and its resume; half-tunnel status reads it", async () => {
+  const server = await startServer(config(
+    "server",
+    "server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  transport: tcp\n" +
+      "observe:\n  listen: 127.0.0.1:0\n",
+  ));
+  const proxy = startFaultProxy({
+    target: { hostname: "127.0.0.1", port: server.legAddrs[0].port },
+  });
+  const client = await startClient(config(
+    "client",
+    `client:\n  upstream_url: tcp://127.0.0.1:${proxy.port}\n  downstream_url: tcp://127.0.0.1:${proxy.port}\n` +
+      `  socks5:\n    enabled: false\n  reconnect:\n    initial_delay: 300ms\n    max_delay: 300ms\n`,
+  ));
+  const addr = server.observeAddr!;
+  const status = async () => await (await get(addr, "/status")).json();
+  const until = async (ok: (s: { sessions: { state: string }[] }) => boolean, what: string) => {
+    const end = Date.now() + 10_000;
+    for (let s = await status(); !ok(s); s = await status()) {
+      if (Date.now() > end) throw new Error(`no ${what}: ${JSON.stringify(s)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  try {
+    await client.mux(10_000);
+    await until((s) => s.sessions[0]?.state === "up", "session up");
+    proxy.cutAll();
+    await until((s) => s.sessions[0]?.state === "waiting for its legs", "leg cut");
+    await until((s) => s.sessions[0]?.state === "up", "resume");
+    assert.equal((await status()).sessions.length, 1, "the same session resumed");
+    // The command line reads the same document from the address in the config.
+    const out: string[] = [];
+    const code = await runStatus(
+      ["server", "--set", `observe.listen=127.0.0.1:${addr.port}`],
+      (l) => out.push(l),
+      () => {},
+      { HT_AUTH_KEY: TEST_KEY },
+    );
+    assert.equal(code, 0, out.join("\n"));
+    assert.match(out.join("\n"), /session \w{8} {2}up/);
+  } finally {
+    await client.close();
+    await proxy.close();
+    await server.close();
   }
 });

@@ -11,6 +11,7 @@ import { VERSION } from "../version.ts";
 import { ACTIONS, runServiceCommand, SERVICE_FLAGS } from "../service/cli.ts";
 import { CHECK_FLAGS, ROLES, runCheck } from "./check.ts";
 import { completionScript, type Shell, SHELLS } from "./completions.ts";
+import { runStatus, STATUS_FLAGS } from "./status.ts";
 import { DEMO_FLAGS, runDemo } from "./demo.ts";
 import {
   type Command,
@@ -115,6 +116,22 @@ export const COMMANDS: readonly Command[] = [
       "when the config is valid, 2 with the reason when it is not. Secrets (auth.key, the SOCKS5\n" +
       "password) are shown as (set, hidden). The systemd unit runs it before every start.",
     run: (args) => runCheck(args),
+  },
+  {
+    name: "status",
+    summary: "ask a running instance how its tunnel is doing (needs observe.listen)",
+    usage: ["status server|client [--config FILE] [--set KEY=VALUE]...", "status -c FILE.toml"],
+    flags: STATUS_FLAGS,
+    choices: [{
+      name: "ROLE",
+      values: ROLES,
+      doc: "the side the config is for; a .toml file names it itself",
+      optional: true,
+    }],
+    more: () =>
+      "Reads /status at the config's observe.listen (with observe.token) and prints its sessions,\n" +
+      "legs and traffic. Exit 0: a session is up; 1: no session up; 3: no answer; 2: bad config.",
+    run: (args) => runStatus(args),
   },
   {
     name: "keygen",
