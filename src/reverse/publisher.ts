@@ -284,8 +284,15 @@ export class Publisher {
     return this.#traffic.get((conn.localAddr as Deno.NetAddr).port)!;
   }
 
+  /**
+   * The next session to carry a stream, in turn. A session whose legs are gone (its client died
+   * or lost the network and may resume) is passed over while another can carry the stream now,
+   * so when one of several clients disappears its users move to the others at once.
+   */
   #nextMux(): Mux | undefined {
-    const live = this.#muxes.filter((m) => !m.closed);
+    const open = this.#muxes.filter((m) => !m.closed);
+    const withLegs = open.filter((m) => m.session.legCount > 0);
+    const live = withLegs.length ? withLegs : open;
     if (!live.length) return undefined;
     return live[this.#rr++ % live.length];
   }
