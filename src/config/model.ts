@@ -124,9 +124,13 @@ export interface ClientConfig {
   tls: TlsClientConfig;
   /** Host header to send instead of the URL host (fronting). "" = URL host. */
   hostHeader: string;
+  /** Name of the routing cookie sent on WebSocket legs ("" for none). */
+  routeCookie: string;
   /** Dial this address instead of resolving the URL host (Backhaul `edge_ip`). "" = resolve. */
   edgeIp: string;
   socks5: { listen: string; username: string; password: string } | null;
+  /** The HTTP proxy (CONNECT and absolute-form requests); `listen` "" = off. */
+  httpProxy: { listen: string; username: string; password: string };
   forwards: StaticForward[];
   /** Reverse tunnel: accept streams the server opens and dial their targets. */
   reverse: boolean;

@@ -397,6 +397,13 @@ const ROWS = [
     shown: "URL host",
     doc: "WebSocket `Host` header (fronting)",
   }),
+  key("client.route_cookie", {
+    kind: "string",
+    to: "client.routeCookie",
+    default: "route",
+    doc:
+      'cookie with a random per-session value on every WebSocket leg, for consistent-hash balancers ("" = none)',
+  }),
   key("client.edge_ip", {
     kind: "string",
     to: "client.edgeIp",
@@ -428,6 +435,28 @@ const ROWS = [
     to: "client.socks5.password",
     default: "",
     doc: "RFC 1929 password (both or neither)",
+    secret: true,
+    reload: true,
+  }),
+  key("client.http_proxy.listen", {
+    kind: "string",
+    to: "client.httpProxy.listen",
+    default: "",
+    shown: "(off)",
+    doc: "address of the HTTP proxy (CONNECT and `GET http://…`), e.g. `127.0.0.1:8118`",
+  }),
+  key("client.http_proxy.username", {
+    kind: "string",
+    to: "client.httpProxy.username",
+    default: "",
+    doc: "HTTP proxy Basic user name (both or neither)",
+    reload: true,
+  }),
+  key("client.http_proxy.password", {
+    kind: "string",
+    to: "client.httpProxy.password",
+    default: "",
+    doc: "HTTP proxy Basic password (both or neither)",
     secret: true,
     reload: true,
   }),

@@ -11,6 +11,7 @@ import { type Draft, valueOf } from "./draft.ts";
 import { ConfigError } from "./error.ts";
 import type { PortMapping } from "./model.ts";
 import { allSchemes, transportByScheme } from "../transport/registry.ts";
+import { HELLO_COOKIE } from "../transport/hello_cookie.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
 import { type Bound, KEY_BY_PATH, KEYS } from "./schema.ts";
 
@@ -272,9 +273,18 @@ function clientLegs(ck: Checks): void {
     "client.edge_ip",
     `"${v.edgeIp}" is not an IP address or host name`,
   );
+  ck.check(
+    v.routeCookie === "" ||
+      (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v.routeCookie) && v.routeCookie !== HELLO_COOKIE),
+    "client.route_cookie",
+    `"${v.routeCookie}" is not a cookie name (letters, digits, !#$%&'*+-.^_\`|~; not "${HELLO_COOKIE}")`,
+  );
 }
 
-/** The local entries: the SOCKS5 proxy and static forwards, which must not share a listener. */
+/**
+ * The local entries: the SOCKS5 proxy, the HTTP proxy and static forwards, which must not share a
+ * listener.
+ */
 function clientEntries(ck: Checks): void {
   const c = ck.cfg, v = c.client;
   const listeners: [string, string][] = [];
@@ -298,6 +308,24 @@ function clientEntries(ck: Checks): void {
       "is longer than 255 bytes (RFC 1929)",
     );
   }
+  const hp = v.httpProxy;
+  if (hp.listen !== "") {
+    const a = ck.listen(hp.listen, "client.http_proxy.listen");
+    const at = `${a.host}:${a.port}`;
+    const clash = listeners.find(([l]) => l === at && a.port !== 0);
+    if (clash) throw ck.fail("client.http_proxy.listen", `listens on ${at} like ${clash[1]}`);
+    listeners.push([at, "client.http_proxy.listen"]);
+  }
+  ck.check(
+    !hp.username === !hp.password,
+    hp.username ? "client.http_proxy.password" : "client.http_proxy.username",
+    "client.http_proxy.username and password must both be set or both be empty",
+  );
+  ck.check(
+    !hp.username.includes(":"),
+    "client.http_proxy.username",
+    "must not contain a colon (Basic credentials are user:password)",
+  );
   for (const f of v.forwards) {
     const at = `${f.listenHost}:${f.listenPort}`;
     const clash = listeners.find(([a]) => a === at && f.listenPort !== 0);
@@ -306,9 +334,10 @@ function clientEntries(ck: Checks): void {
     }
     listeners.push([at, `client.forwards "${f.source}"`]);
   }
-  if (!v.reverse && !v.socks5 && v.forwards.length === 0) {
+  if (!v.reverse && !v.socks5 && hp.listen === "" && v.forwards.length === 0) {
     c.warnings.push(
-      "the client has no entry: client.socks5 is disabled, client.forwards is empty and client.reverse is false",
+      "the client has no entry: client.socks5 is disabled, client.http_proxy.listen is empty, " +
+        "client.forwards is empty and client.reverse is false",
     );
   }
 }

@@ -1,7 +1,8 @@
 /**
- * Entry wiring for the forward tunnel: the local SOCKS5 proxy and static port forwards. Each
- * accepted connection becomes one stream. SOCKS5 clients get success only after the exit side has
- * connected, and the exit's failure code otherwise; static forwards send data optimistically.
+ * Entry wiring for the forward tunnel: the local SOCKS5 proxy and static port forwards (the HTTP
+ * proxy, in http_proxy.ts, shares the listener and open helpers below). Each accepted connection
+ * becomes one stream. SOCKS5 clients get success only after the exit side has connected, and the
+ * exit's failure code otherwise; static forwards send data optimistically.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -57,19 +58,12 @@ async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise
     return safeClose(conn);
   }
   const { host, port } = req.target;
-  let stream: Stream | null = null;
+  let stream: Stream;
   try {
-    stream = await opts.open({ host, port });
-    await withTimeout(stream.opened, opts.timeoutMs, `exit did not answer for ${host}:${port}`);
+    stream = await openConnected(opts.open, { host, port }, opts.timeoutMs);
   } catch (e) {
-    const code = e instanceof StreamError
-      ? e.code
-      : e instanceof AmbiguousAddressError
-      ? SocksReply.NOT_ALLOWED
-      : SocksReply.GENERAL_FAILURE;
     log.info("CONNECT {host}:{port} failed: {reason}", { host, port, reason: errText(e) });
-    stream?.reset("entry gave up");
-    await req.reply(code).catch(() => {});
+    await req.reply(replyCode(e)).catch(() => {});
     return safeClose(conn);
   }
   try {
@@ -109,6 +103,39 @@ export function listenForward(opts: ForwardEntryOptions): Entry {
   return listener;
 }
 
+/**
+ * Opens a stream to `target` and waits (at most `timeoutMs`) for the exit to connect. On failure
+ * the stream is reset and the error is rethrown; `replyCode` turns it into a SOCKS5 reply code.
+ */
+export async function openConnected(
+  open: OpenStream,
+  target: Address,
+  timeoutMs: number,
+): Promise<Stream> {
+  let stream: Stream | null = null;
+  try {
+    stream = await open(target);
+    await withTimeout(
+      stream.opened,
+      timeoutMs,
+      `exit did not answer for ${formatHostPort(target.host, target.port)}`,
+    );
+    return stream;
+  } catch (e) {
+    stream?.reset("entry gave up");
+    throw e;
+  }
+}
+
+/** The SOCKS5 reply code (protocol/reply.ts) for an error of `openConnected`. */
+export function replyCode(e: unknown): number {
+  return e instanceof StreamError
+    ? e.code
+    : e instanceof AmbiguousAddressError
+    ? SocksReply.NOT_ALLOWED
+    : SocksReply.GENERAL_FAILURE;
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: ReturnType<typeof setTimeout>;
   return Promise.race([
@@ -123,7 +150,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** Listens, or fails with a message that names the address and what it was for. */
-function bind(hostname: string, port: number, what: string) {
+export function bind(hostname: string, port: number, what: string) {
   try {
     return listenBurst(hostname, port);
   } catch (e) {
@@ -133,12 +160,12 @@ function bind(hostname: string, port: number, what: string) {
   }
 }
 
-function show(a: Deno.Addr): string {
+export function show(a: Deno.Addr): string {
   const n = a as Deno.NetAddr;
   return formatHostPort(n.hostname, n.port);
 }
 
-function safeClose(c: Deno.Conn): void {
+export function safeClose(c: Deno.Conn): void {
   try {
     c.close();
   } catch { /* closed */ }

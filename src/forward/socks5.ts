@@ -134,7 +134,8 @@ export function encodeReply(code: number, bound?: { host: string; port: number }
   return new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, port >> 8, port & 0xff]);
 }
 
-function sameSecret(a: string, b: string): boolean {
+/** Whether two secrets are equal, in time that does not depend on where they differ. */
+export function sameSecret(a: string, b: string): boolean {
   const x = new TextEncoder().encode(a), y = new TextEncoder().encode(b);
   // Compare equal-length buffers so the time does not reveal where they differ.
   const pad = new Uint8Array(Math.max(x.length, y.length));

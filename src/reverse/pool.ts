@@ -145,6 +145,7 @@ export class PoolManager {
         role: Role.POOL,
         flags: this.opts.hmac ? HelloFlag.HMAC : 0,
         sessionId: control.id,
+        route: control.route,
         recvAck: 0,
         label: `${this.opts.spec.url.host} pool`,
         // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.

@@ -1,7 +1,7 @@
 /**
  * Assembles a client from the config: the connector that keeps a session up (split or single
- * legs), a multiplexer per session, the SOCKS5 proxy and static forwards of the forward tunnel, and
- * the local dialer for streams the server opens in the reverse tunnel.
+ * legs), a multiplexer per session, the SOCKS5 proxy, HTTP proxy and static forwards of the forward
+ * tunnel, and the local dialer for streams the server opens in the reverse tunnel.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -17,6 +17,7 @@ import { traffic } from "../observe/metrics.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
+import { listenHttpProxy } from "../forward/http_proxy.ts";
 import { reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
 import { observe, type Observed } from "./observe.ts";
@@ -30,7 +31,7 @@ export interface RunningClient {
   /** The first (often only) session's connector. */
   readonly connector: Connector;
   readonly connectors: Connector[];
-  /** SOCKS5 listener first (if enabled), then static forwards. */
+  /** SOCKS5 listener first (if enabled), then the HTTP proxy (if enabled), then static forwards. */
   readonly entries: Entry[];
   /** The observability listener's address, when `observe.listen` is set. */
   readonly observeAddr: Deno.NetAddr | null;
@@ -56,6 +57,7 @@ export async function startClient(
     tls: cc.tls,
     hostHeader: cc.hostHeader,
     edgeIp: cc.edgeIp,
+    routeCookie: cc.routeCookie,
     socket: legSocket,
     timeoutMs: cc.dialTimeoutMs,
     caCerts,
@@ -161,6 +163,19 @@ export async function startClient(
         socket,
         timeoutMs: cc.dialTimeoutMs + 5_000,
         traffic: traffic("socks5", cc.legKind),
+      }));
+    }
+    if (cc.httpProxy.listen !== "") {
+      entries.push(listenHttpProxy({
+        listen: cc.httpProxy.listen,
+        auth: () => {
+          const h = current.client.httpProxy;
+          return h.username ? { username: h.username, password: h.password } : null;
+        },
+        open,
+        socket,
+        timeoutMs: cc.dialTimeoutMs + 5_000,
+        traffic: traffic("http-proxy", cc.legKind),
       }));
     }
     for (const f of cc.forwards) {

@@ -10,8 +10,10 @@ import type { ReconnectConfig, SessionConfig } from "../config/model.ts";
 import {
   HelloClock,
   HelloFlag,
+  hexOf,
   type Keys,
   newSessionId,
+  randomBytes,
   roleName,
   type RoleValue,
   WelcomeStatus,
@@ -106,12 +108,15 @@ export class Connector {
     const backoff = new BackoffTimer(this.opts.reconnect);
     while (!this.#stopped) {
       const id = newSessionId(this.opts.clock.instance);
+      // Random per session, the same on every leg and redial: a balancer hashing it sends all
+      // legs of the session to one exit, and it says nothing about the key or other sessions.
+      const route = hexOf(randomBytes(8));
       let session: Session | null = null;
       let url = "";
       try {
         for (const plan of this.opts.legs) {
           url = plan.spec.url.href;
-          session = await this.#join(plan, id, session);
+          session = await this.#join(plan, id, route, session);
         }
       } catch (e) {
         session?.close("could not bring up every leg");
@@ -170,8 +175,13 @@ export class Connector {
   }
 
   /** Dials one leg and attaches it; creates the session on the first leg. */
-  async #join(plan: LegPlan, id: Uint8Array, session: Session | null): Promise<Session> {
-    const w = await this.#handshake(plan, id, 0, session?.recvSeq ?? 0);
+  async #join(
+    plan: LegPlan,
+    id: Uint8Array,
+    route: string,
+    session: Session | null,
+  ): Promise<Session> {
+    const w = await this.#handshake(plan, id, route, 0, session?.recvSeq ?? 0);
     if (w.status !== WelcomeStatus.OK) {
       w.leg.close();
       throw new Error(welcomeStatusText(w.status));
@@ -183,13 +193,14 @@ export class Connector {
       hmac: (w.flags & HelloFlag.HMAC) !== 0,
       cfg: this.opts.session,
       resumable: true,
+      route,
     });
     s.attachLeg(w.leg, plan.role, w.recvAck);
     return s;
   }
 
   /** Dials a leg of `plan` and returns the server's verified welcome. */
-  #handshake(plan: LegPlan, id: Uint8Array, flags: number, recvAck: number) {
+  #handshake(plan: LegPlan, id: Uint8Array, route: string, flags: number, recvAck: number) {
     return handshakeLeg({
       spec: plan.spec,
       keys: this.opts.keys,
@@ -197,6 +208,7 @@ export class Connector {
       role: plan.role,
       flags: flags | (this.opts.hmac ? HelloFlag.HMAC : 0),
       sessionId: id,
+      route,
       recvAck,
       label: `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`,
     });
@@ -219,7 +231,7 @@ export class Connector {
         if (this.#stopped || s.isClosed) return;
         try {
           metrics.legReconnects.inc();
-          const w = await this.#handshake(plan, s.id, HelloFlag.RESUME, s.recvSeq);
+          const w = await this.#handshake(plan, s.id, s.route, HelloFlag.RESUME, s.recvSeq);
           if (w.status === WelcomeStatus.UNKNOWN_SESSION) {
             w.leg.close();
             s.close("the server no longer knows this session (restarted or expired)");

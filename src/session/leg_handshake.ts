@@ -27,6 +27,8 @@ export interface LegRequest {
   /** HelloFlag bits (HMAC, RESUME). */
   flags: number;
   sessionId: Uint8Array;
+  /** The session's routing value for balancers (see client.route_cookie). */
+  route: string;
   /** Last seq this side received in the session (what the server should resend after). */
   recvAck: number;
   label: string;
@@ -47,7 +49,7 @@ export interface LegWelcome extends Welcomed {
 export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
   for (let attempt = 0;; attempt++) {
     const hello = encodeHello(r.keys, r.role, r.flags, r.sessionId, r.recvAck, r.clock.now());
-    const leg = await dialLeg(r.spec, r.sessionId, hello, r.label);
+    const leg = await dialLeg(r.spec, r.sessionId, hello, r.label, r.route);
     const conn = r.raw ? leg.rawConn?.() : undefined;
     const w: LegWelcome = conn
       ? { ...await readRawWelcome(conn, r.keys, hello, r.spec.timeoutMs), leg, hello, raw: conn }

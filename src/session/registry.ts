@@ -120,7 +120,7 @@ export class SessionRegistry {
     if (!s && (hello.flags & HelloFlag.RESUME || hello.role === Role.POOL)) {
       log.info("leg from {peer} asks for unknown session {sid} (expired or server restarted)", {
         peer,
-        sid: key.slice(0, 8),
+        sid: key.slice(-8),
       });
       return refuseWith(welcome(WelcomeStatus.UNKNOWN_SESSION, 0));
     }

@@ -79,6 +79,8 @@ export interface SessionOptions {
   cfg: SessionConfig;
   /** False for one-shot pool sessions: they end with their leg. */
   resumable: boolean;
+  /** Client side: the routing value every leg of this session presents to balancers. */
+  route?: string;
 }
 
 export class Session {
@@ -86,6 +88,8 @@ export class Session {
   readonly idHex: string;
   readonly side: "client" | "server";
   readonly hmac: boolean;
+  /** Client side: the routing value the session's legs present to balancers ("" otherwise). */
+  readonly route: string;
   /** Called when a leg is lost and the session is still open (the client redials). */
   onLegLost: ((role: RoleValue, reason: string) => void) | null = null;
 
@@ -118,6 +122,7 @@ export class Session {
     this.idHex = hexOf(opts.id);
     this.side = opts.side;
     this.hmac = opts.hmac;
+    this.route = opts.route ?? "";
     this.#cfg = opts.cfg;
     this.#resumable = opts.resumable;
     // Four full frames are always granted; beyond that the ring grows only within the budget.
@@ -139,8 +144,9 @@ export class Session {
     if (this.#closed) h.onClose(this.#closeReason);
   }
 
+  /** For logs and status: the session id's last 4 bytes (the first ones name the client process). */
   get label(): string {
-    return this.idHex.slice(0, 8);
+    return this.idHex.slice(-8);
   }
 
   get isClosed(): boolean {

@@ -18,6 +18,8 @@ export interface DialSpec {
   hostHeader: string;
   /** Connect here instead of resolving the URL host; "" = the URL host. */
   edgeIp: string;
+  /** Name of the routing cookie ("" for none); its value is the session's. */
+  routeCookie: string;
   socket: SocketOptions;
   timeoutMs: number;
   /** PEM contents of tls.caFile, read once by the caller. */
@@ -37,6 +39,7 @@ export async function dialLeg(
   sessionId: Uint8Array,
   hello: Uint8Array,
   label: string,
+  route: string,
 ): Promise<Leg> {
   const urlHost = spec.url.hostname.replace(/^\[|\]$/g, "");
   const hostname = spec.edgeIp || urlHost;
@@ -48,6 +51,7 @@ export async function dialLeg(
     return await transport.t.dial(conn, {
       url: spec.url,
       hostHeader: spec.hostHeader,
+      route: spec.routeCookie ? { name: spec.routeCookie, value: route } : null,
       sessionId,
       hello,
       label,

@@ -22,6 +22,8 @@ export interface DialRequest {
   url: URL;
   /** Host header (or equivalent) to present; "" = the URL's host. */
   hostHeader: string;
+  /** A routing cookie (name and per-session value) for balancers, where the transport has one. */
+  route: { name: string; value: string } | null;
   sessionId: Uint8Array;
   hello: Uint8Array;
   label: string;

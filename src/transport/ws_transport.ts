@@ -27,7 +27,10 @@ export const wsTransport: Transport = {
       {
         path: req.url.pathname + req.url.search,
         host: req.hostHeader || req.url.host,
-        headers: { Cookie: encodeHelloCookie(req.hello) },
+        headers: {
+          Cookie: encodeHelloCookie(req.hello) +
+            (req.route ? `; ${req.route.name}=${req.route.value}` : ""),
+        },
       },
       req.label,
       req.timeoutMs,
