@@ -141,7 +141,7 @@ Deno.test("a client with the wrong key says so once, with the likely causes, the
   try {
     await server.waitForLog(/server running/);
     // Enough refusals for a retry loop to have logged many lines.
-    await server.waitForLog(/refused (leg|\d+ more)/);
+    await server.waitForLog(/refused (leg|\d+ more)/, 30_000);
     await new Promise((r) => setTimeout(r, 1500));
     // (A client that starts before the server listens also logs "connection refused" retries.)
     const lines = client.log.split("\n").filter((l) =>

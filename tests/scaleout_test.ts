@@ -23,7 +23,7 @@ import {
 } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
 import { nodeArgs, spawnNode, spawnProcess, tempConfig } from "./helpers/process.ts";
-import { config, TEST_KEY } from "./helpers/tunnel.ts";
+import { config, echoWorks, TEST_KEY } from "./helpers/tunnel.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
@@ -251,3 +251,47 @@ async function waitForPort(port: number): Promise<void> {
   }
   throw new Error(`nothing listens on ${port}`);
 }
+
+Deno.test("client.servers: a client whose server dies fails over to the next one by itself", async () => {
+  const echo = echoServer();
+  const portA = await freePort();
+  const a = spawnNode(
+    nodeArgs("server", {
+      "server.upstream_addr": `127.0.0.1:${portA}`,
+      "server.downstream_addr": `127.0.0.1:${portA}`,
+      "server.transport": "tcp",
+      "server.allow_private": "true",
+    }),
+    { HT_AUTH_KEY: TEST_KEY },
+  );
+  const b = await startServer(config(
+    "server",
+    "server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  transport: tcp\n" +
+      "  allow_private: true\n",
+  ));
+  const urlB = `tcp://127.0.0.1:${b.legAddrs[0].port}`;
+  let client: RunningClient | null = null;
+  try {
+    await a.waitForLog(/server running/);
+    client = await startClient(config(
+      "client",
+      `client:\n  upstream_url: tcp://127.0.0.1:${portA}\n  downstream_url: tcp://127.0.0.1:${portA}\n` +
+        `  servers: ["${urlB}"]\n  socks5:\n    listen: 127.0.0.1:0\n` +
+        `  reconnect:\n    initial_delay: 50ms\n    max_delay: 200ms\n`,
+    ));
+    await client.mux(10_000);
+    assert.equal(b.registry.size, 0, "the first server is used first");
+    await a.stop("SIGKILL");
+    const killedAt = Date.now();
+    while (b.registry.size === 0 || (client.connector.session?.legCount ?? 0) === 0) {
+      assert.ok(Date.now() - killedAt < 5000, "a session on the next server within 5 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await echoWorks({ hostname: "127.0.0.1", port: client.entries[0].addr.port }, echo.port);
+  } finally {
+    await client?.close();
+    await a.stop();
+    await b.close();
+    await echo.close();
+  }
+});

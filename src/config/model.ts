@@ -124,6 +124,11 @@ export interface ClientConfig {
   tls: TlsClientConfig;
   /** Host header to send instead of the URL host (fronting). "" = URL host. */
   hostHeader: string;
+  /**
+   * Servers to fail over to after upstream_url/downstream_url, each "URL" (one leg both ways) or
+   * "UP_URL DOWN_URL".
+   */
+  servers: string[];
   /** Name of the routing cookie sent on WebSocket legs ("" for none). */
   routeCookie: string;
   /** Dial this address instead of resolving the URL host (Backhaul `edge_ip`). "" = resolve. */

@@ -397,6 +397,12 @@ const ROWS = [
     shown: "URL host",
     doc: "WebSocket `Host` header (fronting)",
   }),
+  key("client.servers", {
+    kind: "list",
+    to: "client.servers",
+    default: [],
+    doc: "more servers to fail over to, each `URL` or `UP_URL DOWN_URL`, tried in turn",
+  }),
   key("client.route_cookie", {
     kind: "string",
     to: "client.routeCookie",

@@ -257,6 +257,18 @@ function clientLegs(ck: Checks): void {
       `${up.schemes.tls.slice(0, -1)}`,
   );
   v.legKind = up.kind;
+  v.servers.forEach((entry, i) => {
+    const urls = entry.trim().split(/\s+/);
+    const path = `client.servers[${i}]`;
+    ck.check(urls.length <= 2, path, `"${entry}" is not "URL" or "UP_URL DOWN_URL"`);
+    for (const u of urls) {
+      ck.check(
+        url(u, path).kind === up.kind,
+        path,
+        `"${u}" is not the same kind as client.upstream_url (${up.kind})`,
+      );
+    }
+  });
   if (v.tls.caFile) ck.file(v.tls.caFile, "client.tls.ca_file");
   ck.check(
     v.tls.sni === "" || isHost(v.tls.sni),

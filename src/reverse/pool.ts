@@ -35,7 +35,8 @@ export interface PoolOptions {
   clock: HelloClock;
   keys: Keys;
   hmac: boolean;
-  spec: DialSpec;
+  /** The current server's leg (it follows the control session when the client fails over). */
+  spec: () => DialSpec;
   size: number;
   /** Answer POOL_WANT with everything asked for, not just `size` more at a time. */
   aggressive: boolean;
@@ -139,7 +140,7 @@ export class PoolManager {
     let session: Session | null = null;
     try {
       const w = await handshakeLeg({
-        spec: this.opts.spec,
+        spec: this.opts.spec(),
         keys: this.opts.keys,
         clock: this.opts.clock,
         role: Role.POOL,
@@ -147,7 +148,7 @@ export class PoolManager {
         sessionId: control.id,
         route: control.route,
         recvAck: 0,
-        label: `${this.opts.spec.url.host} pool`,
+        label: `${this.opts.spec().url.host} pool`,
         // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.
         raw: !this.opts.hmac,
       });

@@ -62,12 +62,18 @@ export async function startClient(
     timeoutMs: cc.dialTimeoutMs,
     caCerts,
   });
-  const legs: LegPlan[] = cc.upstreamUrl === cc.downstreamUrl
-    ? [{ role: Role.BOTH, spec: spec(cc.upstreamUrl) }]
-    : [{ role: Role.UP, spec: spec(cc.upstreamUrl) }, {
-      role: Role.DOWN,
-      spec: spec(cc.downstreamUrl),
-    }];
+  const plans = (up: string, down: string): LegPlan[] =>
+    up === down
+      ? [{ role: Role.BOTH, spec: spec(up) }]
+      : [{ role: Role.UP, spec: spec(up) }, { role: Role.DOWN, spec: spec(down) }];
+  // The configured server first, then the ones to fail over to.
+  const servers: LegPlan[][] = [
+    plans(cc.upstreamUrl, cc.downstreamUrl),
+    ...cc.servers.map((s) => {
+      const [up, down] = s.trim().split(/\s+/);
+      return plans(up, down ?? up);
+    }),
+  ];
 
   // One slot per parallel session (`mux_session`); pool mode has one control session.
   const count = cc.streamMode === "mux" ? cc.muxSessions : 1;
@@ -93,7 +99,7 @@ export async function startClient(
       hmac: cfg.auth.hmac,
       session: cfg.session,
       reconnect: cc.reconnect,
-      legs,
+      servers,
       onSession: (s) => {
         const m = new Mux(s, {
           ...muxLimits(cfg.session),
@@ -112,7 +118,7 @@ export async function startClient(
       keys,
       clock,
       hmac: cfg.auth.hmac,
-      spec: legs[0].spec,
+      spec: () => connectors[0].plans[0].spec,
       size: cc.connectionPool,
       aggressive: cc.aggressivePool,
       session: {
@@ -197,7 +203,11 @@ export async function startClient(
     for (const c of connectors) c.stop();
     throw e;
   }
-  log.debug("client started: {n} session(s) of {legs} leg(s)", { n: count, legs: legs.length });
+  log.debug("client started: {n} session(s) of {legs} leg(s), {s} server(s)", {
+    n: count,
+    legs: servers[0].length,
+    s: servers.length,
+  });
 
   return {
     connector: connectors[0],

@@ -27,6 +27,9 @@ import { handshakeLeg } from "./leg_handshake.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
 
+/** Failed redials of a server that does not answer, before failing over to the next server. */
+const FAILOVER_AFTER = 3;
+
 /** Failures that mean the server answered and refused us, as opposed to not answering. */
 const REFUSED =
   /upgrade refused|closed the leg during the handshake|closed the connection during the handshake|did not prove the key|no welcome from server/;
@@ -43,8 +46,11 @@ export interface ConnectorOptions {
   reconnect: ReconnectConfig;
   /** Signs hellos; shared by every connector (and the pool) of one client. */
   clock: HelloClock;
-  /** One BOTH leg, or an UP and a DOWN leg. */
-  legs: LegPlan[];
+  /**
+   * The servers, each one BOTH leg or an UP and a DOWN leg: the first, then the others to fail
+   * over to when a server cannot be reached.
+   */
+  servers: LegPlan[][];
   /** A new session is up (first start and after the server lost the old one). */
   onSession: (s: Session) => void;
 }
@@ -74,6 +80,8 @@ export class Connector {
   #waiters: ((s: Session) => void)[] = [];
   #sleeps = new Set<{ t: ReturnType<typeof setTimeout>; r: () => void }>();
   #redialing = new Set<RoleValue>();
+  /** Index into `servers` of the server sessions are made with. */
+  #server = 0;
   /** The likely causes of a refusal were logged; later refusals are quiet until one succeeds. */
   #refusalSaid = false;
 
@@ -81,6 +89,15 @@ export class Connector {
 
   get session(): Session | null {
     return this.#session;
+  }
+
+  /** The legs of the server sessions are made with now. */
+  get plans(): LegPlan[] {
+    return this.opts.servers[this.#server];
+  }
+
+  #nextServer(): void {
+    this.#server = (this.#server + 1) % this.opts.servers.length;
   }
 
   /** Runs until stop(): establishes the first session, retrying with backoff. */
@@ -114,7 +131,7 @@ export class Connector {
       let session: Session | null = null;
       let url = "";
       try {
-        for (const plan of this.opts.legs) {
+        for (const plan of this.plans) {
           url = plan.spec.url.href;
           session = await this.#join(plan, id, route, session);
         }
@@ -122,6 +139,7 @@ export class Connector {
         session?.close("could not bring up every leg");
         const delay = backoff.next();
         this.#connectFailed(url, errText(e), delay);
+        this.#nextServer();
         await this.#sleep(delay);
         continue;
       }
@@ -137,7 +155,7 @@ export class Connector {
       });
       log.info("session {sid} established over {n} leg(s)", {
         sid: s.label,
-        n: this.opts.legs.length,
+        n: this.plans.length,
       });
       this.opts.onSession(s);
       for (const w of this.#waiters.splice(0)) w(s);
@@ -217,10 +235,23 @@ export class Connector {
   async #redial(s: Session, role: RoleValue, reason: string): Promise<void> {
     if (this.#redialing.has(role)) return;
     this.#redialing.add(role);
-    const plan = this.opts.legs.find((p) => p.role === role)!;
+    const plan = this.plans.find((p) => p.role === role)!;
     const backoff = new BackoffTimer(this.opts.reconnect);
+    let unreachable = 0;
     try {
       while (!this.#stopped && !s.isClosed) {
+        // With other servers to go to, a server that stopped answering is left after a few
+        // tries rather than after resume_timeout: a new session elsewhere beats waiting.
+        if (unreachable >= FAILOVER_AFTER && this.opts.servers.length > 1) {
+          const from = plan.spec.url.host;
+          this.#nextServer();
+          log.warn("{from} does not answer; failing over to {to}", {
+            from,
+            to: this.plans[0].spec.url.host,
+          });
+          s.close(`failing over from ${from}`);
+          return;
+        }
         const delay = backoff.next();
         log.warn("leg {role} lost ({reason}); retrying in {ms} ms", {
           role: roleName(role),
@@ -250,6 +281,7 @@ export class Connector {
           return;
         } catch (e) {
           reason = errText(e);
+          if (!REFUSED.test(reason)) unreachable++;
         }
       }
     } finally {
