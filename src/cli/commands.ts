@@ -25,6 +25,14 @@ import {
 import { commandHelp, globalUsage, keysHelp } from "./help.ts";
 import { run } from "./run.ts";
 
+/** The optional role of commands that read a config (`check`, `status`). */
+const ROLE_CHOICE = {
+  name: "ROLE",
+  values: ROLES,
+  doc: "the side the config is for; a .toml file names it itself",
+  optional: true,
+};
+
 const VERSION_FLAG: Flag = { long: "version", short: "v", doc: "print the version and exit" };
 const NODE_FLAGS: readonly Flag[] = [...CONFIG_FLAGS, VERSION_FLAG];
 
@@ -105,12 +113,7 @@ export const COMMANDS: readonly Command[] = [
       "check -c FILE.toml",
     ],
     flags: CHECK_FLAGS,
-    choices: [{
-      name: "ROLE",
-      values: ROLES,
-      doc: "the side the config is for; a .toml file names it itself",
-      optional: true,
-    }],
+    choices: [ROLE_CHOICE],
     more: () =>
       "Reads the same inputs as `server`/`client` (file, HT_* environment, --set) and exits 0\n" +
       "when the config is valid, 2 with the reason when it is not. Secrets (auth.key, the SOCKS5\n" +
@@ -122,12 +125,7 @@ export const COMMANDS: readonly Command[] = [
     summary: "ask a running instance how its tunnel is doing (needs observe.listen)",
     usage: ["status server|client [--config FILE] [--set KEY=VALUE]...", "status -c FILE.toml"],
     flags: STATUS_FLAGS,
-    choices: [{
-      name: "ROLE",
-      values: ROLES,
-      doc: "the side the config is for; a .toml file names it itself",
-      optional: true,
-    }],
+    choices: [ROLE_CHOICE],
     more: () =>
       "Reads /status at the config's observe.listen (with observe.token) and prints its sessions,\n" +
       "legs and traffic. Exit 0: a session is up; 1: no session up; 3: no answer; 2: bad config.",

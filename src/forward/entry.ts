@@ -21,7 +21,8 @@ const log = getLogger(["half-tunnel", "entry"]);
 /** Opens a stream through the tunnel; waits a bounded time for a live session, then rejects. */
 export type OpenStream = (target: Address) => Promise<Stream>;
 
-export interface SocksEntryOptions {
+/** What a proxy entry (SOCKS5, HTTP) listening for applications needs. */
+export interface ProxyEntryOptions {
   listen: string;
   /** Read per connection so a reload applies to new connections. */
   auth: () => { username: string; password: string } | null;
@@ -37,7 +38,7 @@ export interface Entry {
   close(): void;
 }
 
-export function listenSocks5(opts: SocksEntryOptions): Entry {
+export function listenSocks5(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
   const listener = bind(hostname, port, "the SOCKS5 proxy");
   listener.serve((conn) => handleSocks(conn, opts));
@@ -45,7 +46,7 @@ export function listenSocks5(opts: SocksEntryOptions): Entry {
   return listener;
 }
 
-async function handleSocks(conn: Deno.TcpConn, opts: SocksEntryOptions): Promise<void> {
+async function handleSocks(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise<void> {
   tuneSocket(conn, opts.socket);
   let req;
   try {

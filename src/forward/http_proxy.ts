@@ -29,7 +29,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../transport/address.ts";
-import { type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
+import { tuneSocket, writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { findHeadEnd } from "../transport/http_head.ts";
 import type { Stream } from "../mux/stream.ts";
@@ -37,12 +37,11 @@ import { parseIPv6 } from "../protocol/address.ts";
 import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
-import type { Traffic } from "../observe/metrics.ts";
 import {
   bind,
   type Entry,
   openConnected,
-  type OpenStream,
+  type ProxyEntryOptions,
   replyCode,
   safeClose,
   show,
@@ -60,18 +59,7 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 /** Longest line inside a chunked body (chunk size with extensions, trailer field). */
 const MAX_CHUNK_LINE = 4096;
 
-export interface HttpProxyEntryOptions {
-  listen: string;
-  /** Read per request so a reload applies to new requests. */
-  auth: () => { username: string; password: string } | null;
-  open: OpenStream;
-  socket: SocketOptions;
-  /** Bound on waiting for a request head (also between keep-alive requests) and for the exit. */
-  timeoutMs: number;
-  traffic: Traffic;
-}
-
-export function listenHttpProxy(opts: HttpProxyEntryOptions): Entry {
+export function listenHttpProxy(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
   const listener = bind(hostname, port, "the HTTP proxy");
   listener.serve((conn) => {
@@ -488,7 +476,7 @@ function noteRejected(peerHost: string, what: string, why: string): void {
 // ---------------------------------------------------------------------------------------------
 // Serving
 
-async function serveClient(conn: Deno.TcpConn, opts: HttpProxyEntryOptions): Promise<void> {
+async function serveClient(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise<void> {
   tuneSocket(conn, opts.socket);
   const peerHost = conn.remoteAddr.hostname;
   const rd = new ClientReader(conn);
@@ -577,7 +565,7 @@ async function exchange(
   req: RequestHead,
   target: Target,
   body: Body,
-  opts: HttpProxyEntryOptions,
+  opts: ProxyEntryOptions,
 ): Promise<boolean> {
   const ex = new Exchange(conn, rd, bytes(upstreamHead(req, target)), body, {
     bodyless: req.method === "HEAD",

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { Stream, StreamError, type StreamHost } from "./stream.ts";
 import { traffic } from "../observe/metrics.ts";
+import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 
 const TRAFFIC = traffic("test", "none");
 
@@ -85,48 +86,6 @@ function ctrlPayload(type: number, body: Uint8Array): Uint8Array {
   p[0] = type;
   p.set(body, 1);
   return p;
-}
-
-function bytes(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-/** Byte equality that reports the first difference (a diff of large arrays would take ages). */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes"): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${msg}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${msg}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(1);
-  }
 }
 
 /** A connected loopback TCP pair: `local` goes to the stream, `app` is the other end. */

@@ -25,7 +25,7 @@ import { TransportError } from "../transport/socket.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { Session } from "./session.ts";
-import { bytes, sameBytes } from "../../tests/helpers/bytes.ts";
+import { bytes, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 
 const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
 const KEYS = deriveKeys(TEST_KEY);
@@ -39,16 +39,6 @@ function sessionConfig(yaml = ""): SessionConfig {
 }
 
 const CFG = sessionConfig();
-
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(1);
-  }
-}
 
 /** Settles `p` or fails after `ms` (clearing its timer either way). */
 async function within<T>(p: Promise<T>, what: string, ms = 2000): Promise<T> {

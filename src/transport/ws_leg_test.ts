@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { ByteConn } from "./socket.ts";
 import { TransportError } from "./socket.ts";
 import { maskInPlace, WsFrameParser, WsLeg } from "./ws_leg.ts";
-import { bytes, concat, sameBytes } from "../../tests/helpers/bytes.ts";
+import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 
 const OP = { CONT: 0, TEXT: 1, BIN: 2, CLOSE: 8, PING: 9, PONG: 10 } as const;
 
@@ -331,16 +331,6 @@ function run(leg: WsLeg): Run {
     },
     ended,
   };
-}
-
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(1);
-  }
 }
 
 /** Splits what a conn wrote into WebSocket frames (independent decoder). */

@@ -37,3 +37,14 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond()` holds, polling every millisecond; fails naming `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await delay(1);
+  }
+}
