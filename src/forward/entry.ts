@@ -12,6 +12,7 @@ import { type SocketOptions, tuneSocket } from "../transport/socket.ts";
 import { listenBurst } from "../transport/burst_listener.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
 import { AmbiguousAddressError } from "../protocol/address.ts";
 import type { Traffic } from "../observe/metrics.ts";
@@ -46,15 +47,26 @@ export function listenSocks5(opts: ProxyEntryOptions): Entry {
   return listener;
 }
 
+/** Malformed or unauthenticated SOCKS5 clients are logged once per source and minute. */
+const rejected = new LogLimiter();
+
 async function handleSocks(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise<void> {
   tuneSocket(conn, opts.socket);
   let req;
   try {
     req = await acceptSocks5(conn, { auth: opts.auth(), timeoutMs: opts.timeoutMs });
   } catch (e) {
-    log.info("SOCKS5 client {peer} rejected: {reason}", {
-      peer: show(conn.remoteAddr),
-      reason: errText(e),
+    const peer = show(conn.remoteAddr), reason = errText(e);
+    const host = (conn.remoteAddr as Deno.NetAddr).hostname;
+    rejected.note(host, {
+      first: () => log.info("SOCKS5 client {peer} rejected: {reason}", { peer, reason }),
+      more: (n, s) =>
+        log.info("{n} more SOCKS5 clients from {host} rejected in {s} s (last: {reason})", {
+          n,
+          host,
+          s,
+          reason,
+        }),
     });
     return safeClose(conn);
   }
