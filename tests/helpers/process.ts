@@ -1,5 +1,5 @@
 /**
- * Runs `main.ts` (or another program, like socat for the benchmark) as a real process for tests
+ * Runs `main.ts` (or another program: a relay for the benchmark, a balancer) as a real process for tests
  * and benchmarks that need one (kill, restart, signals, exit codes): collects its output, waits
  * for log lines, and always kills it at the end.
  */
