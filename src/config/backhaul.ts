@@ -28,7 +28,6 @@ const OTHER_TRANSPORTS = ["udp", "quic"];
 
 /** Keys of Backhaul versions that half-tunnel does not implement (sniffer, web UI, socket tuning). */
 const NOT_IMPLEMENTED = new Set([
-  "accept_udp",
   "pprof",
   "skip_optz",
   "mss",
@@ -277,6 +276,7 @@ function server(t: Table, d: Draft): void {
   }
   s.ports = t.entries("ports", parsePortMapping);
   s.proxyProtocol = t.bool("proxy_protocol") ?? false;
+  s.acceptUdp = t.bool("accept_udp") ?? false;
 }
 
 function client(t: Table, d: Draft): void {

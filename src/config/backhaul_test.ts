@@ -204,7 +204,7 @@ Deno.test("Backhaul: keys the transport does not use, and unimplemented ones, ar
     /\[client\] mux_session \(c\.toml line 5\): is not used by transport "tcp"; ignored/,
   );
   const s = srv(
-    `mux_session = 1\nmux_con = 8\nmux_version = 2\ntls_cert = "x"\naccept_udp = true\nskip_optz = true\nmss = 1360\nso_rcvbuf = 1\nso_sndbuf = 1\npprof = false\nsniffer_log = "x.json"\n`,
+    `mux_session = 1\nmux_con = 8\nmux_version = 2\ntls_cert = "x"\nskip_optz = true\nmss = 1360\nso_rcvbuf = 1\nso_sndbuf = 1\npprof = false\nsniffer_log = "x.json"\n`,
     "tcpmux",
   );
   assert.deepEqual(s.warnings, [
@@ -212,12 +212,12 @@ Deno.test("Backhaul: keys the transport does not use, and unimplemented ones, ar
     "[server] mux_con (c.toml line 7): has no equivalent in half-tunnel's multiplexer; ignored",
     "[server] mux_version (c.toml line 8): has no equivalent in half-tunnel's multiplexer; ignored",
     '[server] tls_cert (c.toml line 9): is not used by transport "tcpmux"; ignored',
-    ...["accept_udp", "skip_optz", "mss", "so_rcvbuf", "so_sndbuf", "pprof"].map((k, i) =>
+    ...["skip_optz", "mss", "so_rcvbuf", "so_sndbuf", "pprof"].map((k, i) =>
       `[server] ${k} (c.toml line ${
         10 + i
       }): is a Backhaul option half-tunnel does not implement; ignored`
     ),
-    "[server] sniffer_log (c.toml line 16): is used only with sniffer = true; ignored",
+    "[server] sniffer_log (c.toml line 15): is used only with sniffer = true; ignored",
   ]);
   assert.match(
     srv(`connection_pool = 2\n`, "wsmux").warnings[0],

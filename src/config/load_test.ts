@@ -51,6 +51,7 @@ Deno.test("defaults: a working forward client and exit server", () => {
     maxFramePayload: 65535,
     maxStreams: 8192,
     bufferBudget: 128 << 20,
+    udpIdleTimeoutMs: 60_000,
   });
   assert.equal(c.log.level, "info");
   assert.deepEqual(c.auth, { key: KEY, hmac: false });

@@ -33,6 +33,9 @@ export interface PortMapping {
   targetPort: number | null;
   /** The text this came from, for logs and errors. */
   source: string;
+  /** What is published: TCP (the default), UDP (`…/udp`) or both (`…/tcp+udp`). */
+  tcp: boolean;
+  udp: boolean;
 }
 
 /** A client-side static forward: listen locally, open a stream to `target` through the tunnel. */
@@ -83,6 +86,8 @@ export interface SessionConfig {
   maxStreams: number;
   /** Bytes all sessions of the process may buffer (replay growth, stream queues) together. */
   bufferBudget: number;
+  /** A UDP flow idle this long ends. */
+  udpIdleTimeoutMs: number;
 }
 
 export interface ServerConfig {
@@ -110,6 +115,8 @@ export interface ServerConfig {
   connectionPool: number;
   /** Send a PROXY v2 header to the client-side target. */
   proxyProtocol: boolean;
+  /** Reverse: publish the ports for UDP as well. */
+  acceptUdp: boolean;
   nodelay: boolean;
   /** TCP keepalive on tunnel connections and keepalive frames on idle pool connections. */
   keepalivePeriodMs: number;

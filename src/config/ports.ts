@@ -87,12 +87,18 @@ function endpoint(
 export function parsePortMapping(s: string): PortMapping {
   if (typeof s !== "string" || !s.trim()) fail(String(s ?? ""), "empty port mapping");
   const entry = s.trim();
-  const parts = entry.split("=");
+  // A protocol suffix, as Docker writes it: "53=5353/udp", "443/tcp+udp"; TCP when absent.
+  const proto = /\/(tcp|udp|tcp\+udp)$/.exec(entry);
+  const mapping = proto ? entry.slice(0, proto.index) : entry;
+  if (!proto && entry.includes("/")) {
+    fail(entry, `the protocol after "/" must be tcp, udp or tcp+udp`);
+  }
+  const parts = mapping.split("=");
   if (parts.length > 2) fail(entry, `more than one "="`);
   let [local, remote] = parts as [string, string | undefined];
   if (remote === undefined) {
     // Backhaul documents "443-600:5201" as the same as "443-600=5201".
-    const m = /^(.*\d-\d+):(\d+)$/.exec(entry);
+    const m = /^(.*\d-\d+):(\d+)$/.exec(mapping);
     if (m) [local, remote] = [m[1], m[2]];
   }
   const l = endpoint(local, entry, { range: true });
@@ -110,6 +116,8 @@ export function parsePortMapping(s: string): PortMapping {
     targetHost,
     targetPort,
     source: entry,
+    tcp: !proto || proto[1] !== "udp",
+    udp: !!proto && proto[1] !== "tcp",
   };
 }
 

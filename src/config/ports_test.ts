@@ -78,6 +78,10 @@ Deno.test("ports: bad entries are refused, naming the entry and the fault", () =
     );
   }
   assert.throws(() => parsePortMapping(""), /empty port mapping/);
+  assert.throws(
+    () => parsePortMapping("53/sctp"),
+    /the protocol after "\/" must be tcp, udp or tcp\+udp/,
+  );
   assert.throws(() => parsePortMapping("  "), /empty port mapping/);
 });
 
@@ -156,4 +160,15 @@ Deno.test("listen and dial addresses, host names", () => {
   ) {
     assert.ok(!isHost(h), h);
   }
+});
+
+Deno.test("a protocol suffix says what a mapping publishes: TCP, UDP or both", () => {
+  const p = (t: string) => {
+    const m = parsePortMapping(t);
+    return [m.bindPortStart, m.targetHost, m.targetPort, m.tcp, m.udp];
+  };
+  assert.deepEqual(p("443"), [443, "", 443, true, false]);
+  assert.deepEqual(p("53=1.1.1.1:53/udp"), [53, "1.1.1.1", 53, false, true]);
+  assert.deepEqual(p("5000=5001/tcp+udp"), [5000, "", 5001, true, true]);
+  assert.deepEqual(p("443-445:5201/tcp"), [443, "", 5201, true, false]);
 });

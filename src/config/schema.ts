@@ -204,6 +204,13 @@ const ROWS = [
     min: 1,
     max: 1_000_000,
   }),
+  key("session.udp_idle_timeout", {
+    kind: "duration",
+    to: "session.udpIdleTimeoutMs",
+    default: "60s",
+    doc: "a UDP flow with no datagram either way for this long ends",
+    min: 1000,
+  }),
   key("session.buffer_budget", {
     kind: "size",
     to: "session.bufferBudget",
@@ -324,6 +331,13 @@ const ROWS = [
     min: 0,
     max: 1024,
     backhaul: "connection_pool",
+  }),
+  key("server.accept_udp", {
+    kind: "bool",
+    to: "server.acceptUdp",
+    default: false,
+    doc: "reverse: publish every port for UDP as well as TCP",
+    backhaul: "accept_udp",
   }),
   key("server.proxy_protocol", {
     kind: "bool",

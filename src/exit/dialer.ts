@@ -52,6 +52,20 @@ export async function dialExit(
 }
 
 /**
+ * The first address of `host` the policy allows, for a datagram flow (UDP has no connect to try
+ * each in turn); the policy's refusal otherwise.
+ */
+export async function resolveAllowed(
+  host: string,
+  port: number,
+  policy: ExitPolicy,
+): Promise<string> {
+  const addrs = await resolve(host, policy.dialTimeoutMs);
+  for (const ip of addrs) if (!refusal(ip, port, policy)) return ip;
+  throw new StreamError(`${host}:${port} is ${refusal(addrs[0], port, policy)}`, Reply.NOT_ALLOWED);
+}
+
+/**
  * The addresses to dial, each in canonical form made from parsed bytes, so what the policy checks
  * is byte for byte what connect() is given.
  */

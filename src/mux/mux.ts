@@ -15,6 +15,7 @@ import { Ctrl, Flag, FrameError, type FrameHeader } from "../protocol/frame.ts";
 import type { Session, SessionHandler } from "../session/session.ts";
 import type { SessionConfig } from "../config/model.ts";
 import { Stream, type StreamHost } from "./stream.ts";
+import { Flow, type FlowHost } from "./flow.ts";
 import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
 
@@ -26,6 +27,10 @@ export interface MuxOptions {
   maxStreams: number;
   /** Streams the peer opens; null refuses them (this side is not an exit). */
   onOpen: ((stream: Stream, target: Address) => void) | null;
+  /** Datagram flows the peer opens; absent refuses them. */
+  onFlow?: (flow: Flow, target: Address) => void;
+  /** A flow with no datagram either way for this long ends. */
+  udpIdleMs?: number;
   /** Pool sessions carry one stream and end after it (once the peer has acknowledged all). */
   oneShot?: boolean;
   /** Pool mode control session: the server asks for more pool connections. */
@@ -35,14 +40,20 @@ export interface MuxOptions {
 /** The stream limits a multiplexer takes from the session settings. */
 export function muxLimits(
   s: SessionConfig,
-): { window: number; maxPayload: number; maxStreams: number } {
-  return { window: s.streamWindow, maxPayload: s.maxFramePayload, maxStreams: s.maxStreams };
+): { window: number; maxPayload: number; maxStreams: number; udpIdleMs: number } {
+  return {
+    window: s.streamWindow,
+    maxPayload: s.maxFramePayload,
+    maxStreams: s.maxStreams,
+    udpIdleMs: s.udpIdleTimeoutMs,
+  };
 }
 
-export class Mux implements SessionHandler, StreamHost {
+export class Mux implements SessionHandler, StreamHost, FlowHost {
   readonly window: number;
   readonly maxPayload: number;
   #streams = new Map<number, Stream>();
+  #flows = new Map<number, Flow>();
   #nextId: number;
 
   constructor(readonly session: Session, private opts: MuxOptions) {
@@ -80,6 +91,26 @@ export class Mux implements SessionHandler, StreamHost {
     return this.session.send(flags, streamId, payload, ctrl);
   }
 
+  trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
+    return this.session.trySend(flags, streamId, payload, ctrl);
+  }
+
+  /** Opens a datagram flow to `target` on the peer's side; null if the session has no room now. */
+  openFlow(target: Address): Flow | null {
+    const id = this.#nextId;
+    if (!this.trySend(Flag.CTRL, id, encodeAddress(target.host, target.port), Ctrl.DGRAM_OPEN)) {
+      return null;
+    }
+    this.#nextId = (this.#nextId + 2) >>> 0;
+    const f = new Flow(id, this, this.opts.udpIdleMs ?? 60_000);
+    this.#flows.set(id, f);
+    return f;
+  }
+
+  removeFlow(flow: Flow): void {
+    if (this.#flows.get(flow.id) === flow) this.#flows.delete(flow.id);
+  }
+
   remove(stream: Stream): void {
     if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
     if (this.opts.oneShot && this.#streams.size === 0) {
@@ -90,6 +121,10 @@ export class Mux implements SessionHandler, StreamHost {
   onFrame(h: FrameHeader, payload: Uint8Array, stable: boolean): void {
     if ((h.flags & Flag.CTRL) && payload[0] === Ctrl.OPEN) {
       this.#onOpen(h.streamId, payload.subarray(1));
+      return;
+    }
+    if ((h.flags & Flag.CTRL) && payload[0] >= Ctrl.DGRAM_OPEN && payload[0] <= Ctrl.DGRAM_CLOSE) {
+      this.#onDatagramFrame(h.streamId, payload[0], payload.subarray(1));
       return;
     }
     if (h.streamId === 0) {
@@ -111,6 +146,40 @@ export class Mux implements SessionHandler, StreamHost {
 
   onClose(reason: string): void {
     for (const s of [...this.#streams.values()]) s.sessionLost(reason);
+    for (const f of [...this.#flows.values()]) f.close(false);
+  }
+
+  #onDatagramFrame(id: number, type: number, body: Uint8Array): void {
+    if (type === Ctrl.DGRAM_OPEN) {
+      const peerParity = this.session.side === "client" ? 0 : 1;
+      if ((id & 1) !== peerParity || id === 0 || this.#flows.has(id) || this.#streams.has(id)) {
+        throw new FrameError(`peer opened flow ${id} with a used id or the wrong parity`);
+      }
+      const f = new Flow(id, this, this.opts.udpIdleMs ?? 60_000);
+      this.#flows.set(id, f);
+      let target: Address;
+      try {
+        target = decodeAddress(body);
+      } catch (e) {
+        log.info("session {sid}: refused a flow: bad address: {reason}", {
+          sid: this.session.label,
+          reason: errText(e),
+        });
+        f.close();
+        return;
+      }
+      if (!this.opts.onFlow) {
+        f.close();
+        return;
+      }
+      this.opts.onFlow(f, target);
+      return;
+    }
+    const f = this.#flows.get(id);
+    // Datagrams for a flow that ended here are the peer's in-flight tail: drop them.
+    if (!f) return;
+    if (type === Ctrl.DGRAM) f.deliver(body.slice());
+    else f.close(false);
   }
 
   #onOpen(id: number, addr: Uint8Array): void {

@@ -115,6 +115,12 @@ export const metrics = {
     "counter",
   ),
   streamsOpened: family("streams_opened_total", "Streams opened at the exit.", "counter"),
+  datagrams: family("datagrams_total", "Datagrams carried, by direction.", "counter"),
+  datagramsDropped: family(
+    "datagrams_dropped_total",
+    "Datagrams dropped because the session had no room for them (UDP under pressure).",
+    "counter",
+  ),
   streamsFailed: family(
     "streams_failed_total",
     "Streams whose open failed at the exit.",

@@ -44,6 +44,12 @@ export const Ctrl = {
   CLOSE: 6,
   /** Pool mode: ask the client for more pre-dialled connections: u16 count. */
   POOL_WANT: 7,
+  /** Open a datagram flow (UDP) to an address (see address.ts); its id is the StreamID. */
+  DGRAM_OPEN: 8,
+  /** One whole datagram on a flow. */
+  DGRAM: 9,
+  /** The flow ended (idle, or its socket closed). */
+  DGRAM_CLOSE: 10,
 } as const;
 
 /** Frames that occupy a sequence number and are replayed after a leg reconnects. */

@@ -8,12 +8,16 @@ import type { Address } from "../protocol/address.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import type { Stream } from "../mux/stream.ts";
 import { exitHandler } from "../exit/handler.ts";
+import { exitFlowHandler } from "../exit/udp.ts";
+import type { Flow } from "../mux/flow.ts";
 import { dialExit, type ExitPolicy } from "../exit/dialer.ts";
 import type { Traffic } from "../observe/metrics.ts";
 
 export interface ReverseDialer {
   /** For streams the server opens on a session. */
   onStream: (s: Stream, target: Address) => void;
+  /** For datagram flows the server opens (published UDP ports). */
+  onFlow: (f: Flow, target: Address) => void;
   /** For raw pool connections: a connected socket or a StreamError. */
   dial: (target: Address) => Promise<Deno.TcpConn>;
   /** Byte counters of what this side dials. */
@@ -29,9 +33,11 @@ export function reverseDialer(
   const policy: ExitPolicy = { allowPrivate: true, ownPorts: new Set(), dialTimeoutMs, socket };
   const resolve = (target: Address) => forwarder().get(target.port) ?? target;
   const handle = exitHandler(() => policy, traffic);
+  const handleFlow = exitFlowHandler(() => policy);
   return {
     traffic,
     onStream: (stream, target) => handle(stream, resolve(target)),
+    onFlow: (flow, target) => handleFlow(flow, resolve(target)),
     dial: (target) => {
       const t = resolve(target);
       return dialExit(t.host, t.port, policy);

@@ -22,7 +22,8 @@ import { Session } from "../session/session.ts";
 import { Mux } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
-import { type Traffic, traffic } from "../observe/metrics.ts";
+import { metrics, type Traffic, traffic } from "../observe/metrics.ts";
+import type { Flow } from "../mux/flow.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { IdleRawConn, splice } from "./raw_pool.ts";
 
@@ -30,6 +31,8 @@ const log = getLogger(["half-tunnel", "reverse"]);
 
 /** How long the client may take to connect its target for a raw pool connection. */
 const RAW_OPEN_TIMEOUT_MS = 10_000;
+/** Datagram flows one published UDP port keeps at once (one per source address). */
+const MAX_FLOWS_PER_PORT = 4096;
 /** How long a queued user connection waits for a tunnel before it is closed. */
 const QUEUE_WAIT_MS = 10_000;
 
@@ -40,6 +43,8 @@ export interface PublisherOptions {
   mode: StreamMode;
   channelSize: number;
   proxyProtocol: boolean;
+  /** Publish each port for UDP as well (Backhaul `accept_udp`). */
+  acceptUdp: boolean;
   /** Pool mode: idle pool connections the server wants the client to keep. */
   poolTarget: number;
   socket: SocketOptions;
@@ -58,6 +63,7 @@ interface Waiter {
 
 export class Publisher {
   #listeners: BurstListener[] = [];
+  #udp: Deno.DatagramConn[] = [];
   #muxes: Mux[] = [];
   #rr = 0;
   #idlePool: Mux[] = [];
@@ -95,6 +101,11 @@ export class Publisher {
   }
 
   #bind(m: PortMapping, port: number, sockets: number): void {
+    const target: Address = { host: m.targetHost || "127.0.0.1", port: m.targetPort ?? port };
+    this.#traffic.set(port, traffic(`port ${port}`, this.opts.transport));
+    this.boundPorts.push(port);
+    if (m.udp || this.opts.acceptUdp) this.#bindUdp(m, port, target);
+    if (!m.tcp) return;
     let l: BurstListener;
     try {
       l = listenBurst(m.bindHost, port, { sockets });
@@ -106,10 +117,51 @@ export class Publisher {
       );
     }
     this.#listeners.push(l);
-    this.boundPorts.push(port);
-    const target: Address = { host: m.targetHost || "127.0.0.1", port: m.targetPort ?? port };
-    this.#traffic.set(port, traffic(`port ${port}`, this.opts.transport));
     l.serve((conn) => this.#onUser(conn, target));
+  }
+
+  /**
+   * The UDP side of a published port: one flow per source address and port, carried on a session
+   * like streams; replies go back to the source from the published port. Flows per port are
+   * capped, so a flood of spoofed sources costs dropped datagrams, not memory.
+   */
+  #bindUdp(m: PortMapping, port: number, target: Address): void {
+    let sock: Deno.DatagramConn;
+    try {
+      sock = Deno.listenDatagram({ transport: "udp", hostname: m.bindHost, port });
+    } catch (e) {
+      throw new Error(
+        `cannot publish UDP port ${formatHostPort(m.bindHost, port)} (from "${m.source}"): ${
+          errText(e)
+        }`,
+      );
+    }
+    this.#udp.push(sock);
+    const flows = new Map<string, Flow>();
+    (async () => {
+      for await (const [d, from] of sock) {
+        const src = from as Deno.NetAddr;
+        const key = `${src.hostname} ${src.port}`;
+        let flow = flows.get(key);
+        if (!flow) {
+          const mux = flows.size < MAX_FLOWS_PER_PORT ? this.#nextMux() : undefined;
+          const f = mux?.openFlow(target);
+          if (!f) {
+            metrics.datagramsDropped.inc();
+            continue;
+          }
+          flow = f;
+          flows.set(key, f);
+          f.onDatagram = (r) => void sock.send(r, src).catch(() => {});
+          f.onClose = () => flows.delete(key);
+        }
+        flow.send(d);
+      }
+    })().catch(() => {
+      // the socket closed (shutdown)
+    }).finally(() => {
+      for (const f of [...flows.values()]) f.close();
+    });
   }
 
   /** A multiplexed session that can carry streams (mux mode, and pool mode's control session). */
@@ -322,6 +374,11 @@ export class Publisher {
 
   close(): void {
     for (const l of this.#listeners) l.close();
+    for (const u of this.#udp) {
+      try {
+        u.close();
+      } catch { /* closed */ }
+    }
     const open = [...this.#idleRaw.map((r) => [r.conn]), ...this.#spliced].flat();
     for (const c of open) {
       try {

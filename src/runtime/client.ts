@@ -104,6 +104,7 @@ export async function startClient(
         const m = new Mux(s, {
           ...muxLimits(cfg.session),
           onOpen,
+          onFlow: reverse?.onFlow,
           onPoolWant: (n) => pool?.want(n),
         });
         muxes[slot] = m;

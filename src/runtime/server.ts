@@ -116,6 +116,7 @@ export async function startServer(
         mode: sc.streamMode,
         channelSize: sc.channelSize,
         proxyProtocol: sc.proxyProtocol,
+        acceptUdp: sc.acceptUdp,
         poolTarget: sc.connectionPool,
         socket,
         keys,

@@ -277,6 +277,17 @@ export class Session {
     return true;
   }
 
+  /**
+   * Sends a sequenced frame only if it fits now and leaves half the replay ring free; returns
+   * whether it was queued. Datagrams use it: under pressure they are dropped, never waited for,
+   * and streams keep the room they need.
+   */
+  trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
+    const size = frameSize(payload.length + (ctrl === undefined ? 0 : 1), this.hmac);
+    if (this.#ring.bufferedBytes + size > this.#ring.maxBytes / 2) return false;
+    return this.#enqueue(flags, streamId, payload, ctrl);
+  }
+
   /** Resolves once the peer has acknowledged every frame sent so far (or the session closed). */
   async drained(): Promise<void> {
     while (this.#ring.unackedFrames > 0 && !this.#closed) await this.#ring.space();

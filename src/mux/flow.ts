@@ -1,0 +1,84 @@
+/**
+ * Datagram flows: UDP carried over the session with its boundaries kept. A flow has an id (from
+ * the stream id space), a target chosen by the side that opened it, and an idle timeout. A
+ * datagram is sent whole if the session has room for it now and dropped (and counted) otherwise:
+ * UDP keeps UDP's semantics under pressure, and streams on the same session are never held up.
+ */
+
+import { Ctrl, Flag } from "../protocol/frame.ts";
+import { metrics } from "../observe/metrics.ts";
+
+/** The flow's view of its multiplexer. */
+export interface FlowHost {
+  readonly maxPayload: number;
+  trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean;
+  removeFlow(flow: Flow): void;
+}
+
+const EMPTY = new Uint8Array(0);
+/** Datagrams kept for a flow whose sink is not set yet. */
+const EARLY_MAX = 16;
+
+export class Flow {
+  #sink: ((d: Uint8Array) => void) | null = null;
+  /** Datagrams that came before a sink was set (the exit still resolving its target). */
+  #early: Uint8Array[] = [];
+  /** Called once when the flow ends, from either side or by the idle timeout. */
+  onClose: () => void = () => {};
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #closed = false;
+
+  constructor(readonly id: number, private host: FlowHost, private idleMs: number) {
+    this.#touch();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Where the peer's datagrams go; the first few that came before it are delivered now. */
+  set onDatagram(sink: (d: Uint8Array) => void) {
+    this.#sink = sink;
+    for (const d of this.#early.splice(0)) sink(d);
+  }
+
+  /** Sends one datagram; false if it was dropped (too large for a frame, or no room now). */
+  send(d: Uint8Array): boolean {
+    if (this.#closed) return false;
+    this.#touch();
+    if (
+      d.length + 1 > this.host.maxPayload || !this.host.trySend(Flag.CTRL, this.id, d, Ctrl.DGRAM)
+    ) {
+      metrics.datagramsDropped.inc();
+      return false;
+    }
+    metrics.datagrams.with({ direction: "out" }).inc();
+    return true;
+  }
+
+  /** A datagram from the peer. */
+  deliver(d: Uint8Array): void {
+    if (this.#closed) return;
+    this.#touch();
+    metrics.datagrams.with({ direction: "in" }).inc();
+    if (this.#sink) this.#sink(d);
+    else if (this.#early.length < EARLY_MAX) this.#early.push(d);
+    else metrics.datagramsDropped.inc();
+  }
+
+  /** Ends the flow; `tell` lets the peer know (not when the peer ended it, or the session is gone). */
+  close(tell = true): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    if (tell) this.host.trySend(Flag.CTRL, this.id, EMPTY, Ctrl.DGRAM_CLOSE);
+    this.host.removeFlow(this);
+    this.onClose();
+  }
+
+  #touch(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.close(), this.idleMs);
+    Deno.unrefTimer(this.#timer);
+  }
+}
