@@ -1,6 +1,8 @@
 /**
- * UDP through the reverse tunnel: a published port also carries datagrams (`accept_udp`), whole
- * and in both directions, on every transport; a real DNS server answers `dig` through it.
+ * UDP through both wirings: a published port also carries datagrams (`accept_udp`, `/udp`),
+ * whole and in both directions, on every transport, and a real DNS server answers `dig` through
+ * it; the forward tunnel carries SOCKS5 UDP ASSOCIATE (tested with PySocks) and static UDP
+ * forwards.
  */
 
 import assert from "node:assert/strict";
@@ -9,7 +11,8 @@ import { type RunningServer, startServer } from "../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../src/runtime/client.ts";
 import { freePort } from "./helpers/ports.ts";
 import { spawnProcess } from "./helpers/process.ts";
-import { within } from "./helpers/net.ts";
+import { within, writeAll } from "./helpers/net.ts";
+import { startTunnel } from "./helpers/tunnel.ts";
 
 const TOKEN = "udp-test-token-0123456789-abcdef";
 
@@ -158,3 +161,130 @@ Deno.test("YAML: a mapping marked /udp publishes UDP only", async () => {
     await server.close();
   }
 });
+
+/** Debian's Python, where `python3-socks` installs PySocks (a pyenv python3 on PATH may lack it). */
+const PYTHON = await Deno.stat("/usr/bin/python3").then(() => "/usr/bin/python3", () => "python3");
+
+/** Runs Python with PySocks: datagrams through a SOCKS5 UDP association, their echoes checked. */
+const PYSOCKS = `
+import socket, socks, sys
+s = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+s.set_proxy(socks.SOCKS5, "127.0.0.1", int(sys.argv[1]))
+s.settimeout(5)
+for size in (1, 512, 1400, 8000):
+    payload = bytes((i * 7) % 256 for i in range(size))
+    s.sendto(payload, ("127.0.0.1", int(sys.argv[2])))
+    data, addr = s.recvfrom(65535)
+    assert data == payload, (size, len(data))
+    assert addr[1] == int(sys.argv[2]), addr
+print("ok")
+`;
+
+Deno.test({
+  name: "SOCKS5 UDP ASSOCIATE: PySocks sends and receives datagrams through the forward tunnel",
+  ignore: !await new Deno.Command(PYTHON, { args: ["-c", "import socks"] }).output().then(
+    (o) => o.success,
+    () => false,
+  ),
+  async fn() {
+    const echo = udpEcho();
+    const t = await startTunnel();
+    try {
+      const o = await new Deno.Command(PYTHON, {
+        args: ["-c", PYSOCKS, String(t.socks.port), String(echo.port)],
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(30_000),
+      }).output();
+      assert.equal(
+        new TextDecoder().decode(o.stdout).trim(),
+        "ok",
+        new TextDecoder().decode(o.stderr),
+      );
+    } finally {
+      echo.close();
+      await t.close();
+    }
+  },
+});
+
+Deno.test("SOCKS5 UDP ASSOCIATE ends with its TCP connection", async () => {
+  const echo = udpEcho();
+  const t = await startTunnel();
+  const udp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const tcp = await Deno.connect(t.socks);
+    await writeAll(tcp, new Uint8Array([5, 1, 0]));
+    await readN(tcp, 2);
+    await writeAll(tcp, new Uint8Array([5, 3, 0, 1, 0, 0, 0, 0, 0, 0]));
+    const reply = await readN(tcp, 10);
+    assert.equal(reply[1], 0, "associate succeeded");
+    const relay: Deno.NetAddr = {
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: (reply[8] << 8) | reply[9],
+    };
+    const datagram = (n: number) =>
+      new Uint8Array([0, 0, 0, 1, 127, 0, 0, 1, echo.port >> 8, echo.port & 0xff, n]);
+    await udp.send(datagram(1), relay);
+    const [back] = await within(udp.receive(), 5000, "echo");
+    assert.deepEqual([...back.subarray(10)], [1], "the reply carries the echo's header and data");
+    tcp.close();
+    await new Promise((r) => setTimeout(r, 300));
+    await udp.send(datagram(2), relay);
+    const late = await within(udp.receive(), 1000, "late").then(() => "answered", () => "silent");
+    assert.equal(late, "silent", "nothing is relayed once the TCP connection closed");
+  } finally {
+    udp.close();
+    echo.close();
+    await t.close();
+  }
+});
+
+Deno.test({
+  name: "a static UDP forward carries dig's queries to dnsmasq through the forward tunnel",
+  ignore: !(await has("dnsmasq") && await has("dig")),
+  async fn() {
+    const dnsPort = await freePort();
+    const fwd = await freePort();
+    const dns = spawnProcess([
+      "dnsmasq",
+      "--no-daemon",
+      "--keep-in-foreground",
+      `--port=${dnsPort}`,
+      "--listen-address=127.0.0.1",
+      "--bind-interfaces",
+      "--no-resolv",
+      "--no-hosts",
+      "--address=/name.test/192.0.2.7",
+    ]);
+    const t = await startTunnel({
+      client: `  forwards: ["127.0.0.1:${fwd}=127.0.0.1:${dnsPort}/udp"]\n`,
+    });
+    try {
+      const dig = async (n: number) => {
+        const args = ["+short", "+tries=1", "+time=2", "-p", String(fwd), "@127.0.0.1"];
+        const q = Array.from({ length: n }, () => ["name.test", "A"]).flat();
+        const o = await new Deno.Command("dig", { args: [...args, ...q], stdout: "piped" })
+          .output();
+        return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === "192.0.2.7")
+          .length;
+      };
+      for (let i = 0; (await dig(1)) !== 1; i++) assert.ok(i < 20, "dnsmasq answers");
+      assert.equal(await dig(200), 200);
+    } finally {
+      await t.close();
+      await dns.stop("SIGTERM");
+    }
+  },
+});
+
+async function readN(c: Deno.Conn, n: number): Promise<Uint8Array> {
+  const b = new Uint8Array(n);
+  for (let got = 0; got < n;) {
+    const k = await within(c.read(b.subarray(got)), 5000, "read");
+    if (k === null) throw new Error("closed");
+    got += k;
+  }
+  return b;
+}

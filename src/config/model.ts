@@ -45,6 +45,8 @@ export interface StaticForward {
   targetHost: string;
   targetPort: number;
   source: string;
+  /** A UDP forward (`…/udp`) instead of TCP. */
+  udp: boolean;
 }
 
 export interface TlsServerConfig {

@@ -149,7 +149,8 @@ export function forwarderParser(): (s: string) => [number, { host: string; port:
 /** `[host:]port=host:port`: listen locally (127.0.0.1 unless a host is given), exit to host:port. */
 export function parseStaticForward(s: string): StaticForward {
   const entry = String(s).trim();
-  const [l, r, extra] = entry.split("=");
+  const udp = /\/udp$/.test(entry);
+  const [l, r, extra] = (udp ? entry.slice(0, -4) : entry).split("=");
   if (r === undefined || extra !== undefined) fail(entry, "is not [host:]port=host:port");
   const a = endpoint(l, entry, { minPort: 0 });
   const b = endpoint(r, entry);
@@ -160,6 +161,7 @@ export function parseStaticForward(s: string): StaticForward {
     targetHost: b.host,
     targetPort: b.start,
     source: entry,
+    udp,
   };
 }
 

@@ -115,6 +115,7 @@ Deno.test("static forwards", () => {
     listenPort: 8022,
     targetHost: "example.org",
     targetPort: 22,
+    udp: false,
     source: "8022=example.org:22",
   });
   const f = parseStaticForward("0.0.0.0:8022=10.0.0.5:22");

@@ -14,6 +14,7 @@ import { type Stream, StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
+import { type OpenFlow, serveUdpAssociate } from "./udp_entry.ts";
 import { AmbiguousAddressError } from "../protocol/address.ts";
 import type { Traffic } from "../observe/metrics.ts";
 
@@ -32,6 +33,8 @@ export interface ProxyEntryOptions {
   /** Bound on negotiation and on waiting for the exit to connect. */
   timeoutMs: number;
   traffic: Traffic;
+  /** Datagram flows for SOCKS5 UDP ASSOCIATE; without it the command is not supported. */
+  openFlow?: OpenFlow;
 }
 
 export interface Entry {
@@ -69,6 +72,13 @@ async function handleSocks(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise
         }),
     });
     return safeClose(conn);
+  }
+  if (req.command === "udp") {
+    if (!opts.openFlow) {
+      await req.reply(SocksReply.COMMAND_NOT_SUPPORTED).catch(() => {});
+      return safeClose(conn);
+    }
+    return await serveUdpAssociate(conn, req, opts.openFlow).catch(() => safeClose(conn));
   }
   const { host, port } = req.target;
   let stream: Stream;

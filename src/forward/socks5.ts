@@ -6,7 +6,7 @@
  */
 
 import { timingSafeEqual } from "node:crypto";
-import { formatIPv6 } from "../protocol/address.ts";
+import { encodeAddress, formatIPv6 } from "../protocol/address.ts";
 import { Reply } from "../protocol/reply.ts";
 import { writeAll } from "../transport/socket.ts";
 
@@ -34,6 +34,9 @@ export interface SocksAuth {
 }
 
 export interface SocksRequest {
+  /** CONNECT (a stream) or UDP ASSOCIATE (datagrams through a relay port). */
+  command: "connect" | "udp";
+  /** CONNECT: the destination. UDP ASSOCIATE: where the client will send from (may be 0.0.0.0:0). */
   target: SocksTarget;
   /** Bytes the client sent after its request (optimistic data), to forward first. */
   leftover: Uint8Array;
@@ -47,6 +50,7 @@ const METHOD_NONE = 0x00;
 const METHOD_USERPASS = 0x02;
 const NO_ACCEPTABLE = 0xff;
 const CMD_CONNECT = 1;
+const CMD_UDP_ASSOCIATE = 3;
 
 function hex(n: number): string {
   return `0x${n.toString(16).padStart(2, "0")}`;
@@ -84,27 +88,42 @@ export function parseRequest(b: Uint8Array): Parsed<{ cmd: number; target: Socks
   if (b[0] !== 5) throw new SocksError(`unsupported version ${hex(b[0])} in request`);
   if (b[2] !== 0) throw new SocksError(`reserved byte is ${hex(b[2])}, expected 0x00`);
   const cmd = b[1];
-  const atyp = b[3];
+  const a = parseAddress(b, 3);
+  if (!a) return null;
+  // UDP ASSOCIATE names the client's own address, often 0.0.0.0:0 ("not known yet").
+  if (a.value.port === 0 && cmd !== CMD_UDP_ASSOCIATE) {
+    throw new SocksError("destination port 0", SocksReply.GENERAL_FAILURE);
+  }
+  return { value: { cmd, target: a.value }, used: a.used };
+}
+
+/**
+ * An address as SOCKS5 writes it (ATYP, address, port) starting at `at`; `used` is the offset
+ * just past it. Requests and UDP datagram headers share this layout.
+ */
+export function parseAddress(b: Uint8Array, at: number): Parsed<SocksTarget> {
+  if (b.length < at + 1) return null;
+  const atyp = b[at];
   let host: string;
   let type: AddrType;
   let end: number;
   if (atyp === 1) {
-    end = 8;
+    end = at + 5;
     if (b.length < end + 2) return null;
-    host = `${b[4]}.${b[5]}.${b[6]}.${b[7]}`;
+    host = `${b[at + 1]}.${b[at + 2]}.${b[at + 3]}.${b[at + 4]}`;
     type = "ipv4";
   } else if (atyp === 4) {
-    end = 20;
+    end = at + 17;
     if (b.length < end + 2) return null;
-    host = formatIPv6(b.subarray(4, 20));
+    host = formatIPv6(b.subarray(at + 1, at + 17));
     type = "ipv6";
   } else if (atyp === 3) {
-    if (b.length < 5) return null;
-    const n = b[4];
+    if (b.length < at + 2) return null;
+    const n = b[at + 1];
     if (n === 0) throw new SocksError("domain name of length 0", SocksReply.GENERAL_FAILURE);
-    end = 5 + n;
+    end = at + 2 + n;
     if (b.length < end + 2) return null;
-    const name = b.subarray(5, end);
+    const name = b.subarray(at + 2, end);
     for (const c of name) {
       if (c < 0x21 || c > 0x7e) {
         throw new SocksError(`domain name contains byte ${hex(c)}`, SocksReply.GENERAL_FAILURE);
@@ -119,8 +138,26 @@ export function parseRequest(b: Uint8Array): Parsed<{ cmd: number; target: Socks
     );
   }
   const port = (b[end] << 8) | b[end + 1];
-  if (port === 0) throw new SocksError("destination port 0", SocksReply.GENERAL_FAILURE);
-  return { value: { cmd, target: { host, port, type } }, used: end + 2 };
+  return { value: { host, port, type }, used: end + 2 };
+}
+
+/**
+ * A datagram from a SOCKS5 UDP client (RFC 1928 section 7): RSV (2) | FRAG | address | data.
+ * Null for what must be dropped silently: a fragment (we do not reassemble) or a short header.
+ */
+export function parseUdpDatagram(b: Uint8Array): { target: SocksTarget; data: Uint8Array } | null {
+  if (b.length < 4 || b[0] !== 0 || b[1] !== 0 || b[2] !== 0) return null;
+  const a = parseAddress(b, 3);
+  if (!a || a.value.port === 0) return null;
+  return { target: a.value, data: b.subarray(a.used) };
+}
+
+/** The header a datagram from `host:port` gets on its way back to the SOCKS5 UDP client. */
+export function encodeUdpHeader(host: string, port: number): Uint8Array {
+  const addr = encodeAddress(host, port);
+  const b = new Uint8Array(3 + addr.length);
+  b.set(addr, 3);
+  return b;
 }
 
 export function encodeReply(code: number, bound?: { host: string; port: number }): Uint8Array {
@@ -218,16 +255,17 @@ export async function acceptSocks5(
       }
       throw e;
     }
-    if (req.cmd !== CMD_CONNECT) {
+    if (req.cmd !== CMD_CONNECT && req.cmd !== CMD_UDP_ASSOCIATE) {
       await writeAll(conn, encodeReply(SocksReply.COMMAND_NOT_SUPPORTED));
       throw new SocksError(
-        `command ${hex(req.cmd)} not supported (only CONNECT)`,
+        `command ${hex(req.cmd)} not supported (only CONNECT and UDP ASSOCIATE)`,
         SocksReply.COMMAND_NOT_SUPPORTED,
       );
     }
     clearTimeout(timer);
     let replied = false;
     return {
+      command: req.cmd === CMD_CONNECT ? "connect" : "udp",
       target: req.target,
       leftover: rd.rest(),
       async reply(code, bound) {

@@ -20,6 +20,8 @@ import { type Entry, listenForward, listenSocks5 } from "../forward/entry.ts";
 import { listenHttpProxy } from "../forward/http_proxy.ts";
 import { reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
+import { listenUdpForward } from "../forward/udp_entry.ts";
+import type { Flow } from "../mux/flow.ts";
 import { observe, type Observed } from "./observe.ts";
 
 /** Settings read through `current` for each new stream, so a reload applies them in place. */
@@ -155,6 +157,13 @@ export async function startClient(
   };
   const open = async (target: Address): Promise<Stream> =>
     (await liveMux(cc.dialTimeoutMs)).open(target);
+  const openFlow = async (target: Address): Promise<Flow | null> => {
+    try {
+      return (await liveMux(cc.dialTimeoutMs)).openFlow(target);
+    } catch {
+      return null; // no session came up in time: the datagram is dropped
+    }
+  };
 
   const entries: Entry[] = [];
   let observed: Observed | null = null;
@@ -170,6 +179,7 @@ export async function startClient(
         socket,
         timeoutMs: cc.dialTimeoutMs + 5_000,
         traffic: traffic("socks5", cc.legKind),
+        openFlow,
       }));
     }
     if (cc.httpProxy.listen !== "") {
@@ -186,6 +196,14 @@ export async function startClient(
       }));
     }
     for (const f of cc.forwards) {
+      if (f.udp) {
+        entries.push(listenUdpForward(
+          { hostname: f.listenHost, port: f.listenPort },
+          { host: f.targetHost, port: f.targetPort },
+          openFlow,
+        ));
+        continue;
+      }
       entries.push(listenForward({
         listen: { hostname: f.listenHost, port: f.listenPort },
         target: { host: f.targetHost, port: f.targetPort },

@@ -18,6 +18,7 @@ import { Mux, muxLimits } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
 import { traffic } from "../observe/metrics.ts";
 import { exitHandler } from "../exit/handler.ts";
+import { exitFlowHandler } from "../exit/udp.ts";
 import type { ExitPolicy } from "../exit/dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
 import { observe, type Observed } from "./observe.ts";
@@ -58,6 +59,7 @@ export async function startServer(
     socket,
   });
   const onOpen = sc.exit ? exitHandler(policy, traffic("exit", sc.legKind)) : null;
+  const exitFlow = exitFlowHandler(policy);
   let publisher: Publisher | null = null;
   const registry = new SessionRegistry({
     keys,
@@ -68,6 +70,7 @@ export async function startServer(
       const mux = new Mux(s, {
         ...muxLimits(cfg.session),
         onOpen,
+        onFlow: sc.exit ? exitFlow : undefined,
       });
       publisher?.addMux(mux);
     },

@@ -1128,6 +1128,8 @@ const SOCKS_AUTH = { username: "fuzz-user", password: "fuzz-pass-0123" };
 type SocksOutcome =
   | { kind: "incomplete" }
   | { kind: "closed" }
+  /** UDP ASSOCIATE: a success reply, and the association lives while the connection does. */
+  | { kind: "associate" }
   | { kind: "connect"; target: Address; leftover: Uint8Array };
 
 /** What acceptSocks5 (with username/password auth) does with `b`, using its own parsers. */
@@ -1145,6 +1147,7 @@ function simulateSocks(b: Uint8Array): SocksOutcome {
     b = b.subarray(a.used);
     const r = parseRequest(b);
     if (!r) return { kind: "incomplete" };
+    if (r.value.cmd === 3) return { kind: "associate" };
     if (r.value.cmd !== 1) return { kind: "closed" };
     return {
       kind: "connect",
@@ -1245,6 +1248,13 @@ async function socksCase(r: TunnelRig, rng: Rng, t: Transcript): Promise<void> {
       if (!await inbox.closed(PROBE_MS)) {
         throw new Error("the SOCKS5 entry kept a refused connection open");
       }
+      return;
+    }
+    if (sim.kind === "associate") {
+      if (!await inbox.wait(() => inbox.bytes.length >= 14, 15_000)) {
+        throw new Error(`no UDP ASSOCIATE reply (eof ${inbox.eof}, ${inbox.bytes.length} bytes)`);
+      }
+      if (inbox.bytes[5] !== 0) throw new Error(`UDP ASSOCIATE refused (${inbox.bytes[5]})`);
       return;
     }
     // Greeting reply, auth reply, then the CONNECT reply.
