@@ -11,7 +11,7 @@ import { type RunningServer, startServer } from "../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../src/runtime/client.ts";
 import { freePort } from "./helpers/ports.ts";
 import { spawnProcess } from "./helpers/process.ts";
-import { within, writeAll } from "./helpers/net.ts";
+import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { startTunnel } from "./helpers/tunnel.ts";
 
 const TOKEN = "udp-test-token-0123456789-abcdef";
@@ -288,3 +288,70 @@ async function readN(c: Deno.Conn, n: number): Promise<Uint8Array> {
   }
   return b;
 }
+
+/** iperf3 UDP at `rate` to `port` for `seconds`: the loss in percent (the server's count). */
+async function iperfUdp(port: number, rate: string, seconds: number): Promise<number> {
+  const o = await new Deno.Command("iperf3", {
+    args: ["-c", "127.0.0.1", "-p", String(port), "-u", "-b", rate, "-t", String(seconds), "-J"],
+    stdout: "piped",
+    signal: AbortSignal.timeout((seconds + 30) * 1000),
+  }).output();
+  const j = JSON.parse(new TextDecoder().decode(o.stdout));
+  if (!j.end?.sum) throw new Error(`iperf3: ${j.error ?? "no result"}`);
+  return j.end.sum.lost_percent;
+}
+
+Deno.test({
+  name: "a UDP flood at 10x what the path carries: memory stays bounded, TCP keeps flowing",
+  ignore: !(await has("iperf3")),
+  async fn() {
+    const target = await freePort();
+    const iperf = spawnProcess(["iperf3", "-s", "-p", String(target), "-B", "127.0.0.1"]);
+    const echo = echoServer();
+    const published = await freePort(), tcpPort = await freePort();
+    const server = await startServer(parseConfigText(
+      `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${TOKEN}"\n` +
+        `log_level = "error"\naccept_udp = true\n` +
+        `ports = ["127.0.0.1:${published}=${target}", "127.0.0.1:${tcpPort}=${echo.port}"]\n`,
+      "toml",
+      "s.toml",
+      { env: {} },
+    ));
+    const client = await startClient(parseConfigText(
+      `[client]\nremote_addr = "127.0.0.1:${server.legAddrs[0].port}"\ntransport = "tcpmux"\n` +
+        `token = "${TOKEN}"\nlog_level = "error"\n`,
+      "toml",
+      "c.toml",
+      { env: {} },
+    ));
+    try {
+      await client.mux(10_000);
+      await new Promise((r) => setTimeout(r, 300));
+      const before = Deno.memoryUsage().rss;
+      const flood = iperfUdp(published, "2G", 30).catch(() => 100);
+      let peak = before, rounds = 0;
+      const start = Date.now();
+      // TCP echo round trips on the same session all through the flood.
+      while (Date.now() - start < 28_000) {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: tcpPort });
+        const msg = new TextEncoder().encode(`round ${rounds}`);
+        await writeAll(c, msg);
+        await c.closeWrite();
+        assert.deepEqual(await within(readAll(c), 5000, `round ${rounds}`), msg);
+        c.close();
+        rounds++;
+        peak = Math.max(peak, Deno.memoryUsage().rss);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await flood;
+      assert.ok(rounds > 20, `TCP kept flowing: ${rounds} round trips`);
+      const grew = (peak - before) / 2 ** 20;
+      assert.ok(grew < 256, `RSS grew ${grew.toFixed(0)} MiB during the flood`);
+    } finally {
+      await client.close();
+      await server.close();
+      await echo.close();
+      await iperf.stop("SIGTERM");
+    }
+  },
+});
