@@ -5,6 +5,10 @@
  * and `socat` from the same run, as a Markdown table and optionally JSON.
  *
  *   deno task bench [--quick] [--paths direct,socat,ws,...] [--seconds N] [--rounds N] [--json FILE]
+ *                   [--udp]
+ *
+ * A full run (no --quick, no --paths) and `--udp` also measure UDP: iperf3 loss at 200 Mbit/s and
+ * DNS round trips through socat and the reverse tunnel (see bench/udp.ts).
  */
 
 import { parseArgs } from "node:util";
@@ -21,6 +25,7 @@ import {
   throughput,
 } from "./bench/measure.ts";
 import { VERSION } from "../src/version.ts";
+import { udpBench, type UdpResult, udpTable } from "./bench/udp.ts";
 
 export interface PathResult {
   path: string;
@@ -81,6 +86,7 @@ async function main(): Promise<number> {
       seconds: { type: "string" },
       rounds: { type: "string" },
       json: { type: "string" },
+      udp: { type: "boolean", default: false },
     },
   });
   const quick = values.quick!;
@@ -195,7 +201,15 @@ async function main(): Promise<number> {
       `(loopback; ${rounds} round(s) of ${seconds} s per single-stream sample, medians; forward paths go through the SOCKS5 proxy, reverse paths through a published port)\n`,
     );
     console.log(table(list));
-    if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 2));
+    let udp: UdpResult[] = [];
+    if (values.udp || (!quick && !values.paths)) {
+      console.error("starting the UDP paths");
+      udp = await udpBench(quick ? 2 : 4, tmp);
+      console.log("\n" + udpTable(udp));
+    }
+    if (values.json) {
+      await Deno.writeTextFile(values.json, JSON.stringify({ ...report, udp }, null, 2));
+    }
     const failed = list.filter((r) => !r.checksOk).map((r) => r.path);
     if (failed.length) {
       console.error(`data check FAILED on: ${failed.join(", ")}`);
