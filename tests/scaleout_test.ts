@@ -18,11 +18,12 @@ import {
   repeatedSha256,
   serveTcp,
   type TestServer,
+  waitForTcp,
   within,
   writeAll,
 } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { nodeArgs, spawnNode, spawnProcess, tempConfig } from "./helpers/process.ts";
+import { hasCommand, nodeArgs, spawnNode, spawnProcess, tempConfig } from "./helpers/process.ts";
 import { config, echoWorks, TEST_KEY } from "./helpers/tunnel.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
@@ -86,11 +87,6 @@ function pacedSource(total: number): TestServer {
   });
 }
 
-async function has(cmd: string): Promise<boolean> {
-  return await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
-    .output().then((o) => o.success, () => false);
-}
-
 /** Downloads `total` bytes through the client's SOCKS5 proxy: its sha256, or how it ended. */
 async function download(
   socks: { hostname: string; port: number },
@@ -119,7 +115,7 @@ async function download(
 Deno.test({
   name:
     "three exits behind two HAProxy front doors: sessions spread, one exit killed, clients move",
-  ignore: !await has("haproxy"),
+  ignore: !await hasCommand("haproxy"),
   async fn() {
     const total = 4 << 20;
     const src = pacedSource(total);
@@ -171,8 +167,8 @@ Deno.test({
       return s ? exits.findIndex((e) => e.log.includes(`session ${s.label} opened`)) : -1;
     };
     try {
-      await waitForPort(upBind);
-      await waitForPort(downBind);
+      await waitForTcp(upBind);
+      await waitForTcp(downBind);
       const first = await Promise.all(Array.from({ length: 30 }, newClient));
       const placed = first.map(exitOf);
       for (let i = 0; i < 3; i++) {
@@ -223,7 +219,7 @@ Deno.test({
 
 Deno.test({
   name: "the nginx configuration passes nginx -t",
-  ignore: !await has("nginx"),
+  ignore: !await hasCommand("nginx"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "ht-nginx-" });
     try {
@@ -239,18 +235,6 @@ Deno.test({
     }
   },
 });
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 Deno.test("client.servers: a client whose server dies fails over to the next one by itself", async () => {
   const echo = echoServer();

@@ -10,21 +10,13 @@ import { parseConfigText } from "../src/config/load.ts";
 import { type RunningServer, startServer } from "../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../src/runtime/client.ts";
 import { freePort } from "./helpers/ports.ts";
-import { spawnProcess } from "./helpers/process.ts";
+import { hasCommand, spawnProcess } from "./helpers/process.ts";
+import { DNS_ANSWER, iperfUdp, startDnsmasq, udpEcho } from "./helpers/udp.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { startTunnel } from "./helpers/tunnel.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
 
 const TOKEN = "udp-test-token-0123456789-abcdef";
-
-/** A UDP echo server on 127.0.0.1. */
-function udpEcho(): { port: number; close(): void } {
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    for await (const [d, from] of sock) await sock.send(d, from);
-  })().catch(() => {});
-  return { port: (sock.addr as Deno.NetAddr).port, close: () => sock.close() };
-}
 
 async function reverseUdp(
   transport: string,
@@ -85,34 +77,19 @@ for (const transport of ["tcpmux", "wsmux", "tcp", "ws"]) {
   });
 }
 
-async function has(cmd: string): Promise<boolean> {
-  return await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
-    .output().then((o) => o.success, () => false);
-}
-
 Deno.test({
   name: "reverse tcpmux: dig gets dnsmasq's answers through a published UDP port, 1,000 in a row",
-  ignore: !(await has("dnsmasq") && await has("dig")),
+  ignore: !(await hasCommand("dnsmasq") && await hasCommand("dig")),
   async fn() {
     const dnsPort = await freePort();
-    const dns = spawnProcess([
-      "dnsmasq",
-      "--no-daemon",
-      "--keep-in-foreground",
-      `--port=${dnsPort}`,
-      "--listen-address=127.0.0.1",
-      "--bind-interfaces",
-      "--no-resolv",
-      "--no-hosts",
-      "--address=/name.test/192.0.2.7",
-    ]);
+    const dns = startDnsmasq(dnsPort);
     const r = await reverseUdp("tcpmux", dnsPort);
     const dig = async (n: number) => {
       const args = ["+short", "+tries=1", "+time=2", "-p", String(r.published), "@127.0.0.1"];
       const queries = Array.from({ length: n }, () => ["name.test", "A"]).flat();
       const o = await new Deno.Command("dig", { args: [...args, ...queries], stdout: "piped" })
         .output();
-      return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === "192.0.2.7")
+      return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === DNS_ANSWER)
         .length;
     };
     try {
@@ -244,21 +221,11 @@ Deno.test("SOCKS5 UDP ASSOCIATE ends with its TCP connection", async () => {
 
 Deno.test({
   name: "a static UDP forward carries dig's queries to dnsmasq through the forward tunnel",
-  ignore: !(await has("dnsmasq") && await has("dig")),
+  ignore: !(await hasCommand("dnsmasq") && await hasCommand("dig")),
   async fn() {
     const dnsPort = await freePort();
     const fwd = await freePort();
-    const dns = spawnProcess([
-      "dnsmasq",
-      "--no-daemon",
-      "--keep-in-foreground",
-      `--port=${dnsPort}`,
-      "--listen-address=127.0.0.1",
-      "--bind-interfaces",
-      "--no-resolv",
-      "--no-hosts",
-      "--address=/name.test/192.0.2.7",
-    ]);
+    const dns = startDnsmasq(dnsPort);
     const t = await startTunnel({
       client: `  forwards: ["127.0.0.1:${fwd}=127.0.0.1:${dnsPort}/udp"]\n`,
     });
@@ -268,7 +235,7 @@ Deno.test({
         const q = Array.from({ length: n }, () => ["name.test", "A"]).flat();
         const o = await new Deno.Command("dig", { args: [...args, ...q], stdout: "piped" })
           .output();
-        return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === "192.0.2.7")
+        return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === DNS_ANSWER)
           .length;
       };
       for (let i = 0; (await dig(1)) !== 1; i++) assert.ok(i < 20, "dnsmasq answers");
@@ -290,21 +257,9 @@ async function readN(c: Deno.Conn, n: number): Promise<Uint8Array> {
   return b;
 }
 
-/** iperf3 UDP at `rate` to `port` for `seconds`: the loss in percent (the server's count). */
-async function iperfUdp(port: number, rate: string, seconds: number): Promise<number> {
-  const o = await new Deno.Command("iperf3", {
-    args: ["-c", "127.0.0.1", "-p", String(port), "-u", "-b", rate, "-t", String(seconds), "-J"],
-    stdout: "piped",
-    signal: AbortSignal.timeout((seconds + 30) * 1000),
-  }).output();
-  const j = JSON.parse(new TextDecoder().decode(o.stdout));
-  if (!j.end?.sum) throw new Error(`iperf3: ${j.error ?? "no result"}`);
-  return j.end.sum.lost_percent;
-}
-
 Deno.test({
   name: "a UDP flood at 10x what the path carries: memory stays bounded, TCP keeps flowing",
-  ignore: !(await has("iperf3")),
+  ignore: !(await hasCommand("iperf3")),
   async fn() {
     const target = await freePort();
     const iperf = spawnProcess(["iperf3", "-s", "-p", String(target), "-B", "127.0.0.1"]);
@@ -329,7 +284,7 @@ Deno.test({
       await client.mux(10_000);
       await new Promise((r) => setTimeout(r, 300));
       const before = Deno.memoryUsage().rss;
-      const flood = iperfUdp(published, "2G", 30).catch(() => 100);
+      const flood = iperfUdp(published, "2G", 30).catch(() => null);
       let peak = before, rounds = 0;
       const start = Date.now();
       // TCP echo round trips on the same session all through the flood.

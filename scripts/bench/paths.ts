@@ -7,7 +7,12 @@
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { generateKey } from "../../src/config/keygen.ts";
 import type { TempCert } from "../../tests/helpers/tls.ts";
-import { type NodeProcess, spawnNode, spawnProcess } from "../../tests/helpers/process.ts";
+import {
+  hasCommand,
+  type NodeProcess,
+  spawnNode,
+  spawnProcess,
+} from "../../tests/helpers/process.ts";
 
 export interface Path {
   name: string;
@@ -36,15 +41,6 @@ function freePorts(n: number): number[] {
   const ports = held.map((l) => (l.addr as Deno.NetAddr).port);
   for (const l of held) l.close();
   return ports;
-}
-
-async function has(cmd: string): Promise<boolean> {
-  return await new Deno.Command("sh", {
-    args: ["-c", `command -v ${cmd}`],
-    stdout: "null",
-    stderr: "null",
-  })
-    .output().then((o) => o.success, () => false);
 }
 
 /** Polls a request/response through the path until it works. */
@@ -133,7 +129,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     return { name, pids: {}, connect: tcp(ctx.target), stop: () => Promise.resolve() };
   }
   if (name === "socat") {
-    if (!await has("socat")) return "socat is not installed";
+    if (!await hasCommand("socat")) return "socat is not installed";
     const [port] = freePorts(1);
     const p = spawnProcess([
       "socat",
@@ -147,7 +143,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     return { name, pids: { server: p.pid }, connect, stop: () => stop(p) };
   }
   if (name === "ssh") {
-    if (!await has("sshd") || !await has("ssh")) return "sshd/ssh are not installed";
+    if (!await hasCommand("sshd") || !await hasCommand("ssh")) return "sshd/ssh are not installed";
     return "ssh -D needs a running sshd with a key for this user; not set up here";
   }
   if (["ws", "wss", "split"].includes(name)) {

@@ -7,7 +7,14 @@
 
 import { generateKey } from "../../src/config/keygen.ts";
 import { freePort } from "../../tests/helpers/ports.ts";
-import { type NodeProcess, spawnNode, spawnProcess } from "../../tests/helpers/process.ts";
+import {
+  hasCommand,
+  type NodeProcess,
+  spawnNode,
+  spawnProcess,
+} from "../../tests/helpers/process.ts";
+import { waitForTcp } from "../../tests/helpers/net.ts";
+import { iperfUdp, startDnsmasq } from "../../tests/helpers/udp.ts";
 import { median, percentile } from "./measure.ts";
 
 export interface UdpResult {
@@ -17,34 +24,6 @@ export interface UdpResult {
   mbps?: number;
   dnsP50us?: number;
   dnsP99us?: number;
-}
-
-async function has(cmd: string): Promise<boolean> {
-  return await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
-    .output().then((o) => o.success, () => false);
-}
-
-async function waitTcp(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-async function iperfUdp(port: number, rate: string, seconds: number) {
-  const o = await new Deno.Command("iperf3", {
-    args: ["-c", "127.0.0.1", "-p", String(port), "-u", "-b", rate, "-t", String(seconds), "-J"],
-    stdout: "piped",
-    signal: AbortSignal.timeout((seconds + 30) * 1000),
-  }).output();
-  const j = JSON.parse(new TextDecoder().decode(o.stdout));
-  if (!j.end?.sum) throw new Error(`iperf3: ${j.error ?? "no result"}`);
-  return { lossPercent: j.end.sum.lost_percent, mbps: j.end.sum.bits_per_second / 1e6 };
 }
 
 /** A DNS query for name.test A, with the id in its first two bytes. */
@@ -86,26 +65,16 @@ async function measure(path: string, iperfPort: number, dnsPort: number, seconds
 
 export async function udpBench(seconds: number, tmp: string): Promise<UdpResult[]> {
   for (const tool of ["iperf3", "dnsmasq"]) {
-    if (!await has(tool)) return [{ path: "udp", skipped: `${tool} is not installed` }];
+    if (!await hasCommand(tool)) return [{ path: "udp", skipped: `${tool} is not installed` }];
   }
   const procs: NodeProcess[] = [];
   const results: UdpResult[] = [];
   try {
     const iperf = await freePort(), dns = await freePort();
     procs.push(spawnProcess(["iperf3", "-s", "-p", String(iperf), "-B", "127.0.0.1"]));
-    procs.push(spawnProcess([
-      "dnsmasq",
-      "--no-daemon",
-      "--keep-in-foreground",
-      `--port=${dns}`,
-      "--listen-address=127.0.0.1",
-      "--bind-interfaces",
-      "--no-resolv",
-      "--no-hosts",
-      "--address=/name.test/192.0.2.7",
-    ]));
-    await waitTcp(iperf);
-    if (await has("socat")) {
+    procs.push(startDnsmasq(dns));
+    await waitForTcp(iperf);
+    if (await hasCommand("socat")) {
       const [ri, rd] = [await freePort(), await freePort()];
       procs.push(
         spawnProcess([
@@ -128,7 +97,7 @@ export async function udpBench(seconds: number, tmp: string): Promise<UdpResult[
           `UDP4:127.0.0.1:${dns}`,
         ]),
       );
-      await waitTcp(ri);
+      await waitForTcp(ri);
       results.push(await measure("socat", ri, rd, seconds));
     } else {
       results.push({ path: "socat", skipped: "socat is not installed" });
@@ -151,7 +120,7 @@ export async function udpBench(seconds: number, tmp: string): Promise<UdpResult[
       const s = spawnNode(["-c", server], env), c = spawnNode(["-c", client], env);
       try {
         await c.waitForLog(/established/, 30_000).catch(() => {});
-        await waitTcp(pi);
+        await waitForTcp(pi);
         results.push(await measure(`rev-${transport}`, pi, pd, seconds));
       } catch (e) {
         results.push({ path: `rev-${transport}`, skipped: (e as Error).message });

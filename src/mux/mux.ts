@@ -124,7 +124,7 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
       return;
     }
     if ((h.flags & Flag.CTRL) && payload[0] >= Ctrl.DGRAM_OPEN && payload[0] <= Ctrl.DGRAM_CLOSE) {
-      this.#onDatagramFrame(h.streamId, payload[0], payload.subarray(1));
+      this.#onDatagramFrame(h.streamId, payload[0], payload.subarray(1), stable);
       return;
     }
     if (h.streamId === 0) {
@@ -149,7 +149,7 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
     for (const f of [...this.#flows.values()]) f.close(false);
   }
 
-  #onDatagramFrame(id: number, type: number, body: Uint8Array): void {
+  #onDatagramFrame(id: number, type: number, body: Uint8Array, stable: boolean): void {
     if (type === Ctrl.DGRAM_OPEN) {
       const peerParity = this.session.side === "client" ? 0 : 1;
       if ((id & 1) !== peerParity || id === 0 || this.#flows.has(id) || this.#streams.has(id)) {
@@ -178,7 +178,8 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
     const f = this.#flows.get(id);
     // Datagrams for a flow that ended here are the peer's in-flight tail: drop them.
     if (!f) return;
-    if (type === Ctrl.DGRAM) f.deliver(body.slice());
+    // Sent on asynchronously: a view into a reused read buffer must be copied first.
+    if (type === Ctrl.DGRAM) f.deliver(stable ? body : body.slice());
     else f.close(false);
   }
 

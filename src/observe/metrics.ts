@@ -37,8 +37,11 @@ class Family {
     return c;
   }
 
+  /** The unlabelled series, resolved once: `inc()` on a hot path costs an addition. */
+  #plain: Cell | null = null;
+
   inc(n = 1): void {
-    this.with().inc(n);
+    (this.#plain ??= this.with()).inc(n);
   }
 
   /** Forgets a series (a session that ended). */

@@ -3,6 +3,8 @@
  * seed, plus the byte-level mutators the targets apply to valid inputs.
  */
 
+import { concat } from "../helpers/bytes.ts";
+
 export class Rng {
   #s: number;
 
@@ -187,19 +189,19 @@ export function mutateBytes(
         break;
       case "insert": {
         const extra = rng.bytes(rng.size(64));
-        b = concatBytes([b.subarray(0, at), extra, b.subarray(at)]);
+        b = concat([b.subarray(0, at), extra, b.subarray(at)]);
         ops.push(`insert@${at}+${extra.length}`);
         break;
       }
       case "delete": {
         const len = Math.min(rng.size(32) + 1, b.length - at);
-        b = concatBytes([b.subarray(0, at), b.subarray(at + len)]);
+        b = concat([b.subarray(0, at), b.subarray(at + len)]);
         ops.push(`delete@${at}-${len}`);
         break;
       }
       case "duplicate": {
         const len = Math.min(rng.size(128) + 1, b.length - at);
-        b = concatBytes([b.subarray(0, at + len), b.subarray(at, at + len), b.subarray(at + len)]);
+        b = concat([b.subarray(0, at + len), b.subarray(at, at + len), b.subarray(at + len)]);
         ops.push(`dup@${at}-${len}`);
         break;
       }
@@ -214,25 +216,13 @@ export function mutateBytes(
       }
       case "append": {
         const extra = rng.bytes(rng.size(256));
-        b = concatBytes([b, extra]);
+        b = concat([b, extra]);
         ops.push(`append+${extra.length}`);
         break;
       }
     }
   }
   return { bytes: b, ops };
-}
-
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Short hex of bytes for reports (the head and tail of long inputs). */

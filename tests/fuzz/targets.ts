@@ -56,7 +56,8 @@ import {
   type Transcript,
   writeChunked,
 } from "./harness.ts";
-import { concatBytes, type Field, mutateBytes, Rng } from "./rng.ts";
+import { type Field, mutateBytes, Rng } from "./rng.ts";
+import { concat } from "../helpers/bytes.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -260,7 +261,7 @@ function nextSeq(rng: Rng, g: FrameGen): number {
 
 function codeText(rng: Rng, type: number): Uint8Array {
   const text = rng.chance(0.5) ? te.encode("fuzz reason") : rng.bytes(rng.size(300));
-  return rng.chance(0.1) ? new Uint8Array([type]) : concatBytes([
+  return rng.chance(0.1) ? new Uint8Array([type]) : concat([
     new Uint8Array([type, rng.pick([0, 1, 2, 5, 255])]),
     text,
   ]);
@@ -316,7 +317,7 @@ function genFrame(rng: Rng, g: FrameGen): Encoded[] {
       } else {
         id = pickStream(rng, g);
       }
-      return [ctrl(id, concatBytes([new Uint8Array([Ctrl.OPEN]), genAddress(rng, g.safe)]))];
+      return [ctrl(id, concat([new Uint8Array([Ctrl.OPEN]), genAddress(rng, g.safe)]))];
     }
     case "data": {
       const flags = rng.chance(0.15) ? Flag.DATA | Flag.FIN : Flag.DATA;
@@ -351,13 +352,13 @@ function genFrame(rng: Rng, g: FrameGen): Encoded[] {
       return [ctrl(rng.chance(0.7) ? 0 : pickStream(rng, g), codeText(rng, Ctrl.CLOSE))];
     case "poolwant": {
       const n = rng.pick([0, 1, 3, 4]);
-      const p = concatBytes([new Uint8Array([Ctrl.POOL_WANT]), rng.bytes(n - 1 < 0 ? 0 : n - 1)]);
+      const p = concat([new Uint8Array([Ctrl.POOL_WANT]), rng.bytes(n - 1 < 0 ? 0 : n - 1)]);
       return [ctrl(rng.chance(0.7) ? 0 : pickStream(rng, g), p)];
     }
     case "ctrlunknown": {
       const type = rng.pick([0, 8, 9, 0x7f, 0x80, 0xff, rng.range(8, 255)]);
       return [
-        ctrl(pickStream(rng, g), concatBytes([new Uint8Array([type]), rng.bytes(rng.size(64))])),
+        ctrl(pickStream(rng, g), concat([new Uint8Array([type]), rng.bytes(rng.size(64))])),
       ];
     }
     case "ctrlempty":
@@ -391,7 +392,7 @@ function genFrames(rng: Rng, g: FrameGen, mutateP: number, t: Transcript): Uint8
     for (const f of p.fields) fields.push({ off: off + f.off, size: f.size });
     off += p.bytes.length;
   }
-  let bytes = concatBytes(parts.map((p) => p.bytes));
+  let bytes = concat(parts.map((p) => p.bytes));
   if (rng.chance(mutateP)) {
     const m = mutateBytes(rng, bytes, fields, 3);
     bytes = m.bytes;
@@ -573,11 +574,11 @@ async function framesCase(
       // Complete a frame left open by truncation or a tampered length, so the probe is read.
       let tail = tunnelTail(bytes, g.sid, g.mac !== null);
       for (let i = 0; i < 3 && tail.kind === "partial"; i++) {
-        bytes = concatBytes([bytes, new Uint8Array(tail.need)]);
+        bytes = concat([bytes, new Uint8Array(tail.need)]);
         tail = tunnelTail(bytes, g.sid, g.mac !== null);
       }
       const probe = probeFrame(g);
-      const all = concatBytes([bytes, probe]);
+      const all = concat([bytes, probe]);
       if (!allSafe(opensIn(all, g.sid, g.mac), r.safe)) return;
       t.note("frames", bytes);
       await writeChunked(conn, all, rng).catch(() => {});
@@ -657,7 +658,7 @@ function wsFrame(rng: Rng, payload: Uint8Array, o: WsOpts): Encoded {
   const fields: Field[] = [{ off: 0, size: 1 }, { off: 1, size: 1 }];
   if (form === "16") fields.push({ off: 2, size: 2 });
   if (form === "64") fields.push({ off: 2, size: 8 });
-  return { bytes: concatBytes([head, body]), fields };
+  return { bytes: concat([head, body]), fields };
 }
 
 function dataWs(rng: Rng, payload: Uint8Array): Uint8Array {
@@ -709,7 +710,7 @@ function wsWrap(rng: Rng, tunnel: Uint8Array): Encoded {
     for (const f of p.fields) fields.push({ off: o + f.off, size: f.size });
     o += p.bytes.length;
   }
-  return { bytes: concatBytes(parts.map((p) => p.bytes)), fields };
+  return { bytes: concat(parts.map((p) => p.bytes)), fields };
 }
 
 /** What the server's WebSocket parser hands the frame reader for `bytes`, then for `probe`. */
@@ -736,7 +737,7 @@ function simulateWs(
       stopped = true;
     }
   }
-  return { data: concatBytes(chunks), stopped, probeData: concatBytes(probeChunks) };
+  return { data: concat(chunks), stopped, probeData: concat(probeChunks) };
 }
 
 /** Collects the binary payloads of the server's (unmasked) WebSocket frames. */
@@ -764,7 +765,7 @@ class WsDown {
       }
       this.#off += 2 + ext + len;
     }
-    if (this.#joined.length !== this.#len) this.#joined = concatBytes(this.#parts);
+    if (this.#joined.length !== this.#len) this.#joined = concat(this.#parts);
     return this.#joined;
   }
 }
@@ -845,10 +846,10 @@ async function websocketCase(
         for (let i = 0; i < 3 && !sim.stopped; i++) {
           const tail = tunnelTail(sim.data, g.sid, g.mac !== null);
           if (tail.kind !== "partial") break;
-          bytes = concatBytes([bytes, dataWs(rng, new Uint8Array(tail.need))]);
+          bytes = concat([bytes, dataWs(rng, new Uint8Array(tail.need))]);
           sim = simulateWs(bytes, probe);
         }
-        const seen = concatBytes([sim.data, sim.probeData]);
+        const seen = concat([sim.data, sim.probeData]);
         if (!allSafe(opensIn(seen, g.sid, g.mac), r.safe)) {
           Object.assign(g, save);
           continue;
@@ -861,7 +862,7 @@ async function websocketCase(
           : probeClean && tail.kind === "complete"
           ? "answer"
           : "none";
-        plan2 = { bytes: concatBytes([bytes, probe]), expect };
+        plan2 = { bytes: concat([bytes, probe]), expect };
       }
       if (!plan2) return;
       t.note(`ws bytes (expect ${plan2.expect})`, plan2.bytes);
@@ -925,7 +926,7 @@ function mutateCookie(rng: Rng, hello: Uint8Array): string | null {
     () => `sid=${v.slice(0, rng.int(v.length))}`,
     () => `sid=${b64url(flipped)}`,
     () => `sid=${v}${rng.pick(["!", " ", "%", "=", "==", "A", "AAAA", "\t"])}`,
-    () => `sid=${b64url(concatBytes([hello, rng.bytes(rng.range(1, 8))]))}`,
+    () => `sid=${b64url(concat([hello, rng.bytes(rng.range(1, 8))]))}`,
     () => `sid=${b64url(rng.bytes(rng.size(200)))}`,
     () => `SID=${v}`,
     () => ` sid = ${v}`,
@@ -1214,7 +1215,7 @@ function genSocks(rng: Rng, safe: Safe, t: Transcript): Uint8Array {
       mutateBytes(rng, request, [{ off: 1, size: 1 }, { off: 3, size: 1 }, { off: 4, size: 1 }], 2)
         .bytes;
   }
-  let all = concatBytes([greeting, auth, request, extra]);
+  let all = concat([greeting, auth, request, extra]);
   if (rng.chance(0.2)) {
     const m = mutateBytes(rng, all, [], 3);
     all = m.bytes;
@@ -1276,7 +1277,7 @@ async function socksCase(r: TunnelRig, rng: Rng, t: Transcript): Promise<void> {
     const more = rng.bytes(rng.size(4096));
     await writeAll(conn, more);
     await conn.closeWrite();
-    const want = concatBytes([sim.leftover, more]);
+    const want = concat([sim.leftover, more]);
     const start = replyAt + 10;
     await inbox.closed(15_000);
     const got = inbox.bytes.subarray(start);

@@ -28,7 +28,7 @@ export function sameBytes(actual: Uint8Array, expected: Uint8Array, msg = "bytes
   }
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
+export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of parts) {

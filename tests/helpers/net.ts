@@ -126,6 +126,19 @@ export function sourceServer(block: Uint8Array, total: number): TestServer {
   return serveTcp((c) => sendRepeated(c, block, total));
 }
 
+/** Waits until something accepts TCP connections on 127.0.0.1:`port` (at most 10 s). */
+export async function waitForTcp(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
+}
+
 /** Resolves `p` or rejects after `ms` with `what`. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: ReturnType<typeof setTimeout>;

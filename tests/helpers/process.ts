@@ -93,6 +93,12 @@ export function spawnProcess(cmd: string[], env: Record<string, string> = {}): N
   };
 }
 
+/** Whether `cmd` is on PATH (tests that drive a real tool are skipped without it). */
+export async function hasCommand(cmd: string): Promise<boolean> {
+  return await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
+    .output().then((o) => o.success, () => false);
+}
+
 /** Command-line arguments for a role with `--set` for each setting: {"server.transport": "tcp"}. */
 export function nodeArgs(role: "server" | "client", settings: Record<string, string>): string[] {
   return [role, ...Object.entries(settings).flatMap(([k, v]) => ["--set", `${k}=${v}`])];
