@@ -11,7 +11,7 @@ import { type RunningServer, startServer } from "../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../src/runtime/client.ts";
 import { freePort } from "./helpers/ports.ts";
 import { hasCommand, spawnProcess } from "./helpers/process.ts";
-import { DNS_ANSWER, iperfUdp, startDnsmasq, udpEcho } from "./helpers/udp.ts";
+import { digAnswers, iperfUdp, startDnsmasq, udpEcho } from "./helpers/udp.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { startTunnel } from "./helpers/tunnel.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
@@ -84,18 +84,12 @@ Deno.test({
     const dnsPort = await freePort();
     const dns = startDnsmasq(dnsPort);
     const r = await reverseUdp("tcpmux", dnsPort);
-    const dig = async (n: number) => {
-      const args = ["+short", "+tries=1", "+time=2", "-p", String(r.published), "@127.0.0.1"];
-      const queries = Array.from({ length: n }, () => ["name.test", "A"]).flat();
-      const o = await new Deno.Command("dig", { args: [...args, ...queries], stdout: "piped" })
-        .output();
-      return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === DNS_ANSWER)
-        .length;
-    };
     try {
       // dnsmasq is up once one query through the tunnel is answered.
-      for (let i = 0; (await dig(1)) !== 1; i++) assert.ok(i < 20, "dnsmasq answers");
-      assert.equal(await dig(1000), 1000, "every query answered, none lost");
+      for (let i = 0; (await digAnswers(r.published, 1)) !== 1; i++) {
+        assert.ok(i < 20, "dnsmasq answers");
+      }
+      assert.equal(await digAnswers(r.published, 1000), 1000, "every query answered, none lost");
     } finally {
       await r.close();
       await dns.stop("SIGTERM");
@@ -230,16 +224,8 @@ Deno.test({
       client: `  forwards: ["127.0.0.1:${fwd}=127.0.0.1:${dnsPort}/udp"]\n`,
     });
     try {
-      const dig = async (n: number) => {
-        const args = ["+short", "+tries=1", "+time=2", "-p", String(fwd), "@127.0.0.1"];
-        const q = Array.from({ length: n }, () => ["name.test", "A"]).flat();
-        const o = await new Deno.Command("dig", { args: [...args, ...q], stdout: "piped" })
-          .output();
-        return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === DNS_ANSWER)
-          .length;
-      };
-      for (let i = 0; (await dig(1)) !== 1; i++) assert.ok(i < 20, "dnsmasq answers");
-      assert.equal(await dig(200), 200);
+      for (let i = 0; (await digAnswers(fwd, 1)) !== 1; i++) assert.ok(i < 20, "dnsmasq answers");
+      assert.equal(await digAnswers(fwd, 200), 200);
     } finally {
       await t.close();
       await dns.stop("SIGTERM");

@@ -47,3 +47,12 @@ export async function iperfUdp(
   if (!j.end?.sum) throw new Error(`iperf3: ${j.error ?? "no result"}`);
   return { lossPercent: j.end.sum.lost_percent, mbps: j.end.sum.bits_per_second / 1e6 };
 }
+
+/** Asks `name.test A` `n` times with one `dig` at 127.0.0.1:`port`; how many got the answer. */
+export async function digAnswers(port: number, n: number): Promise<number> {
+  const args = ["+short", "+tries=1", "+time=2", "-p", String(port), "@127.0.0.1"];
+  const queries = Array.from({ length: n }, () => ["name.test", "A"]).flat();
+  const o = await new Deno.Command("dig", { args: [...args, ...queries], stdout: "piped" })
+    .output();
+  return new TextDecoder().decode(o.stdout).split("\n").filter((l) => l === DNS_ANSWER).length;
+}
