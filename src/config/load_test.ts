@@ -47,6 +47,7 @@ Deno.test("defaults: a working forward client and exit server", () => {
     livenessTimeoutMs: 20_000,
     resumeTimeoutMs: 60_000,
     streamWindow: 1 << 20,
+    streamWindowMax: 16 << 20,
     replayBuffer: 16 << 20,
     maxFramePayload: 65535,
     maxStreams: 8192,

@@ -80,6 +80,8 @@ export interface SessionConfig {
   resumeTimeoutMs: number;
   /** Per-stream credit window (bytes a sender may have unconsumed at the receiver). */
   streamWindow: number;
+  /** A fast stream's window grows up to this (never below streamWindow). */
+  streamWindowMax: number;
   /** Bound on unacknowledged bytes kept for replay per session direction. */
   replayBuffer: number;
   /** Largest payload per frame (<= 65535). */

@@ -187,6 +187,15 @@ const ROWS = [
     max: GiB,
     backhaul: "mux_streambuffer",
   }),
+  key("session.stream_window_max", {
+    kind: "size",
+    to: "session.streamWindowMax",
+    default: "16MiB",
+    doc:
+      "a stream whose socket keeps up has its window doubled up to this (at least stream_window)",
+    min: 1024,
+    max: GiB,
+  }),
   key("session.replay_buffer", {
     kind: "size",
     to: "session.replayBuffer",

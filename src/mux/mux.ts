@@ -23,6 +23,7 @@ const log = getLogger(["half-tunnel", "mux"]);
 
 export interface MuxOptions {
   window: number;
+  windowMax: number;
   maxPayload: number;
   maxStreams: number;
   /** Streams the peer opens; null refuses them (this side is not an exit). */
@@ -37,12 +38,16 @@ export interface MuxOptions {
   onPoolWant?: (count: number) => void;
 }
 
+/** What a multiplexer takes from the session settings. */
+export type MuxLimits = Pick<MuxOptions, "window" | "windowMax" | "maxPayload" | "maxStreams"> & {
+  udpIdleMs: number;
+};
+
 /** The stream limits a multiplexer takes from the session settings. */
-export function muxLimits(
-  s: SessionConfig,
-): { window: number; maxPayload: number; maxStreams: number; udpIdleMs: number } {
+export function muxLimits(s: SessionConfig): MuxLimits {
   return {
     window: s.streamWindow,
+    windowMax: Math.max(s.streamWindow, s.streamWindowMax),
     maxPayload: s.maxFramePayload,
     maxStreams: s.maxStreams,
     udpIdleMs: s.udpIdleTimeoutMs,
@@ -51,6 +56,7 @@ export function muxLimits(
 
 export class Mux implements SessionHandler, StreamHost, FlowHost {
   readonly window: number;
+  readonly windowMax: number;
   readonly maxPayload: number;
   #streams = new Map<number, Stream>();
   #flows = new Map<number, Flow>();
@@ -58,6 +64,7 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
 
   constructor(readonly session: Session, private opts: MuxOptions) {
     this.window = opts.window;
+    this.windowMax = opts.windowMax;
     this.maxPayload = opts.maxPayload;
     this.#nextId = session.side === "client" ? 1 : 2;
     session.handler = this;

@@ -14,13 +14,17 @@ import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { bufferBudget } from "../session/budget.ts";
+import { CHUNK, chunkPool } from "./chunk_pool.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import type { Traffic } from "../observe/metrics.ts";
 
 /** The stream's view of its multiplexer (keeps this module free of the Mux class). */
 export interface StreamHost {
+  /** The receive window every stream starts with. */
   readonly window: number;
+  /** The most a fast stream's receive window grows to. */
+  readonly windowMax: number;
   readonly maxPayload: number;
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
   remove(stream: Stream): void;
@@ -36,6 +40,10 @@ const log = getLogger(["half-tunnel", "stream"]);
 const budgetLog = new LogLimiter();
 const EMPTY = new Uint8Array(0);
 const SMALL_READ = 16 * 1024;
+/** A stream whose socket takes a whole window faster than this is fast (see #maybeGrow). */
+const FAST_WINDOW_MS = 20;
+/** A stream whose socket takes longer than this for a window is slow: its window shrinks. */
+const SLOW_WINDOW_MS = 1000;
 const te = new TextEncoder();
 const td = new TextDecoder();
 
@@ -43,8 +51,21 @@ export class Stream {
   #credit: number;
   #creditWake: (() => void) | null = null;
   #queue: Uint8Array[] = [];
+  /** Per queue entry: whether it is a pooled copy, given back to the pool once written. */
+  #pooled: boolean[] = [];
   #queued = 0;
-  #consumed = 0;
+  /**
+   * Receive flow control in running totals: credit given to the peer (the initial window
+   * included), bytes received, bytes written to the socket. The peer may have `credited - written`
+   * bytes in flight or queued here; grants top that up to `#window`.
+   */
+  #window: number;
+  #credited: number;
+  #received = 0;
+  #written = 0;
+  /** `#written` and the time when the current window started to be measured. */
+  #markWritten = 0;
+  #markTime = 0;
   #writing = false;
   #conn: Deno.Conn | null = null;
   #traffic: Traffic | null = null;
@@ -61,6 +82,7 @@ export class Stream {
 
   constructor(readonly id: number, private host: StreamHost) {
     this.#credit = host.window;
+    this.#window = this.#credited = host.window;
     this.opened = new Promise((res, rej) => {
       this.#openResolve = res;
       this.#openReject = rej;
@@ -138,16 +160,20 @@ export class Stream {
     if (flags & Flag.CTRL) return this.#onControl(payload);
     if (flags & Flag.DATA && payload.length) {
       if (this.#remoteFin) throw new StreamError("data after FIN", 1);
-      if (this.#queued + payload.length > this.host.window) {
+      if (this.#received + payload.length > this.#credited) {
         this.reset("peer exceeded the flow-control window");
         return;
       }
+      this.#received += payload.length;
       if (!this.#charge(payload.length)) {
         this.#overBudget();
         return;
       }
-      this.#queue.push(stable ? payload : payload.slice());
+      const copy = !stable && payload.length <= CHUNK;
+      this.#queue.push(stable ? payload : copy ? chunkPool.copy(payload) : payload.slice());
+      this.#pooled.push(copy);
       this.#queued += payload.length;
+      this.#maybeGrow();
     }
     if (flags & Flag.FIN) this.#remoteFin = true;
     if (this.#conn && !this.#writing) this.#writeLoop();
@@ -233,13 +259,15 @@ export class Stream {
     this.#writing = true;
     try {
       while (this.#queue.length && !this.#done) {
-        const c = this.#queue.shift()!;
+        const c = this.#queue[0];
         await writeAll(conn, c);
+        this.#queue.shift();
+        if (this.#pooled.shift()) chunkPool.give(c);
         this.#queued -= c.length;
         this.#uncharge(c.length);
         this.#traffic!.in.inc(c.length);
-        this.#consumed += c.length;
-        if (this.#consumed >= this.host.window / 8) this.#grant();
+        this.#written += c.length;
+        this.#maybeGrant();
       }
       if (this.#remoteFin && !this.#finWritten && !this.#done) {
         this.#finWritten = true;
@@ -253,10 +281,49 @@ export class Stream {
     }
   }
 
-  #grant(): void {
+  /**
+   * Receive windows adapt, as TCP's receive buffer does. A window doubles (up to `windowMax`, and
+   * only while the buffer budget has ample room and our queue holds at most half of it, so the
+   * socket keeps up) when it is what holds the sender back:
+   * - the peer is about to run out of credit (under an eighth left): on a long path the window
+   *   caps the stream at window / round trip;
+   * - or the socket took a whole window within `FAST_WINDOW_MS`: on a short path a larger window
+   *   rides out the moments either process is not scheduled.
+   * When the socket takes longer than `SLOW_WINDOW_MS` for a window, the window halves back towards
+   * the initial one by granting less. A stream whose socket stalls holds at most its window.
+   */
+  #maybeGrow(): void {
+    if (this.#credited - this.#received < this.#window / 8 && this.#mayGrow()) {
+      this.#window = Math.min(2 * this.#window, this.host.windowMax);
+      this.#maybeGrant();
+    }
+  }
+
+  #mayGrow(): boolean {
+    const w = this.#window;
+    return w < this.host.windowMax && this.#queued <= w / 2 && bufferBudget.free > 8 * w;
+  }
+
+  /**
+   * After a write: tops the peer's credit back up to the window once an eighth of it is free
+   * (grants are batched, not per write).
+   */
+  #maybeGrant(): void {
+    if (this.#written - this.#markWritten >= this.#window) {
+      const t = performance.now(), took = t - this.#markTime;
+      this.#markWritten = this.#written;
+      this.#markTime = t;
+      if (took < FAST_WINDOW_MS && this.#mayGrow()) {
+        this.#window = Math.min(2 * this.#window, this.host.windowMax);
+      } else if (took > SLOW_WINDOW_MS) {
+        this.#window = Math.max(this.host.window, this.#window / 2);
+      }
+    }
+    const grant = this.#window - (this.#credited - this.#written);
+    if (grant < this.#window / 8) return;
+    this.#credited += grant;
     const p = new Uint8Array(4);
-    new DataView(p.buffer).setUint32(0, this.#consumed);
-    this.#consumed = 0;
+    new DataView(p.buffer).setUint32(0, grant);
     this.host.send(Flag.CTRL, this.id, p, Ctrl.WINDOW).catch(() => {});
   }
 
@@ -292,7 +359,8 @@ export class Stream {
   #finish(abort = false): void {
     if (this.#done) return;
     this.#done = true;
-    this.#queue.length = 0;
+    // Pooled copies are not given back here: a write of one may still be in flight.
+    this.#queue.length = this.#pooled.length = 0;
     this.#queued = 0;
     this.#uncharge(this.#charged);
     const w = this.#creditWake;

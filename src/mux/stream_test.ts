@@ -29,7 +29,11 @@ class FakeHost implements StreamHost {
   dataSent = 0;
   overrun: string | null = null;
 
-  constructor(readonly window: number, readonly maxPayload: number) {
+  constructor(
+    readonly window: number,
+    readonly maxPayload: number,
+    readonly windowMax = window,
+  ) {
     this.granted = window;
   }
 
@@ -235,6 +239,41 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
     assert.ok(host.grants.every((g) => g >= window / 8), "grants are batched, not per byte");
     assert.ok(host.ctrls(Ctrl.WINDOW).every((x) => x.flags === Flag.CTRL && x.streamId === 5));
     assert.ok(!s.closed);
+    assert.equal(host.ctrls(Ctrl.RESET).length, 0);
+  } finally {
+    s.abort("test over");
+    safeClose(app);
+  }
+});
+
+Deno.test("a stream held back only by its window gets a larger one, up to the maximum", async () => {
+  const window = 8192, windowMax = 65536;
+  const host = new FakeHost(window, 65535, windowMax);
+  const s = new Stream(11, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(local, TRAFFIC);
+    const input = bytes(64 * window, 5);
+    const reading = readN(app, input.length);
+    // The peer always spends all its credit at once: only the window holds it back.
+    let sent = 0, credit = window, widest = 0;
+    while (sent < input.length) {
+      const n = Math.min(credit, input.length - sent);
+      if (n > 0) {
+        s.onFrame(Flag.DATA, input.slice(sent, sent + n), false);
+        sent += n;
+        credit -= n;
+        continue;
+      }
+      const before = host.grants.length;
+      await until(() => host.grants.length > before, "a grant");
+      credit += host.grants.slice(before).reduce((a, b) => a + b, 0);
+      widest = Math.max(widest, credit);
+    }
+    sameBytes(await reading, input);
+    assert.ok(widest > window, `the window grew (most credit at once: ${widest})`);
+    assert.ok(widest <= windowMax, `never past the maximum (${widest})`);
+    assert.equal(host.overrun, null);
     assert.equal(host.ctrls(Ctrl.RESET).length, 0);
   } finally {
     s.abort("test over");

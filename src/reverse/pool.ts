@@ -24,7 +24,7 @@ import { Ctrl } from "../protocol/frame.ts";
 import type { ReverseDialer } from "./client_dialer.ts";
 import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";
 import type { ReconnectConfig } from "../config/model.ts";
-import { Mux } from "../mux/mux.ts";
+import { Mux, type MuxLimits } from "../mux/mux.ts";
 import { StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 
@@ -42,7 +42,7 @@ export interface PoolOptions {
   aggressive: boolean;
   session: SessionConfig;
   reconnect: ReconnectConfig;
-  mux: { window: number; maxPayload: number };
+  mux: MuxLimits;
   dialer: ReverseDialer;
   /** The current control session, or null while it is being re-established. */
   control: () => Session | null;

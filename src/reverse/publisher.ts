@@ -19,7 +19,7 @@ import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../tran
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { Session } from "../session/session.ts";
-import { Mux } from "../mux/mux.ts";
+import { Mux, type MuxLimits } from "../mux/mux.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { metrics, type Traffic, traffic } from "../observe/metrics.ts";
@@ -51,7 +51,7 @@ export interface PublisherOptions {
   keys: Keys;
   /** Session settings for one-shot pool sessions (keepalive from `keepalive_period`). */
   poolSession: SessionConfig;
-  mux: { window: number; maxPayload: number };
+  mux: MuxLimits;
 }
 
 interface Waiter {

@@ -20,6 +20,11 @@ export class BufferBudget {
     return this.#used.replay + this.#used.streams;
   }
 
+  /** Bytes still free. */
+  get free(): number {
+    return this.limit - this.used;
+  }
+
   /** Takes `n` bytes for `use` if they fit (replay rings: within half the limit). */
   take(n: number, use: BudgetUse): boolean {
     if (this.used + n > this.limit) return false;

@@ -1,0 +1,20 @@
+import assert from "node:assert/strict";
+import { CHUNK, ChunkPool } from "./chunk_pool.ts";
+
+Deno.test("chunk pool: copies are independent of the source and buffers are reused, boundedly", () => {
+  const pool = new ChunkPool(2);
+  const src = new Uint8Array([1, 2, 3]);
+  const a = pool.copy(src);
+  src[0] = 9;
+  assert.deepEqual([...a], [1, 2, 3], "a copy, not a view");
+  assert.equal(a.buffer.byteLength, CHUNK);
+  pool.give(a);
+  assert.equal(pool.size, 1);
+  const b = pool.copy(new Uint8Array(CHUNK).fill(7));
+  assert.equal(b.buffer, a.buffer, "the given buffer is reused");
+  assert.equal(b.length, CHUNK);
+  assert.equal(pool.size, 0);
+  const many = Array.from({ length: 5 }, () => pool.copy(src));
+  for (const c of many) pool.give(c);
+  assert.ok(pool.size <= 2, "no more free buffers than it keeps");
+});
