@@ -21,6 +21,7 @@ import {
   idleStreamCost,
   median,
   memory,
+  resetPeak,
   rtt,
   throughput,
 } from "./bench/measure.ts";
@@ -41,12 +42,20 @@ export interface PathResult {
   rttP99us?: number;
   rssClientMiB?: number;
   rssServerMiB?: number;
+  /** Peak RSS of client and server together during the 8-stream transfers. */
+  rss8MiB?: number;
   kibPerIdleStream?: number | null;
   cpuSecPerGB?: number;
   checksOk: boolean;
   bytes: number;
   vsDirect?: number;
   vsSocat?: number;
+  /** Ratios to socat in the same run: 1 stream up, down; 8 streams up, down. */
+  socatUp1?: number;
+  socatDown1?: number;
+  socatUp8?: number;
+  socatDown8?: number;
+  connVsDirect?: number;
 }
 
 async function machine(): Promise<string> {
@@ -61,18 +70,21 @@ const fmt = (v: number | null | undefined, digits = 2) =>
 
 export function table(results: PathResult[]): string {
   const head =
-    "| path | 1 stream up / down Gbit/s | 8 streams up / down Gbit/s | conn/s | conn p50 / p99 ms | RTT p50 / p99 µs | RSS client / server MiB | KiB per idle stream | CPU s/GB | 1-stream vs direct | vs socat |";
-  const sep = "|" + "---|".repeat(11);
+    "| path | 1 stream up / down Gbit/s | × socat | 8 streams up / down Gbit/s | × socat | " +
+    "conn/s | × direct | conn p50 / p99 ms | RTT p50 / p99 µs | peak RSS 8 streams MiB | " +
+    "RSS client / server MiB | KiB per idle stream | CPU s/GB |";
+  const sep = "|" + "---|".repeat(13);
+  const pair = (a?: number, b?: number, d = 2) => `${fmt(a, d)} / ${fmt(b, d)}`;
   const rows = results.map((r) =>
     r.skipped
-      ? `| ${r.path} | skipped: ${r.skipped} |||||||||| `
-      : `| ${r.path} | ${fmt(r.up1)} / ${fmt(r.down1)} | ${fmt(r.up8)} / ${fmt(r.down8)} | ${
-        fmt(r.connPerSec, 0)
-      } | ${fmt(r.connP50ms)} / ${fmt(r.connP99ms)} | ${fmt(r.rttP50us, 0)} / ${
-        fmt(r.rttP99us, 0)
-      } | ${fmt(r.rssClientMiB, 0)} / ${fmt(r.rssServerMiB, 0)} | ${fmt(r.kibPerIdleStream, 1)} | ${
-        fmt(r.cpuSecPerGB)
-      } | ${fmt(r.vsDirect)} | ${fmt(r.vsSocat)} |`
+      ? `| ${r.path} | skipped: ${r.skipped} |||||||||||| `
+      : `| ${r.path} | ${pair(r.up1, r.down1)} | ${pair(r.socatUp1, r.socatDown1)} | ${
+        pair(r.up8, r.down8)
+      } | ${pair(r.socatUp8, r.socatDown8)} | ${fmt(r.connPerSec, 0)} | ${fmt(r.connVsDirect)} | ${
+        pair(r.connP50ms, r.connP99ms)
+      } | ${pair(r.rttP50us, r.rttP99us, 0)} | ${fmt(r.rss8MiB, 0)} | ${
+        pair(r.rssClientMiB, r.rssServerMiB, 0)
+      } | ${fmt(r.kibPerIdleStream, 1)} | ${fmt(r.cpuSecPerGB)} |`
   );
   return [head, sep, ...rows].join("\n");
 }
@@ -150,6 +162,7 @@ async function main(): Promise<number> {
         }
       }
     }
+    const lifePeak = new Map<string, number[]>();
     for (const p of live) {
       const r = results.get(p.name)!;
       const s = samples.get(p.name)!;
@@ -158,12 +171,20 @@ async function main(): Promise<number> {
       // socat forks a process per connection, so only the tunnel's CPU can be read from /proc.
       if (p.pids.client) r.cpuSecPerGB = s.cpu / (s.bytes / 1e9);
       if (!quick) {
+        // The whole-run peaks so far, kept before the peak counters restart for the 8 streams.
+        lifePeak.set(p.name, [
+          memory(p.pids.client)?.peakKiB ?? 0,
+          memory(p.pids.server)?.peakKiB ?? 0,
+        ]);
+        const peaks = resetPeak(p.pids.client) && resetPeak(p.pids.server);
         for (const dir of ["up", "down"] as const) {
           const t = await throughput(p, 8, dir, seconds);
           r[dir === "up" ? "up8" : "down8"] = t.gbps;
           r.checksOk &&= t.checked;
           r.bytes += t.bytes;
         }
+        const mc = memory(p.pids.client), ms = memory(p.pids.server);
+        if (peaks && mc && ms) r.rss8MiB = (mc.peakKiB + ms.peakKiB) / 1024;
       }
       const cr = await connRate(p, 50, seconds);
       r.connPerSec = cr.perSec;
@@ -174,14 +195,21 @@ async function main(): Promise<number> {
       r.rttP99us = l.p99us;
       if (!quick && p.name !== "socat") r.kibPerIdleStream = await idleStreamCost(p, 1000);
       const mc = memory(p.pids.client), ms = memory(p.pids.server);
-      if (mc) r.rssClientMiB = mc.peakKiB / 1024;
-      if (ms && p.name !== "socat") r.rssServerMiB = ms.peakKiB / 1024;
+      const [lc, ls] = lifePeak.get(p.name) ?? [0, 0];
+      if (mc) r.rssClientMiB = Math.max(lc, mc.peakKiB) / 1024;
+      if (ms && p.name !== "socat") r.rssServerMiB = Math.max(ls, ms.peakKiB) / 1024;
       console.error(
         `  ${p.name}: ${r.connPerSec.toFixed(0)} conn/s, RTT p50 ${r.rttP50us.toFixed(0)} µs`,
       );
     }
     const direct = results.get("direct"), socat = results.get("socat");
+    const ratio = (a?: number, b?: number) => a !== undefined && b ? a / b : undefined;
     for (const r of results.values()) {
+      r.socatUp1 = ratio(r.up1, socat?.up1);
+      r.socatDown1 = ratio(r.down1, socat?.down1);
+      r.socatUp8 = ratio(r.up8, socat?.up8);
+      r.socatDown8 = ratio(r.down8, socat?.down8);
+      r.connVsDirect = ratio(r.connPerSec, direct?.connPerSec);
       const single = (x?: PathResult) =>
         x?.up1 !== undefined ? ((x.up1 ?? 0) + (x.down1 ?? 0)) / 2 : undefined;
       const mine = single(r);

@@ -42,6 +42,8 @@ const EMPTY = new Uint8Array(0);
 const SMALL_READ = 16 * 1024;
 /** A stream whose socket takes a whole window faster than this is fast (see #maybeGrow). */
 const FAST_WINDOW_MS = 20;
+/** Growth for a fast socket stops here: on a short path more only queues (see #maybeGrow). */
+const SHORT_PATH_WINDOW = 4 * 1024 * 1024;
 /** A stream whose socket takes longer than this for a window is slow: its window shrinks. */
 const SLOW_WINDOW_MS = 1000;
 const te = new TextEncoder();
@@ -288,7 +290,8 @@ export class Stream {
    * - the peer is about to run out of credit (under an eighth left): on a long path the window
    *   caps the stream at window / round trip;
    * - or the socket took a whole window within `FAST_WINDOW_MS`: on a short path a larger window
-   *   rides out the moments either process is not scheduled.
+   *   rides out the moments either process is not scheduled; this growth stops at
+   *   `SHORT_PATH_WINDOW`, beyond which data only waits in queues.
    * When the socket takes longer than `SLOW_WINDOW_MS` for a window, the window halves back towards
    * the initial one by granting less. A stream whose socket stalls holds at most its window.
    */
@@ -313,8 +316,8 @@ export class Stream {
       const t = performance.now(), took = t - this.#markTime;
       this.#markWritten = this.#written;
       this.#markTime = t;
-      if (took < FAST_WINDOW_MS && this.#mayGrow()) {
-        this.#window = Math.min(2 * this.#window, this.host.windowMax);
+      if (took < FAST_WINDOW_MS && this.#window < SHORT_PATH_WINDOW && this.#mayGrow()) {
+        this.#window = Math.min(2 * this.#window, this.host.windowMax, SHORT_PATH_WINDOW);
       } else if (took > SLOW_WINDOW_MS) {
         this.#window = Math.max(this.host.window, this.#window / 2);
       }

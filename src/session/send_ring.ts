@@ -31,6 +31,12 @@ export class SendRing {
   #waiters: (() => void)[] = [];
   /** Bytes of this ring charged to the budget. */
   #charged = 0;
+  /** A frame being timed to its acknowledgement (0: none), when it was sent, recent timings. */
+  #probeSeq = 0;
+  #probeAt = 0;
+  #ackTimes: number[] = [];
+  /** How far the ring may grow now (at most `maxBytes`); the session widens it on long paths. */
+  limit: number;
 
   constructor(
     readonly maxBytes: number,
@@ -39,6 +45,7 @@ export class SendRing {
     private floor = 0,
   ) {
     this.#cap = Math.min(initial, maxBytes);
+    this.limit = maxBytes;
     this.#buf = new Uint8Array(this.#cap);
     this.#view = new DataView(this.#buf.buffer);
   }
@@ -73,7 +80,7 @@ export class SendRing {
         this.#tail += pad;
         return { buf: this.#buf, view: this.#view, off: this.#tail % this.#cap };
       }
-      if (this.#cap >= this.maxBytes || !this.#grow()) return null;
+      if (this.#cap >= Math.min(this.limit, this.maxBytes) || !this.#grow()) return null;
     }
   }
 
@@ -88,10 +95,23 @@ export class SendRing {
     return seq;
   }
 
+  /**
+   * The shortest of the last few times from sending a frame to its acknowledgement, in ms (0 until
+   * four are known): a round trip plus the peer's acknowledgement delay, and, being a minimum, not
+   * the moments a process was not scheduled.
+   */
+  get ackTimeMs(): number {
+    return this.#ackTimes.length < 4 ? 0 : Math.min(...this.#ackTimes);
+  }
+
   /** Releases every frame with seq <= ack. Returns false if ack names a frame never sent. */
   ack(ack: number): boolean {
     const n = this.#starts.length;
     if (seqAfter(ack, this.lastSeq)) return false;
+    if (this.#probeSeq !== 0 && !seqAfter(this.#probeSeq, ack)) {
+      if (this.#ackTimes.push(performance.now() - this.#probeAt) > 8) this.#ackTimes.shift();
+      this.#probeSeq = 0;
+    }
     let i = this.#first;
     while (i < n && !seqAfter(this.#seqs[i], ack)) i++;
     if (i === this.#first) return true;
@@ -107,6 +127,7 @@ export class SendRing {
   /** After a leg is replaced: resend everything the peer has not acknowledged. */
   rewind(): void {
     this.#sendIdx = this.#first;
+    this.#probeSeq = 0;
   }
 
   /**
@@ -127,6 +148,10 @@ export class SendRing {
       i++;
     }
     this.#sendIdx = i;
+    if (this.#probeSeq === 0) {
+      this.#probeSeq = this.#seqs[i - 1];
+      this.#probeAt = performance.now();
+    }
     return this.#buf.subarray(pos, pos + (endAbs - startAbs));
   }
 
@@ -145,6 +170,7 @@ export class SendRing {
     this.#seqs = [];
     this.#first = 0;
     this.#sendIdx = 0;
+    this.#probeSeq = 0;
     this.#head = this.#tail = 0;
     this.#cap = Math.min(1024, this.maxBytes);
     this.#buf = new Uint8Array(this.#cap);
@@ -159,9 +185,9 @@ export class SendRing {
     for (const f of this.#waiters.splice(0)) f();
   }
 
-  /** Doubles the ring (up to maxBytes) if the budget allows; false if it does not. */
+  /** Doubles the ring (up to its limit) if the budget allows; false if it does not. */
   #grow(): boolean {
-    const cap = Math.min(this.#cap * 2, this.maxBytes);
+    const cap = Math.min(this.#cap * 2, this.limit, this.maxBytes);
     const charge = Math.max(0, cap - Math.max(this.floor, this.#cap));
     if (charge > 0 && this.budget) {
       if (!this.budget.take(charge, "replay")) return false;

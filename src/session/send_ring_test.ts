@@ -59,3 +59,21 @@ Deno.test("the ring grows up to its bound, keeping unacked frames intact", () =>
   assert.equal(all.length, 2000);
   for (let i = 0; i < 20; i++) assert.equal(all[i * 100], i + 1);
 });
+
+Deno.test("the ring grows only up to its limit, and times frames to their acknowledgement", async () => {
+  const r = new SendRing(64 * 1024, 1024);
+  r.limit = 4096;
+  let seq = 0;
+  while (r.reserve(1000)) seq = r.commit(1000);
+  assert.equal(seq, 4, "four 1000-byte frames fit under a 4096-byte limit");
+  r.limit = 8192;
+  assert.ok(r.reserve(1000), "a raised limit lets it grow again");
+  assert.equal(r.ackTimeMs, 0, "unknown before any acknowledgement");
+  for (let i = 0; i < 4; i++) {
+    assert.ok(r.takeUnsent(1 << 20));
+    await new Promise((res) => setTimeout(res, 12));
+    assert.ok(r.ack(r.lastSeq));
+    put(r, 100, i);
+  }
+  assert.ok(r.ackTimeMs >= 10, `four acks after 12 ms: ${r.ackTimeMs} ms`);
+});

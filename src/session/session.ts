@@ -44,6 +44,15 @@ const SEND_BATCH = 256 * 1024;
 /** Acknowledge at least this often (bytes received), so the peer's ring drains. */
 const ACK_EVERY_BYTES = 128 * 1024;
 const ACK_DELAY_MS = 5;
+/**
+ * How much unacknowledged data a session keeps in flight on a short path. More only queues in
+ * kernel buffers and costs memory when acknowledgements come back within a few milliseconds; on a
+ * long path (see LONG_PATH_MS) the ring is let grow to `session.replay_buffer`, since a round
+ * trip's worth of data must be in flight to fill the pipe.
+ */
+const SHORT_PATH_RING = 4 * 1024 * 1024;
+/** A path whose frames take at least this long to be acknowledged is long. */
+const LONG_PATH_MS = 10;
 
 export interface SessionHandler {
   /** A sequenced frame for the stream layer, in order, exactly once. */
@@ -128,6 +137,7 @@ export class Session {
     // Four full frames are always granted; beyond that the ring grows only within the budget.
     const floor = 4 * frameSize(opts.cfg.maxFramePayload + 1, opts.hmac);
     this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, bufferBudget, floor);
+    this.#ring.limit = Math.max(SHORT_PATH_RING, floor);
     this.#mac = opts.hmac ? new FrameMac(frameKey(opts.keys, opts.id)) : null;
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);
@@ -239,8 +249,17 @@ export class Session {
   async send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void> {
     while (!this.#enqueue(flags, streamId, payload, ctrl)) {
       if (this.#closed) throw new FrameError(`session closed: ${this.#closeReason}`);
+      if (this.#widenRing()) continue;
       await this.#ring.space();
     }
+  }
+
+  /** The ring is full: lets it grow (doubling) if acknowledgements show a long path. */
+  #widenRing(): boolean {
+    const ring = this.#ring;
+    if (ring.limit >= ring.maxBytes || ring.ackTimeMs < LONG_PATH_MS) return false;
+    ring.limit = Math.min(2 * ring.limit, ring.maxBytes);
+    return true;
   }
 
   /** Encodes a sequenced frame into the ring if it fits now. */
@@ -284,7 +303,7 @@ export class Session {
    */
   trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
     const size = frameSize(payload.length + (ctrl === undefined ? 0 : 1), this.hmac);
-    if (this.#ring.bufferedBytes + size > this.#ring.maxBytes / 2) return false;
+    if (this.#ring.bufferedBytes + size > this.#ring.limit / 2) return false;
     return this.#enqueue(flags, streamId, payload, ctrl);
   }
 
