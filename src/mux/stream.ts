@@ -40,6 +40,8 @@ const log = getLogger(["half-tunnel", "stream"]);
 const budgetLog = new LogLimiter();
 const EMPTY = new Uint8Array(0);
 const SMALL_READ = 16 * 1024;
+/** The read buffer of a busy stream: four frames of the largest payload per read. */
+const BUSY_READ = 256 * 1024;
 /** A stream whose socket takes a whole window faster than this is fast (see #maybeGrow). */
 const FAST_WINDOW_MS = 20;
 /** Growth for a fast socket stops here: on a short path more only queues (see #maybeGrow). */
@@ -221,16 +223,19 @@ export class Stream {
           await new Promise<void>((r) => this.#creditWake = r);
         }
         if (this.#done) return;
-        const n = await conn.read(buf.subarray(0, Math.min(this.#credit, buf.length, max)));
+        const n = await conn.read(buf.subarray(0, Math.min(this.#credit, buf.length)));
         if (this.#done) return;
         if (n === null) break;
-        await this.host.send(Flag.DATA, this.id, buf.subarray(0, n));
+        // One read may fill several frames: fewer reads per byte on a busy stream.
+        for (let off = 0; off < n; off += max) {
+          await this.host.send(Flag.DATA, this.id, buf.subarray(off, Math.min(n, off + max)));
+        }
         this.#credit -= n;
         this.#traffic!.out.inc(n);
-        // A busy stream gets full-size frames (when the budget allows); an idle one keeps its
-        // small buffer.
-        if (n === buf.length && buf.length < max && this.#charge(max - buf.length)) {
-          buf = new Uint8Array(max);
+        // A busy stream gets a buffer of several full frames (when the budget allows); an idle
+        // one keeps its small buffer.
+        if (n === buf.length && buf.length < BUSY_READ && this.#charge(BUSY_READ - buf.length)) {
+          buf = new Uint8Array(BUSY_READ);
         }
       }
       if (this.#done || this.#localFin) return;

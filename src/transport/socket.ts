@@ -41,8 +41,14 @@ export async function readExact(conn: ByteConn, n: number): Promise<Uint8Array |
   return b;
 }
 
-/** Writes all of `b`; Deno's write may be partial. */
-export async function writeAll(conn: ByteConn, b: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await conn.write(off === 0 ? b : b.subarray(off));
+/**
+ * Writes all of `b`; Deno's write may be partial. A write the kernel takes whole (nearly always)
+ * costs one promise: this runs for every frame and every relayed chunk.
+ */
+export function writeAll(conn: ByteConn, b: Uint8Array): Promise<void> {
+  return conn.write(b).then((n) => n < b.length ? writeRest(conn, b, n) : undefined);
+}
+
+async function writeRest(conn: ByteConn, b: Uint8Array, off: number): Promise<void> {
+  while (off < b.length) off += await conn.write(b.subarray(off));
 }

@@ -18,9 +18,9 @@ export class TcpLeg implements Leg {
     return this.#conn;
   }
 
-  async send(bytes: Uint8Array): Promise<void> {
-    if (this.#closed) throw new TransportError(`${this.label}: closed`);
-    await writeAll(this.#conn, bytes);
+  send(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(new TransportError(`${this.label}: closed`));
+    return writeAll(this.#conn, bytes);
   }
 
   start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
