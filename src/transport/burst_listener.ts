@@ -22,6 +22,8 @@
 import { getLogger } from "@logtape/logtape";
 import { errText } from "../observe/error_text.ts";
 import { formatHostPort } from "./address.ts";
+import type { SocketOptions } from "./socket.ts";
+import { tuneConns, tuneListener } from "./socket_native.ts";
 
 const log = getLogger(["half-tunnel", "listen"]);
 
@@ -40,10 +42,17 @@ export interface BurstListenOptions {
   sockets?: number;
 }
 
-export interface BurstListener {
+/** A TLS listener's certificate chain and key (PEM), and the options its connections get. */
+export interface BurstTlsOptions extends BurstListenOptions {
+  cert: string;
+  key: string;
+  socket: SocketOptions;
+}
+
+export interface BurstListener<C extends Deno.Conn = Deno.TcpConn> {
   readonly addr: Deno.NetAddr;
   /** Calls `onConn` for every accepted connection until close(). */
-  serve(onConn: (c: Deno.TcpConn) => void): void;
+  serve(onConn: (c: C) => void): void;
   close(): void;
 }
 
@@ -60,7 +69,55 @@ export function listenBurst(
   port: number,
   opts: BurstListenOptions = {},
 ): BurstListener {
-  const all = bindGroup(hostname, port, opts.sockets ?? MAX_SOCKETS);
+  return serveGroup(bindGroup(hostname, port, opts.sockets ?? MAX_SOCKETS, bindTcp));
+}
+
+/**
+ * The same over TLS, with the runtime's TLS. Its connections cannot set TCP_NODELAY or keepalive
+ * (Deno.TlsConn has no setNoDelay), so they are set on the listening sockets, which connections
+ * accepted later inherit (Linux; see socket_native.ts); the few the kernel accepted before that
+ * are set one by one. Without TCP_NODELAY, a small frame written while an earlier one is
+ * unacknowledged waits for the peer's delayed ACK, 40 ms.
+ */
+export function listenBurstTls(
+  hostname: string,
+  port: number,
+  opts: BurstTlsOptions,
+): BurstListener<Deno.TlsConn> {
+  const bindTls = (h: string, p: number, reusePort: boolean) =>
+    bind(h, p, () =>
+      Deno.listenTls({
+        hostname: h,
+        port: p,
+        cert: opts.cert,
+        key: opts.key,
+        ...(reusePort ? { reusePort } : {}),
+      }));
+  const l = serveGroup(bindGroup(hostname, port, opts.sockets ?? MAX_SOCKETS, bindTls));
+  let untuned = tuneListener(l.addr, opts.socket);
+  if (untuned === null) {
+    log.warn(
+      "TLS listener on {addr}: cannot set TCP_NODELAY on its connections (needs Linux and FFI); " +
+        "small frames may wait for delayed ACKs",
+      { addr: formatHostPort(l.addr.hostname, l.addr.port) },
+    );
+  }
+  return {
+    addr: l.addr,
+    close: l.close,
+    serve(onConn) {
+      l.serve((c) => {
+        if (untuned) {
+          untuned--;
+          tuneConns([c], opts.socket);
+        }
+        onConn(c);
+      });
+    },
+  };
+}
+
+function serveGroup<C extends Deno.Conn>(all: Deno.Listener<C>[]): BurstListener<C> {
   const addr = all[0].addr as Deno.NetAddr;
   const errors = new AcceptErrors(formatHostPort(addr.hostname, addr.port));
   const stop = new AbortController();
@@ -85,7 +142,14 @@ export function listenBurst(
   };
 }
 
-function bindGroup(hostname: string, port: number, wanted: number): Deno.TcpListener[] {
+type Bind<L> = (hostname: string, port: number, reusePort: boolean) => L;
+
+function bindGroup<L extends Deno.Listener<Deno.Conn>>(
+  hostname: string,
+  port: number,
+  wanted: number,
+  bind: Bind<L>,
+): L[] {
   const n = Deno.build.os === "linux" ? Math.max(1, Math.min(MAX_SOCKETS, Math.floor(wanted))) : 1;
   if (n === 1) return [bind(hostname, port, false)];
   // An ephemeral port found free by the probe may be taken before the group binds it: try again.
@@ -93,7 +157,7 @@ function bindGroup(hostname: string, port: number, wanted: number): Deno.TcpList
     const probe = bind(hostname, port, false);
     const bound = (probe.addr as Deno.NetAddr).port;
     probe.close();
-    const all: Deno.TcpListener[] = [];
+    const all: L[] = [];
     try {
       for (let i = 0; i < n; i++) all.push(bind(hostname, bound, true));
       return all;
@@ -104,9 +168,18 @@ function bindGroup(hostname: string, port: number, wanted: number): Deno.TcpList
   }
 }
 
-function bind(hostname: string, port: number, reusePort: boolean): Deno.TcpListener {
+function bindTcp(hostname: string, port: number, reusePort: boolean): Deno.TcpListener {
+  return bind(
+    hostname,
+    port,
+    () => Deno.listen({ hostname, port, ...(reusePort ? { reusePort } : {}) }),
+  );
+}
+
+/** Opens a listener, naming the port when it is taken. */
+function bind<L>(hostname: string, port: number, open: () => L): L {
   try {
-    return Deno.listen({ hostname, port, ...(reusePort ? { reusePort } : {}) });
+    return open();
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new Deno.errors.AddrInUse(
@@ -118,25 +191,25 @@ function bind(hostname: string, port: number, reusePort: boolean): Deno.TcpListe
   }
 }
 
-/** The subset of Deno.TcpListener the accept loop uses (a fake in tests). */
-export interface Acceptor {
-  accept(): Promise<Deno.TcpConn>;
+/** The subset of a listener the accept loop uses (a fake in tests). */
+export interface Acceptor<C extends Deno.Conn = Deno.TcpConn> {
+  accept(): Promise<C>;
 }
 
 /**
  * Accepts until `stop` is aborted (close()). Any other failure is counted, backed off and retried:
  * a listener that stops accepting would silently take the whole tunnel down.
  */
-export async function acceptLoop(
-  l: Acceptor,
-  onConn: (c: Deno.TcpConn) => void,
+export async function acceptLoop<C extends Deno.Conn>(
+  l: Acceptor<C>,
+  onConn: (c: C) => void,
   errors: AcceptErrors,
   stop: AbortSignal,
   backoffMs = { min: MIN_BACKOFF_MS, max: MAX_BACKOFF_MS },
 ): Promise<void> {
   let backoff = backoffMs.min;
   while (!stop.aborted) {
-    let conn: Deno.TcpConn;
+    let conn: C;
     try {
       conn = await l.accept();
     } catch (e) {

@@ -8,8 +8,7 @@ import type { TlsServerConfig } from "../config/model.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import type { OnHello, Transport } from "./kind.ts";
 import { type ByteConn, type SocketOptions, tuneSocket } from "./socket.ts";
-import { listenNodeTls } from "./node_tls.ts";
-import { listenBurst } from "./burst_listener.ts";
+import { listenBurst, listenBurstTls } from "./burst_listener.ts";
 import { transportByKind } from "./registry.ts";
 
 export interface LegListenSpec {
@@ -52,7 +51,8 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
   let addr: Deno.NetAddr;
   let stop: () => void;
   if (tls) {
-    const l = await listenNodeTls(hostname, port, tls.cert, tls.key, onConn);
+    const l = listenBurstTls(hostname, port, { ...tls, socket: spec.socket });
+    l.serve((conn) => onConn(conn, conn.remoteAddr as Deno.NetAddr));
     addr = l.addr;
     stop = () => l.close();
   } else {

@@ -1,10 +1,9 @@
 /**
  * TLS through node:tls where the runtime's own TLS API falls short, adapted from node's push-based
- * sockets to the pull-based ByteConn legs read from:
- * - clients that skip certificate verification (`insecure_skip_verify`, as Backhaul's wss clients
- *   do with self-signed servers; the key proof in the hello still authenticates the server);
- * - the server's TLS listener, whose sockets must set TCP_NODELAY (the runtime's TLS connections
- *   cannot), or small frames wait for delayed ACKs.
+ * sockets to the pull-based ByteConn legs read from: clients that skip certificate verification
+ * (`insecure_skip_verify`, as Backhaul's wss clients do with self-signed servers; the key proof in
+ * the hello still authenticates the server). The runtime's TLS has no per-connection switch for it.
+ * Servers use the runtime's TLS (burst_listener.ts).
  */
 
 import * as tls from "node:tls";
@@ -38,41 +37,6 @@ export function connectInsecureTls(
     sock.once("error", (e) => {
       clearTimeout(timer);
       reject(e);
-    });
-  });
-}
-
-export interface TlsListener {
-  readonly addr: Deno.NetAddr;
-  close(): void;
-}
-
-/** A TLS server whose connections have TCP_NODELAY set; `onConn` gets each after its handshake. */
-export function listenNodeTls(
-  hostname: string,
-  port: number,
-  cert: string,
-  key: string,
-  onConn: (conn: ByteConn, peer: Deno.NetAddr) => void,
-): Promise<TlsListener> {
-  const server = tls.createServer({ cert, key }, (sock) => {
-    sock.setNoDelay(true);
-    onConn(new NodeTlsConn(sock), {
-      transport: "tcp",
-      hostname: sock.remoteAddress ?? "",
-      port: sock.remotePort ?? 0,
-    });
-  });
-  // Handshake failures (probes, wrong SNI) concern only that connection.
-  server.on("tlsClientError", () => {});
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: hostname, port }, () => {
-      const a = server.address() as { address: string; port: number };
-      resolve({
-        addr: { transport: "tcp", hostname: a.address, port: a.port },
-        close: () => server.close(),
-      });
     });
   });
 }

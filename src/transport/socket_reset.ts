@@ -15,44 +15,11 @@
  * is not possible (not Linux, no libc, FFI not permitted) the connection is closed with FIN.
  */
 
-import { formatIPv6, parseIPv4, parseIPv6 } from "../protocol/address.ts";
-
-const SOL_SOCKET = 1;
-const SO_LINGER = 13;
-const O_RDWR = 2;
-const O_CLOEXEC = 0o2000000;
-
-interface Libc {
-  setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
-  dup2(from: number, to: number): number;
-}
-
-/** libc and a /dev/null descriptor, loaded on first use; null where resets are not possible. */
-let native: { libc: Libc; devNull: number } | null | undefined;
-
-function load(): { libc: Libc; devNull: number } | null {
-  if (Deno.build.os !== "linux") return null;
-  try {
-    const lib = Deno.dlopen("libc.so.6", {
-      setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-      dup2: { parameters: ["i32", "i32"], result: "i32" },
-      open: { parameters: ["buffer", "i32"], result: "i32" },
-    });
-    const devNull = lib.symbols.open(new TextEncoder().encode("/dev/null\0"), O_RDWR | O_CLOEXEC);
-    if (devNull < 0) {
-      lib.close();
-      return null;
-    }
-    return { libc: lib.symbols as unknown as Libc, devNull };
-  } catch {
-    return null;
-  }
-}
+import { connFds, type Native, native, SO_LINGER, SOL_SOCKET } from "./socket_native.ts";
 
 /** Whether resets are real here (tests use it to know what to expect). */
 export function canReset(): boolean {
-  if (native === undefined) native = load();
-  return native !== null;
+  return native() !== null;
 }
 
 let pending: Deno.Conn[] = [];
@@ -71,7 +38,7 @@ function flush(): void {
   pending = [];
   if (canReset()) {
     try {
-      lingerZero(native!, conns);
+      lingerZero(native()!, conns);
     } catch {
       // /proc unreadable (a sandbox): these connections end with FIN.
     }
@@ -83,76 +50,9 @@ function flush(): void {
   }
 }
 
-function lingerZero(n: { libc: Libc; devNull: number }, conns: Deno.Conn[]): void {
-  const wanted = new Set<string>();
-  for (const c of conns) {
-    for (const k of procKeys(c.localAddr as Deno.NetAddr, c.remoteAddr as Deno.NetAddr)) {
-      wanted.add(k);
-    }
-  }
-  const inodes = new Set<string>();
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n")) {
-      const f = line.trim().split(/\s+/);
-      if (f.length > 9 && f[9] !== "0" && wanted.has(`${f[1]} ${f[2]}`)) inodes.add(f[9]);
-    }
-  }
-  if (inodes.size === 0) return;
+function lingerZero(n: Native, conns: Deno.Conn[]): void {
   const linger = new Uint8Array(new Int32Array([1, 0]).buffer);
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    let link: string;
-    try {
-      link = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
-    } catch {
-      continue;
-    }
-    const m = /^socket:\[(\d+)\]$/.exec(link);
-    if (!m || !inodes.has(m[1])) continue;
-    const fd = Number(e.name);
+  for (const fd of connFds(conns)) {
     if (n.libc.setsockopt(fd, SOL_SOCKET, SO_LINGER, linger, 8) === 0) n.libc.dup2(n.devNull, fd);
-    inodes.delete(m[1]);
-    if (inodes.size === 0) return;
   }
-}
-
-/**
- * The "local remote" address pairs of a connection as /proc/net/tcp and tcp6 print them: IPv4 as
- * one 32-bit word in host (little-endian) order, IPv6 as four such words, ports in hex. An IPv4
- * connection on a dual-stack socket appears in tcp6 as ::ffff:a.b.c.d, so both forms are given.
- */
-export function procKeys(local: Deno.NetAddr, remote: Deno.NetAddr): string[] {
-  const forms = (a: Deno.NetAddr): string[] => {
-    const port = a.port.toString(16).toUpperCase().padStart(4, "0");
-    const host = a.hostname.replace(/^\[|\]$/g, "");
-    const v4 = parseIPv4(host);
-    const v6 = v4 ? [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4] : parseIPv6(host);
-    const out: string[] = [];
-    if (v4) out.push(`${words(v4)}:${port}`);
-    if (v6) out.push(`${words(v6)}:${port}`);
-    // A mapped address Deno prints as IPv6 also appears in tcp as plain IPv4.
-    const mapped = !v4 && v6 && formatIPv6(new Uint8Array(v6)).startsWith("::ffff:")
-      ? v6.slice(12)
-      : null;
-    if (mapped) out.push(`${words(mapped)}:${port}`);
-    return out;
-  };
-  const ls = forms(local), rs = forms(remote);
-  const keys: string[] = [];
-  for (const l of ls) for (const r of rs) if (l.length === r.length) keys.push(`${l} ${r}`);
-  return keys;
-}
-
-/** Bytes as /proc prints them: each 4-byte group as a little-endian hex word. */
-function words(b: number[]): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 4) {
-    for (let j = 3; j >= 0; j--) s += b[i + j].toString(16).toUpperCase().padStart(2, "0");
-  }
-  return s;
 }

@@ -1,7 +1,8 @@
 /** Resetting a Deno connection: the peer's read fails with ConnectionReset (Linux), not EOF. */
 
 import assert from "node:assert/strict";
-import { canReset, procKeys, resetConn } from "./socket_reset.ts";
+import { canReset, resetConn } from "./socket_reset.ts";
+import { procKeys } from "./socket_native.ts";
 
 Deno.test("procKeys prints addresses as /proc/net/tcp and tcp6 do", () => {
   const a = (hostname: string, port: number): Deno.NetAddr => ({
