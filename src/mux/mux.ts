@@ -74,6 +74,10 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
     return this.session.isClosed;
   }
 
+  get pathRttMs(): number {
+    return this.session.ackTimeMs;
+  }
+
   /** Streams open now. */
   get streamCount(): number {
     return this.#streams.size;

@@ -14,6 +14,7 @@ import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { bufferBudget } from "../session/budget.ts";
+import { LONG_PATH_MS } from "../session/session.ts";
 import { CHUNK, chunkPool } from "./chunk_pool.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
@@ -25,6 +26,8 @@ export interface StreamHost {
   readonly window: number;
   /** The most a fast stream's receive window grows to. */
   readonly windowMax: number;
+  /** The session's round trip (send to acknowledgement, ms; 0 until known). */
+  readonly pathRttMs: number;
   readonly maxPayload: number;
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
   remove(stream: Stream): void;
@@ -42,9 +45,9 @@ const EMPTY = new Uint8Array(0);
 const SMALL_READ = 16 * 1024;
 /** The read buffer of a busy stream: four frames of the largest payload per read. */
 const BUSY_READ = 256 * 1024;
-/** A stream whose socket takes a whole window faster than this is fast (see #maybeGrow). */
+/** A stream whose socket takes a whole window faster than this is fast (see #adapt). */
 const FAST_WINDOW_MS = 20;
-/** Growth for a fast socket stops here: on a short path more only queues (see #maybeGrow). */
+/** Growth stops here on a short path, where more would only queue (see #adapt). */
 const SHORT_PATH_WINDOW = 4 * 1024 * 1024;
 /** A stream whose socket takes longer than this for a window is slow: its window shrinks. */
 const SLOW_WINDOW_MS = 1000;
@@ -177,7 +180,6 @@ export class Stream {
       this.#queue.push(stable ? payload : copy ? chunkPool.copy(payload) : payload.slice());
       this.#pooled.push(copy);
       this.#queued += payload.length;
-      this.#maybeGrow();
     }
     if (flags & Flag.FIN) this.#remoteFin = true;
     if (this.#conn && !this.#writing) this.#writeLoop();
@@ -289,27 +291,29 @@ export class Stream {
   }
 
   /**
-   * Receive windows adapt, as TCP's receive buffer does. A window doubles (up to `windowMax`, and
-   * only while the buffer budget has ample room and our queue holds at most half of it, so the
-   * socket keeps up) when it is what holds the sender back:
-   * - the peer is about to run out of credit (under an eighth left): on a long path the window
-   *   caps the stream at window / round trip;
-   * - or the socket took a whole window within `FAST_WINDOW_MS`: on a short path a larger window
-   *   rides out the moments either process is not scheduled; this growth stops at
-   *   `SHORT_PATH_WINDOW`, beyond which data only waits in queues.
-   * When the socket takes longer than `SLOW_WINDOW_MS` for a window, the window halves back towards
-   * the initial one by granting less. A stream whose socket stalls holds at most its window.
+   * Receive windows adapt, as TCP's receive buffer does. After each window's worth of data written
+   * to the socket, the time it took says what held the stream back. A stream held back by its
+   * window moves one window per round trip; one held back by anything else (the sender, the
+   * network, a slow socket) takes longer. So a window written within two round trips (or within
+   * `FAST_WINDOW_MS` on a short path, where a larger window rides out the moments either process is
+   * not scheduled) doubles, while the queue holds at most half of it and the buffer budget has
+   * ample room: up to `windowMax` on a long path, `SHORT_PATH_WINDOW` on a short one (more would
+   * only wait in queues). A window that takes longer than `SLOW_WINDOW_MS` halves back towards the
+   * initial one by granting less. A stream whose socket stalls holds at most its window.
    */
-  #maybeGrow(): void {
-    if (this.#credited - this.#received < this.#window / 8 && this.#mayGrow()) {
-      this.#window = Math.min(2 * this.#window, this.host.windowMax);
-      this.#maybeGrant();
+  #adapt(took: number): void {
+    const w = this.#window, rtt = this.host.pathRttMs;
+    const limit = rtt >= LONG_PATH_MS
+      ? this.host.windowMax
+      : Math.min(this.host.windowMax, SHORT_PATH_WINDOW);
+    if (
+      took < Math.max(FAST_WINDOW_MS, 2 * rtt) && w < limit && this.#queued <= w / 2 &&
+      bufferBudget.free > 8 * w
+    ) {
+      this.#window = Math.min(2 * w, limit);
+    } else if (took > SLOW_WINDOW_MS) {
+      this.#window = Math.max(this.host.window, w / 2);
     }
-  }
-
-  #mayGrow(): boolean {
-    const w = this.#window;
-    return w < this.host.windowMax && this.#queued <= w / 2 && bufferBudget.free > 8 * w;
   }
 
   /**
@@ -318,14 +322,10 @@ export class Stream {
    */
   #maybeGrant(): void {
     if (this.#written - this.#markWritten >= this.#window) {
-      const t = performance.now(), took = t - this.#markTime;
+      const t = performance.now();
+      this.#adapt(t - this.#markTime);
       this.#markWritten = this.#written;
       this.#markTime = t;
-      if (took < FAST_WINDOW_MS && this.#window < SHORT_PATH_WINDOW && this.#mayGrow()) {
-        this.#window = Math.min(2 * this.#window, this.host.windowMax, SHORT_PATH_WINDOW);
-      } else if (took > SLOW_WINDOW_MS) {
-        this.#window = Math.max(this.host.window, this.#window / 2);
-      }
     }
     const grant = this.#window - (this.#credited - this.#written);
     if (grant < this.#window / 8) return;

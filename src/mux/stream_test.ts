@@ -33,6 +33,7 @@ class FakeHost implements StreamHost {
     readonly window: number,
     readonly maxPayload: number,
     readonly windowMax = window,
+    readonly pathRttMs = 0,
   ) {
     this.granted = window;
   }

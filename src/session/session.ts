@@ -53,7 +53,7 @@ const RESOLVED = Promise.resolve();
  */
 const SHORT_PATH_RING = 4 * 1024 * 1024;
 /** A path whose frames take at least this long to be acknowledged is long. */
-const LONG_PATH_MS = 10;
+export const LONG_PATH_MS = 10;
 
 export interface SessionHandler {
   /** A sequenced frame for the stream layer, in order, exactly once. */
@@ -176,6 +176,11 @@ export class Session {
   /** Legs attached now (0 while the session waits for a resume). */
   get legCount(): number {
     return this.#legs.size;
+  }
+
+  /** Round trip as the replay ring measures it (send to acknowledgement, ms; 0 until known). */
+  get ackTimeMs(): number {
+    return this.#ring.ackTimeMs;
   }
 
   /** Last seq received in order; sent in hellos and welcomes so the peer knows what to resend. */
