@@ -32,6 +32,7 @@ export const TUNNEL_PATHS = [
   "rev-wsmux",
   "rev-wss",
   "rev-wssmux",
+  "rev-tcpmux-50ms",
 ];
 export const ALL_PATHS = ["direct", "socat", "ssh", ...TUNNEL_PATHS];
 
@@ -174,19 +175,35 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     });
   }
   if (name.startsWith("rev-")) {
-    const transport = name.slice(4);
-    const [bind, published] = freePorts(2);
+    // "rev-tcpmux-50ms": the legs cross a relay adding 25 ms each way (a long path).
+    const [transport, longPath] = name.slice(4).split("-");
+    const [bind, published, relayPort] = freePorts(3);
     const tls = transport.startsWith("wss") ? ctx.cert : null;
     const server = await write(
       "server.toml",
       `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\nports = ["127.0.0.1:${published}=${ctx.target}"]\n` +
         (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : ""),
     );
+    const relay = longPath
+      ? spawnProcess([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "scripts/bench/delay_relay.ts",
+        String(relayPort),
+        String(bind),
+        String(parseInt(longPath) / 2),
+      ])
+      : null;
     const client = await write(
       "client.toml",
-      `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\n`,
+      `[client]\nremote_addr = "127.0.0.1:${
+        relay ? relayPort : bind
+      }"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\n`,
     );
-    return await startPair(name, { server, client }, false, tcp(published));
+    const path = await startPair(name, { server, client }, false, tcp(published));
+    if (!relay) return path;
+    return { ...path, stop: async () => void await Promise.all([path.stop(), stop(relay)]) };
   }
   return `unknown path ${name}`;
 }
