@@ -117,25 +117,31 @@ export async function connRate(path: Path, concurrency: number, seconds: number)
   };
 }
 
-/** 64-byte ping-pong over one open stream: `count` round trips, or as many as fit in 5 s. */
+/**
+ * 64-byte ping-pong over one open stream: `count` timed round trips, or as many as fit in 5 s,
+ * after up to 100 untimed ones (at most 1 s: compilation, buffers growing) on every path.
+ */
 export async function rtt(path: Path, count: number) {
   const c = await path.connect();
   await writeAll(c, new Uint8Array([0x45]));
   const msg = new Uint8Array(64);
   const buf = new Uint8Array(64);
-  const times: number[] = [];
-  // The first round trips (compilation, buffers growing) are not timed, for any path.
-  const warm = Math.min(100, count);
-  const deadline = performance.now() + 5000;
-  for (let i = -warm; i < count && performance.now() < deadline; i++) {
-    const s = performance.now();
+  const once = async () => {
     await writeAll(c, msg);
     for (let got = 0; got < 64;) {
       const n = await c.read(buf.subarray(got));
       if (n === null) throw new Error("echo closed");
       got += n;
     }
-    if (i >= 0) times.push((performance.now() - s) * 1000);
+  };
+  const warmEnd = performance.now() + 1000;
+  for (let i = 0; i < 100 && performance.now() < warmEnd; i++) await once();
+  const times: number[] = [];
+  const deadline = performance.now() + 5000;
+  while (times.length < count && performance.now() < deadline) {
+    const s = performance.now();
+    await once();
+    times.push((performance.now() - s) * 1000);
   }
   c.close();
   times.sort((a, b) => a - b);
