@@ -46,6 +46,7 @@ export async function readExact(conn: ByteConn, n: number): Promise<Uint8Array |
  * costs one promise: this runs for every frame and every relayed chunk.
  */
 export function writeAll(conn: ByteConn, b: Uint8Array): Promise<void> {
+  if (b.length === 0) return Promise.resolve();
   return conn.write(b).then((n) => n < b.length ? writeRest(conn, b, n) : undefined);
 }
 
