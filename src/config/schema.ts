@@ -192,7 +192,7 @@ const ROWS = [
     to: "session.streamWindowMax",
     default: "16MiB",
     doc:
-      "a stream whose socket keeps up has its window doubled up to this (at least stream_window)",
+      "a stream held back by its window gets it doubled, up to this on a long path (4MiB on a short one)",
     min: 1024,
     max: GiB,
   }),
