@@ -247,17 +247,23 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
   }
 });
 
-Deno.test("a stream held back only by its window gets a larger one, up to the maximum", async () => {
-  const window = 8192, windowMax = 65536;
-  const host = new FakeHost(window, 65535, windowMax);
-  const s = new Stream(11, host);
+/**
+ * Feeds `input` to a stream as a peer that always spends all its credit at once, so only the window
+ * holds it back; checks that the socket gets exactly `input`. Returns the most credit the peer
+ * held at once: the widest window it saw. The stream stays open until `beforeClose` resolves.
+ */
+async function spendAllCredit(
+  host: FakeHost,
+  id: number,
+  input: Uint8Array,
+  beforeClose?: () => Promise<void>,
+): Promise<number> {
+  const s = new Stream(id, host);
   const { local, app } = await tcpPair();
   try {
     s.attach(local, TRAFFIC);
-    const input = bytes(64 * window, 5);
     const reading = readN(app, input.length);
-    // The peer always spends all its credit at once: only the window holds it back.
-    let sent = 0, credit = window, widest = 0;
+    let sent = 0, credit = host.window, widest = 0;
     while (sent < input.length) {
       const n = Math.min(credit, input.length - sent);
       if (n > 0) {
@@ -272,14 +278,53 @@ Deno.test("a stream held back only by its window gets a larger one, up to the ma
       widest = Math.max(widest, credit);
     }
     sameBytes(await reading, input);
-    assert.ok(widest > window, `the window grew (most credit at once: ${widest})`);
-    assert.ok(widest <= windowMax, `never past the maximum (${widest})`);
     assert.equal(host.overrun, null);
     assert.equal(host.ctrls(Ctrl.RESET).length, 0);
+    await beforeClose?.();
+    return widest;
   } finally {
     s.abort("test over");
     safeClose(app);
   }
+}
+
+const KiB = 1024, MiB = 1024 * 1024;
+
+Deno.test("a stream held back only by its window gets a larger one, up to the maximum", async () => {
+  const window = 8 * KiB, windowMax = 64 * KiB;
+  const widest = await spendAllCredit(
+    new FakeHost(window, 65535, windowMax),
+    11,
+    bytes(512 * KiB, 5),
+  );
+  assert.ok(widest > window, `the window grew (most credit at once: ${widest})`);
+  assert.ok(widest <= windowMax, `never past the maximum (${widest})`);
+});
+
+Deno.test("on a short path windows grow to 4 MiB at most, and streams share 3 MiB of growth", async () => {
+  const window = 64 * KiB;
+  // Both streams stay open until both are done: a stream that ends gives its growth back.
+  let done = 0;
+  const both = Promise.withResolvers<void>();
+  const hold = () => {
+    if (++done === 2) both.resolve();
+    return both.promise;
+  };
+  const [a, b] = await Promise.all([
+    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 13, bytes(16 * MiB, 6), hold),
+    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 15, bytes(16 * MiB, 7), hold),
+  ]);
+  assert.ok(Math.max(a, b) > window, `a window grew (${a}, ${b})`);
+  assert.ok(a <= 4 * MiB && b <= 4 * MiB, `neither past 4 MiB (${a}, ${b})`);
+  assert.ok(a + b <= 2 * window + 3 * MiB, `growth shared (${a} + ${b})`);
+});
+
+Deno.test("on a long path a window grows past 4 MiB, up to the maximum", async () => {
+  // A 400 ms round trip: a window written within 800 ms is what holds the stream back.
+  const host = new FakeHost(64 * KiB, 65535, 8 * MiB, 400);
+  const widest = await spendAllCredit(host, 17, bytes(24 * MiB, 8));
+  assert.ok(widest > 4 * MiB, `grew past the short-path limit (${widest})`);
+  assert.ok(widest <= 8 * MiB, `never past the maximum (${widest})`);
 });
 
 Deno.test("no WINDOW grant before the local socket consumed the data", () => {
