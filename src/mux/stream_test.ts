@@ -210,6 +210,33 @@ Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", 
   }
 });
 
+/**
+ * The peer: sends `input` as DATA in pieces of at most `chunk`, never beyond the credit granted,
+ * and waits for grants when it has none. Returns the most credit it held at once.
+ */
+async function peerSends(
+  s: Stream,
+  host: FakeHost,
+  input: Uint8Array,
+  chunk = Infinity,
+): Promise<number> {
+  let sent = 0, credit = host.window, widest = 0;
+  while (sent < input.length) {
+    const n = Math.min(chunk, credit, input.length - sent);
+    if (n > 0) {
+      s.onFrame(Flag.DATA, input.slice(sent, sent + n), false);
+      sent += n;
+      credit -= n;
+      continue;
+    }
+    const before = host.grants.length;
+    await until(() => host.grants.length > before, "a grant");
+    credit += host.grants.slice(before).reduce((a, b) => a + b, 0);
+    widest = Math.max(widest, credit);
+  }
+  return widest;
+}
+
 Deno.test("received data is written to the socket and WINDOW grants what it consumed", async () => {
   const window = 8192;
   const host = new FakeHost(window, 65535);
@@ -220,21 +247,7 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
     const chunk = window / 8;
     const input = bytes(4 * window, 4);
     const reading = readN(app, input.length);
-    // The peer keeps within the window: it sends more only as grants come back.
-    let sent = 0;
-    let credit = window;
-    while (sent < input.length) {
-      const n = Math.min(chunk, credit, input.length - sent);
-      if (n > 0) {
-        s.onFrame(Flag.DATA, input.slice(sent, sent + n), false);
-        sent += n;
-        credit -= n;
-        continue;
-      }
-      const before = host.grants.length;
-      await until(() => host.grants.length > before, "a grant");
-      credit += host.grants.slice(before).reduce((a, b) => a + b, 0);
-    }
+    await peerSends(s, host, input, chunk);
     sameBytes(await reading, input);
     await until(() => host.grants.reduce((a, b) => a + b, 0) === input.length, "all grants");
     assert.ok(host.grants.every((g) => g >= window / 8), "grants are batched, not per byte");
@@ -263,20 +276,7 @@ async function spendAllCredit(
   try {
     s.attach(local, TRAFFIC);
     const reading = readN(app, input.length);
-    let sent = 0, credit = host.window, widest = 0;
-    while (sent < input.length) {
-      const n = Math.min(credit, input.length - sent);
-      if (n > 0) {
-        s.onFrame(Flag.DATA, input.slice(sent, sent + n), false);
-        sent += n;
-        credit -= n;
-        continue;
-      }
-      const before = host.grants.length;
-      await until(() => host.grants.length > before, "a grant");
-      credit += host.grants.slice(before).reduce((a, b) => a + b, 0);
-      widest = Math.max(widest, credit);
-    }
+    const widest = await peerSends(s, host, input);
     sameBytes(await reading, input);
     assert.equal(host.overrun, null);
     assert.equal(host.ctrls(Ctrl.RESET).length, 0);
