@@ -279,6 +279,8 @@ export class Stream {
       while (this.#queue.length && !this.#done) {
         const c = this.#queue[0];
         await writeAll(conn, c);
+        // Ended meanwhile: its queue is gone and nothing more is granted.
+        if (this.#done) break;
         this.#queue.shift();
         if (this.#pooled.shift()) chunkPool.give(c);
         this.#queued -= c.length;
