@@ -1,17 +1,15 @@
 /**
- * Memory under authenticated abuse, measured: starts a server process with the default limits,
- * lets a key holder open more sessions than allowed, each with streams whose target never reads
- * and streams whose target floods, drop every leg, and prints the server's RSS before, at the peak,
- * and once the abandoned sessions have expired.
+ * Memory under authenticated abuse, measured: starts a server process with the default limits and
+ * the allocator setting it is deployed with, lets a key holder open more sessions than allowed,
+ * each with streams whose target never reads and streams whose target floods, drop every leg, and
+ * prints the server's RSS before, at the peak, and once the abandoned sessions have expired.
  *
  *   deno task abuse [--sessions 160] [--stuck 16] [--flood 4] [--resume-timeout 60s]
  */
 
 import { parseArgs } from "node:util";
-import { abuse, abuseTargets } from "../tests/helpers/abuse.ts";
+import { abuse, abuseTargets, spawnAbuseServer } from "../tests/helpers/abuse.ts";
 import { freePort } from "../tests/helpers/ports.ts";
-import { nodeArgs, spawnNode } from "../tests/helpers/process.ts";
-import { TEST_KEY } from "../tests/helpers/tunnel.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -31,16 +29,7 @@ function rss(pid: number): { rss: number; peak: number } {
 
 const mib = (n: number) => `${n.toFixed(0)} MiB`;
 const legPort = await freePort();
-const server = spawnNode(
-  nodeArgs("server", {
-    "server.upstream_addr": `127.0.0.1:${legPort}`,
-    "server.downstream_addr": `127.0.0.1:${legPort}`,
-    "server.transport": "tcp",
-    "server.allow_private": "true",
-    "session.resume_timeout": values["resume-timeout"]!,
-  }),
-  { HT_AUTH_KEY: TEST_KEY, HT_LOG_LEVEL: "warning" },
-);
+const server = spawnAbuseServer(legPort, values["resume-timeout"]!, { HT_LOG_LEVEL: "warning" });
 const targets = abuseTargets();
 try {
   await server.waitForLog(/server running|listening/).catch(() => {});

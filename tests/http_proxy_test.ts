@@ -60,6 +60,24 @@ function curl(args: string[], env?: Record<string, string>): Promise<Run> {
   return run("curl", ["-sS", "--max-time", "30", ...args], { no_proxy: "", NO_PROXY: "", ...env });
 }
 
+/**
+ * The status the proxy answers for `url`, asked both ways: as an absolute-form request and as a
+ * CONNECT (`curl -p`). `stderr` of both, for failure messages.
+ */
+async function statuses(proxy: string, url: string, extra: string[] = []) {
+  const code = (w: string, p: string[]) =>
+    curl(["-o", "/dev/null", "-w", w, ...p, ...extra, "-x", proxy, url]);
+  const [abs, conn] = await Promise.all([
+    code("%{http_code}", []),
+    code("%{http_connect}", ["-p"]),
+  ]);
+  return {
+    absolute: text(abs.stdout),
+    connect: text(conn.stdout),
+    stderr: abs.stderr + conn.stderr,
+  };
+}
+
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
 async function withSetup(
@@ -171,54 +189,16 @@ Deno.test("http proxy: a refused target gets 502 quickly, for both request kinds
     const closed = l.addr.port;
     l.close();
     const t0 = Date.now();
-    const abs = await curl([
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      "-x",
-      proxy,
-      `http://127.0.0.1:${closed}/`,
-    ]);
-    assert.equal(text(abs.stdout), "502", abs.stderr);
-    const conn = await curl([
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_connect}",
-      "-p",
-      "-x",
-      proxy,
-      `http://127.0.0.1:${closed}/`,
-    ]);
-    assert.equal(text(conn.stdout), "502", conn.stderr);
+    const r = await statuses(proxy, `http://127.0.0.1:${closed}/`);
+    assert.deepEqual([r.absolute, r.connect], ["502", "502"], r.stderr);
     assert.ok(Date.now() - t0 < 5_000, `took ${Date.now() - t0} ms`);
   });
 });
 
 Deno.test("http proxy: the exit's policy refusal (allow_private: false) gets 403", async () => {
   await withSetup(async (proxy, port) => {
-    const abs = await curl([
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      "-x",
-      proxy,
-      `http://127.0.0.1:${port}/`,
-    ]);
-    assert.equal(text(abs.stdout), "403", abs.stderr);
-    const conn = await curl([
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_connect}",
-      "-p",
-      "-x",
-      proxy,
-      `http://127.0.0.1:${port}/`,
-    ]);
-    assert.equal(text(conn.stdout), "403", conn.stderr);
+    const r = await statuses(proxy, `http://127.0.0.1:${port}/`);
+    assert.deepEqual([r.absolute, r.connect], ["403", "403"], r.stderr);
   }, { server: "  allow_private: false\n" });
 });
 

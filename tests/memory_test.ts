@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { abuse, abuseTargets } from "./helpers/abuse.ts";
+import { abuse, abuseTargets, spawnAbuseServer } from "./helpers/abuse.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
 import { nodeArgs, spawnNode } from "./helpers/process.ts";
@@ -27,17 +27,7 @@ Deno.test({
   async fn() {
     const legPort = await freePort();
     const socksPort = await freePort();
-    const env = { HT_AUTH_KEY: TEST_KEY, MALLOC_MMAP_THRESHOLD_: "65536" };
-    const server = spawnNode(
-      nodeArgs("server", {
-        "server.upstream_addr": `127.0.0.1:${legPort}`,
-        "server.downstream_addr": `127.0.0.1:${legPort}`,
-        "server.transport": "tcp",
-        "server.allow_private": "true",
-        "session.resume_timeout": "3s",
-      }),
-      env,
-    );
+    const server = spawnAbuseServer(legPort, "3s");
     const targets = abuseTargets();
     const echo = echoServer();
     let client: ReturnType<typeof spawnNode> | null = null;
@@ -59,7 +49,7 @@ Deno.test({
           "client.downstream_url": `tcp://127.0.0.1:${legPort}/`,
           "client.socks5.listen": `127.0.0.1:${socksPort}`,
         }),
-        env,
+        { HT_AUTH_KEY: TEST_KEY },
       );
       await client.waitForLog(/session \w+ established/);
       const c = await socks5Connect(

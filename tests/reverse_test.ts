@@ -6,60 +6,13 @@
 
 import assert from "node:assert/strict";
 import { parseConfigText } from "../src/config/load.ts";
-import { type RunningServer, startServer } from "../src/runtime/server.ts";
-import { type RunningClient, startClient } from "../src/runtime/client.ts";
+import { startServer } from "../src/runtime/server.ts";
+import { startClient } from "../src/runtime/client.ts";
 import { echoServer, pattern, readAll, serveTcp, sha256, within, writeAll } from "./helpers/net.ts";
-import { selfSignedCert } from "./helpers/tls.ts";
 import { freePort, freeRange } from "./helpers/ports.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
 import { config } from "./helpers/tunnel.ts";
-
-const TOKEN = "reverse-test-token-0123456789";
-
-export interface Reverse {
-  server: RunningServer;
-  client: RunningClient;
-  published: number;
-  close(): Promise<void>;
-}
-
-export async function startReverse(
-  transport: string,
-  target: number,
-  extra: { server?: string; client?: string; token?: string } = {},
-): Promise<Reverse> {
-  const published = await freePort();
-  const tls = transport.startsWith("wss") ? await selfSignedCert() : null;
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
-      `log_level = "error"\n` +
-      (extra.server?.includes("ports =") ? "" : `ports = ["127.0.0.1:${published}=${target}"]\n`) +
-      (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : "") +
-      (extra.server ?? ""),
-    "toml",
-    "test-server.toml",
-    { env: {} },
-  ));
-  const bind = server.legAddrs[0].port;
-  const client = await startClient(parseConfigText(
-    `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\n` +
-      `token = "${extra.token ?? TOKEN}"\nlog_level = "error"\nretry_interval = 1\n` +
-      (extra.client ?? ""),
-    "toml",
-    "test-client.toml",
-    { env: {} },
-  ));
-  return {
-    server,
-    client,
-    published,
-    async close() {
-      await client.close();
-      await server.close();
-      await tls?.cleanup();
-    },
-  };
-}
+import { startReverse, TOKEN } from "./helpers/reverse.ts";
 
 async function echoRoundTrip(port: number, data: Uint8Array): Promise<Uint8Array> {
   const c = await Deno.connect({ hostname: "127.0.0.1", port });

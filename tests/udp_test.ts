@@ -7,9 +7,10 @@
 
 import assert from "node:assert/strict";
 import { parseConfigText } from "../src/config/load.ts";
-import { type RunningServer, startServer } from "../src/runtime/server.ts";
-import { type RunningClient, startClient } from "../src/runtime/client.ts";
+import { startServer } from "../src/runtime/server.ts";
+import { startClient } from "../src/runtime/client.ts";
 import { freePort } from "./helpers/ports.ts";
+import { type Reverse, startReverse } from "./helpers/reverse.ts";
 import { hasCommand, spawnProcess } from "./helpers/process.ts";
 import { digAnswers, iperfUdp, startDnsmasq, udpEcho } from "./helpers/udp.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
@@ -18,37 +19,11 @@ import { startFaultProxy } from "./helpers/fault_proxy.ts";
 
 const TOKEN = "udp-test-token-0123456789-abcdef";
 
-async function reverseUdp(
-  transport: string,
-  target: number,
-): Promise<
-  { server: RunningServer; client: RunningClient; published: number; close(): Promise<void> }
-> {
-  const published = await freePort();
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
-      `log_level = "error"\naccept_udp = true\nports = ["127.0.0.1:${published}=${target}"]\n`,
-    "toml",
-    "s.toml",
-    { env: {} },
-  ));
-  const client = await startClient(parseConfigText(
-    `[client]\nremote_addr = "127.0.0.1:${server.legAddrs[0].port}"\ntransport = "${transport}"\n` +
-      `token = "${TOKEN}"\nlog_level = "error"\n`,
-    "toml",
-    "c.toml",
-    { env: {} },
-  ));
-  await client.mux(10_000);
-  return {
-    server,
-    client,
-    published,
-    async close() {
-      await client.close();
-      await server.close();
-    },
-  };
+/** A reverse tunnel whose published port also carries UDP, ready to carry streams. */
+async function reverseUdp(transport: string, target: number): Promise<Reverse> {
+  const r = await startReverse(transport, target, { server: "accept_udp = true\n" });
+  await r.client.mux(10_000);
+  return r;
 }
 
 for (const transport of ["tcpmux", "wsmux", "tcp", "ws"]) {
@@ -251,23 +226,12 @@ Deno.test({
     const iperf = spawnProcess(["iperf3", "-s", "-p", String(target), "-B", "127.0.0.1"]);
     const echo = echoServer();
     const published = await freePort(), tcpPort = await freePort();
-    const server = await startServer(parseConfigText(
-      `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${TOKEN}"\n` +
-        `log_level = "error"\naccept_udp = true\n` +
+    const r = await startReverse("tcpmux", target, {
+      server: `accept_udp = true\n` +
         `ports = ["127.0.0.1:${published}=${target}", "127.0.0.1:${tcpPort}=${echo.port}"]\n`,
-      "toml",
-      "s.toml",
-      { env: {} },
-    ));
-    const client = await startClient(parseConfigText(
-      `[client]\nremote_addr = "127.0.0.1:${server.legAddrs[0].port}"\ntransport = "tcpmux"\n` +
-        `token = "${TOKEN}"\nlog_level = "error"\n`,
-      "toml",
-      "c.toml",
-      { env: {} },
-    ));
+    });
     try {
-      await client.mux(10_000);
+      await r.client.mux(10_000);
       await new Promise((r) => setTimeout(r, 300));
       const before = Deno.memoryUsage().rss;
       const flood = iperfUdp(published, "2G", 30).catch(() => null);
@@ -290,8 +254,7 @@ Deno.test({
       const grew = (peak - before) / 2 ** 20;
       assert.ok(grew < 256, `RSS grew ${grew.toFixed(0)} MiB during the flood`);
     } finally {
-      await client.close();
-      await server.close();
+      await r.close();
       await echo.close();
       await iperf.stop("SIGTERM");
     }

@@ -21,6 +21,13 @@ function quote(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, "\\$1")}"`;
 }
 
+/**
+ * The allocator setting the unit (and the Dockerfile) run the tunnel with: buffers of 64 KiB and
+ * more come from mmap, so memory freed after a burst (or an abuse) goes back to the system instead
+ * of staying in the allocator's heap. Tests and `deno task abuse` measure memory with it too.
+ */
+export const DEPLOYED_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: "65536" };
+
 /** Exit code of half-tunnel for a config (or command line) it refuses. */
 export const CONFIG_ERROR_EXIT = 2;
 
@@ -58,7 +65,7 @@ CacheDirectory=half-tunnel
 Environment=DENO_DIR=/var/cache/half-tunnel
 # Buffers of 64 KiB and more come from mmap, so memory freed after a burst (or an abuse) goes back
 # to the system instead of staying in the allocator's heap.
-Environment=MALLOC_MMAP_THRESHOLD_=65536
+${Object.entries(DEPLOYED_ENV).map(([k, v]) => `Environment=${k}=${v}`).join("\n")}
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=true

@@ -473,6 +473,35 @@ function remember(recent: Known[], k: Known): void {
 // ---------------------------------------------------------------------------------------------
 // Target: tunnel frames on a raw TCP leg.
 
+/** After an OK welcome: remembers the session and returns the frame generator that continues it. */
+function acceptedSession(
+  r: TunnelRig,
+  recent: Known[],
+  sid: Uint8Array,
+  w: ReturnType<typeof parseWelcomeFrame>,
+): FrameGen {
+  const hmac = (w.flags & HelloFlag.HMAC) !== 0;
+  remember(recent, { sid, hmac });
+  return {
+    sid,
+    mac: hmac ? new FrameMac(frameKey(keys(), sid)) : null,
+    seq: w.recvAck,
+    streams: [],
+    nextStream: 1,
+    safe: r.safe,
+  };
+}
+
+/**
+ * Waits for the server's answer to the keepalive probe. True when it answered; false when it closed
+ * the leg instead (it refused what came before); throws when it did neither.
+ */
+async function probeAnswered(inbox: Inbox, answered: () => boolean): Promise<boolean> {
+  if (await inbox.wait(answered, PROBE_MS)) return true;
+  if (inbox.eof) return false;
+  throw new Error("the server neither answered the keepalive probe nor closed the leg");
+}
+
 interface TunnelRig {
   tunnel: Tunnel;
   echo: TestServer;
@@ -547,16 +576,7 @@ async function framesCase(
       }
       return;
     }
-    const hmac = (w.flags & HelloFlag.HMAC) !== 0;
-    remember(recent, { sid: plan.sid, hmac });
-    const g: FrameGen = {
-      sid: plan.sid,
-      mac: hmac ? new FrameMac(frameKey(keys(), plan.sid)) : null,
-      seq: w.recvAck,
-      streams: [],
-      nextStream: 1,
-      safe: r.safe,
-    };
+    const g = acceptedSession(r, recent, plan.sid, w);
     const watch = new ProbeWatch();
     // The server's frames start after the welcome.
     const answered = () => watch.scan(inbox.bytes.subarray(WELCOME_FRAME_LEN));
@@ -586,11 +606,7 @@ async function framesCase(
         await inbox.closed(PROBE_MS);
         return;
       }
-      const ok = await inbox.wait(answered, PROBE_MS);
-      if (!ok) {
-        if (inbox.eof) return;
-        throw new Error("the server neither answered the keepalive probe nor closed the leg");
-      }
+      if (!await probeAnswered(inbox, answered)) return;
     }
   } finally {
     await shut(conn, inbox);
@@ -815,16 +831,7 @@ async function websocketCase(
       if (!await inbox.closed(PROBE_MS)) throw new Error("UNKNOWN_SESSION but the leg stayed open");
       return;
     }
-    const hmac = (w.flags & HelloFlag.HMAC) !== 0;
-    remember(recent, { sid: plan.sid, hmac });
-    const g: FrameGen = {
-      sid: plan.sid,
-      mac: hmac ? new FrameMac(frameKey(keys(), plan.sid)) : null,
-      seq: w.recvAck,
-      streams: [],
-      nextStream: 1,
-      safe: r.safe,
-    };
+    const g = acceptedSession(r, recent, plan.sid, w);
     const watch = new ProbeWatch();
     const answered = () => watch.scan(tunnelIn().subarray(WELCOME_FRAME_LEN));
     for (let round = rng.range(1, 3); round > 0; round--) {
@@ -877,10 +884,7 @@ async function websocketCase(
         }
         return;
       }
-      if (!await inbox.wait(answered, PROBE_MS)) {
-        if (inbox.eof) return;
-        throw new Error("the server neither answered the keepalive probe nor closed the leg");
-      }
+      if (!await probeAnswered(inbox, answered)) return;
     }
   } finally {
     await shut(conn, inbox);

@@ -16,6 +16,29 @@ import { Mux, muxLimits } from "../../src/mux/mux.ts";
 import { TcpLeg } from "../../src/transport/tcp_leg.ts";
 import { serveTcp, type TestServer, writeAll } from "./net.ts";
 import { TEST_KEY } from "./tunnel.ts";
+import { nodeArgs, type NodeProcess, spawnNode } from "./process.ts";
+import { DEPLOYED_ENV } from "../../src/service/unit.ts";
+
+/**
+ * A server as the abuse targets it: raw TCP legs on `legPort`, private targets allowed, sessions
+ * kept `resumeTimeout` after their legs drop, and the allocator setting it is deployed with.
+ */
+export function spawnAbuseServer(
+  legPort: number,
+  resumeTimeout: string,
+  env: Record<string, string> = {},
+): NodeProcess {
+  return spawnNode(
+    nodeArgs("server", {
+      "server.upstream_addr": `127.0.0.1:${legPort}`,
+      "server.downstream_addr": `127.0.0.1:${legPort}`,
+      "server.transport": "tcp",
+      "server.allow_private": "true",
+      "session.resume_timeout": resumeTimeout,
+    }),
+    { HT_AUTH_KEY: TEST_KEY, ...DEPLOYED_ENV, ...env },
+  );
+}
 
 export interface AbusePlan {
   legPort: number;

@@ -1,0 +1,58 @@
+/**
+ * A reverse tunnel in this process from Backhaul-style TOML: a server publishing one port to
+ * `target` (unless `extra.server` sets its own ports) and a client dialling it, on any transport
+ * (wss ones with a throwaway certificate).
+ */
+
+import { parseConfigText } from "../../src/config/load.ts";
+import { type RunningServer, startServer } from "../../src/runtime/server.ts";
+import { type RunningClient, startClient } from "../../src/runtime/client.ts";
+import { selfSignedCert } from "./tls.ts";
+import { freePort } from "./ports.ts";
+
+export const TOKEN = "reverse-test-token-0123456789";
+
+export interface Reverse {
+  server: RunningServer;
+  client: RunningClient;
+  published: number;
+  close(): Promise<void>;
+}
+
+export async function startReverse(
+  transport: string,
+  target: number,
+  extra: { server?: string; client?: string; token?: string } = {},
+): Promise<Reverse> {
+  const published = await freePort();
+  const tls = transport.startsWith("wss") ? await selfSignedCert() : null;
+  const server = await startServer(parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
+      `log_level = "error"\n` +
+      (extra.server?.includes("ports =") ? "" : `ports = ["127.0.0.1:${published}=${target}"]\n`) +
+      (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : "") +
+      (extra.server ?? ""),
+    "toml",
+    "test-server.toml",
+    { env: {} },
+  ));
+  const bind = server.legAddrs[0].port;
+  const client = await startClient(parseConfigText(
+    `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\n` +
+      `token = "${extra.token ?? TOKEN}"\nlog_level = "error"\nretry_interval = 1\n` +
+      (extra.client ?? ""),
+    "toml",
+    "test-client.toml",
+    { env: {} },
+  ));
+  return {
+    server,
+    client,
+    published,
+    async close() {
+      await client.close();
+      await server.close();
+      await tls?.cleanup();
+    },
+  };
+}
