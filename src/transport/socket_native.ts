@@ -1,12 +1,13 @@
 /**
  * What the runtime does not expose about its sockets, reached through libc on Linux: the descriptor
- * behind a connection or listener is found through /proc (its address pair names an inode in
- * /proc/net/tcp or tcp6, and /proc/self/fd names the descriptor holding that inode), and options
- * are set on it with setsockopt. Used for resets (socket_reset.ts) and for TCP_NODELAY on TLS
- * connections, which the runtime cannot tune (burst_listener.ts).
+ * behind a connection or listener is found among this process's descriptors (/proc/self/fd) by
+ * asking each for its addresses (getpeername, getsockname), and options are set on it with
+ * setsockopt. Used for resets (socket_reset.ts) and for TCP_NODELAY on TLS connections, which the
+ * runtime cannot tune (burst_listener.ts). Structures are read little-endian, as on every CPU the
+ * runtime ships for.
  */
 
-import { formatIPv6, parseIPv4, parseIPv6 } from "../protocol/address.ts";
+import { parseIPv4, parseIPv6 } from "../protocol/address.ts";
 
 export const SOL_SOCKET = 1;
 export const SO_LINGER = 13;
@@ -15,11 +16,12 @@ const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const O_RDWR = 2;
 const O_CLOEXEC = 0o2000000;
-/** The state /proc/net/tcp prints for a listening socket. */
-const LISTEN = "0A";
 
 export interface Libc {
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
+  getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
+  getpeername(fd: number, addr: Uint8Array, len: Uint8Array): number;
   dup2(from: number, to: number): number;
 }
 
@@ -42,6 +44,9 @@ function load(): Native | null {
   try {
     const lib = Deno.dlopen("libc.so.6", {
       setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+      getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+      getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+      getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
       dup2: { parameters: ["i32", "i32"], result: "i32" },
       open: { parameters: ["buffer", "i32"], result: "i32" },
     });
@@ -56,63 +61,90 @@ function load(): Native | null {
   }
 }
 
-/** One socket of this process as /proc/net/tcp lists it. */
-interface ProcSocket {
-  inode: string;
-  /** For a listening socket: connections waiting in its accept queue. */
-  queued: number;
+/** AF_INET and AF_INET6 as Linux numbers them, and the socket options read here. */
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SO_ACCEPTCONN = 30;
+const TCP_INFO = 11;
+/** Offset of tcpi_unacked in struct tcp_info: for a listening socket, its accept queue length. */
+const TCPI_UNACKED = 24;
+
+/** Scratch space for one sockaddr (sockaddr_storage is 128 bytes) and its length. */
+const addrBuf = new Uint8Array(128);
+const addrLen = new Uint32Array(1);
+const addrLenBytes = new Uint8Array(addrLen.buffer);
+
+/**
+ * An address as a comparable string: 16 bytes in IPv6 form (IPv4 as ::ffff:a.b.c.d, which is how a
+ * dual-stack socket holds an IPv4 peer) and the port. Null for what cannot be matched (a zone id).
+ */
+export function addrKey(a: Deno.NetAddr): string | null {
+  const host = a.hostname.replace(/^\[|\]$/g, "");
+  const v4 = parseIPv4(host);
+  const bytes = v4 ? [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4] : parseIPv6(host);
+  return bytes ? `${bytes.join(".")}:${a.port}` : null;
 }
 
-/** Sockets whose "local remote" pair (as procKeys prints it) is in `wanted`, with `state` if given. */
-function procSockets(wanted: Set<string>, state?: string): ProcSocket[] {
-  const out: ProcSocket[] = [];
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n")) {
-      const f = line.trim().split(/\s+/);
-      if (
-        f.length > 9 && f[9] !== "0" && wanted.has(`${f[1]} ${f[2]}`) &&
-        (state === undefined || f[3] === state)
-      ) out.push({ inode: f[9], queued: parseInt(f[4].split(":")[1] ?? "0", 16) || 0 });
-    }
+/** The same key for the sockaddr in addrBuf; null if it is not an IP address. */
+function sockaddrKey(): string | null {
+  const family = addrBuf[0] | (addrBuf[1] << 8);
+  const port = (addrBuf[2] << 8) | addrBuf[3];
+  if (family === AF_INET) {
+    return `0.0.0.0.0.0.0.0.0.0.255.255.${addrBuf.subarray(4, 8).join(".")}:${port}`;
   }
-  return out;
+  if (family === AF_INET6) return `${addrBuf.subarray(8, 24).join(".")}:${port}`;
+  return null;
 }
 
-/** The descriptors holding the sockets with these inodes. */
-function fdsOf(inodes: Set<string>): number[] {
+/** The local address of descriptor `fd` (getsockname), as addrKey makes it. */
+function localKey(n: Native, fd: number): string | null {
+  addrLen[0] = addrBuf.length;
+  return n.libc.getsockname(fd, addrBuf, addrLenBytes) === 0 ? sockaddrKey() : null;
+}
+
+/**
+ * Every descriptor number this process may have open: 0 up to the size of its descriptor table
+ * (FDSize in /proc/self/status). Asking a number that is not open costs one failing system call,
+ * less than listing /proc/self/fd. Throws if /proc cannot be read.
+ */
+function* fdRange(): Generator<number> {
+  const size = Number(/^FDSize:\s*(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))?.[1]);
+  if (!(size > 0)) throw new Error("no FDSize in /proc/self/status");
+  for (let fd = 0; fd < size; fd++) yield fd;
+}
+
+/**
+ * The descriptors of these connections, found by asking each descriptor number for its peer (and,
+ * when the peer's port is one asked for, its own address): a cost in the size of this process's
+ * descriptor table, with no text to parse, whatever else the host holds. (The system-wide
+ * /proc/net/tcp lists every socket of the host, TIME_WAIT included; reading it took ~100 ms per
+ * reset on a busy one.) A connection still open is the only socket of this process with its address
+ * pair, so a match is exact. Throws if /proc cannot be read.
+ */
+export function connFds(conns: Deno.Conn[]): number[] {
+  const n = native();
+  if (!n) return [];
+  const wanted = new Set<string>();
+  const ports = new Set<number>();
+  for (const c of conns) {
+    const remote = c.remoteAddr as Deno.NetAddr;
+    const r = addrKey(remote), l = addrKey(c.localAddr as Deno.NetAddr);
+    if (r === null || l === null) continue;
+    wanted.add(`${l} ${r}`);
+    ports.add(remote.port);
+  }
   const fds: number[] = [];
-  if (inodes.size === 0) return fds;
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    let link: string;
-    try {
-      link = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
-    } catch {
-      continue;
-    }
-    const m = /^socket:\[(\d+)\]$/.exec(link);
-    if (!m || !inodes.has(m[1])) continue;
-    fds.push(Number(e.name));
-    inodes.delete(m[1]);
-    if (inodes.size === 0) break;
+  for (const fd of wanted.size > 0 ? fdRange() : []) {
+    addrLen[0] = addrBuf.length;
+    if (n.libc.getpeername(fd, addrBuf, addrLenBytes) !== 0) continue;
+    if (!ports.has((addrBuf[2] << 8) | addrBuf[3])) continue;
+    const remote = sockaddrKey();
+    const local = localKey(n, fd);
+    if (remote === null || local === null || !wanted.delete(`${local} ${remote}`)) continue;
+    fds.push(fd);
+    if (wanted.size === 0) break;
   }
   return fds;
-}
-
-/** The descriptors of these connections. Throws if /proc cannot be read. */
-export function connFds(conns: Deno.Conn[]): number[] {
-  const wanted = new Set<string>();
-  for (const c of conns) {
-    for (const k of procKeys(c.localAddr as Deno.NetAddr, c.remoteAddr as Deno.NetAddr)) {
-      wanted.add(k);
-    }
-  }
-  return fdsOf(new Set(procSockets(wanted).map((s) => s.inode)));
 }
 
 export interface TcpOptions {
@@ -134,18 +166,40 @@ function setTcpOptions(n: Native, fd: number, opts: TcpOptions): boolean {
  */
 export function tuneListener(addr: Deno.NetAddr, opts: TcpOptions): number | null {
   const n = native();
-  if (!n) return null;
+  const key = addrKey(addr);
+  if (!n || key === null) return null;
   try {
-    const v4 = parseIPv4(addr.hostname.replace(/^\[|\]$/g, "")) !== null;
-    const any: Deno.NetAddr = { ...addr, hostname: v4 ? "0.0.0.0" : "::", port: 0 };
-    const keys = new Set(procKeys(addr, any));
-    const fds = fdsOf(new Set(procSockets(keys, LISTEN).map((s) => s.inode)));
-    if (fds.length === 0 || !fds.every((fd) => setTcpOptions(n, fd, opts))) return null;
+    const listeners = [...fdRange()].filter((fd) =>
+      localKey(n, fd) === key && intOption(n, fd, SOL_SOCKET, SO_ACCEPTCONN) === 1
+    );
+    if (listeners.length === 0 || !listeners.every((fd) => setTcpOptions(n, fd, opts))) return null;
     // Read after setting: a connection made in between is counted too, which is harmless.
-    return procSockets(keys, LISTEN).reduce((sum, s) => sum + s.queued, 0);
+    return listeners.reduce((sum, fd) => sum + acceptQueue(n, fd), 0);
   } catch {
     return null;
   }
+}
+
+/** An int socket option, or null if it cannot be read. */
+function intOption(n: Native, fd: number, level: number, name: number): number | null {
+  const v = new Int32Array(1), len = new Uint32Array([4]);
+  const r = n.libc.getsockopt(
+    fd,
+    level,
+    name,
+    new Uint8Array(v.buffer),
+    new Uint8Array(len.buffer),
+  );
+  return r === 0 ? v[0] : null;
+}
+
+/** Connections waiting in a listening socket's accept queue (tcp_info reports it as unacked). */
+function acceptQueue(n: Native, fd: number): number {
+  const info = new Uint8Array(256), len = new Uint32Array([info.length]);
+  if (n.libc.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, new Uint8Array(len.buffer)) !== 0) {
+    return 0;
+  }
+  return new DataView(info.buffer).getUint32(TCPI_UNACKED, true);
 }
 
 /** Sets TCP_NODELAY and SO_KEEPALIVE on these connections; false if it could not. */
@@ -157,40 +211,4 @@ export function tuneConns(conns: Deno.Conn[], opts: TcpOptions): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * The "local remote" address pairs of a connection as /proc/net/tcp and tcp6 print them: IPv4 as
- * one 32-bit word in host (little-endian) order, IPv6 as four such words, ports in hex. An IPv4
- * connection on a dual-stack socket appears in tcp6 as ::ffff:a.b.c.d, so both forms are given.
- */
-export function procKeys(local: Deno.NetAddr, remote: Deno.NetAddr): string[] {
-  const forms = (a: Deno.NetAddr): string[] => {
-    const port = a.port.toString(16).toUpperCase().padStart(4, "0");
-    const host = a.hostname.replace(/^\[|\]$/g, "");
-    const v4 = parseIPv4(host);
-    const v6 = v4 ? [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4] : parseIPv6(host);
-    const out: string[] = [];
-    if (v4) out.push(`${words(v4)}:${port}`);
-    if (v6) out.push(`${words(v6)}:${port}`);
-    // A mapped address Deno prints as IPv6 also appears in tcp as plain IPv4.
-    const mapped = !v4 && v6 && formatIPv6(new Uint8Array(v6)).startsWith("::ffff:")
-      ? v6.slice(12)
-      : null;
-    if (mapped) out.push(`${words(mapped)}:${port}`);
-    return out;
-  };
-  const ls = forms(local), rs = forms(remote);
-  const keys: string[] = [];
-  for (const l of ls) for (const r of rs) if (l.length === r.length) keys.push(`${l} ${r}`);
-  return keys;
-}
-
-/** Bytes as /proc prints them: each 4-byte group as a little-endian hex word. */
-function words(b: number[]): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 4) {
-    for (let j = 3; j >= 0; j--) s += b[i + j].toString(16).toUpperCase().padStart(2, "0");
-  }
-  return s;
 }

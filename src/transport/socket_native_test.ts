@@ -5,25 +5,18 @@ import { selfSignedCert } from "../../tests/helpers/tls.ts";
 
 /** TCP_NODELAY of a connection's socket as the kernel reports it (getsockopt through libc). */
 function noDelayOf(conn: Deno.Conn): number {
-  const lib = Deno.dlopen("libc.so.6", {
-    getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-  });
-  try {
-    const [fd] = connFds([conn]);
-    assert.ok(fd !== undefined, "the connection's descriptor is found through /proc");
-    const v = new Int32Array(1), len = new Uint32Array([4]);
-    const r = lib.symbols.getsockopt(
-      fd,
-      6,
-      1,
-      new Uint8Array(v.buffer),
-      new Uint8Array(len.buffer),
-    );
-    assert.equal(r, 0);
-    return v[0];
-  } finally {
-    lib.close();
-  }
+  const [fd] = connFds([conn]);
+  assert.ok(fd !== undefined, "the connection's descriptor is found");
+  const v = new Int32Array(1), len = new Uint32Array([4]);
+  const r = native()!.libc.getsockopt(
+    fd,
+    6,
+    1,
+    new Uint8Array(v.buffer),
+    new Uint8Array(len.buffer),
+  );
+  assert.equal(r, 0);
+  return v[0];
 }
 
 async function pem() {

@@ -2,21 +2,53 @@
 
 import assert from "node:assert/strict";
 import { canReset, resetConn } from "./socket_reset.ts";
-import { procKeys } from "./socket_native.ts";
+import { addrKey, connFds } from "./socket_native.ts";
 
-Deno.test("procKeys prints addresses as /proc/net/tcp and tcp6 do", () => {
+Deno.test("addrKey gives IPv4 and IPv4-mapped IPv6 the same key, and skips zone ids", () => {
   const a = (hostname: string, port: number): Deno.NetAddr => ({
     transport: "tcp",
     hostname,
     port,
   });
-  assert.deepEqual(procKeys(a("127.0.0.1", 8080), a("10.0.0.2", 443)), [
-    "0100007F:1F90 0200000A:01BB",
-    "0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000200000A:01BB",
-  ]);
-  assert.deepEqual(procKeys(a("::1", 1), a("::1", 2)), [
-    "00000000000000000000000001000000:0001 00000000000000000000000001000000:0002",
-  ]);
+  assert.equal(addrKey(a("127.0.0.1", 8080)), "0.0.0.0.0.0.0.0.0.0.255.255.127.0.0.1:8080");
+  assert.equal(addrKey(a("::ffff:127.0.0.1", 8080)), addrKey(a("127.0.0.1", 8080)));
+  assert.equal(addrKey(a("[::1]", 2)), "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1:2");
+  assert.equal(addrKey(a("fe80::1%eth0", 2)), null);
+});
+
+Deno.test({
+  name: "connFds finds exactly the descriptors of the connections asked for, IPv4 and IPv6",
+  ignore: !canReset(),
+  async fn() {
+    for (const hostname of ["127.0.0.1", "::1"]) {
+      const l = Deno.listen({ hostname, port: 0 });
+      const pairs = await Promise.all(Array.from({ length: 6 }, async () => {
+        const c = await Deno.connect({ hostname, port: (l.addr as Deno.NetAddr).port });
+        return [c, await l.accept()] as const;
+      }));
+      try {
+        const mine = pairs.map(([c]) => c);
+        const fds = connFds(mine);
+        assert.equal(fds.length, mine.length);
+        assert.equal(new Set(fds).size, mine.length);
+        const theirs = connFds(pairs.map(([, a]) => a));
+        assert.equal(theirs.length, mine.length);
+        assert.ok(theirs.every((fd) => !fds.includes(fd)), "each end has its own descriptor");
+        // A connection that is closed is no longer found.
+        pairs[0][0].close();
+        assert.equal(connFds([pairs[0][0]]).length, 0);
+      } finally {
+        for (const [c, a] of pairs) {
+          for (const x of [c, a]) {
+            try {
+              x.close();
+            } catch { /* closed */ }
+          }
+        }
+        l.close();
+      }
+    }
+  },
 });
 
 Deno.test({
