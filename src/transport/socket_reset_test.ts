@@ -73,3 +73,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "resets asked for one by one among thousands of open sockets all arrive (batched scans)",
+  ignore: !canReset(),
+  async fn() {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    const pair = async () => {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      return [c, await l.accept()] as const;
+    };
+    // Background sockets make each scan slow enough for later resets to wait and share one.
+    const idle: Deno.Conn[] = [];
+    const flood: (readonly [Deno.Conn, Deno.Conn])[] = [];
+    try {
+      for (let i = 0; i < 1200; i++) idle.push(...await pair());
+      for (let i = 0; i < 40; i++) flood.push(await pair());
+      for (const [c] of flood) {
+        resetConn(c);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      for (const [, peer] of flood) {
+        await assert.rejects(() => peer.read(new Uint8Array(8)), Deno.errors.ConnectionReset);
+      }
+    } finally {
+      for (const c of [...idle, ...flood.map(([, p]) => p)]) c.close();
+      l.close();
+    }
+  },
+});
