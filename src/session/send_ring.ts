@@ -31,10 +31,11 @@ export class SendRing {
   #waiters: (() => void)[] = [];
   /** Bytes of this ring charged to the budget. */
   #charged = 0;
-  /** A frame being timed to its acknowledgement (0: none), when it was sent, recent timings. */
+  /** A frame being timed to its acknowledgement (0: none), when it was sent; the timings so far. */
   #probeSeq = 0;
   #probeAt = 0;
-  #ackTimes: number[] = [];
+  #ackSamples = 0;
+  #ackMin = Infinity;
   /** How far the ring may grow now (at most `maxBytes`); the session widens it on long paths. */
   limit: number;
 
@@ -96,12 +97,14 @@ export class SendRing {
   }
 
   /**
-   * The shortest of the last few times from sending a frame to its acknowledgement, in ms (0 until
-   * four are known): a round trip plus the peer's acknowledgement delay, and, being a minimum, not
-   * the moments a process was not scheduled.
+   * The shortest time from sending a frame to its acknowledgement since this leg began, in ms (0
+   * until four are known): a round trip plus the peer's acknowledgement delay. Being the minimum
+   * over the leg's life, it leaves out queueing: under a bulk transfer every frame waits behind
+   * megabytes in socket buffers and a busy peer, and on loopback recent acks took over 10 ms, which
+   * made a short path look long (rings and windows then grew to their long-path bounds).
    */
   get ackTimeMs(): number {
-    return this.#ackTimes.length < 4 ? 0 : Math.min(...this.#ackTimes);
+    return this.#ackSamples < 4 ? 0 : this.#ackMin;
   }
 
   /** Releases every frame with seq <= ack. Returns false if ack names a frame never sent. */
@@ -109,7 +112,8 @@ export class SendRing {
     const n = this.#starts.length;
     if (seqAfter(ack, this.lastSeq)) return false;
     if (this.#probeSeq !== 0 && !seqAfter(this.#probeSeq, ack)) {
-      if (this.#ackTimes.push(performance.now() - this.#probeAt) > 8) this.#ackTimes.shift();
+      this.#ackMin = Math.min(this.#ackMin, performance.now() - this.#probeAt);
+      this.#ackSamples++;
       this.#probeSeq = 0;
     }
     let i = this.#first;
@@ -124,10 +128,15 @@ export class SendRing {
     return true;
   }
 
-  /** After a leg is replaced: resend everything the peer has not acknowledged. */
+  /**
+   * After a leg is replaced: resend everything the peer has not acknowledged, and time the path
+   * afresh (the new leg may take another route).
+   */
   rewind(): void {
     this.#sendIdx = this.#first;
     this.#probeSeq = 0;
+    this.#ackSamples = 0;
+    this.#ackMin = Infinity;
   }
 
   /**

@@ -77,3 +77,21 @@ Deno.test("the ring grows only up to its limit, and times frames to their acknow
   }
   assert.ok(r.ackTimeMs >= 10, `four acks after 12 ms: ${r.ackTimeMs} ms`);
 });
+
+Deno.test("acknowledgements slowed by queueing do not make a short path look long; a new leg is timed afresh", async () => {
+  const r = new SendRing(64 * 1024, 1024);
+  const probe = async (ms: number) => {
+    put(r, 100, 1);
+    assert.ok(r.takeUnsent(1 << 20));
+    if (ms) await new Promise((res) => setTimeout(res, ms));
+    assert.ok(r.ack(r.lastSeq));
+  };
+  for (let i = 0; i < 4; i++) await probe(0);
+  // A bulk transfer: every frame now waits behind megabytes in queues.
+  for (let i = 0; i < 8; i++) await probe(12);
+  assert.ok(r.ackTimeMs < 10, `the path's own round trip is kept: ${r.ackTimeMs} ms`);
+  r.rewind();
+  assert.equal(r.ackTimeMs, 0, "unknown again after a leg is replaced");
+  for (let i = 0; i < 4; i++) await probe(12);
+  assert.ok(r.ackTimeMs >= 10, `the new leg's path is long: ${r.ackTimeMs} ms`);
+});

@@ -51,7 +51,15 @@ const RESOLVED = Promise.resolve();
  * long path (see LONG_PATH_MS) the ring is let grow to `session.replay_buffer`, since a round
  * trip's worth of data must be in flight to fill the pipe.
  */
-const SHORT_PATH_RING = 4 * 1024 * 1024;
+const SHORT_PATH_RING = 1024 * 1024;
+/**
+ * Growth past SHORT_PATH_RING that all sessions of the process together may have on short paths:
+ * one busy session reaches 4 MiB (a larger ring rides out the moments either process is not
+ * scheduled), while eight busy pool connections, each a session of its own, hold 11 MiB in their
+ * rings rather than 32.
+ */
+const SHORT_PATH_RING_GROWTH = 3 * 1024 * 1024;
+let shortPathRingGrowth = 0;
 /** A path whose frames take at least this long to be acknowledged is long. */
 export const LONG_PATH_MS = 10;
 
@@ -120,6 +128,9 @@ export class Session {
   #ackedUpTo = 0;
   #unackedBytes = 0;
   #ackTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The ring's limit on a short path, and the part of shared growth it holds beyond it. */
+  #ringBase: number;
+  #ringShared = 0;
   #keepalive: ReturnType<typeof setInterval>;
   #resumeTimer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
@@ -138,7 +149,8 @@ export class Session {
     // Four full frames are always granted; beyond that the ring grows only within the budget.
     const floor = 4 * frameSize(opts.cfg.maxFramePayload + 1, opts.hmac);
     this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, bufferBudget, floor);
-    this.#ring.limit = Math.max(SHORT_PATH_RING, floor);
+    this.#ringBase = Math.max(SHORT_PATH_RING, floor);
+    this.#ring.limit = this.#ringBase;
     this.#mac = opts.hmac ? new FrameMac(frameKey(opts.keys, opts.id)) : null;
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);
@@ -271,12 +283,29 @@ export class Session {
     }
   }
 
-  /** The ring is full: lets it grow (doubling) if acknowledgements show a long path. */
+  /**
+   * The ring is full: lets it grow (doubling), up to `session.replay_buffer` if acknowledgements
+   * show a long path, else within the growth all sessions share on short paths.
+   */
   #widenRing(): boolean {
     const ring = this.#ring;
-    if (ring.limit >= ring.maxBytes || ring.ackTimeMs < LONG_PATH_MS) return false;
-    ring.limit = Math.min(2 * ring.limit, ring.maxBytes);
+    const next = Math.min(2 * ring.limit, ring.maxBytes);
+    if (next <= ring.limit) return false;
+    if (ring.ackTimeMs < LONG_PATH_MS) {
+      const more = next - ring.limit;
+      if (shortPathRingGrowth + more > SHORT_PATH_RING_GROWTH) return false;
+      shortPathRingGrowth += more;
+      this.#ringShared += more;
+    }
+    ring.limit = next;
     return true;
+  }
+
+  /** The ring back at its base limit, its share of short-path growth returned (idle or closed). */
+  #narrowRing(): void {
+    shortPathRingGrowth -= this.#ringShared;
+    this.#ringShared = 0;
+    this.#ring.limit = this.#ringBase;
   }
 
   /** Encodes a sequenced frame into the ring if it fits now. */
@@ -340,6 +369,7 @@ export class Session {
     if (this.#resumeTimer !== null) clearTimeout(this.#resumeTimer);
     if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
     this.#ring.wakeAll();
+    this.#narrowRing();
     const legs = [...this.#legs.values()];
     if (flushing) {
       // Give the writer a moment to put the CLOSE frame on the wire.
@@ -454,7 +484,10 @@ export class Session {
   }
 
   #tick(): void {
-    this.#ring.trim();
+    if (this.#ring.unackedFrames === 0) {
+      this.#ring.trim();
+      this.#narrowRing();
+    }
     const now = Date.now();
     for (const ls of [...this.#legs.values()]) {
       if (now - ls.lastRecv > this.#cfg.livenessTimeoutMs) {
