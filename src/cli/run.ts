@@ -10,6 +10,7 @@ import { loadConfig, type LoadOptions } from "../config/load.ts";
 import { setupLogging } from "../observe/log.ts";
 import { counterSummary, metrics } from "../observe/metrics.ts";
 import { startIdleTrim } from "../runtime/idle_trim.ts";
+import { chunkPool } from "../mux/chunk_pool.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
 import { errText } from "../observe/error_text.ts";
@@ -74,7 +75,7 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
     if (now !== last) log.info("counters: {m}", { m: now });
     last = now;
   }, COUNTERS_EVERY_MS);
-  const stopTrim = startIdleTrim(() => metrics.bytes.total());
+  const stopTrim = startIdleTrim(() => metrics.bytes.total(), chunkPool);
   await done.promise;
   clearInterval(report);
   stopTrim();

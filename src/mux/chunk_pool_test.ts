@@ -18,3 +18,18 @@ Deno.test("chunk pool: copies are independent of the source and buffers are reus
   for (const c of many) pool.give(c);
   assert.ok(pool.size <= 2, "no more free buffers than it keeps");
 });
+
+Deno.test("chunk pool: buffers beyond what it keeps, and all free ones on release, are freed at once", () => {
+  const pool = new ChunkPool(2);
+  const many = Array.from({ length: 4 }, () => pool.copy(new Uint8Array([1])));
+  for (const c of many) pool.give(c);
+  assert.equal(pool.size, 2);
+  assert.deepEqual(many.map((c) => (c.buffer as ArrayBuffer).detached), [false, false, true, true]);
+  pool.release();
+  assert.equal(pool.size, 0);
+  assert.ok(
+    many.every((c) => (c.buffer as ArrayBuffer).detached),
+    "released buffers hold no memory",
+  );
+  assert.equal(pool.copy(new Uint8Array([5]))[0], 5, "the pool still works after a release");
+});

@@ -3,23 +3,28 @@
  * memory in its heaps for reuse, and after big buffers have been freed it serves later big ones
  * from its heaps too, so resident memory stays near the peak of the last burst for as long as the
  * process runs. When no stream bytes moved since the last check, malloc_trim(0) returns the free
- * pages of every heap. It takes a few milliseconds, so it runs only while idle, once per idle
- * period. Linux with glibc only (and with FFI permission); elsewhere nothing runs.
+ * pages of every heap, after the pool of receive buffers has freed its spare ones. It takes a few
+ * milliseconds, so it runs only while idle, once per idle period. Linux with glibc only (and with
+ * FFI permission); elsewhere only the pool is emptied.
  */
 
 /** Below this many bytes moved between two checks the process counts as idle. */
 const IDLE_BYTES = 1024 * 1024;
 
 /**
- * Starts the checks; `moved` is a running total of bytes carried, `trim` what releases the memory.
- * Returns the stop function.
+ * Starts the checks; `moved` is a running total of bytes carried, `pool` holds spare buffers to
+ * free, `trim` gives freed memory back to the system. Returns the stop function.
  */
 export function startIdleTrim(
   moved: () => number,
+  pool: { release(): void },
   everyMs = 10_000,
-  trim: (() => void) | null = loadTrim(),
+  trimHeaps: (() => void) | null = loadTrim(),
 ): () => void {
-  if (!trim) return () => {};
+  const trim = () => {
+    pool.release();
+    trimHeaps?.();
+  };
   let last = moved(), trimmedAt = -1;
   const timer = setInterval(() => {
     const now = moved();

@@ -3,7 +3,7 @@ import { loadTrim, startIdleTrim } from "./idle_trim.ts";
 import { until } from "../../tests/helpers/bytes.ts";
 
 Deno.test("memory is trimmed once per idle period, never while bytes move", async () => {
-  let moved = 0, busy = true, checks = 0, trims = 0;
+  let moved = 0, busy = true, checks = 0, trims = 0, releases = 0;
   // Each check sees 2 MiB more while busy: the timing of the checks does not matter.
   const stop = startIdleTrim(
     () => {
@@ -11,6 +11,7 @@ Deno.test("memory is trimmed once per idle period, never while bytes move", asyn
       if (busy) moved += 2 * 1024 * 1024;
       return moved;
     },
+    { release: () => releases++ },
     5,
     () => trims++,
   );
@@ -22,6 +23,7 @@ Deno.test("memory is trimmed once per idle period, never while bytes move", asyn
     const at = checks;
     await until(() => checks >= at + 5, "more idle checks");
     assert.equal(trims, 1, "once per idle period");
+    assert.equal(releases, 1, "the spare receive buffers are freed first");
     moved += 4 * 1024 * 1024;
     await until(() => trims === 2, "a trim after the next burst");
   } finally {
