@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
 import { VERSION } from "../src/version.ts";
+import { V8_FLAGS } from "../src/service/unit.ts";
 
 export const TARGETS: Record<string, { os: string; arch: string }> = {
   "x86_64-unknown-linux-gnu": { os: "linux", arch: "amd64" },
@@ -25,9 +26,6 @@ export const BINARIES: [string, string[]][] = [["half-tunnel", []], ["ht-server"
   "ht-client",
   ["client"],
 ]];
-
-/** The flags every `deno compile` call uses (checked offline against `deno compile --help`). */
-export const COMPILE_FLAGS = ["--allow-all", "--unstable-net", "--config", "--target", "--output"];
 
 export function archiveName(target: string): string {
   const t = TARGETS[target];
@@ -45,6 +43,7 @@ export function compileArgs(
     "compile",
     "--allow-all",
     "--unstable-net",
+    `--v8-flags=${V8_FLAGS.join(",")}`,
     "--config",
     "deno.json",
     "--target",

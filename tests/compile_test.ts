@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { archiveName, BINARIES, compileArgs, TARGETS } from "../scripts/compile.ts";
+import { V8_FLAGS } from "../src/service/unit.ts";
 import { VERSION } from "../src/version.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -36,6 +37,7 @@ Deno.test("deno compile accepts the flags and targets the compile script uses", 
         baked,
         "baked arguments follow main.ts",
       );
+      assert.ok(flags.includes(`--v8-flags=${V8_FLAGS.join(",")}`), "the deployed V8 flags");
     }
   }
 });

@@ -4,6 +4,7 @@
  * processes. A path is a way to open a TCP connection that ends at the target service.
  */
 
+import { DEPLOYED_ENV } from "../../src/service/unit.ts";
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { generateKey } from "../../src/config/keygen.ts";
 import type { TempCert } from "../../tests/helpers/tls.ts";
@@ -97,14 +98,17 @@ async function stop(p: NodeProcess): Promise<void> {
   await p.stop("SIGTERM");
 }
 
-/** Starts a tunnel server and client from their config files and waits until `connect` works. */
+/**
+ * Starts a tunnel server and client from their config files, in the environment a systemd or
+ * Docker install gives them (DEPLOYED_ENV), and waits until `connect` works.
+ */
 async function startPair(
   name: string,
   files: { server: string; client: string },
   role: boolean,
   connect: () => Promise<Deno.TcpConn>,
 ): Promise<Path> {
-  const env = { HT_LOG_LEVEL: "warning" };
+  const env = { HT_LOG_LEVEL: "warning", ...DEPLOYED_ENV };
   const args = (file: string, r: "server" | "client") =>
     role ? [r, "--config", file] : ["-c", file];
   const s = spawnNode(args(files.server, "server"), env);

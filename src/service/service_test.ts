@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { renderUnit } from "./unit.ts";
+import { DEPLOYED_ENV, renderUnit } from "./unit.ts";
 import { runServiceCommand, type ServiceEnv } from "./cli.ts";
 import type { Runner } from "./systemd.ts";
 
@@ -45,6 +45,23 @@ Deno.test("the unit checks the config before each start, restarts forever, runs 
     ),
   );
   assert.ok(t.indexOf("ExecStartPre=") < t.indexOf("ExecStart="), "the check runs first");
+});
+
+Deno.test("the unit and the Dockerfile run the tunnel with the same deployed environment", async () => {
+  const unit = renderUnit({
+    type: "server",
+    exec: ["/usr/local/bin/half-tunnel"],
+    user: "half-tunnel",
+    configPath: "/etc/half-tunnel/server.yaml",
+  });
+  const docker = await Deno.readTextFile(new URL("../../deployments/Dockerfile", import.meta.url));
+  const dockerEnv = Object.fromEntries(
+    [...docker.matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]),
+  );
+  assert.deepEqual(dockerEnv, DEPLOYED_ENV);
+  for (const [k, v] of Object.entries(DEPLOYED_ENV)) {
+    assert.ok(unit.split("\n").includes(`Environment=${k}=${v}`), k);
+  }
 });
 
 Deno.test("rendered units pass systemd-analyze verify", async (t) => {
