@@ -4,9 +4,9 @@
  *
  * Deno.Conn has no SO_LINGER, and closing it always sends FIN first (the runtime shuts the write
  * half down when it drops the socket). On Linux this module reaches the socket underneath: the
- * connection's address pair names its inode in /proc/net/tcp (or tcp6), /proc/self/fd names the
- * descriptor holding that inode; SO_LINGER {on, 0} is set on it through libc, and the descriptor is
- * atomically replaced by one on /dev/null (dup2). The socket's last reference is gone, so the kernel
+ * descriptor with the connection's address pair is found among ours (socket_native.ts), SO_LINGER
+ * {on, 0} is set on it through libc, and the descriptor is atomically replaced by one on /dev/null
+ * (dup2). The socket's last reference is gone, so the kernel
  * answers with RST at once; the runtime later closes a harmless /dev/null descriptor. The
  * descriptor cannot be reused by another socket meanwhile, because the connection is still open
  * (ours) until this module closes it.
