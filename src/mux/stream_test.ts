@@ -187,6 +187,27 @@ Deno.test("DATA never exceeds the credit until WINDOW grants more", async () => 
   }
 });
 
+Deno.test("a stream reads into 4 KiB first, and a busy one grows its buffer stepwise", async () => {
+  const host = new FakeHost(8 * 1024 * 1024, 65535);
+  const s = new Stream(1, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(local, TRAFFIC);
+    await writeAll(app, bytes(10, 1));
+    await until(() => host.dataSent === 10, "a small message");
+    const input = bytes(4 * 1024 * 1024, 2);
+    await writeAll(app, input);
+    await until(() => host.dataSent === 10 + input.length, "the bulk");
+    const sizes = host.sent.filter((x) => x.flags & Flag.DATA).map((x) => x.payload.length);
+    assert.ok(sizes[1] <= 4096, `the first read after a small message is small: ${sizes[1]}`);
+    assert.ok(sizes.includes(65535), "a busy stream reads whole frames");
+    sameBytes(host.data.subarray(10), input);
+  } finally {
+    s.abort("test over");
+    safeClose(app);
+  }
+});
+
 Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", async () => {
   const host = new FakeHost(2048, 1024);
   const s = new Stream(3, host);
