@@ -16,16 +16,34 @@ Deno.test("addrKey gives IPv4 and IPv4-mapped IPv6 the same key, and skips zone 
   assert.equal(addrKey(a("fe80::1%eth0", 2)), null);
 });
 
+/** `n` connected pairs [our end, the listener's end] on a new listener, made one at a time. */
+async function connPairs(hostname: string, n: number) {
+  const l = Deno.listen({ hostname, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  const pairs: [Deno.Conn, Deno.Conn][] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await Deno.connect({ hostname, port });
+    pairs.push([c, await l.accept()]);
+  }
+  return {
+    pairs,
+    close() {
+      for (const c of pairs.flat()) {
+        try {
+          c.close();
+        } catch { /* closed already */ }
+      }
+      l.close();
+    },
+  };
+}
+
 Deno.test({
   name: "connFds finds exactly the descriptors of the connections asked for, IPv4 and IPv6",
   ignore: !canReset(),
   async fn() {
     for (const hostname of ["127.0.0.1", "::1"]) {
-      const l = Deno.listen({ hostname, port: 0 });
-      const pairs = await Promise.all(Array.from({ length: 6 }, async () => {
-        const c = await Deno.connect({ hostname, port: (l.addr as Deno.NetAddr).port });
-        return [c, await l.accept()] as const;
-      }));
+      const { pairs, close } = await connPairs(hostname, 6);
       try {
         const mine = pairs.map(([c]) => c);
         const fds = connFds(mine);
@@ -38,14 +56,7 @@ Deno.test({
         pairs[0][0].close();
         assert.equal(connFds([pairs[0][0]]).length, 0);
       } finally {
-        for (const [c, a] of pairs) {
-          for (const x of [c, a]) {
-            try {
-              x.close();
-            } catch { /* closed */ }
-          }
-        }
-        l.close();
+        close();
       }
     }
   },
@@ -56,20 +67,18 @@ Deno.test({
   ignore: !canReset(),
   async fn() {
     for (const hostname of ["127.0.0.1", "::1"]) {
-      const l = Deno.listen({ hostname, port: 0 });
-      const pairs = await Promise.all(Array.from({ length: 20 }, async () => {
-        const c = await Deno.connect({ hostname, port: (l.addr as Deno.NetAddr).port });
-        return [c, await l.accept()] as const;
-      }));
-      // A read pending on the reset side, as a stream's read loop would have.
-      const pending = pairs.map(([c]) => c.read(new Uint8Array(8)).catch(() => null));
-      for (const [c] of pairs) resetConn(c);
-      for (const [, peer] of pairs) {
-        await assert.rejects(() => peer.read(new Uint8Array(8)), Deno.errors.ConnectionReset);
-        peer.close();
+      const { pairs, close } = await connPairs(hostname, 20);
+      try {
+        // A read pending on the reset side, as a stream's read loop would have.
+        const pending = pairs.map(([c]) => c.read(new Uint8Array(8)).catch(() => null));
+        for (const [c] of pairs) resetConn(c);
+        for (const [, peer] of pairs) {
+          await assert.rejects(() => peer.read(new Uint8Array(8)), Deno.errors.ConnectionReset);
+        }
+        await Promise.all(pending);
+      } finally {
+        close();
       }
-      await Promise.all(pending);
-      l.close();
     }
   },
 });
@@ -78,18 +87,10 @@ Deno.test({
   name: "resets asked for one by one among thousands of open sockets all arrive (batched scans)",
   ignore: !canReset(),
   async fn() {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (l.addr as Deno.NetAddr).port;
-    const pair = async () => {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      return [c, await l.accept()] as const;
-    };
     // Background sockets make each scan slow enough for later resets to wait and share one.
-    const idle: Deno.Conn[] = [];
-    const flood: (readonly [Deno.Conn, Deno.Conn])[] = [];
+    const { pairs, close } = await connPairs("127.0.0.1", 1240);
     try {
-      for (let i = 0; i < 1200; i++) idle.push(...await pair());
-      for (let i = 0; i < 40; i++) flood.push(await pair());
+      const flood = pairs.slice(1200);
       for (const [c] of flood) {
         resetConn(c);
         await new Promise((r) => setTimeout(r, 0));
@@ -98,8 +99,7 @@ Deno.test({
         await assert.rejects(() => peer.read(new Uint8Array(8)), Deno.errors.ConnectionReset);
       }
     } finally {
-      for (const c of [...idle, ...flood.map(([, p]) => p)]) c.close();
-      l.close();
+      close();
     }
   },
 });
