@@ -11,8 +11,10 @@ import { pattern, readAll, sha256, within, writeAll } from "./helpers/net.ts";
 import { startTunnel, type Tunnel } from "./helpers/tunnel.ts";
 import { selfSignedCert } from "./helpers/tls.ts";
 import { ChunkedBody } from "../src/forward/http_proxy.ts";
-import { parseConfigText } from "../src/config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../src/config/load.ts";
 import { renderMetrics } from "../src/observe/metrics.ts";
+
+await loadYamlSupport();
 
 const MiB = 1024 * 1024;
 const FILE = pattern(3 * MiB + 12345, 11);

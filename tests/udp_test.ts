@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfigText } from "../src/config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../src/config/load.ts";
 import { startServer } from "../src/runtime/server.ts";
 import { startClient } from "../src/runtime/client.ts";
 import { freePort } from "./helpers/ports.ts";
@@ -126,6 +126,8 @@ for size in (1, 512, 1400, 8000):
     assert addr[1] == int(sys.argv[2]), addr
 print("ok")
 `;
+
+await loadYamlSupport();
 
 Deno.test({
   name: "SOCKS5 UDP ASSOCIATE: PySocks sends and receives datagrams through the forward tunnel",

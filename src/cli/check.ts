@@ -7,7 +7,13 @@
  */
 
 import { type Draft, newDraft, valueOf } from "../config/draft.ts";
-import { ConfigError, draftOf, loadConfig, parseConfigText } from "../config/load.ts";
+import {
+  ConfigError,
+  draftOf,
+  loadConfig,
+  loadYamlSupport,
+  parseConfigText,
+} from "../config/load.ts";
 import type { Config } from "../config/model.ts";
 import { keysOf, type KeySpec } from "../config/schema.ts";
 import { CONFIG_FLAGS, type Flag, loadOptions, parseFlags, UsageError } from "./flags.ts";
@@ -72,12 +78,13 @@ export async function runCheck(args: string[], io: Partial<CheckIo> = {}): Promi
  * it will be installed as, for `role`, with no `HT_*` variables (the unit sets none). Throws the
  * ConfigError loading it would; `source` names the file in messages.
  */
-export function checkConfigText(
+export async function checkConfigText(
   text: string,
   format: "yaml" | "toml",
   source: string,
   role: Role,
-): Config {
+): Promise<Config> {
+  if (format === "yaml") await loadYamlSupport();
   return parseConfigText(text, format, source, { role, env: {} });
 }
 

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { isMap, isScalar, type Node, parseDocument } from "yaml";
 import { keyHelp, renderKeyTable } from "./docs.ts";
-import { parseConfigText } from "./load.ts";
+import { loadYamlSupport, parseConfigText } from "./load.ts";
 import { KEY_BY_PATH, KEYS } from "./schema.ts";
+
+await loadYamlSupport();
 
 const root = new URL("../../", import.meta.url);
 

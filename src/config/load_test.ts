@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig, parseConfigText } from "./load.ts";
+import { ConfigError, loadConfig, loadYamlSupport, parseConfigText } from "./load.ts";
 import { envName, KEYS } from "./schema.ts";
+
+await loadYamlSupport();
 
 const KEY = "a-test-key-that-is-long-enough";
 

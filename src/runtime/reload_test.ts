@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { parseConfigText } from "../config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../config/load.ts";
 import { inPlace, needsRestart } from "./reload.ts";
+
+await loadYamlSupport();
 
 const env = { HT_AUTH_KEY: "reload-test-key-0123456789" };
 const server = (yaml: string) => parseConfigText(yaml, "yaml", "s.yaml", { role: "server", env });

@@ -169,7 +169,7 @@ async function install(
     checked = "the starter config";
   }
   try {
-    checkConfigText(text ?? await env.readConfig(configPath), ext, checked, type);
+    await checkConfigText(text ?? await env.readConfig(configPath), ext, checked, type);
   } catch (e) {
     if (!(e instanceof ConfigError)) {
       r.print(`cannot read ${checked}: ${e instanceof Error ? e.message : e}`);

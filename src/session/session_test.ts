@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfigText } from "../config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../config/load.ts";
 import type { SessionConfig } from "../config/model.ts";
 import {
   Ctrl,
@@ -26,6 +26,8 @@ import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { Session } from "./session.ts";
 import { bytes, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
+
+await loadYamlSupport();
 
 const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
 const KEYS = deriveKeys(TEST_KEY);

@@ -16,7 +16,7 @@
  */
 
 import { ConfigError } from "../../src/config/error.ts";
-import { parseConfigText } from "../../src/config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../../src/config/load.ts";
 import { parseAuthRequest, parseGreeting, parseRequest } from "../../src/forward/socks5.ts";
 import { type Address, decodeAddress } from "../../src/protocol/address.ts";
 import {
@@ -58,6 +58,8 @@ import {
 } from "./harness.ts";
 import { type Field, mutateBytes, Rng } from "./rng.ts";
 import { concat } from "../helpers/bytes.ts";
+
+await loadYamlSupport();
 
 const te = new TextEncoder();
 const td = new TextDecoder();

@@ -6,7 +6,7 @@
  * waiting for a resume. Everything targets 127.0.0.1.
  */
 
-import { parseConfigText } from "../../src/config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../../src/config/load.ts";
 import { Flag } from "../../src/protocol/frame.ts";
 import { encodeHandshakeFrame } from "../../src/protocol/handshake_frame.ts";
 import { deriveKeys, encodeHello, Role } from "../../src/protocol/handshake.ts";
@@ -18,6 +18,8 @@ import { serveTcp, type TestServer, writeAll } from "./net.ts";
 import { TEST_KEY } from "./tunnel.ts";
 import { nodeArgs, type NodeProcess, spawnNode } from "./process.ts";
 import { DEPLOYED_ENV } from "../../src/service/unit.ts";
+
+await loadYamlSupport();
 
 /**
  * A server as the abuse targets it: raw TCP legs on `legPort`, private targets allowed, sessions

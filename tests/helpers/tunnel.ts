@@ -5,12 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfigText } from "../../src/config/load.ts";
+import { loadYamlSupport, parseConfigText } from "../../src/config/load.ts";
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { readAll, within, writeAll } from "./net.ts";
 import type { Config } from "../../src/config/model.ts";
 import { type RunningServer, startServer } from "../../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../../src/runtime/client.ts";
+
+await loadYamlSupport();
 
 export const TEST_KEY = "test-key-0123456789-abcdefghijklmnop";
 
