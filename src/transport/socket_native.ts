@@ -1,7 +1,8 @@
 /**
  * What the runtime does not expose about its sockets, reached through libc on Linux: the descriptor
- * behind a connection or listener is found among this process's descriptors (/proc/self/fd) by
- * asking each for its addresses (getpeername, getsockname), and options are set on it with
+ * behind a connection or listener is found among this process's descriptors (every number up to
+ * the size of its descriptor table) by asking each for its addresses (getpeername, getsockname),
+ * and options are set on it with
  * setsockopt. Used for resets (socket_reset.ts) and for TCP_NODELAY on TLS connections, which the
  * runtime cannot tune (burst_listener.ts). Structures are read little-endian, as on every CPU the
  * runtime ships for.
