@@ -587,3 +587,34 @@ Deno.test("close with notify tells the peer, which closes too", async () => {
     closeAll(c, s);
   }
 });
+
+Deno.test("on a short path a ring stops at 1 MiB; sessions share 3 MiB of growth up to 4 MiB", async () => {
+  const MiB = 1024 * 1024;
+  const pairs = [0, 1, 2].map(() => {
+    const c = peer("client", false), s = peer("server", false);
+    // Nothing reaches the server, so no acknowledgement ever comes back.
+    connect(c.session, s.session, "both").toServer.allow = 0;
+    return [c, s];
+  });
+  /** Sends full frames until one has to wait for acknowledgements; the payload bytes taken. */
+  const fill = async (p: Peer) => {
+    const payload = new Uint8Array(65535);
+    for (let taken = 0;; taken += payload.length) {
+      let sent = false;
+      p.session.send(Flag.DATA, 1, payload).then(() => sent = true, () => {});
+      await delay(0);
+      if (!sent) return taken;
+    }
+  };
+  try {
+    const first = await fill(pairs[0][0]);
+    const second = await fill(pairs[1][0]);
+    assert.ok(first > 3.5 * MiB && first <= 4 * MiB, `one session grows to 4 MiB: ${first}`);
+    assert.ok(second <= MiB, `the growth is spent, the next one stays at 1 MiB: ${second}`);
+    pairs[0][0].session.close("test over");
+    const third = await fill(pairs[2][0]);
+    assert.ok(third > 3.5 * MiB, `a closed session returns its growth: ${third}`);
+  } finally {
+    closeAll(...pairs.flat());
+  }
+});
