@@ -48,8 +48,6 @@ export interface PathResult {
   cpuSecPerGB?: number;
   checksOk: boolean;
   bytes: number;
-  vsDirect?: number;
-  vsSocat?: number;
   /** Ratios to socat in the same run: 1 stream up, down; 8 streams up, down. */
   socatUp1?: number;
   socatDown1?: number;
@@ -210,11 +208,6 @@ async function main(): Promise<number> {
       r.socatUp8 = ratio(r.up8, socat?.up8);
       r.socatDown8 = ratio(r.down8, socat?.down8);
       r.connVsDirect = ratio(r.connPerSec, direct?.connPerSec);
-      const single = (x?: PathResult) =>
-        x?.up1 !== undefined ? ((x.up1 ?? 0) + (x.down1 ?? 0)) / 2 : undefined;
-      const mine = single(r);
-      if (mine !== undefined && single(direct)) r.vsDirect = mine / single(direct)!;
-      if (mine !== undefined && single(socat)) r.vsSocat = mine / single(socat)!;
     }
     const list = names.map((n) => results.get(n)!);
     const report = {

@@ -40,7 +40,7 @@ Deno.test("bench --quick reports every requested path with bytes moved", async (
         assert.equal(typeof r[k], "number", `${r.path}.${k}`);
       }
     }
-    assert.equal(typeof report.results[1].vsDirect, "number");
+    assert.equal(typeof report.results[1].connVsDirect, "number");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

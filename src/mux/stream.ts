@@ -13,7 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
-import { bufferBudget } from "../session/budget.ts";
+import { bufferBudget, SharedGrowth } from "../session/budget.ts";
 import { LONG_PATH_MS } from "../session/session.ts";
 import { CHUNK, chunkPool } from "./chunk_pool.ts";
 import { errText } from "../observe/error_text.ts";
@@ -60,11 +60,9 @@ const FAST_WINDOW_MS = 20;
 const SHORT_PATH_WINDOW = 4 * 1024 * 1024;
 /**
  * Window growth all streams of the process together may have on short paths: enough for one
- * stream to reach SHORT_PATH_WINDOW from the default window. Parallel streams do not need it, and
- * every stream growing would multiply the memory a busy process holds in queues.
+ * stream to reach SHORT_PATH_WINDOW from the default window.
  */
-const SHORT_PATH_GROWTH = 3 * 1024 * 1024;
-let shortPathGrowth = 0;
+const shortPathWindows = new SharedGrowth(3 * 1024 * 1024);
 /** A stream whose socket takes longer than this for a window is slow: its window shrinks. */
 const SLOW_WINDOW_MS = 1000;
 const te = new TextEncoder();
@@ -86,7 +84,7 @@ export class Stream {
   #credited: number;
   #received = 0;
   #written = 0;
-  /** This stream's share of `shortPathGrowth`. */
+  /** This stream's share of `shortPathWindows`. */
   #shortGrowth = 0;
   /** `#written` and the time when the current window started to be measured. */
   #markWritten = 0;
@@ -319,31 +317,31 @@ export class Stream {
    * `FAST_WINDOW_MS` on a short path, where a larger window rides out the moments either process is
    * not scheduled) doubles, while the queue holds at most half of it and the buffer budget has
    * ample room: up to `windowMax` on a long path, `SHORT_PATH_WINDOW` on a short one (more would
-   * only wait in queues), within SHORT_PATH_GROWTH for all streams together. A window that takes longer than `SLOW_WINDOW_MS` halves back towards the
-   * initial one by granting less. A stream whose socket stalls holds at most its window.
+   * only wait in queues), within the growth all streams share on short paths. A window that takes
+   * longer than `SLOW_WINDOW_MS` halves back towards the initial one by granting less. A stream
+   * whose socket stalls holds at most its window.
    */
   #adapt(took: number): void {
-    const w = this.#window, rtt = this.host.pathRttMs, long = rtt >= LONG_PATH_MS;
+    const w = this.#window, base = this.host.window;
+    const rtt = this.host.pathRttMs, long = rtt >= LONG_PATH_MS;
     const next = Math.min(2 * w, this.host.windowMax, long ? Infinity : SHORT_PATH_WINDOW);
     if (
       took < Math.max(FAST_WINDOW_MS, 2 * rtt) && next > w && this.#queued <= w / 2 &&
-      bufferBudget.free > 8 * w && (long || shortPathGrowth + next - w <= SHORT_PATH_GROWTH)
+      bufferBudget.free > 8 * w && this.#share(long ? 0 : next - base)
     ) {
-      this.#setWindow(next, long);
-    } else if (took > SLOW_WINDOW_MS && w > this.host.window) {
-      this.#setWindow(Math.max(this.host.window, w / 2), this.#shortGrowth === 0);
+      this.#window = next;
+    } else if (took > SLOW_WINDOW_MS && w > base) {
+      const half = Math.max(base, w / 2);
+      this.#share(this.#shortGrowth === 0 ? 0 : half - base);
+      this.#window = half;
     }
   }
 
-  /**
-   * Changes the receive window; growth on a short path is counted against SHORT_PATH_GROWTH
-   * (`long`: not counted). Many parallel streams already have windows enough between them.
-   */
-  #setWindow(w: number, long: boolean): void {
-    shortPathGrowth -= this.#shortGrowth;
-    this.#shortGrowth = long ? 0 : Math.max(0, w - this.host.window);
-    shortPathGrowth += this.#shortGrowth;
-    this.#window = w;
+  /** Sets this stream's share of the short-path growth (0 on a long path); false if it does not fit. */
+  #share(bytes: number): boolean {
+    if (!shortPathWindows.reshare(this.#shortGrowth, bytes)) return false;
+    this.#shortGrowth = bytes;
+    return true;
   }
 
   /**
@@ -397,8 +395,7 @@ export class Stream {
   #finish(abort = false): void {
     if (this.#done) return;
     this.#done = true;
-    shortPathGrowth -= this.#shortGrowth;
-    this.#shortGrowth = 0;
+    this.#share(0);
     // Pooled copies are not given back here: a write of one may still be in flight.
     this.#queue.length = this.#pooled.length = 0;
     this.#queued = 0;

@@ -13,7 +13,7 @@ const IDLE_BYTES = 1024 * 1024;
 
 /**
  * Starts the checks; `moved` is a running total of bytes carried, `pool` holds spare buffers to
- * free, `trim` gives freed memory back to the system. Returns the stop function.
+ * free, `trimHeaps` gives freed memory back to the system. Returns the stop function.
  */
 export function startIdleTrim(
   moved: () => number,

@@ -38,5 +38,24 @@ export class BufferBudget {
   }
 }
 
+/**
+ * Growth that owners of one kind share on short paths (stream windows past their initial size,
+ * replay rings past their base): each owner holds a share, resized as it grows or shrinks and
+ * given back when it ends. One busy owner can have it all, while many parallel ones, which have
+ * enough between them already, cannot multiply what the process holds in queues.
+ */
+export class SharedGrowth {
+  #used = 0;
+
+  constructor(readonly limit: number) {}
+
+  /** Changes an owner's share from `from` to `to` bytes; false, and no change, if it does not fit. */
+  reshare(from: number, to: number): boolean {
+    if (to > from && this.#used + to - from > this.limit) return false;
+    this.#used += to - from;
+    return true;
+  }
+}
+
 /** The budget of this process; the runtime sets its limit from `session.buffer_budget`. */
 export const bufferBudget = new BufferBudget(128 * 1024 * 1024);

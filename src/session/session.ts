@@ -35,7 +35,7 @@ import { metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { SendRing } from "./send_ring.ts";
-import { bufferBudget } from "./budget.ts";
+import { bufferBudget, SharedGrowth } from "./budget.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
 
@@ -58,8 +58,7 @@ const SHORT_PATH_RING = 1024 * 1024;
  * scheduled), while eight busy pool connections, each a session of its own, hold 11 MiB in their
  * rings rather than 32.
  */
-const SHORT_PATH_RING_GROWTH = 3 * 1024 * 1024;
-let shortPathRingGrowth = 0;
+const shortPathRings = new SharedGrowth(3 * 1024 * 1024);
 /** A path whose frames take at least this long to be acknowledged is long. */
 export const LONG_PATH_MS = 10;
 
@@ -292,10 +291,9 @@ export class Session {
     const next = Math.min(2 * ring.limit, ring.maxBytes);
     if (next <= ring.limit) return false;
     if (ring.ackTimeMs < LONG_PATH_MS) {
-      const more = next - ring.limit;
-      if (shortPathRingGrowth + more > SHORT_PATH_RING_GROWTH) return false;
-      shortPathRingGrowth += more;
-      this.#ringShared += more;
+      const share = this.#ringShared + next - ring.limit;
+      if (!shortPathRings.reshare(this.#ringShared, share)) return false;
+      this.#ringShared = share;
     }
     ring.limit = next;
     return true;
@@ -303,7 +301,7 @@ export class Session {
 
   /** The ring back at its base limit, its share of short-path growth returned (idle or closed). */
   #narrowRing(): void {
-    shortPathRingGrowth -= this.#ringShared;
+    shortPathRings.reshare(this.#ringShared, 0);
     this.#ringShared = 0;
     this.#ring.limit = this.#ringBase;
   }

@@ -9,6 +9,7 @@
  */
 
 import { parseIPv4, parseIPv6 } from "../protocol/address.ts";
+import type { SocketOptions } from "./socket.ts";
 
 export const SOL_SOCKET = 1;
 export const SO_LINGER = 13;
@@ -148,12 +149,7 @@ export function connFds(conns: Deno.Conn[]): number[] {
   return fds;
 }
 
-export interface TcpOptions {
-  nodelay: boolean;
-  keepalive: boolean;
-}
-
-function setTcpOptions(n: Native, fd: number, opts: TcpOptions): boolean {
+function setTcpOptions(n: Native, fd: number, opts: SocketOptions): boolean {
   const on = (v: boolean) => new Uint8Array(new Int32Array([v ? 1 : 0]).buffer);
   return n.libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on(opts.nodelay), 4) === 0 &&
     n.libc.setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, on(opts.keepalive), 4) === 0;
@@ -165,7 +161,7 @@ function setTcpOptions(n: Native, fd: number, opts: TcpOptions): boolean {
  * be accepted (they were made before and do not have them; see tuneConns), or null if the options
  * could not be set. Never throws.
  */
-export function tuneListener(addr: Deno.NetAddr, opts: TcpOptions): number | null {
+export function tuneListener(addr: Deno.NetAddr, opts: SocketOptions): number | null {
   const n = native();
   const key = addrKey(addr);
   if (!n || key === null) return null;
@@ -204,7 +200,7 @@ function acceptQueue(n: Native, fd: number): number {
 }
 
 /** Sets TCP_NODELAY and SO_KEEPALIVE on these connections; false if it could not. */
-export function tuneConns(conns: Deno.Conn[], opts: TcpOptions): boolean {
+export function tuneConns(conns: Deno.Conn[], opts: SocketOptions): boolean {
   const n = native();
   if (!n) return false;
   try {

@@ -6,10 +6,9 @@
  * half down when it drops the socket). On Linux this module reaches the socket underneath: the
  * descriptor with the connection's address pair is found among ours (socket_native.ts), SO_LINGER
  * {on, 0} is set on it through libc, and the descriptor is atomically replaced by one on /dev/null
- * (dup2). The socket's last reference is gone, so the kernel
- * answers with RST at once; the runtime later closes a harmless /dev/null descriptor. The
- * descriptor cannot be reused by another socket meanwhile, because the connection is still open
- * (ours) until this module closes it.
+ * (dup2). The socket's last reference is gone, so the kernel answers with RST at once; the runtime
+ * later closes a harmless /dev/null descriptor. The descriptor cannot be reused by another socket
+ * meanwhile, because the connection is still open (ours) until this module closes it.
  *
  * Resets are batched: all the connections a lost session aborts are found in one scan of our
  * descriptors. A scan costs about half a microsecond per descriptor slot, so on a process holding
