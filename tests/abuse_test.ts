@@ -5,9 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { deriveKeys, encodeHello, HELLO_LEN, Role } from "../src/protocol/handshake.ts";
+import { deriveKeys, encodeHello, frameKey, HELLO_LEN, Role } from "../src/protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../src/protocol/handshake_frame.ts";
-import { Flag, frameSize, HEADER_LEN, writeHeader } from "../src/protocol/frame.ts";
+import { Ctrl, Flag, frameSize, HEADER_LEN, writeHeader } from "../src/protocol/frame.ts";
+import { FrameMac } from "../src/session/frame_mac.ts";
+import { parseWelcomeFrame } from "../src/session/welcome.ts";
+import { concat } from "./helpers/bytes.ts";
 import { echoServer, within, writeAll } from "./helpers/net.ts";
 import { echoWorks, startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
 
@@ -60,14 +63,26 @@ Deno.test("malformed frames close only the offending leg", async () => {
         new DataView(b.buffer).setUint32(28, 1000);
         return b;
       }],
-      ["HMAC on a session without one", (sid) => frame(sid, Flag.KEEPALIVE | Flag.HMAC, 0, 0)],
+      // Frames may carry an HMAC in any session (signed control frames do); a wrong one is refused.
+      ["an HMAC that does not verify", (sid) => {
+        return concat([frame(sid, Flag.KEEPALIVE | Flag.HMAC, 0, 0), new Uint8Array(32)]);
+      }],
+      // What makes the exit act must be signed with the session's key.
+      ["an unsigned OPEN", (sid) => {
+        const open = [Ctrl.OPEN, 1, 127, 0, 0, 1, echo.port >> 8, echo.port & 0xff];
+        return ctrlFrame(sid, 2, new Uint8Array(open));
+      }],
     ];
     for (const [name, make] of cases) {
       const sid = crypto.getRandomValues(new Uint8Array(16));
-      const c = await rawLeg(port, encodeHello(keys, Role.BOTH, 0, sid, 0), sid);
+      const hello = encodeHello(keys, Role.BOTH, 0, sid, 0);
+      const c = await rawLeg(port, hello, sid);
       const welcome = new Uint8Array(HEADER_LEN + 56);
       for (let got = 0; got < welcome.length;) got += (await c.read(welcome.subarray(got)))!;
-      await writeAll(c, make(sid));
+      // A well-behaved start (the signed CONFIRM, seq 1), then the malformed frame.
+      const key = parseWelcomeFrame(welcome, keys, hello).sessionKey!;
+      const confirm = ctrlFrame(sid, 1, new Uint8Array([Ctrl.CONFIRM]), key);
+      await writeAll(c, concat([confirm, make(sid)]));
       const r = await readUntilClose(c, 5000);
       c.close();
       assert.ok(r.closed, `server closed the leg after ${name}`);
@@ -113,5 +128,17 @@ Deno.test("a replayed hello or a stolen session id gets nothing", async () => {
 function frame(sid: Uint8Array, flags: number, streamId: number, seq: number): Uint8Array {
   const b = new Uint8Array(frameSize(0, false));
   writeHeader(b, new DataView(b.buffer), 0, flags, sid, streamId, seq, 0, 0);
+  return b;
+}
+
+/** A CTRL frame on stream 0 (1 for OPEN), signed with the session key `key` when given. */
+function ctrlFrame(sid: Uint8Array, seq: number, payload: Uint8Array, key?: Uint8Array) {
+  const end = HEADER_LEN + payload.length;
+  const b = new Uint8Array(frameSize(payload.length, key !== undefined));
+  const flags = Flag.CTRL | (key ? Flag.HMAC : 0);
+  const stream = payload[0] === Ctrl.OPEN ? 1 : 0;
+  writeHeader(b, new DataView(b.buffer), 0, flags, sid, stream, seq, 0, payload.length);
+  b.set(payload, HEADER_LEN);
+  if (key) b.set(new FrameMac(frameKey(key)).compute(b.subarray(0, end)), end);
   return b;
 }

@@ -4,14 +4,16 @@
  *   Magic "HT" (2) | Version (1) | Flags (1) | SessionID (16) | StreamID (4) | Seq (4) | Ack (4) |
  *   PayloadLen (2) | Payload (0..65535) | HMAC (32, when flag HMAC is set)
  *
- * Version 2 adds the CTRL flag (typed first payload byte) for stream control; see docs/PROTOCOL.md.
+ * Version 2 added the CTRL flag (typed first payload byte) for stream control; version 3 lets a
+ * session without frame HMACs sign the frames that make the peer act (SIGNED_CTRL). See
+ * docs/PROTOCOL.md.
  * Encoding writes into caller-owned buffers and decoding returns views, so the data path allocates
  * nothing per frame.
  */
 
 export const MAGIC0 = 0x48; // 'H'
 export const MAGIC1 = 0x54; // 'T'
-export const VERSION = 2;
+export const VERSION = 3;
 export const HEADER_LEN = 34;
 export const MAC_LEN = 32;
 export const SESSION_ID_LEN = 16;
@@ -50,7 +52,24 @@ export const Ctrl = {
   DGRAM: 9,
   /** The flow ended (idle, or its socket closed). */
   DGRAM_CLOSE: 10,
+  /** Client → server, first frame of a new session: the client holds the session's key. */
+  CONFIRM: 11,
 } as const;
+
+/**
+ * Control types that make the receiver act (dial, open a flow, dial pool connections) or that
+ * confirm a session: they always carry an HMAC under the session's key, even in sessions without
+ * frame HMACs, so a session created by a replayed hello can make nobody act. Indexed by type.
+ */
+export const SIGNED_CTRL: readonly boolean[] = (() => {
+  const t: boolean[] = [];
+  for (const c of [Ctrl.OPEN, Ctrl.DGRAM_OPEN, Ctrl.POOL_WANT, Ctrl.CONFIRM]) t[c] = true;
+  return t;
+})();
+
+/** Whether frames carry an HMAC: never (handshake frames), when signed, or always. */
+export const MacRule = { NEVER: 0, MAY: 1, ALWAYS: 2 } as const;
+export type MacRuleValue = typeof MacRule[keyof typeof MacRule];
 
 /** Frames that occupy a sequence number and are replayed after a leg reconnects. */
 export const SEQUENCED = Flag.DATA | Flag.FIN | Flag.CTRL;
@@ -105,7 +124,7 @@ export function checkHeader(
   view: DataView,
   off: number,
   sessionId: Uint8Array | null,
-  macRequired: boolean,
+  macRule: MacRuleValue,
   maxPayload: number,
 ): number {
   if (buf[off] !== MAGIC0 || buf[off + 1] !== MAGIC1) {
@@ -119,11 +138,11 @@ export function checkHeader(
   const flags = buf[off + 3];
   const hasMac = (flags & Flag.HMAC) !== 0;
   // No exemption for HANDSHAKE frames: inside a session they are errors like any unsigned frame.
-  if (macRequired && !hasMac) {
+  if (macRule === MacRule.ALWAYS && !hasMac) {
     throw new FrameError(`frame without HMAC (flags 0x${hex2(flags)}) but HMAC is required`);
   }
-  if (!macRequired && hasMac) {
-    throw new FrameError("frame carries an HMAC but the session did not negotiate one");
+  if (macRule === MacRule.NEVER && hasMac) {
+    throw new FrameError("frame carries an HMAC where none belongs");
   }
   const len = view.getUint16(off + 32);
   if (len > maxPayload) {

@@ -6,6 +6,8 @@ import {
   type FrameHeader,
   frameSize,
   HEADER_LEN,
+  MacRule,
+  type MacRuleValue,
   readHeader,
   seqAfter,
   writeHeader,
@@ -23,7 +25,7 @@ function encode(flags: number, payloadLen: number): Uint8Array {
 Deno.test("header is the seed's 34-byte layout, big-endian", () => {
   const b = encode(Flag.DATA, 3);
   assert.equal(HEADER_LEN, 34);
-  assert.deepEqual([...b.subarray(0, 4)], [0x48, 0x54, 2, Flag.DATA]);
+  assert.deepEqual([...b.subarray(0, 4)], [0x48, 0x54, 3, Flag.DATA]);
   assert.deepEqual([...b.subarray(4, 20)], [...sid]);
   assert.deepEqual([...b.subarray(20, 24)], [0, 0, 0, 7]);
   assert.deepEqual([...b.subarray(24, 28)], [1, 2, 3, 4]);
@@ -41,7 +43,7 @@ Deno.test("header is the seed's 34-byte layout, big-endian", () => {
 });
 
 Deno.test("strict header checks name the bad field", () => {
-  const check = (b: Uint8Array, mac = false, max = 65535) =>
+  const check = (b: Uint8Array, mac: MacRuleValue = MacRule.NEVER, max = 65535) =>
     checkHeader(b, new DataView(b.buffer), 0, sid, mac, max);
   assert.equal(check(encode(Flag.DATA, 3)), 37);
   const badMagic = encode(Flag.DATA, 0);
@@ -53,9 +55,14 @@ Deno.test("strict header checks name the bad field", () => {
   const badVer = encode(Flag.DATA, 0);
   badVer[2] = 1;
   assert.throws(() => check(badVer), /unsupported protocol version 1/);
-  assert.throws(() => check(encode(Flag.DATA, 0), true), /without HMAC/);
-  assert.throws(() => check(encode(Flag.DATA | Flag.HMAC, 0)), /did not negotiate/);
-  assert.throws(() => check(encode(Flag.DATA, 2000), false, 1024), /exceeds the limit 1024/);
+  assert.throws(() => check(encode(Flag.DATA, 0), MacRule.ALWAYS), /without HMAC/);
+  assert.throws(() => check(encode(Flag.DATA | Flag.HMAC, 0)), /where none belongs/);
+  assert.equal(check(encode(Flag.DATA | Flag.HMAC, 0), MacRule.MAY), 34 + 32);
+  assert.equal(check(encode(Flag.DATA, 0), MacRule.MAY), 34);
+  assert.throws(
+    () => check(encode(Flag.DATA, 2000), MacRule.NEVER, 1024),
+    /exceeds the limit 1024/,
+  );
   const other = encode(Flag.DATA, 0);
   other[10] ^= 1;
   assert.throws(() => check(other), /another session/);

@@ -3,20 +3,33 @@
  * in both directions, so a captured session id or a replayed handshake is useless and a fake
  * server learns nothing it can reuse. The key itself never crosses the wire.
  *
- *   HELLO   (client → server, 80 bytes): ver | role | flags | 0 | time ms (8) | client nonce (16) |
- *           session id (16) | client recv ack (4) | MAC_auth("HT2 hello" ‖ bytes 0..47)
+ *   HELLO   (client → server, 120 bytes): ver | role | flags | 0 | time ms (8) | client nonce (16) |
+ *           session id (16) | client recv ack (4) | route (8) | session proof (32) |
+ *           MAC_auth("HT3 hello" ‖ bytes 0..87)
  *   WELCOME (server → client, 56 bytes): status | flags | 0 0 | server nonce (16) | server recv ack (4) |
- *           MAC_auth("HT2 welcome" ‖ hello MAC ‖ bytes 0..23)
+ *           MAC_auth("HT3 welcome" ‖ hello MAC ‖ bytes 0..23)
  *           With status STALE_HELLO the first 8 nonce bytes carry the server's clock (ms, float64),
  *           so a client whose clock runs behind can send a hello the server will take.
+ *
+ * Proving the key is not enough on its own: a hello seen by a CDN or on a plain leg can be replayed
+ * once to every other server that shares the key (the replay cache is per process). So each
+ * session also has a key of its own, derived from the creating hello's MAC and the server's fresh
+ * welcome nonce (`sessionKey`): a replayer cannot compute it, and it differs on every server. A
+ * hello that joins an existing session (the other half of a split, a resume, a pool connection)
+ * proves that session's key in its proof field; frames that make the peer act (OPEN, DGRAM_OPEN,
+ * POOL_WANT, and the client's CONFIRM that a new session's key is shared) carry a frame MAC under
+ * it. A session created by a replayed hello therefore opens nothing and is closed unconfirmed.
  */
 
 import { createHmac, pbkdf2Sync, randomFillSync, timingSafeEqual } from "node:crypto";
 import { SESSION_ID_LEN } from "./frame.ts";
 
-export const HELLO_LEN = 80;
+export const HELLO_LEN = 120;
 export const WELCOME_LEN = 56;
-const HELLO_VERSION = 1;
+const HELLO_VERSION = 2;
+/** Bytes of the balancer routing value a hello carries (and binds under its MAC). */
+export const ROUTE_LEN = 8;
+const SIGNED_LEN = 88;
 /** Hellos older or newer than this are refused (clock skew allowance). */
 export const HELLO_MAX_SKEW_MS = 120_000;
 
@@ -63,7 +76,14 @@ export function roleName(role: RoleValue): string {
     : "pool";
 }
 
-export const HelloFlag = { HMAC: 1, RESUME: 2 } as const;
+export const HelloFlag = {
+  /** The client wants every frame to carry an HMAC. */
+  HMAC: 1,
+  /** The client expects the server to know this session. */
+  RESUME: 2,
+  /** The leg presents the route field as its balancer cookie (and nothing else beside the hello). */
+  ROUTE: 4,
+} as const;
 
 export const WelcomeStatus = {
   OK: 0,
@@ -118,7 +138,8 @@ export type RefusalReason =
   | "replayed"
   | "wrong_path"
   | "restarted"
-  | "busy";
+  | "busy"
+  | "unbound";
 
 export class HandshakeError extends Error {
   override name = "HandshakeError";
@@ -138,9 +159,17 @@ export function deriveKeys(secret: string): Keys {
   return { auth: new Uint8Array(auth) };
 }
 
-/** Per-session frame MAC key: binds frame MACs to one session. */
-export function frameKey(keys: Keys, sessionId: Uint8Array): Uint8Array {
-  return mac(keys.auth, [enc("HT2 frame"), sessionId]);
+/**
+ * A session's own key, known only to the client and the one server that welcomed the session's
+ * first leg: from the key, the creating hello's MAC and that server's welcome nonce.
+ */
+export function sessionKey(keys: Keys, helloMac: Uint8Array, serverNonce: Uint8Array): Uint8Array {
+  return mac(keys.auth, [enc("HT3 session"), helloMac, serverNonce]);
+}
+
+/** The frame MAC key of a session (see sessionKey). */
+export function frameKey(sessionKeyBytes: Uint8Array): Uint8Array {
+  return mac(sessionKeyBytes, [enc("HT3 frame")]);
 }
 
 export interface Hello {
@@ -150,7 +179,19 @@ export interface Hello {
   nonce: Uint8Array;
   sessionId: Uint8Array;
   recvAck: number;
+  /** The balancer routing value the leg must present (meaningful with HelloFlag.ROUTE). */
+  route: Uint8Array;
+  /** What proves the key of the session this hello joins (random for a new session). */
+  proof: Uint8Array;
   mac: Uint8Array;
+}
+
+/** What a hello binds beyond the key proof. */
+export interface HelloBinding {
+  /** The key of the session the hello joins (split half, resume, pool connection). */
+  sessionKey?: Uint8Array;
+  /** The routing value the leg presents to balancers (sets HelloFlag.ROUTE). */
+  route?: Uint8Array;
 }
 
 export function randomBytes(n: number): Uint8Array {
@@ -166,18 +207,41 @@ export function encodeHello(
   sessionId: Uint8Array,
   recvAck: number,
   nowMs = Date.now(),
+  bind: HelloBinding = {},
 ): Uint8Array {
   const b = new Uint8Array(HELLO_LEN);
   const v = new DataView(b.buffer);
   b[0] = HELLO_VERSION;
   b[1] = role;
-  b[2] = flags;
+  b[2] = bind.route ? flags | HelloFlag.ROUTE : flags & ~HelloFlag.ROUTE;
   v.setFloat64(4, nowMs);
   randomFillSync(b.subarray(12, 28));
   b.set(sessionId, 28);
   v.setUint32(44, recvAck);
-  b.set(mac(keys.auth, [enc("HT2 hello"), b.subarray(0, 48)]), 48);
+  if (bind.route) b.set(bind.route.subarray(0, ROUTE_LEN), 48);
+  // A new session's hello has nothing to prove yet: random bytes look the same as a proof.
+  if (bind.sessionKey) b.set(helloProof(bind.sessionKey, b), 56);
+  else randomFillSync(b.subarray(56, 88));
+  b.set(mac(keys.auth, [enc("HT3 hello"), b.subarray(0, SIGNED_LEN)]), SIGNED_LEN);
   return b;
+}
+
+/** The proof that a hello's sender holds the key of the session it joins (over bytes 0..55). */
+function helloProof(sessionKeyBytes: Uint8Array, hello: Uint8Array): Uint8Array {
+  return mac(sessionKeyBytes, [enc("HT3 join"), hello.subarray(0, 56)]);
+}
+
+/**
+ * Checks that a verified hello proves the key of the session it joins; throws HandshakeError
+ * ("unbound") if not: a hello replayed to a server where a session of that id has another key.
+ */
+export function verifyHelloProof(sessionKeyBytes: Uint8Array, hello: Hello, raw: Uint8Array): void {
+  if (!timingSafeEqual(helloProof(sessionKeyBytes, raw), hello.proof)) {
+    throw new HandshakeError(
+      "hello does not prove its session's key (replayed from a leg to another server?)",
+      "unbound",
+    );
+  }
 }
 
 /** Remembers recent hello MACs so each hello is accepted at most once. */
@@ -205,12 +269,14 @@ export function verifyHello(
   replay: ReplayCache,
   nowMs = Date.now(),
 ): Hello {
-  if (b.length !== HELLO_LEN) throw new HandshakeError(`hello has ${b.length} bytes, expected 80`);
-  if (b[0] !== HELLO_VERSION) throw new HandshakeError(`hello version ${b[0]} unsupported`);
-  const expect = mac(keys.auth, [enc("HT2 hello"), b.subarray(0, 48)]);
-  if (!timingSafeEqual(expect, b.subarray(48, 80))) {
-    throw new HandshakeError("hello MAC does not verify (wrong key?)", "wrong_key");
+  if (b.length !== HELLO_LEN) {
+    throw new HandshakeError(`hello has ${b.length} bytes, expected ${HELLO_LEN}`);
   }
+  // The MAC first: a prober's hello-sized cookie costs the same time whatever its bytes say.
+  const expect = mac(keys.auth, [enc("HT3 hello"), b.subarray(0, SIGNED_LEN)]);
+  const macOk = timingSafeEqual(expect, b.subarray(SIGNED_LEN, HELLO_LEN));
+  if (b[0] !== HELLO_VERSION) throw new HandshakeError(`hello version ${b[0]} unsupported`);
+  if (!macOk) throw new HandshakeError("hello MAC does not verify (wrong key?)", "wrong_key");
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const role = b[1];
   if (role < Role.UP || role > Role.POOL) throw new HandshakeError(`hello role ${role} unknown`);
@@ -221,7 +287,7 @@ export function verifyHello(
       "clock_skew",
     );
   }
-  const macBytes = b.slice(48, 80);
+  const macBytes = b.slice(SIGNED_LEN, HELLO_LEN);
   if (!replay.admit(macBytes, nowMs)) throw new HandshakeError("hello replayed", "replayed");
   return {
     role: role as RoleValue,
@@ -230,10 +296,16 @@ export function verifyHello(
     nonce: b.slice(12, 28),
     sessionId: b.slice(28, 28 + SESSION_ID_LEN),
     recvAck: v.getUint32(44),
+    route: b.slice(48, 56),
+    proof: b.slice(56, 88),
     mac: macBytes,
   };
 }
 
+/**
+ * Encodes a welcome. `nonce` is the server's fresh nonce (random if not given; a session created
+ * by this welcome takes its key from it, see sessionKey).
+ */
 export function encodeWelcome(
   keys: Keys,
   hello: Hello,
@@ -241,15 +313,16 @@ export function encodeWelcome(
   flags: number,
   recvAck: number,
   nowMs = Date.now(),
+  nonce: Uint8Array = randomBytes(16),
 ): Uint8Array {
   const b = new Uint8Array(WELCOME_LEN);
   const v = new DataView(b.buffer);
   b[0] = status;
   b[1] = flags;
-  randomFillSync(b.subarray(4, 20));
+  b.set(nonce.subarray(0, 16), 4);
   if (status === WelcomeStatus.STALE_HELLO) v.setFloat64(4, nowMs);
   v.setUint32(20, recvAck);
-  b.set(mac(keys.auth, [enc("HT2 welcome"), hello.mac, b.subarray(0, 24)]), 24);
+  b.set(mac(keys.auth, [enc("HT3 welcome"), hello.mac, b.subarray(0, 24)]), 24);
   return b;
 }
 
@@ -261,19 +334,37 @@ export function verifyWelcome(
   keys: Keys,
   hello: Uint8Array,
   b: Uint8Array,
-): { status: number; flags: number; recvAck: number; serverTimeMs?: number } {
+): VerifiedWelcome {
   if (b.length !== WELCOME_LEN) {
     throw new HandshakeError(`welcome has ${b.length} bytes, expected ${WELCOME_LEN}`);
   }
-  const expect = mac(keys.auth, [enc("HT2 welcome"), hello.subarray(48, 80), b.subarray(0, 24)]);
+  const helloMac = hello.subarray(SIGNED_LEN, HELLO_LEN);
+  const expect = mac(keys.auth, [enc("HT3 welcome"), helloMac, b.subarray(0, 24)]);
   if (!timingSafeEqual(expect, b.subarray(24, 56))) {
     throw new HandshakeError(
       "server did not prove the key (wrong key or not a half-tunnel server)",
     );
   }
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const w = { status: b[0], flags: b[1], recvAck: v.getUint32(20) };
-  return b[0] === WelcomeStatus.STALE_HELLO ? { ...w, serverTimeMs: v.getFloat64(4) } : w;
+  if (b[0] === WelcomeStatus.STALE_HELLO) {
+    return { status: b[0], flags: b[1], recvAck: v.getUint32(20), serverTimeMs: v.getFloat64(4) };
+  }
+  return {
+    status: b[0],
+    flags: b[1],
+    recvAck: v.getUint32(20),
+    sessionKey: sessionKey(keys, helloMac, b.subarray(4, 20)),
+  };
+}
+
+/** A verified welcome; `sessionKey` is the key of a session this welcome creates (see sessionKey). */
+export interface VerifiedWelcome {
+  status: number;
+  flags: number;
+  recvAck: number;
+  /** The server's clock, sent with STALE_HELLO. */
+  serverTimeMs?: number;
+  sessionKey?: Uint8Array;
 }
 
 export function mac(key: Uint8Array, parts: Uint8Array[]): Uint8Array {

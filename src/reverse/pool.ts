@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
 import {
+  frameKey,
   type HelloClock,
   HelloFlag,
   type Keys,
@@ -17,6 +18,7 @@ import {
 } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
+import { FrameMac } from "../session/frame_mac.ts";
 import { BackoffTimer } from "../session/connector.ts";
 import { handshakeLeg } from "../session/leg_handshake.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
@@ -89,13 +91,13 @@ export class PoolManager {
   }
 
   /** Keeps a raw pool connection idle until OPEN, then connects the target and splices. */
-  #serveRaw(conn: ByteConn, sessionId: Uint8Array): void {
+  #serveRaw(conn: ByteConn, sessionId: Uint8Array, key: Uint8Array): void {
     this.#idle++;
     this.#raw.add(conn);
     let used = false;
     (async () => {
       try {
-        const open = await awaitOpen(conn);
+        const open = await awaitOpen(conn, new FrameMac(frameKey(key)));
         if (!open) return;
         used = true;
         this.#idle--;
@@ -146,6 +148,7 @@ export class PoolManager {
         role: Role.POOL,
         flags: this.opts.hmac ? HelloFlag.HMAC : 0,
         sessionId: control.id,
+        joins: control.key,
         route: control.route,
         recvAck: 0,
         label: `${this.opts.spec().url.host} pool`,
@@ -157,14 +160,14 @@ export class PoolManager {
         throw new Error(`pool connection refused: ${welcomeStatusText(w.status)}`);
       }
       if (w.raw && !(w.flags & HelloFlag.HMAC)) {
-        this.#serveRaw(w.raw, control.id);
+        this.#serveRaw(w.raw, control.id, w.sessionKey!);
         this.#backoff.reset();
         return;
       }
       session = new Session({
         id: w.hello.slice(12, 28),
         side: "client",
-        keys: this.opts.keys,
+        key: w.sessionKey!,
         hmac: (w.flags & HelloFlag.HMAC) !== 0,
         cfg: this.opts.session,
         resumable: false,

@@ -75,7 +75,7 @@ export async function startServer(
       publisher?.addMux(mux);
     },
     onPoolLeg: sc.streamMode === "pool"
-      ? (s, leg, hello, welcome) => publisher?.addPoolLeg(s, leg, hello, welcome)
+      ? (s, leg, hello, welcome, key) => publisher?.addPoolLeg(s, leg, hello, welcome, key)
       : null,
   });
 

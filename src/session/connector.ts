@@ -22,7 +22,10 @@ import {
 import type { DialSpec } from "../transport/dial.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
+import { transportByScheme } from "../transport/registry.ts";
+import { transportName } from "../transport/mismatch.ts";
 import { Session } from "./session.ts";
+import { SESSION_END, sessionEnd } from "./session_end.ts";
 import { handshakeLeg } from "./leg_handshake.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
@@ -30,9 +33,13 @@ const log = getLogger(["half-tunnel", "client"]);
 /** Failed redials of a server that does not answer, before failing over to the next server. */
 const FAILOVER_AFTER = 3;
 
-/** Failures that mean the server answered and refused us, as opposed to not answering. */
+/**
+ * Failures that mean the server answered and refused us, as opposed to not answering. A server
+ * of the other transport hangs up on a WebSocket upgrade (`tcp`), or keeps quiet or answers HTTP
+ * (`ws`: "HT" of "HTTP/1.1" reads as our magic, "T" as the version).
+ */
 const REFUSED =
-  /upgrade refused|closed the leg during the handshake|closed the connection during the handshake|did not prove the key|no welcome from server/;
+  /upgrade refused|closed during upgrade|closed the leg during the handshake|closed the connection during the handshake|did not prove the key|no welcome from server|unsupported protocol version/;
 
 export interface LegPlan {
   role: RoleValue;
@@ -96,6 +103,11 @@ export class Connector {
     return this.opts.servers[this.#server];
   }
 
+  /** The transport the legs of the current server are dialled with (`tcp`, `ws`). */
+  get #transport(): string {
+    return transportByScheme(this.plans[0].spec.url.protocol)?.t.kind ?? "?";
+  }
+
   #nextServer(): void {
     this.#server = (this.#server + 1) % this.opts.servers.length;
   }
@@ -135,6 +147,12 @@ export class Connector {
           url = plan.spec.url.href;
           session = await this.#join(plan, id, route, session);
         }
+        // Up once the server has acknowledged the session's CONFIRM: from then on it has wired
+        // the session (its published ports have a tunnel), not merely welcomed the legs.
+        await session!.drained();
+        if (session!.isClosed) {
+          throw new Error("the server closed the session before confirming it");
+        }
       } catch (e) {
         session?.close("could not bring up every leg");
         const delay = backoff.next();
@@ -147,9 +165,11 @@ export class Connector {
       const s = session!;
       this.#session = s;
       s.onLegLost = (role, reason) => this.#redial(s, role, reason);
+      const since = Date.now();
       s.closed.then((reason) => {
-        if (this.#stopped || this.#session !== s) return;
-        log.warn("session {sid} ended ({reason}); starting a new one", { sid: s.label, reason });
+        const end = sessionEnd(s, since, reason);
+        if (this.#stopped || this.#session !== s) return log.info(SESSION_END, end);
+        log.warn(SESSION_END + "; starting a new one", end);
         this.#session = null;
         this.#establish();
       });
@@ -178,10 +198,12 @@ export class Connector {
       this.#refusalSaid = true;
       log.error(
         "{url} refuses this client ({reason}). Usually: a different key (auth.key, Backhaul " +
-          "token) on the two sides, a wrong path in the URL, clocks more than 2 minutes apart, " +
-          "or no half-tunnel server at that address (the server's log names the exact reason). " +
-          "Retrying quietly with backoff.",
-        { url, reason },
+          "token) on the two sides; a server of another transport than this client's " +
+          "{transport}: set the same `transport` in both Backhaul TOML files, or in YAML a URL " +
+          "scheme matching server.transport; a wrong path in the URL; clocks more than 2 " +
+          "minutes apart; or no half-tunnel server at that address. The server's log names the " +
+          "exact reason. Retrying quietly with backoff.",
+        { url, reason, transport: transportName(this.#transport) },
       );
       return;
     }
@@ -199,7 +221,7 @@ export class Connector {
     route: string,
     session: Session | null,
   ): Promise<Session> {
-    const w = await this.#handshake(plan, id, route, 0, session?.recvSeq ?? 0);
+    const w = await this.#handshake(plan, id, route, 0, session?.recvSeq ?? 0, session?.key);
     if (w.status !== WelcomeStatus.OK) {
       w.leg.close();
       throw new Error(welcomeStatusText(w.status));
@@ -207,18 +229,29 @@ export class Connector {
     const s = session ?? new Session({
       id,
       side: "client",
-      keys: this.opts.keys,
+      key: w.sessionKey!,
       hmac: (w.flags & HelloFlag.HMAC) !== 0,
       cfg: this.opts.session,
       resumable: true,
       route,
     });
     s.attachLeg(w.leg, plan.role, w.recvAck);
+    if (!session) s.sendConfirm();
     return s;
   }
 
-  /** Dials a leg of `plan` and returns the server's verified welcome. */
-  #handshake(plan: LegPlan, id: Uint8Array, route: string, flags: number, recvAck: number) {
+  /**
+   * Dials a leg of `plan` and returns the server's verified welcome; `joins` is the key of the
+   * session the leg joins (absent for a session's first leg).
+   */
+  #handshake(
+    plan: LegPlan,
+    id: Uint8Array,
+    route: string,
+    flags: number,
+    recvAck: number,
+    joins?: Uint8Array,
+  ) {
     return handshakeLeg({
       spec: plan.spec,
       keys: this.opts.keys,
@@ -226,6 +259,7 @@ export class Connector {
       role: plan.role,
       flags: flags | (this.opts.hmac ? HelloFlag.HMAC : 0),
       sessionId: id,
+      joins,
       route,
       recvAck,
       label: `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`,
@@ -262,7 +296,14 @@ export class Connector {
         if (this.#stopped || s.isClosed) return;
         try {
           metrics.legReconnects.inc();
-          const w = await this.#handshake(plan, s.id, s.route, HelloFlag.RESUME, s.recvSeq);
+          const w = await this.#handshake(
+            plan,
+            s.id,
+            s.route,
+            HelloFlag.RESUME,
+            s.recvSeq,
+            s.key,
+          );
           if (w.status === WelcomeStatus.UNKNOWN_SESSION) {
             w.leg.close();
             s.close("the server no longer knows this session (restarted or expired)");

@@ -1,16 +1,19 @@
 /**
- * Cuts a leg's byte stream into frames, checks each header strictly and verifies the HMAC when the
- * session uses one. Complete frames inside a chunk are passed on as views (no copy); only a frame
+ * Cuts a leg's byte stream into frames, checks each header strictly and verifies the HMAC of every
+ * frame that carries one (all of them in a session that uses frame HMACs; otherwise the signed
+ * control frames, see frame.ts SIGNED_CTRL). Complete frames inside a chunk are passed on as views (no copy); only a frame
  * split across chunks is reassembled in a buffer owned by the reader.
  */
 
 import { timingSafeEqual } from "node:crypto";
 import {
   checkHeader,
+  Flag,
   FrameError,
   type FrameHeader,
   HEADER_LEN,
   MAC_LEN,
+  MacRule,
   MAX_PAYLOAD,
   readHeader,
 } from "../protocol/frame.ts";
@@ -25,9 +28,15 @@ export class FrameReader {
   #accLen = 0;
   #h: FrameHeader = { flags: 0, streamId: 0, seq: 0, ack: 0, payloadLen: 0 };
 
+  /**
+   * `macAlways`: every frame must carry an HMAC (the session uses frame HMACs); otherwise frames
+   * may carry one, and those that do are verified like any other. Without a `mac` (tests, tools)
+   * no frame may carry one.
+   */
   constructor(
     private sessionId: Uint8Array,
     private mac: FrameMac | null,
+    private macAlways: boolean,
     private maxPayload: number,
     private onFrame: OnFrame,
   ) {}
@@ -79,13 +88,14 @@ export class FrameReader {
   }
 
   #check(b: Uint8Array, v: DataView, off: number): number {
-    return checkHeader(b, v, off, this.sessionId, this.mac !== null, this.maxPayload);
+    const rule = !this.mac ? MacRule.NEVER : this.macAlways ? MacRule.ALWAYS : MacRule.MAY;
+    return checkHeader(b, v, off, this.sessionId, rule, this.maxPayload);
   }
 
   #emit(b: Uint8Array, v: DataView, off: number, stable: boolean): void {
     readHeader(v, off, this.#h);
     const payloadEnd = off + HEADER_LEN + this.#h.payloadLen;
-    if (this.mac) {
+    if (this.mac && this.#h.flags & Flag.HMAC) {
       const expect = this.mac.compute(b.subarray(off, payloadEnd));
       if (!timingSafeEqual(expect, b.subarray(payloadEnd, payloadEnd + MAC_LEN))) {
         throw new FrameError(`HMAC mismatch on frame seq ${this.#h.seq}`);

@@ -67,7 +67,7 @@ const PAIR_SIZES = [0, 35, 1, 7];
 const MIXED_SIZES = [0, 1, 34, 1000, 1023, 1024, 1025, 3000, 5];
 
 function reader(mac: FrameMac | null, out: Got[], maxPayload = MAX_PAYLOAD, sid = SID) {
-  return new FrameReader(sid, mac, maxPayload, (h, payload, stable) => {
+  return new FrameReader(sid, mac, mac !== null, maxPayload, (h, payload, stable) => {
     out.push({
       flags: h.flags,
       streamId: h.streamId,
@@ -278,8 +278,18 @@ Deno.test("an HMAC mismatch throws a FrameError naming the seq", () => {
 Deno.test("the HMAC trailer is required exactly when the session negotiated one", () => {
   const s = specs([4])[0];
   assert.throws(() => reader(MAC, []).push(encode(s, null), true), /without HMAC/);
-  assert.throws(() => reader(null, []).push(encode(s, MAC), true), /did not negotiate/);
+  assert.throws(() => reader(null, []).push(encode(s, MAC), true), /where none belongs/);
   assert.equal(frameSize(4, true) - frameSize(4, false), MAC_LEN);
+});
+
+Deno.test("without frame HMACs, a frame may carry one, and one that does is verified", () => {
+  const [a, b] = specs([4, 9]);
+  const flags: number[] = [];
+  const r = new FrameReader(SID, MAC, false, MAX_PAYLOAD, (h) => flags.push(h.flags & Flag.HMAC));
+  r.push(concat([encode(a, null), encode(b, MAC)]), true);
+  assert.deepEqual(flags, [0, Flag.HMAC]);
+  const forged = encode(a, new FrameMac(new Uint8Array(32).fill(9)));
+  assert.throws(() => r.push(forged, true), /HMAC mismatch/);
 });
 
 Deno.test("a HANDSHAKE frame inside an HMAC session is an unsigned frame, not a crash", () => {

@@ -1,7 +1,8 @@
 /**
  * Client side of one leg's handshake, the one place every client leg goes through (session legs
  * of the connector and pool connections alike): dial, send the hello signed with the client's
- * clock, read and verify the welcome. A STALE_HELLO answer (the server restarted and our clock is
+ * clock (proving the key of the session it joins, and binding the route it presents to
+ * balancers), read and verify the welcome. A STALE_HELLO answer (the server restarted and our clock is
  * behind its) corrects the clock and is retried once, at once.
  */
 
@@ -13,7 +14,7 @@ import {
   type RoleValue,
   WelcomeStatus,
 } from "../protocol/handshake.ts";
-import { dialLeg, type DialSpec } from "../transport/dial.ts";
+import { dialLeg, type DialSpec, presentsRoute } from "../transport/dial.ts";
 import type { ByteConn } from "../transport/socket.ts";
 import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
 
@@ -27,7 +28,12 @@ export interface LegRequest {
   /** HelloFlag bits (HMAC, RESUME). */
   flags: number;
   sessionId: Uint8Array;
-  /** The session's routing value for balancers (see client.route_cookie). */
+  /**
+   * The key of the session this leg joins (the other half of a split, a resume, or the control
+   * session a pool connection belongs to); absent for a session's first leg.
+   */
+  joins?: Uint8Array;
+  /** The session's routing value for balancers, 16 hex digits (see client.route_cookie). */
   route: string;
   /** Last seq this side received in the session (what the server should resend after). */
   recvAck: number;
@@ -47,8 +53,12 @@ export interface LegWelcome extends Welcomed {
 }
 
 export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
+  const route = presentsRoute(r.spec) ? bytesOfHex(r.route) : undefined;
   for (let attempt = 0;; attempt++) {
-    const hello = encodeHello(r.keys, r.role, r.flags, r.sessionId, r.recvAck, r.clock.now());
+    const hello = encodeHello(r.keys, r.role, r.flags, r.sessionId, r.recvAck, r.clock.now(), {
+      sessionKey: r.joins,
+      route,
+    });
     const leg = await dialLeg(r.spec, r.sessionId, hello, r.label, r.route);
     const conn = r.raw ? leg.rawConn?.() : undefined;
     const w: LegWelcome = conn
@@ -61,4 +71,8 @@ export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
     const ms = r.clock.learn(w.serverTimeMs);
     log.warn("our clock is {ms} ms behind the server's; hellos are signed with its time", { ms });
   }
+}
+
+function bytesOfHex(hex: string): Uint8Array {
+  return Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
 }

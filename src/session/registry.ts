@@ -1,9 +1,12 @@
 /**
- * Server side of session establishment: checks each leg's hello (key proof, freshness, replay),
- * creates a session on its first leg, joins later legs to it (the other half of a split pair, or a
- * reconnecting leg resuming it) and answers with a welcome that proves the server knows the key.
- * A leg that fails any check is refused without a word to the peer; the log says why, once per
- * source and minute however many there are.
+ * Server side of session establishment: checks each leg's hello (key proof, freshness, replay,
+ * the balancer route it presents), creates a session on its first leg, joins later legs to it (the
+ * other half of a split pair, or a reconnecting leg resuming it) and answers with a welcome that
+ * proves the server knows the key. A hello that names an existing session must also prove that
+ * session's own key, which only the client that created it here has: a hello replayed from a leg
+ * to another server of the same key joins nothing, and a session it creates stays unconfirmed and
+ * passes nothing on (see session.ts). A leg that fails any check is refused without a word to the
+ * peer; the log says why, once per source and minute however many there are.
  *
  * Hellos signed before this server started are answered STALE_HELLO with the server's clock and
  * nothing else: a hello captured before a restart cannot open a session afterwards (the replay
@@ -21,10 +24,13 @@ import {
   HelloFlag,
   hexOf,
   type Keys,
+  randomBytes,
   ReplayCache,
   Role,
   roleName,
+  sessionKey,
   verifyHello,
+  verifyHelloProof,
   WelcomeStatus,
 } from "../protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
@@ -33,7 +39,9 @@ import type { OnHello } from "../transport/kind.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
+import { sourceOf } from "../transport/peer.ts";
 import { Session } from "./session.ts";
+import { SESSION_END, sessionEnd } from "./session_end.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
 
@@ -46,8 +54,13 @@ export interface RegistryOptions {
   maxSessions: number;
   /** A new session was created (wire a multiplexer onto it). */
   onSession: (s: Session) => void;
-  /** A pool leg arrived for an existing session (pool mode); null refuses pool legs. */
-  onPoolLeg: ((s: Session, leg: Leg, hello: Hello, welcome: Uint8Array) => void) | null;
+  /**
+   * A pool leg arrived for an existing session (pool mode), with the key of the one-shot session
+   * it starts; null refuses pool legs.
+   */
+  onPoolLeg:
+    | ((s: Session, leg: Leg, hello: Hello, welcome: Uint8Array, key: Uint8Array) => void)
+    | null;
 }
 
 export class SessionRegistry {
@@ -68,8 +81,9 @@ export class SessionRegistry {
   }
 
   /** The transport's hook: decide on a hello, return how to attach the leg or null. */
-  readonly onHello: OnHello = (bytes, peer, roles) => {
+  readonly onHello: OnHello = (bytes, peer, roles, presented) => {
     let hello: Hello;
+    let s: Session | undefined;
     try {
       hello = verifyHello(this.opts.keys, bytes, this.#replay);
       if (!roles.has(hello.role)) {
@@ -78,30 +92,31 @@ export class SessionRegistry {
           "wrong_path",
         );
       }
+      checkRoute(hello, presented);
+      s = this.#sessions.get(hexOf(hello.sessionId));
+      if (s) {
+        verifyHelloProof(s.key, hello, bytes);
+        s.confirm();
+      }
     } catch (e) {
-      metrics.handshakesRefused.with({
-        reason: e instanceof HandshakeError ? e.reason : "malformed",
-      }).inc();
-      const reason = errText(e);
-      this.#refusals.note(sourceOf(peer), {
-        first: () => log.warn("refused leg from {peer}: {reason}", { peer, reason }),
-        more: (n, s) =>
-          log.warn("refused {n} more legs from {src} in {s} s (last: {reason})", {
-            n,
-            src: sourceOf(peer),
-            s,
-            reason,
-          }),
-      });
+      this.#refuse(peer, e);
       return null;
     }
     const key = hexOf(hello.sessionId);
-    let s = this.#sessions.get(key);
     const hmac = this.opts.hmac || (hello.flags & HelloFlag.HMAC) !== 0;
+    const nonce = randomBytes(16);
     const welcome = (status: number, ack: number) =>
       encodeHandshakeFrame(
         hello.sessionId,
-        encodeWelcome(this.opts.keys, hello, status, hmac ? HelloFlag.HMAC : 0, ack),
+        encodeWelcome(
+          this.opts.keys,
+          hello,
+          status,
+          hmac ? HelloFlag.HMAC : 0,
+          ack,
+          undefined,
+          nonce,
+        ),
       );
     if (hello.timeMs < this.startedAt) {
       metrics.handshakesRefused.with({ reason: "restarted" }).inc();
@@ -118,9 +133,18 @@ export class SessionRegistry {
       return refuseWith(welcome(WelcomeStatus.STALE_HELLO, 0));
     }
     if (!s && (hello.flags & HelloFlag.RESUME || hello.role === Role.POOL)) {
-      log.info("leg from {peer} asks for unknown session {sid} (expired or server restarted)", {
-        peer,
-        sid: key.slice(-8),
+      this.#refusals.note(`unknown ${sourceOf(peer)}`, {
+        first: () =>
+          log.info("leg from {peer} asks for unknown session {sid} (expired or server restarted)", {
+            peer,
+            sid: key.slice(-8),
+          }),
+        more: (n, secs) =>
+          log.info("{n} more legs from {src} asked for unknown sessions in {s} s", {
+            n,
+            src: sourceOf(peer),
+            s: secs,
+          }),
       });
       return refuseWith(welcome(WelcomeStatus.UNKNOWN_SESSION, 0));
     }
@@ -132,7 +156,8 @@ export class SessionRegistry {
       const pool = this.opts.onPoolLeg;
       if (!pool) return null;
       const sess = s!;
-      return (leg) => pool(sess, leg, hello, welcome(WelcomeStatus.OK, 0));
+      const poolKey = sessionKey(this.opts.keys, hello.mac, nonce);
+      return (leg) => pool(sess, leg, hello, welcome(WelcomeStatus.OK, 0), poolKey);
     }
     if (!s && this.#sessions.size >= this.opts.maxSessions && !this.#evictIdle()) {
       metrics.handshakesRefused.with({ reason: "busy" }).inc();
@@ -148,20 +173,29 @@ export class SessionRegistry {
       return refuseWith(welcome(WelcomeStatus.BUSY, 0));
     }
     if (!s) {
-      s = new Session({
+      // Nothing is wired onto the session before the client proves it holds the session key.
+      let opened = 0;
+      const created: Session = new Session({
         id: hello.sessionId,
         side: "server",
-        keys: this.opts.keys,
+        key: sessionKey(this.opts.keys, hello.mac, nonce),
         hmac,
         cfg: this.opts.cfg,
         resumable: true,
+        onConfirm: () => {
+          opened = Date.now();
+          metrics.sessionsOpened.inc();
+          log.info("session {sid} opened by {peer}", { sid: created.label, peer });
+          this.opts.onSession(created);
+        },
       });
-      const created = s;
+      s = created;
       this.#sessions.set(key, created);
-      created.closed.then(() => this.#sessions.delete(key));
-      metrics.sessionsOpened.inc();
-      log.info("session {sid} opened by {peer}", { sid: created.label, peer });
-      this.opts.onSession(created);
+      created.closed.then((reason) => {
+        if (this.#sessions.get(key) === created) this.#sessions.delete(key);
+        // Only a session that was opened ends in the log: a replayed hello's never does.
+        if (opened) log.info(SESSION_END, { ...sessionEnd(created, opened, reason), peer });
+      });
     } else if (hello.flags & HelloFlag.RESUME) {
       metrics.sessionsResumed.inc();
     }
@@ -170,6 +204,24 @@ export class SessionRegistry {
       sess.attachLeg(leg, hello.role, hello.recvAck, welcome(WelcomeStatus.OK, sess.recvSeq));
     };
   };
+
+  /** Counts and logs (once per source and minute) a refused hello. */
+  #refuse(peer: string, e: unknown): void {
+    metrics.handshakesRefused.with({
+      reason: e instanceof HandshakeError ? e.reason : "malformed",
+    }).inc();
+    const reason = errText(e);
+    this.#refusals.note(sourceOf(peer), {
+      first: () => log.warn("refused leg from {peer}: {reason}", { peer, reason }),
+      more: (n, s) =>
+        log.warn("refused {n} more legs from {src} in {s} s (last: {reason})", {
+          n,
+          src: sourceOf(peer),
+          s,
+          reason,
+        }),
+    });
+  }
 
   /** Closes the oldest session without legs to make room; false if every session has legs. */
   #evictIdle(): boolean {
@@ -192,16 +244,27 @@ export class SessionRegistry {
   }
 }
 
+/**
+ * A hello that says its leg presents a balancer route (HelloFlag.ROUTE) must present exactly that
+ * value beside it, and one that does not must present nothing: a replayer cannot steer a captured
+ * hello to another server of a balanced group by changing the route. `presented` is null where the
+ * transport carries no route (raw TCP legs).
+ */
+function checkRoute(hello: Hello, presented: readonly string[] | null): void {
+  const want = hello.flags & HelloFlag.ROUTE ? [hexOf(hello.route)] : [];
+  const got = presented ?? [];
+  if (got.length !== want.length || got.some((v, i) => v !== want[i])) {
+    throw new HandshakeError(
+      "the leg's route cookie differs from the one its hello was signed with",
+      "unbound",
+    );
+  }
+}
+
 /** Answers a leg with a refusal welcome and closes it; the peer may already be gone. */
 function refuseWith(welcome: Uint8Array): (leg: Leg) => void {
   return (leg) => {
     const done = () => leg.close();
     leg.send(welcome).then(done, done);
   };
-}
-
-/** "ws 203.0.113.7:5555" → "203.0.113.7": refusals are counted per source host. */
-function sourceOf(peer: string): string {
-  const addr = peer.slice(peer.indexOf(" ") + 1);
-  return addr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
 }

@@ -7,6 +7,11 @@
  *
  * Legs by role: the client sends its sequenced frames on its UP (or BOTH) leg, the server on its
  * DOWN (or BOTH) leg; unsequenced frames (keepalive, ack) go on every leg.
+ *
+ * Every session has a key of its own (handshake.ts sessionKey). Frames that make the peer act
+ * (frame.ts SIGNED_CTRL) are signed with it even when frame HMACs are off, and the first frame of
+ * a session a client created with a plain hello is a signed CONFIRM: a server session created by a
+ * replayed hello never sees one, passes nothing on and is closed after CONFIRM_TIMEOUT_MS.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -20,16 +25,10 @@ import {
   HEADER_LEN,
   seqAfter,
   SEQUENCED,
+  SIGNED_CTRL,
   writeHeader,
 } from "../protocol/frame.ts";
-import {
-  frameKey,
-  hexOf,
-  type Keys,
-  Role,
-  roleName,
-  type RoleValue,
-} from "../protocol/handshake.ts";
+import { frameKey, hexOf, Role, roleName, type RoleValue } from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
 import { metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
@@ -61,6 +60,13 @@ const SHORT_PATH_RING = 1024 * 1024;
 const shortPathRings = new SharedGrowth(3 * 1024 * 1024);
 /** A path whose frames take at least this long to be acknowledged is long. */
 export const LONG_PATH_MS = 10;
+/**
+ * How long a new server session waits for the client's CONFIRM. A client sends it right after the
+ * welcome; a hello replayed by someone without the key never gets one, and its session must not
+ * hold a slot for long.
+ */
+export const CONFIRM_TIMEOUT_MS = 10_000;
+const NO_PAYLOAD = new Uint8Array(0);
 
 export interface SessionHandler {
   /** A sequenced frame for the stream layer, in order, exactly once. */
@@ -91,13 +97,21 @@ export interface LegInfo {
 export interface SessionOptions {
   id: Uint8Array;
   side: "client" | "server";
-  keys: Keys;
+  /** The session's own key (handshake.ts sessionKey). */
+  key: Uint8Array;
+  /** Every frame carries an HMAC (not only the signed control frames). */
   hmac: boolean;
   cfg: SessionConfig;
   /** False for one-shot pool sessions: they end with their leg. */
   resumable: boolean;
   /** Client side: the routing value every leg of this session presents to balancers. */
   route?: string;
+  /**
+   * Server side, a session created by a plain hello: the client has yet to show it holds the
+   * session key, and until it does the session passes nothing on. `onConfirm` runs once it has,
+   * synchronously, so that frames right behind the CONFIRM reach the handler it sets.
+   */
+  onConfirm?: () => void;
 }
 
 export class Session {
@@ -105,8 +119,11 @@ export class Session {
   readonly idHex: string;
   readonly side: "client" | "server";
   readonly hmac: boolean;
+  /** The session's own key: hellos that join it prove it (handshake.ts verifyHelloProof). */
+  readonly key: Uint8Array;
   /** Client side: the routing value the session's legs present to balancers ("" otherwise). */
   readonly route: string;
+
   /** Called when a leg is lost and the session is still open (the client redials). */
   onLegLost: ((role: RoleValue, reason: string) => void) | null = null;
 
@@ -120,7 +137,9 @@ export class Session {
   #cfg: SessionConfig;
   #resumable: boolean;
   #ring: SendRing;
-  #mac: FrameMac | null;
+  #mac: FrameMac;
+  #onConfirm: (() => void) | null;
+  #confirmTimer: ReturnType<typeof setTimeout> | null = null;
   #legs = new Map<RoleValue, LegState>();
   #sendLeg: LegState | null = null;
   #recvSeq = 0;
@@ -132,6 +151,9 @@ export class Session {
   #ringShared = 0;
   #keepalive: ReturnType<typeof setInterval>;
   #resumeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Stream data and datagram bytes sent and received, for the session's end line. */
+  #bytesSent = 0;
+  #bytesReceived = 0;
   #closed = false;
   #closeReason = "";
   #closedResolve!: (reason: string) => void;
@@ -142,6 +164,7 @@ export class Session {
     this.idHex = hexOf(opts.id);
     this.side = opts.side;
     this.hmac = opts.hmac;
+    this.key = opts.key;
     this.route = opts.route ?? "";
     this.#cfg = opts.cfg;
     this.#resumable = opts.resumable;
@@ -150,9 +173,34 @@ export class Session {
     this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, bufferBudget, floor);
     this.#ringBase = Math.max(SHORT_PATH_RING, floor);
     this.#ring.limit = this.#ringBase;
-    this.#mac = opts.hmac ? new FrameMac(frameKey(opts.keys, opts.id)) : null;
+    this.#mac = new FrameMac(frameKey(opts.key));
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);
+    this.#onConfirm = opts.onConfirm ?? null;
+    if (this.#onConfirm) {
+      this.#confirmTimer = setTimeout(
+        () => this.close("the client never confirmed the session key (a replayed hello?)"),
+        CONFIRM_TIMEOUT_MS,
+      );
+    }
+  }
+
+  /**
+   * Client side of a session a plain hello created: queues CONFIRM, which must be the session's
+   * first frame (the server passes nothing on before it; see the module comment).
+   */
+  sendConfirm(): void {
+    this.#enqueue(Flag.CTRL, 0, NO_PAYLOAD, Ctrl.CONFIRM);
+  }
+
+  /** A hello proved the session key (a joining or resuming leg): as good as a CONFIRM. */
+  confirm(): void {
+    const f = this.#onConfirm;
+    if (!f || this.#closed) return;
+    this.#onConfirm = null;
+    if (this.#confirmTimer !== null) clearTimeout(this.#confirmTimer);
+    this.#confirmTimer = null;
+    f();
   }
 
   get handler(): SessionHandler | null {
@@ -194,6 +242,16 @@ export class Session {
     return this.#ring.ackTimeMs;
   }
 
+  /** Bytes of stream data and datagrams sent (what the applications sent; no control frames). */
+  get bytesSent(): number {
+    return this.#bytesSent;
+  }
+
+  /** The same, received (once each, however often the peer replayed them). */
+  get bytesReceived(): number {
+    return this.#bytesReceived;
+  }
+
   /** Last seq received in order; sent in hellos and welcomes so the peer knows what to resend. */
   get recvSeq(): number {
     return this.#recvSeq;
@@ -218,9 +276,13 @@ export class Session {
     const ls: LegState = {
       leg,
       role,
-      reader: new FrameReader(this.id, this.#mac, this.#cfg.maxFramePayload, (h, p, s) => {
-        this.#onFrame(ls, h, p, s);
-      }),
+      reader: new FrameReader(
+        this.id,
+        this.#mac,
+        this.hmac,
+        this.#cfg.maxFramePayload,
+        (h, p, s) => this.#onFrame(ls, h, p, s),
+      ),
       lastRecv: Date.now(),
       urgent: preface ? [preface] : [],
       wake: null,
@@ -310,9 +372,10 @@ export class Session {
   #enqueue(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
     if (this.#closed) return false;
     const plen = payload.length + (ctrl === undefined ? 0 : 1);
-    const r = this.#ring.reserve(frameSize(plen, this.hmac));
+    const signed = this.#signs(ctrl);
+    const r = this.#ring.reserve(frameSize(plen, signed));
     if (!r) return false;
-    const f = this.#mac ? flags | Flag.HMAC : flags;
+    const f = signed ? flags | Flag.HMAC : flags;
     writeHeader(
       r.buf,
       r.view,
@@ -328,8 +391,9 @@ export class Session {
     if (ctrl !== undefined) r.buf[p++] = ctrl;
     r.buf.set(payload, p);
     const end = r.off + HEADER_LEN + plen;
-    if (this.#mac) r.buf.set(this.#mac.compute(r.buf.subarray(r.off, end)), end);
-    this.#ring.commit(frameSize(plen, this.hmac));
+    if (signed) r.buf.set(this.#mac.compute(r.buf.subarray(r.off, end)), end);
+    this.#ring.commit(frameSize(plen, signed));
+    if (ctrl === undefined || ctrl === Ctrl.DGRAM) this.#bytesSent += payload.length;
     this.#noteAckSent();
     const sl = this.#sendLeg;
     if (sl?.wake) {
@@ -346,9 +410,14 @@ export class Session {
    * and streams keep the room they need.
    */
   trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
-    const size = frameSize(payload.length + (ctrl === undefined ? 0 : 1), this.hmac);
+    const size = frameSize(payload.length + (ctrl === undefined ? 0 : 1), this.#signs(ctrl));
     if (this.#ring.bufferedBytes + size > this.#ring.limit / 2) return false;
     return this.#enqueue(flags, streamId, payload, ctrl);
+  }
+
+  /** Whether a frame of this control type (undefined: not a control frame) carries an HMAC. */
+  #signs(ctrl: number | undefined): boolean {
+    return this.hmac || (ctrl !== undefined && SIGNED_CTRL[ctrl] === true);
   }
 
   /** Resolves once the peer has acknowledged every frame sent so far (or the session closed). */
@@ -364,6 +433,7 @@ export class Session {
     this.#closed = true;
     this.#closeReason = reason;
     clearInterval(this.#keepalive);
+    if (this.#confirmTimer !== null) clearTimeout(this.#confirmTimer);
     if (this.#resumeTimer !== null) clearTimeout(this.#resumeTimer);
     if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
     this.#ring.wakeAll();
@@ -406,9 +476,23 @@ export class Session {
     if (h.seq !== ((this.#recvSeq + 1) >>> 0 || 1)) {
       throw new FrameError(`sequence gap: got ${h.seq} after ${this.#recvSeq}`);
     }
+    const ctrl = h.flags & Flag.CTRL ? payload[0] : undefined;
+    // The frame reader verified any HMAC a frame carries; these must carry one.
+    if (ctrl !== undefined && SIGNED_CTRL[ctrl] && !(h.flags & Flag.HMAC)) {
+      throw new FrameError(`control frame ${ctrl} without the HMAC it must carry`);
+    }
+    if (this.#onConfirm && ctrl !== Ctrl.CONFIRM) {
+      throw new FrameError("frame before the client confirmed the session key");
+    }
     this.#recvSeq = h.seq;
     this.#unackedBytes += h.payloadLen + HEADER_LEN;
-    if ((h.flags & Flag.CTRL) && payload[0] === Ctrl.CLOSE) {
+    if (ctrl === undefined) this.#bytesReceived += h.payloadLen;
+    else if (ctrl === Ctrl.DGRAM) this.#bytesReceived += h.payloadLen - 1;
+    if (ctrl === Ctrl.CONFIRM) {
+      if (this.side === "server") this.confirm();
+      return;
+    }
+    if (ctrl === Ctrl.CLOSE) {
       const reason = new TextDecoder().decode(payload.subarray(1));
       this.close(`peer closed the session: ${reason}`);
       return;
@@ -442,9 +526,9 @@ export class Session {
   /** Builds a keepalive or pure-ack frame carrying the current ack. */
   #unsequenced(flags: number): Uint8Array {
     const b = new Uint8Array(frameSize(0, this.hmac));
-    const f = this.#mac ? flags | Flag.HMAC : flags;
+    const f = this.hmac ? flags | Flag.HMAC : flags;
     writeHeader(b, new DataView(b.buffer), 0, f, this.id, 0, 0, this.#recvSeq, 0);
-    if (this.#mac) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
+    if (this.hmac) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
     this.#noteAckSent();
     return b;
   }

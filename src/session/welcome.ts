@@ -4,26 +4,27 @@
  * (bytes that arrived with it are kept, never lost).
  */
 
-import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
-import { HandshakeError, type Keys, verifyWelcome, WELCOME_LEN } from "../protocol/handshake.ts";
+import { checkHeader, Flag, HEADER_LEN, MacRule } from "../protocol/frame.ts";
+import {
+  HandshakeError,
+  type Keys,
+  type VerifiedWelcome,
+  verifyWelcome,
+  WELCOME_LEN,
+} from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
 import { type ByteConn, readExact } from "../transport/socket.ts";
 
 const FRAME_LEN = HEADER_LEN + WELCOME_LEN;
 
-export interface Welcomed {
-  status: number;
-  flags: number;
-  recvAck: number;
-  /** The server's clock, sent with STALE_HELLO. */
-  serverTimeMs?: number;
+export interface Welcomed extends VerifiedWelcome {
   leg: Leg;
 }
 
 /** Checks a whole welcome frame (header and payload) against the hello we sent. */
 export function parseWelcomeFrame(frame: Uint8Array, keys: Keys, hello: Uint8Array) {
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  checkHeader(frame, view, 0, null, false, WELCOME_LEN);
+  checkHeader(frame, view, 0, null, MacRule.NEVER, WELCOME_LEN);
   if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== WELCOME_LEN) {
     throw new HandshakeError("first frame from server is not a welcome");
   }

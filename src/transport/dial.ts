@@ -26,6 +26,11 @@ export interface DialSpec {
   caCerts: string[];
 }
 
+/** Whether legs dialled by `spec` present the session's route to balancers (as a cookie). */
+export function presentsRoute(spec: DialSpec): boolean {
+  return spec.routeCookie !== "" && (transportByScheme(spec.url.protocol)?.t.routeCookie ?? false);
+}
+
 export function usesTls(url: URL): boolean {
   return transportByScheme(url.protocol)?.tls ?? false;
 }
@@ -51,7 +56,7 @@ export async function dialLeg(
     return await transport.t.dial(conn, {
       url: spec.url,
       hostHeader: spec.hostHeader,
-      route: spec.routeCookie ? { name: spec.routeCookie, value: route } : null,
+      route: presentsRoute(spec) ? { name: spec.routeCookie, value: route } : null,
       sessionId,
       hello,
       label,

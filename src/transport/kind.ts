@@ -9,12 +9,15 @@ import type { ByteConn } from "./socket.ts";
 
 /**
  * Decides on a hello: how to attach the leg if it is admitted, or null to refuse. `roles` are the
- * leg roles the listener (or the WebSocket path) the hello came in on serves.
+ * leg roles the listener (or the WebSocket path) the hello came in on serves; `presented` the
+ * values a leg presents beside its hello for balancers (its other cookies), null where the
+ * transport has no such thing.
  */
 export type OnHello = (
   hello: Uint8Array,
   peer: string,
   roles: ReadonlySet<number>,
+  presented: readonly string[] | null,
 ) => ((leg: Leg) => void) | null;
 
 /** A client leg's request once its TCP/TLS connection is up. */
@@ -56,6 +59,8 @@ export interface Transport {
   readonly needsPort: boolean;
   /** Whether legs are told apart by URL path (a server serves several paths on one port). */
   readonly paths: boolean;
+  /** Whether a leg carries the balancer's routing cookie (`client.route_cookie`). */
+  readonly routeCookie: boolean;
   /** Backhaul transport names it answers to. */
   readonly backhaul: readonly BackhaulName[];
   /** Client: sends the hello on a connected socket and returns the leg. */

@@ -14,6 +14,7 @@ export const wsTransport: Transport = {
   schemes: { plain: "ws:", tls: "wss:" },
   needsPort: false,
   paths: true,
+  routeCookie: true,
   backhaul: [
     { name: "ws", mode: "pool", tls: false },
     { name: "wsmux", mode: "mux", tls: false },

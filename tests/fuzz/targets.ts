@@ -25,7 +25,9 @@ import {
   Flag,
   HEADER_LEN,
   MAC_LEN,
+  MacRule,
   MAX_PAYLOAD,
+  SIGNED_CTRL,
   writeHeader,
 } from "../../src/protocol/frame.ts";
 import {
@@ -88,9 +90,9 @@ function safeAddress(a: Address, safe: Safe): boolean {
 }
 
 /** Addresses of every frame in `tunnel` the multiplexer could take as an OPEN. */
-function opensIn(tunnel: Uint8Array, sid: Uint8Array, mac: FrameMac | null): Address[] {
+function opensIn(tunnel: Uint8Array, g: FrameGen): Address[] {
   const out: Address[] = [];
-  const reader = new FrameReader(sid, mac, MAX_PAYLOAD, (h, p) => {
+  const reader = new FrameReader(g.sid, g.mac, g.hmac, MAX_PAYLOAD, (h, p) => {
     if ((h.flags & Flag.CTRL) && p[0] === Ctrl.OPEN) {
       try {
         out.push(decodeAddress(p.subarray(1)));
@@ -115,11 +117,14 @@ interface HelloPlan {
   sid: Uint8Array;
   role: number;
   flags: number;
+  /** The known session the hello proves the key of (it joins it if the server still has it). */
+  joins: Known | null;
 }
 
 interface Known {
   sid: Uint8Array;
   hmac: boolean;
+  key: Uint8Array;
 }
 
 function planHello(rng: Rng, recent: Known[], t: Transcript): HelloPlan {
@@ -132,9 +137,12 @@ function planHello(rng: Rng, recent: Known[], t: Transcript): HelloPlan {
   ]);
   let sid: Uint8Array;
   let flags = 0;
+  let joins: Known | null = null;
   if (recent.length && rng.chance(0.15)) {
     const k = rng.pick(recent);
     sid = k.sid;
+    // Mostly with the proof of the session's key; without it the server must refuse the leg.
+    if (rng.chance(0.9)) joins = k;
     if (rng.chance(0.85)) flags |= HelloFlag.RESUME;
     if (rng.chance(0.9) ? k.hmac : !k.hmac) flags |= HelloFlag.HMAC;
   } else {
@@ -148,16 +156,20 @@ function planHello(rng: Rng, recent: Known[], t: Transcript): HelloPlan {
   const time = rng.chance(0.97)
     ? now
     : rng.pick([now - 200_000, now + 200_000, NaN, 0, Infinity, now - 119_000]);
-  const hello = encodeHello(keys(), role as RoleValue, flags, sid, recvAck, time);
+  const hello = encodeHello(keys(), role as RoleValue, flags, sid, recvAck, time, {
+    sessionKey: joins?.key,
+  });
   t.note(
     "hello",
-    `role ${role} flags ${flags} recvAck ${recvAck} time ${time - now} sid ${hex(sid)}`,
+    `role ${role} flags ${flags} recvAck ${recvAck} time ${time - now} sid ${hex(sid)}` +
+      (joins ? " (proves its session's key)" : ""),
   );
   return {
     hello,
     sid,
     role,
     flags,
+    joins,
   };
 }
 
@@ -170,7 +182,11 @@ function hex(b: Uint8Array): string {
 
 interface FrameGen {
   sid: Uint8Array;
-  mac: FrameMac | null;
+  /** The session key's frame MAC, and whether every frame carries it (else signed CTRL only). */
+  mac: FrameMac;
+  hmac: boolean;
+  /** A new session: its first frame must be a signed CONFIRM. */
+  unconfirmed: boolean;
   /** Last seq we sent. */
   seq: number;
   streams: number[];
@@ -192,9 +208,10 @@ function encodeFrame(
   ack: number,
   payload: Uint8Array,
 ): Encoded {
-  let macMode: "ok" | "none" | "bad" = g.mac ? "ok" : "none";
-  if (g.mac && rng.chance(0.03)) macMode = rng.pick(["none", "bad"] as const);
-  if (!g.mac && rng.chance(0.02)) macMode = "bad";
+  const signed = g.hmac || ((flags & Flag.CTRL) !== 0 && SIGNED_CTRL[payload[0]] === true);
+  let macMode: "ok" | "none" | "bad" = signed ? "ok" : "none";
+  if (signed && rng.chance(0.03)) macMode = rng.pick(["none", "bad"] as const);
+  if (!signed && rng.chance(0.02)) macMode = rng.pick(["ok", "bad"] as const);
   const withMac = macMode !== "none";
   const f = withMac ? flags | Flag.HMAC : flags & ~Flag.HMAC;
   const b = new Uint8Array(HEADER_LEN + payload.length + (withMac ? MAC_LEN : 0));
@@ -203,7 +220,7 @@ function encodeFrame(
   if (withMac) {
     const end = HEADER_LEN + payload.length;
     b.set(
-      macMode === "ok" && g.mac ? g.mac.compute(b.subarray(0, end)) : rng.bytes(MAC_LEN),
+      macMode === "ok" ? g.mac.compute(b.subarray(0, end)) : rng.bytes(MAC_LEN),
       end,
     );
   }
@@ -387,6 +404,11 @@ function genFrame(rng: Rng, g: FrameGen): Encoded[] {
 /** A run of frames; with probability `mutateP` byte-level mutations over the whole run. */
 function genFrames(rng: Rng, g: FrameGen, mutateP: number, t: Transcript): Uint8Array {
   const parts: Encoded[] = [];
+  if (g.unconfirmed && rng.chance(0.95)) {
+    g.unconfirmed = false;
+    const confirm = new Uint8Array([Ctrl.CONFIRM]);
+    parts.push(encodeFrame(rng, g, Flag.CTRL, 0, nextSeq(rng, g), 0, confirm));
+  }
   for (let n = rng.range(1, 8); n > 0; n--) parts.push(...genFrame(rng, g));
   const fields: Field[] = [];
   let off = 0;
@@ -405,7 +427,7 @@ function genFrames(rng: Rng, g: FrameGen, mutateP: number, t: Transcript): Uint8
 
 /** An unsequenced keepalive: the server answers it with KEEPALIVE|ACK on the same leg. */
 function probeFrame(g: FrameGen): Uint8Array {
-  const withMac = g.mac !== null;
+  const withMac = g.hmac;
   const b = new Uint8Array(HEADER_LEN + (withMac ? MAC_LEN : 0));
   writeHeader(
     b,
@@ -418,7 +440,7 @@ function probeFrame(g: FrameGen): Uint8Array {
     0,
     0,
   );
-  if (g.mac) b.set(g.mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
+  if (withMac) b.set(g.mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
   return b;
 }
 
@@ -429,7 +451,7 @@ function probeFrame(g: FrameGen): Uint8Array {
 function tunnelTail(
   b: Uint8Array,
   sid: Uint8Array,
-  macRequired: boolean,
+  hmac: boolean,
 ): { kind: "error" } | { kind: "complete" } | { kind: "partial"; need: number } {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let off = 0;
@@ -439,7 +461,7 @@ function tunnelTail(
     if (rest < HEADER_LEN) return { kind: "partial", need: HEADER_LEN - rest };
     let len: number;
     try {
-      len = checkHeader(b, view, off, sid, macRequired, MAX_PAYLOAD);
+      len = checkHeader(b, view, off, sid, hmac ? MacRule.ALWAYS : MacRule.MAY, MAX_PAYLOAD);
     } catch {
       return { kind: "error" };
     }
@@ -475,18 +497,26 @@ function remember(recent: Known[], k: Known): void {
 // ---------------------------------------------------------------------------------------------
 // Target: tunnel frames on a raw TCP leg.
 
-/** After an OK welcome: remembers the session and returns the frame generator that continues it. */
+/**
+ * After an OK welcome: remembers the session and returns the frame generator that continues it. A
+ * hello that proved a known session's key joined it (if the server still had it; otherwise the
+ * frames signed with the old key are refused, which the probe tells); any other created a session
+ * whose key comes from this welcome, and which must be confirmed first.
+ */
 function acceptedSession(
   r: TunnelRig,
   recent: Known[],
-  sid: Uint8Array,
+  plan: HelloPlan,
   w: ReturnType<typeof parseWelcomeFrame>,
 ): FrameGen {
   const hmac = (w.flags & HelloFlag.HMAC) !== 0;
-  remember(recent, { sid, hmac });
+  const key = plan.joins?.key ?? w.sessionKey!;
+  if (!plan.joins) remember(recent, { sid: plan.sid, hmac, key });
   return {
-    sid,
-    mac: hmac ? new FrameMac(frameKey(keys(), sid)) : null,
+    sid: plan.sid,
+    mac: new FrameMac(frameKey(key)),
+    hmac,
+    unconfirmed: !plan.joins,
     seq: w.recvAck,
     streams: [],
     nextStream: 1,
@@ -578,7 +608,7 @@ async function framesCase(
       }
       return;
     }
-    const g = acceptedSession(r, recent, plan.sid, w);
+    const g = acceptedSession(r, recent, plan, w);
     const watch = new ProbeWatch();
     // The server's frames start after the welcome.
     const answered = () => watch.scan(inbox.bytes.subarray(WELCOME_FRAME_LEN));
@@ -587,21 +617,21 @@ async function framesCase(
       for (let attempt = 0; attempt < 8; attempt++) {
         const save = { seq: g.seq, streams: [...g.streams], nextStream: g.nextStream };
         const candidate = genFrames(rng, g, 0.5, t);
-        if (allSafe(opensIn(candidate, g.sid, g.mac), r.safe)) {
+        if (allSafe(opensIn(candidate, g), r.safe)) {
           bytes = candidate;
           break;
         }
         Object.assign(g, save);
       }
       // Complete a frame left open by truncation or a tampered length, so the probe is read.
-      let tail = tunnelTail(bytes, g.sid, g.mac !== null);
+      let tail = tunnelTail(bytes, g.sid, g.hmac);
       for (let i = 0; i < 3 && tail.kind === "partial"; i++) {
         bytes = concat([bytes, new Uint8Array(tail.need)]);
-        tail = tunnelTail(bytes, g.sid, g.mac !== null);
+        tail = tunnelTail(bytes, g.sid, g.hmac);
       }
       const probe = probeFrame(g);
       const all = concat([bytes, probe]);
-      if (!allSafe(opensIn(all, g.sid, g.mac), r.safe)) return;
+      if (!allSafe(opensIn(all, g), r.safe)) return;
       t.note("frames", bytes);
       await writeChunked(conn, all, rng).catch(() => {});
       if (tail.kind !== "complete") {
@@ -833,7 +863,7 @@ async function websocketCase(
       if (!await inbox.closed(PROBE_MS)) throw new Error("UNKNOWN_SESSION but the leg stayed open");
       return;
     }
-    const g = acceptedSession(r, recent, plan.sid, w);
+    const g = acceptedSession(r, recent, plan, w);
     const watch = new ProbeWatch();
     const answered = () => watch.scan(tunnelIn().subarray(WELCOME_FRAME_LEN));
     for (let round = rng.range(1, 3); round > 0; round--) {
@@ -853,19 +883,19 @@ async function websocketCase(
         let sim = simulateWs(bytes, probe);
         // Complete a tunnel frame left open, so the probe is read as a frame of its own.
         for (let i = 0; i < 3 && !sim.stopped; i++) {
-          const tail = tunnelTail(sim.data, g.sid, g.mac !== null);
+          const tail = tunnelTail(sim.data, g.sid, g.hmac);
           if (tail.kind !== "partial") break;
           bytes = concat([bytes, dataWs(rng, new Uint8Array(tail.need))]);
           sim = simulateWs(bytes, probe);
         }
         const seen = concat([sim.data, sim.probeData]);
-        if (!allSafe(opensIn(seen, g.sid, g.mac), r.safe)) {
+        if (!allSafe(opensIn(seen, g), r.safe)) {
           Object.assign(g, save);
           continue;
         }
         const probeClean = !sim.stopped && sim.probeData.length === probeTunnel.length &&
           sim.probeData.every((v, i) => v === probeTunnel[i]);
-        const tail = tunnelTail(sim.data, g.sid, g.mac !== null);
+        const tail = tunnelTail(sim.data, g.sid, g.hmac);
         const expect = sim.stopped || tail.kind === "error"
           ? "close"
           : probeClean && tail.kind === "complete"
@@ -905,8 +935,6 @@ const websocketTarget: FuzzTarget = {
 
 // ---------------------------------------------------------------------------------------------
 // Target: the upgrade request and the hello cookie.
-
-const MAX_REQUEST_HEAD = 16 * 1024;
 
 function b64(b: Uint8Array): string {
   return btoa(String.fromCharCode(...b));
@@ -1053,7 +1081,13 @@ function mutateRequest(
   return prefix + lines.join(sep) + end;
 }
 
-const NOT_FOUND = "HTTP/1.1 404 Not Found\r\n";
+/**
+ * Whether the server has a whole request head: lines end at LF (a CR before it dropped, as in Go's
+ * textproto), and the first empty line after the request line ends the head.
+ */
+function headComplete(b: Uint8Array): boolean {
+  return td.decode(b).split("\n").slice(1, -1).some((l) => l === "" || l === "\r");
+}
 
 async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
   const addrs = r.tunnel.server.legAddrs;
@@ -1069,8 +1103,7 @@ async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
     t.note("byte mutations", m.ops.join(" "));
   }
   t.note("request", td.decode(bytes));
-  const window = bytes.subarray(0, MAX_REQUEST_HEAD);
-  const complete = findHeadEnd(window, window.length) >= 0 || bytes.length >= MAX_REQUEST_HEAD;
+  const complete = headComplete(bytes);
   const early = rng.chance(0.05);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const inbox = new Inbox(conn);
@@ -1081,9 +1114,14 @@ async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
       return;
     }
     if (!complete) {
-      // The server keeps waiting for the end of the head (until its hello timeout).
+      // The server waits for the end of the head (until its hello timeout), unless a line it has
+      // is malformed: that Go answers at once with 400, and closes.
       if (await inbox.wait(() => inbox.bytes.length > 0, 20)) {
-        throw new Error("the server answered an incomplete request head");
+        if (!/^HTTP\/1\.1 400 /.test(td.decode(inbox.bytes)) || !await inbox.closed(PROBE_MS)) {
+          throw new Error(
+            "the server answered an incomplete request head, not with 400 and a close",
+          );
+        }
       }
       return;
     }
@@ -1095,13 +1133,21 @@ async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
       );
     }
     const head = td.decode(inbox.bytes.subarray(0, headEnd));
-    if (/^HTTP\/1\.1 4\d\d /.test(head)) {
-      // Refused (404 like a plain web server, or 400/431 for a malformed or oversized head).
-      if (!await inbox.closed(PROBE_MS)) throw new Error("refused but the connection stayed open");
-      const body = td.decode(inbox.bytes.subarray(headEnd + 4));
-      if (head.startsWith(NOT_FOUND) && body !== "" && body !== "404 page not found\n") {
-        throw new Error(`unexpected 404 body ${JSON.stringify(body)}`);
+    const refused = /^HTTP\/1\.[01] ([45]\d\d) /.exec(head);
+    if (refused) {
+      // Refused as Go's net/http refuses: a 404 (wrong path, method or hello) may keep the
+      // connection for the next request; anything else (400, 431, 505…) closes it.
+      if (refused[1] !== "404") {
+        if (!await inbox.closed(PROBE_MS)) {
+          throw new Error("refused but the connection stayed open");
+        }
+        return;
       }
+      const want = td.decode(bytes).startsWith("HEAD ") ? "" : "404 page not found\n";
+      const at = headEnd + 4;
+      await inbox.wait(() => inbox.bytes.length >= at + want.length, PROBE_MS);
+      const body = td.decode(inbox.bytes.subarray(at, at + want.length));
+      if (body !== want) throw new Error(`unexpected 404 body ${JSON.stringify(body)}`);
       return;
     }
     if (!head.startsWith("HTTP/1.1 101 ")) {

@@ -106,7 +106,15 @@ export async function abuse(
       return;
     }
     result.sessionsOpened++;
-    const s = new Session({ id, side: "client", keys, hmac: false, cfg, resumable: true });
+    const s = new Session({
+      id,
+      side: "client",
+      key: w.sessionKey!,
+      hmac: false,
+      cfg,
+      resumable: true,
+    });
+    s.sendConfirm();
     const mux = new Mux(s, { ...muxLimits(cfg), onOpen: null });
     s.attachLeg(w.leg, Role.BOTH, w.recvAck);
     result.sessions.push(s);
