@@ -2,12 +2,15 @@
  * The client's UDP entries: SOCKS5 UDP ASSOCIATE (RFC 1928 section 7) and static UDP forwards.
  * Each destination (ASSOCIATE) or each source (forward) is one datagram flow to the exit, which
  * sends from a UDP socket of its own under the exit policy; replies come back the same way.
- * An association ends when its TCP control connection does; a forward's flows end when idle.
+ * An association ends when its TCP control connection does; a forward's flows end when idle. Each
+ * association and forward holds its flows in a bounded table that closes the flow idle longest to
+ * admit a new one (`mux/flow_table.ts`): a flood of new flows costs the flows nobody uses.
  */
 
 import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
 import type { Flow } from "../mux/flow.ts";
+import { FlowTable, sourceOf } from "../mux/flow_table.ts";
 import { encodeUdpHeader, parseUdpDatagram, SocksReply, type SocksRequest } from "./socks5.ts";
 import { formatHostPort } from "../transport/address.ts";
 import { metrics } from "../observe/metrics.ts";
@@ -17,8 +20,14 @@ const log = getLogger(["half-tunnel", "socks5"]);
 /** Opens a flow to a target on the exit side; null when no session has room now. */
 export type OpenFlow = (target: Address) => Promise<Flow | null>;
 
-/** Flows one association or forward keeps at once. */
+/**
+ * Flows one association or forward keeps at once, and those one source (a /24 or /64) keeps on a
+ * forward (an association has one source, its client).
+ */
 const MAX_FLOWS = 1024;
+const FLOWS_PER_SOURCE = 256;
+/** Receive buffers hold any UDP datagram, and are reused: one per socket. */
+const MAX_UDP = 65_535;
 
 /**
  * Serves a UDP ASSOCIATE on `conn`: binds a relay port on the address the client reached us at,
@@ -45,20 +54,26 @@ export async function serveUdpAssociate(
   let client: Deno.NetAddr | null = req.target.port !== 0
     ? { transport: "udp", hostname: peer.hostname, port: req.target.port }
     : null;
-  const flows = new Map<string, Flow>();
+  const flows = new FlowTable({
+    max: MAX_FLOWS,
+    perSource: MAX_FLOWS,
+    where: `UDP association of ${formatHostPort(peer.hostname, peer.port)}`,
+    side: "entry",
+  });
+  // Reused: a datagram is in the session before the next is read (the loop waits for an open).
+  const buf = new Uint8Array(MAX_UDP);
   const relayLoop = (async () => {
-    for await (const [d, from] of relay) {
+    for (;;) {
+      const [d, from] = await relay.receive(buf);
       const src = from as Deno.NetAddr;
       if (src.hostname !== peer.hostname || (client && src.port !== client.port)) continue;
       client ??= src;
       const dg = parseUdpDatagram(d);
       if (!dg) continue;
-      const key = formatHostPort(dg.target.host, dg.target.port);
-      let flow = flows.get(key);
+      const key = { host: dg.target.host, port: dg.target.port };
+      let flow = flows.get(key.host, key.port);
       if (!flow) {
-        const f = flows.size < MAX_FLOWS
-          ? await openFlow({ host: dg.target.host, port: dg.target.port })
-          : null;
+        const f = await openFlow(key);
         if (!f) {
           metrics.datagramsDropped.inc();
           continue;
@@ -71,8 +86,8 @@ export async function serveUdpAssociate(
           out.set(r, header.length);
           relay.send(out, to).catch(() => {});
         };
-        f.onClose = () => flows.delete(key);
-        flows.set(key, f);
+        f.onClose = () => flows.delete(f);
+        flows.add(f, "", key);
         flow = f;
       }
       flow.send(dg.data);
@@ -88,7 +103,7 @@ export async function serveUdpAssociate(
     relay.close();
   } catch { /* closed */ }
   await relayLoop;
-  for (const f of [...flows.values()]) f.close();
+  flows.closeAll();
   try {
     conn.close();
   } catch { /* closed */ }
@@ -111,30 +126,36 @@ export function listenUdpForward(
       }`,
     );
   }
-  const flows = new Map<string, Flow>();
+  const bound = formatHostPort(listen.hostname, (sock.addr as Deno.NetAddr).port);
+  const flows = new FlowTable({
+    max: MAX_FLOWS,
+    perSource: FLOWS_PER_SOURCE,
+    where: `UDP forward ${bound}`,
+    side: "entry",
+  });
+  // Reused: a datagram is in the session before the next is read (the loop waits for an open).
+  const buf = new Uint8Array(MAX_UDP);
   (async () => {
-    for await (const [d, from] of sock) {
+    for (;;) {
+      const [d, from] = await sock.receive(buf);
       const src = from as Deno.NetAddr;
-      const key = formatHostPort(src.hostname, src.port);
-      let flow = flows.get(key);
+      let flow = flows.get(src.hostname, src.port);
       if (!flow) {
-        const f = flows.size < MAX_FLOWS ? await openFlow(target) : null;
+        const f = await openFlow(target);
         if (!f) {
           metrics.datagramsDropped.inc();
           continue;
         }
         f.onDatagram = (r) => void sock.send(r, src).catch(() => {});
-        f.onClose = () => flows.delete(key);
-        flows.set(key, f);
+        f.onClose = () => flows.delete(f);
+        flows.add(f, sourceOf(src.hostname), { host: src.hostname, port: src.port });
         flow = f;
       }
       flow.send(d);
     }
-  })().catch(() => {/* closed */}).finally(() => {
-    for (const f of [...flows.values()]) f.close();
-  });
+  })().catch(() => {/* closed */}).finally(() => flows.closeAll());
   log.info("forwarding UDP {listen} to {target} through the tunnel", {
-    listen: formatHostPort(listen.hostname, (sock.addr as Deno.NetAddr).port),
+    listen: bound,
     target: formatHostPort(target.host, target.port),
   });
   return {

@@ -3,6 +3,8 @@
  * the stream id space), a target chosen by the side that opened it, and an idle timeout. A
  * datagram is sent whole if the session has room for it now and dropped (and counted) otherwise:
  * UDP keeps UDP's semantics under pressure, and streams on the same session are never held up.
+ * Ending a flow is never dropped: DGRAM_CLOSE waits for room, so the peer does not go on sending
+ * into a flow this side has closed (an evicted one, say).
  */
 
 import { Ctrl, Flag } from "../protocol/frame.ts";
@@ -12,6 +14,7 @@ import { metrics } from "../observe/metrics.ts";
 export interface FlowHost {
   readonly maxPayload: number;
   trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean;
+  send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
   removeFlow(flow: Flow): void;
 }
 
@@ -30,13 +33,25 @@ export class Flow {
   onClose: () => void = () => {};
   #timer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
+  #lastUsed = performance.now();
+  #used = 0;
 
   constructor(readonly id: number, private host: FlowHost, private idleMs: number) {
-    this.#touch();
+    this.#arm(idleMs);
   }
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Datagrams that crossed the flow so far, either way (a flow table tells use by it). */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** The largest datagram the flow carries: one frame's payload less the control byte. */
+  get maxDatagram(): number {
+    return this.host.maxPayload - 1;
   }
 
   /** Where the peer's datagrams go; the first few that came before it are delivered now. */
@@ -48,10 +63,9 @@ export class Flow {
   /** Sends one datagram; false if it was dropped (too large for a frame, or no room now). */
   send(d: Uint8Array): boolean {
     if (this.#closed) return false;
-    this.#touch();
-    if (
-      d.length + 1 > this.host.maxPayload || !this.host.trySend(Flag.CTRL, this.id, d, Ctrl.DGRAM)
-    ) {
+    this.#lastUsed = performance.now();
+    this.#used++;
+    if (d.length > this.maxDatagram || !this.host.trySend(Flag.CTRL, this.id, d, Ctrl.DGRAM)) {
       metrics.datagramsDropped.inc();
       return false;
     }
@@ -62,7 +76,8 @@ export class Flow {
   /** A datagram from the peer; it must stay valid (the caller copies a reused buffer). */
   deliver(d: Uint8Array): void {
     if (this.#closed) return;
-    this.#touch();
+    this.#lastUsed = performance.now();
+    this.#used++;
     RECEIVED.inc();
     if (this.#sink) this.#sink(d);
     else if (this.#early.length < EARLY_MAX) this.#early.push(d);
@@ -74,14 +89,21 @@ export class Flow {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
-    if (tell) this.host.trySend(Flag.CTRL, this.id, EMPTY, Ctrl.DGRAM_CLOSE);
+    if (tell) this.host.send(Flag.CTRL, this.id, EMPTY, Ctrl.DGRAM_CLOSE).catch(() => {});
     this.host.removeFlow(this);
     this.onClose();
   }
 
-  #touch(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.close(), this.idleMs);
+  // One timer per idle period, not one per datagram: at expiry a flow used since then waits for
+  // the rest of its period.
+  #expire = () => {
+    const idle = performance.now() - this.#lastUsed;
+    if (idle >= this.idleMs) this.close();
+    else this.#arm(this.idleMs - idle);
+  };
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(this.#expire, ms);
     Deno.unrefTimer(this.#timer);
   }
 }

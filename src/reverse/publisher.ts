@@ -12,18 +12,20 @@ import { getLogger } from "@logtape/logtape";
 import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag, FrameError } from "../protocol/frame.ts";
-import { type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
+import { frameKey, type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
 import type { Leg } from "../transport/leg.ts";
 import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { Session } from "../session/session.ts";
+import { FrameMac } from "../session/frame_mac.ts";
 import { Mux, type MuxLimits } from "../mux/mux.ts";
+import type { Stream } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { metrics, type Traffic, traffic } from "../observe/metrics.ts";
-import type { Flow } from "../mux/flow.ts";
+import { FlowTable, sourceOf } from "../mux/flow_table.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { IdleRawConn, splice } from "./raw_pool.ts";
 
@@ -31,10 +33,20 @@ const log = getLogger(["half-tunnel", "reverse"]);
 
 /** How long the client may take to connect its target for a raw pool connection. */
 const RAW_OPEN_TIMEOUT_MS = 10_000;
-/** Datagram flows one published UDP port keeps at once (one per source address). */
-const MAX_FLOWS_PER_PORT = 4096;
+/**
+ * Datagram flows all published UDP ports keep at once (one per source address and port), and
+ * those one source (a /24 or /64) keeps. Beyond them the flow idle longest makes room. As many as
+ * the client holds exit sockets (`exit/udp.ts`), so the server's table, not the client's, chooses.
+ */
+const MAX_UDP_FLOWS = 1024;
+const UDP_FLOWS_PER_SOURCE = 256;
 /** How long a queued user connection waits for a tunnel before it is closed. */
 const QUEUE_WAIT_MS = 10_000;
+/**
+ * How often a connection waiting for the answer to its OPEN checks that its session still has
+ * legs (see #attachWhenOpen).
+ */
+const OPEN_CHECK_MS = 500;
 
 export interface PublisherOptions {
   /** `server.transport`, for the byte counters' labels. */
@@ -64,6 +76,12 @@ interface Waiter {
 export class Publisher {
   #listeners: BurstListener[] = [];
   #udp: Deno.DatagramConn[] = [];
+  #udpFlows = new FlowTable({
+    max: MAX_UDP_FLOWS,
+    perSource: UDP_FLOWS_PER_SOURCE,
+    where: "published UDP ports",
+    side: "entry",
+  });
   #muxes: Mux[] = [];
   #rr = 0;
   #idlePool: Mux[] = [];
@@ -122,8 +140,9 @@ export class Publisher {
 
   /**
    * The UDP side of a published port: one flow per source address and port, carried on a session
-   * like streams; replies go back to the source from the published port. Flows per port are
-   * capped, so a flood of spoofed sources costs dropped datagrams, not memory.
+   * like streams; replies go back to the source from the published port. All ports share one
+   * bounded flow table that evicts the idle-longest flow for a new one, so a flood of spoofed
+   * sources costs neither memory nor real users their service.
    */
   #bindUdp(m: PortMapping, port: number, target: Address): void {
     let sock: Deno.DatagramConn;
@@ -137,30 +156,32 @@ export class Publisher {
       );
     }
     this.#udp.push(sock);
-    const flows = new Map<string, Flow>();
+    const flows = this.#udpFlows;
+    // One buffer per port: a datagram is in the session's ring before the next is read. One byte
+    // more than a flow carries, so a larger datagram stays too large (and is dropped) when cut.
+    const buf = new Uint8Array(this.opts.mux.maxPayload);
     (async () => {
-      for await (const [d, from] of sock) {
+      for (;;) {
+        const [d, from] = await sock.receive(buf);
         const src = from as Deno.NetAddr;
-        const key = `${src.hostname} ${src.port}`;
-        let flow = flows.get(key);
+        // The table is shared by all ports: its key joins the source port and the published one.
+        const key = src.port * 65536 + port;
+        let flow = flows.get(src.hostname, key);
         if (!flow) {
-          const mux = flows.size < MAX_FLOWS_PER_PORT ? this.#nextMux() : undefined;
-          const f = mux?.openFlow(target);
+          const f = this.#nextMux()?.openFlow(target);
           if (!f) {
             metrics.datagramsDropped.inc();
             continue;
           }
-          flow = f;
-          flows.set(key, f);
+          flows.add(f, sourceOf(src.hostname), { host: src.hostname, port: key });
           f.onDatagram = (r) => void sock.send(r, src).catch(() => {});
-          f.onClose = () => flows.delete(key);
+          f.onClose = () => flows.delete(f);
+          flow = f;
         }
         flow.send(d);
       }
     })().catch(() => {
-      // the socket closed (shutdown)
-    }).finally(() => {
-      for (const f of [...flows.values()]) f.close();
+      // the socket closed (shutdown); close() ends the flows
     });
   }
 
@@ -188,12 +209,13 @@ export class Publisher {
   }
 
   /** Pool mode: a pre-dialled connection for one stream, proven with the control session's key. */
-  addPoolLeg(control: Session, leg: Leg, hello: Hello, welcome: Uint8Array): void {
+  addPoolLeg(control: Session, leg: Leg, hello: Hello, welcome: Uint8Array, key: Uint8Array): void {
     const raw = control.hmac ? undefined : leg.rawConn?.();
     if (raw) {
       writeAll(raw, welcome).then(() => {
         const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
-        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, maxIdle, () => {
+        const mac = new FrameMac(frameKey(key));
+        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, mac, maxIdle, () => {
           const i = this.#idleRaw.indexOf(idle);
           if (i >= 0) this.#idleRaw.splice(i, 1);
         });
@@ -205,7 +227,7 @@ export class Publisher {
     const s = new Session({
       id: hello.nonce,
       side: "server",
-      keys: this.opts.keys,
+      key,
       hmac: control.hmac,
       cfg: this.opts.poolSession,
       resumable: false,
@@ -244,6 +266,7 @@ export class Publisher {
             s,
           }),
       });
+      metrics.publishedRefused.with({ entry: `port ${port}`, reason: "queue_full" }).inc();
       resetConn(conn);
       return;
     }
@@ -266,6 +289,7 @@ export class Publisher {
               s,
             }),
         });
+        metrics.publishedRefused.with({ entry: `port ${port}`, reason: "no_tunnel" }).inc();
         resetConn(conn);
       }, QUEUE_WAIT_MS),
     };
@@ -290,16 +314,62 @@ export class Publisher {
       if (mux && this.opts.mode === "pool") this.#askForPool();
     }
     if (!mux) return false;
+    let stream: Stream;
     try {
-      mux.open(target).attach(conn, this.#trafficOf(conn), header);
+      stream = mux.open(target);
     } catch (e) {
       log.warn("could not open a stream to {target}: {reason}", {
         target: formatHostPort(target.host, target.port),
         reason: errText(e),
       });
       resetConn(conn);
+      return true;
     }
+    // With one session the first bytes go out with the OPEN, saving a round trip; with more, they
+    // wait for the answer, so that the connection can still move to another session.
+    if (this.#muxes.length > 1) this.#attachWhenOpen(mux, stream, conn, target, header);
+    else stream.attach(conn, this.#trafficOf(conn), header);
     return true;
+  }
+
+  /**
+   * Attaches the connection once the client has answered the OPEN. Nothing of the connection has
+   * been read until then, so if the session loses its legs first (its client died, perhaps just
+   * after taking the OPEN) while another session has legs, the stream is given up and the
+   * connection goes to the next session, as with a dead raw pool connection (#spliceRaw), instead
+   * of waiting out resume_timeout. A slow answer on a session that is up is waited for: the client
+   * may be dialling the target already, and its dial_timeout bounds that.
+   */
+  async #attachWhenOpen(
+    mux: Mux,
+    stream: Stream,
+    conn: Deno.TcpConn,
+    target: Address,
+    header: Uint8Array | undefined,
+  ): Promise<void> {
+    let moved = false;
+    const check = setInterval(() => {
+      if (mux.session.legCount > 0 || !this.#muxes.some((m) => m.session.legCount > 0)) return;
+      moved = true;
+      stream.reset("the session lost its legs before the client answered; moved to another");
+    }, OPEN_CHECK_MS);
+    try {
+      await stream.opened;
+    } catch {
+      // Refused by the client: the connection ends as a failed stream does. Lost with its session
+      // or given up above: unanswered, so it goes to the next session.
+      if (moved || mux.closed) this.#retry(conn, target, header);
+      else resetConn(conn);
+      return;
+    } finally {
+      clearInterval(check);
+    }
+    stream.attach(conn, this.#trafficOf(conn), header);
+  }
+
+  /** A connection whose OPEN was never answered lost nothing: the next tunnel carries it. */
+  #retry(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): void {
+    if (!this.#dispatch(conn, target, header)) resetConn(conn);
   }
 
   /** Raw pool mode: OPEN on the pre-dialled connection, then a plain byte splice. */
@@ -318,7 +388,7 @@ export class Publisher {
       // A pool connection that died unnoticed must not cost the user connection: try the next
       // one (or the control session); only the client's own refusal ends it.
       if (!(e instanceof FrameError && /could not connect/.test(e.message))) {
-        if (!this.#dispatch(conn, target, header)) resetConn(conn);
+        this.#retry(conn, target, header);
       } else {
         resetConn(conn);
       }
@@ -379,6 +449,7 @@ export class Publisher {
         u.close();
       } catch { /* closed */ }
     }
+    this.#udpFlows.closeAll();
     const open = [...this.#idleRaw.map((r) => [r.conn]), ...this.#spliced].flat();
     for (const c of open) {
       try {

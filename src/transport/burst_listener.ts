@@ -14,13 +14,23 @@
  * user) join the group and silently take a share of the traffic. Before binding a group we bind the
  * port once without SO_REUSEPORT, which fails with AddrInUse if anyone holds it.
  *
- * Accept errors (EMFILE, ENFILE, ECONNABORTED, ENOBUFS…) never end the loop: it backs off (10 ms
- * doubling to 1 s) and goes on accepting. A burst of errors is logged once when it starts and once,
- * with a count, when it ends. Only close() ends the loop.
+ * Accept errors never end the loop; only close() does. They are of two kinds:
+ * - A connection that was reset or aborted before we took it fails its own accept() (the runtime
+ *   says NotConnected, os error 107, for one reset while it waited in the backlog; the kernel may
+ *   say ECONNABORTED, EPROTO, EPERM…). Anyone can cause these at will by connecting and resetting,
+ *   and the next connection is unaffected, so the loop accepts again at once: a backoff here would
+ *   let 300 resets stall every listening socket for half a minute. They are logged at debug level,
+ *   once per minute and kind, then counted.
+ * - Running out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM; the runtime throws a
+ *   plain Error with `code` "EMFILE" and "Too many open files (os error 24)") fails again at once,
+ *   as may an error we do not know: for these the loop backs off (10 ms doubling to 1 s, until an
+ *   accept succeeds). Such a burst is logged once when it starts and once, with a count, when it
+ *   ends.
  */
 
 import { getLogger } from "@logtape/logtape";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 import { formatHostPort } from "./address.ts";
 import type { SocketOptions } from "./socket.ts";
 import { tuneConns, tuneListener } from "./socket_native.ts";
@@ -191,14 +201,53 @@ function bind<L>(hostname: string, port: number, open: () => L): L {
   }
 }
 
+/**
+ * accept() failures that concern only the connection being accepted, by the runtime's error class
+ * or the errno it reports (accept(2): errors pending on the new socket, and those of a connection
+ * reset or aborted before it was taken).
+ */
+const CONNECTION_ERRORS: readonly (new (...args: never[]) => Error)[] = [
+  Deno.errors.NotConnected,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.ConnectionReset,
+  Deno.errors.TimedOut,
+];
+const CONNECTION_CODES = new Set([
+  "ENOTCONN",
+  "ECONNABORTED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPROTO",
+  "EPERM",
+  "ENETDOWN",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "EHOSTUNREACH",
+  "ENONET",
+  "ENOPROTOOPT",
+  "EOPNOTSUPP",
+]);
+
+/**
+ * Whether an accept() error concerns one connection only, so accepting again at once is right.
+ * Anything not known to be (descriptor or memory exhaustion, and whatever we do not recognise) is
+ * backed off, so that an error that repeats cannot spin the loop.
+ */
+export function isConnectionError(e: unknown): boolean {
+  if (CONNECTION_ERRORS.some((c) => e instanceof c)) return true;
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && CONNECTION_CODES.has(code);
+}
+
 /** The subset of a listener the accept loop uses (a fake in tests). */
 export interface Acceptor<C extends Deno.Conn = Deno.TcpConn> {
   accept(): Promise<C>;
 }
 
 /**
- * Accepts until `stop` is aborted (close()). Any other failure is counted, backed off and retried:
- * a listener that stops accepting would silently take the whole tunnel down.
+ * Accepts until `stop` is aborted (close()). A failure of one connection is counted and accepting
+ * goes on at once; any other failure is counted, backed off and retried: a listener that stops
+ * accepting would silently take the whole tunnel down.
  */
 export async function acceptLoop<C extends Deno.Conn>(
   l: Acceptor<C>,
@@ -221,6 +270,10 @@ export async function acceptLoop<C extends Deno.Conn>(
           error: errText(e),
         });
         return;
+      }
+      if (isConnectionError(e)) {
+        errors.dropped(e);
+        continue;
       }
       errors.failed(e);
       await sleep(backoff, stop);
@@ -259,9 +312,10 @@ function sleep(ms: number, stop: AbortSignal): Promise<void> {
 }
 
 /**
- * Throttled reporting of accept errors for one listener (shared by the sockets of its group): one
- * warning when a burst starts, naming the address and the error, and one with the count when no
- * error has occurred for QUIET_MS (or the listener closes).
+ * Throttled reporting of accept errors for one listener (shared by the sockets of its group). For
+ * errors that back off: one warning when a burst starts, naming the address and the error, and one
+ * with the count when no error has occurred for QUIET_MS (or the listener closes). Connections
+ * lost before they were accepted: a debug line per kind and minute, then a count.
  */
 export class AcceptErrors {
   #count = 0;
@@ -269,8 +323,27 @@ export class AcceptErrors {
   #last = 0;
   #lastError = "";
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #dropped = new LogLimiter();
 
   constructor(readonly addr: string, private quietMs = QUIET_MS) {}
+
+  /** A connection failed its own accept (reset or aborted before it was taken); nothing waits. */
+  dropped(e: unknown): void {
+    const error = errText(e);
+    this.#dropped.note(error, {
+      first: () =>
+        log.debug("a connection to {addr} was gone before it was accepted: {error}", {
+          addr: this.addr,
+          error,
+        }),
+      more: (n, s) =>
+        log.debug("{n} more connections to {addr} were gone before they were accepted in {s} s", {
+          n,
+          addr: this.addr,
+          s,
+        }),
+    });
+  }
 
   /** Errors in the current burst (0 when none is going on). */
   get count(): number {
@@ -319,5 +392,6 @@ export class AcceptErrors {
 
   close(): void {
     this.#end("listener closed");
+    this.#dropped.flush();
   }
 }

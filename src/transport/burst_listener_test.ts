@@ -5,9 +5,11 @@ import {
   acceptLoop,
   type Acceptor,
   burstSocketsFor,
+  isConnectionError,
   listenBurst,
   MAX_SOCKETS,
 } from "./burst_listener.ts";
+import { canReset, resetConn } from "./socket_reset.ts";
 
 /** Listening sockets on `port` (any address), from /proc/net/tcp and tcp6. */
 function listeningSockets(port: number): number {
@@ -125,6 +127,12 @@ function emfile(): Error {
   return Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
 }
 
+function enfile(): Error {
+  return Object.assign(new Error("Too many open files in system (os error 23)"), {
+    code: "ENFILE",
+  });
+}
+
 async function capture(records: LogRecord[]): Promise<void> {
   await configure({
     reset: true,
@@ -169,13 +177,13 @@ Deno.test("acceptLoop: a flood of accept errors is one warning per burst, and ac
     assert.equal(errors.count, 0);
 
     // A later burst is reported again.
-    for (let i = 0; i < 20; i++) l.push({ error: new Error("Software caused connection abort") });
+    for (let i = 0; i < 20; i++) l.push({ error: enfile() });
     l.push({ conn });
     await until(() => got.length === 2, "the connection after the second burst");
     stop.abort();
     errors.close();
     assert.equal(records.length, 4);
-    assert.match(text(records[2]), /failed: Software caused connection abort/);
+    assert.match(text(records[2]), /failed: Too many open files in system/);
     assert.match(text(records[3]), /20 error\(s\).*listener closed/);
     // After close the runtime fails accept() with Interrupted or BadResource: the loop just ends.
     l.push({ error: new Deno.errors.Interrupted("operation canceled") });
@@ -237,4 +245,93 @@ Deno.test("acceptLoop: a handler that throws costs only its connection", async (
     await loop;
     await reset();
   }
+});
+
+Deno.test("acceptLoop: connections reset before they were accepted are skipped at once; EMFILE backs off", async () => {
+  const records: LogRecord[] = [];
+  await capture(records);
+  const errors = new AcceptErrors("127.0.0.1:4245");
+  const stop = new AbortController();
+  const got: unknown[] = [];
+  const conn = { close() {} } as Deno.TcpConn;
+  const l = fakeListener();
+  // A backoff of a minute: any sleep would hold back the connection pushed after the errors.
+  const loop = acceptLoop(l, (c) => got.push(c), errors, stop.signal, { min: 60_000, max: 60_000 });
+  try {
+    const lost = [
+      new Deno.errors.NotConnected("Transport endpoint is not connected (os error 107)"),
+      new Deno.errors.ConnectionAborted("Software caused connection abort (os error 103)"),
+      new Deno.errors.ConnectionReset("Connection reset by peer (os error 104)"),
+      Object.assign(new Error("Protocol error (os error 71)"), { code: "EPROTO" }),
+      Object.assign(new Error("Operation not permitted (os error 1)"), { code: "EPERM" }),
+    ];
+    for (let i = 0; i < 100; i++) for (const e of lost) l.push({ error: e });
+    l.push({ conn });
+    await until(() => got.length === 1, "the connection after 500 resets");
+    assert.equal(l.calls, 502, "accept() was called again after every error, and once more");
+    assert.equal(errors.count, 0, "no backoff");
+    assert.ok(records.every((r) => r.level === "debug"), records.map(text).join("\n"));
+    assert.equal(records.length, lost.length, "one debug line per kind of error");
+
+    // Running out of descriptors does sleep: the connection behind the error waits.
+    l.push({ error: emfile() });
+    l.push({ conn });
+    await until(() => errors.count === 1, "the EMFILE");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.length, 1, "the loop backs off after EMFILE");
+    assert.equal(l.calls, 502, "and calls accept() no more meanwhile");
+    assert.match(text(records.at(-1)!), /failed: Too many open files \(os error 24\)/);
+  } finally {
+    stop.abort();
+    errors.close();
+    await loop;
+    await reset();
+  }
+  // The summary of the skipped connections is written when the listener closes.
+  assert.ok(records.some((r) => /99 more connections to 127\.0\.0\.1:4245/.test(text(r))));
+});
+
+Deno.test({
+  name:
+    "acceptLoop: the runtime's error for a connection reset in the backlog is a connection error",
+  ignore: !canReset(),
+  async fn() {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    // Reset (SO_LINGER 0) while they wait in the backlog, before anything accepts them.
+    for (const c of clients) resetConn(c);
+    await new Promise((r) => setTimeout(r, 50));
+    const errors = new AcceptErrors(`127.0.0.1:${port}`);
+    const stop = new AbortController();
+    const got: Deno.TcpConn[] = [];
+    const failures: unknown[] = [];
+    const counting: Acceptor = {
+      accept: () =>
+        l.accept().catch((e) => {
+          failures.push(e);
+          throw e;
+        }),
+    };
+    const loop = acceptLoop(counting, (c) => got.push(c), errors, stop.signal, {
+      min: 60_000,
+      max: 60_000,
+    });
+    try {
+      const next = await Deno.connect({ hostname: "127.0.0.1", port });
+      await until(() => got.length === 1, "the ordinary connection behind the resets");
+      next.close();
+      assert.ok(failures.length > 0, "the resets failed accept()");
+      for (const e of failures) assert.ok(isConnectionError(e), String(e));
+      assert.equal(errors.count, 0, "no backoff");
+    } finally {
+      stop.abort();
+      errors.close();
+      l.close();
+      await loop;
+      for (const c of got) c.close();
+    }
+  },
 });

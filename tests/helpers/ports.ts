@@ -1,10 +1,21 @@
 /** Picks free loopback ports for tests that must name a port before binding it. */
 
+/**
+ * A loopback port free for TCP and UDP alike (a published port may carry both, and UDP tests
+ * running beside it hold ephemeral UDP ports the kernel would hand out for TCP too).
+ */
 export function freePort(): Promise<number> {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return Promise.resolve(port);
+  for (;;) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    try {
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
+      return Promise.resolve(port);
+    } catch {
+      // taken for UDP: another
+    }
+  }
 }
 
 /** `n` consecutive free loopback ports (for port-range tests). */
