@@ -1,20 +1,23 @@
 /**
  * The `tcp` transport: frames back to back on a raw TCP (or TLS) connection. The hello is the
- * payload of the first frame (HANDSHAKE flag); a refused peer is closed without a word.
+ * payload of the first frame (HANDSHAKE flag); a refused peer is closed without a word (an HTTP
+ * request, a client of the `ws` transport, is also logged: mismatch.ts).
  */
 
-import { checkHeader, Flag, HEADER_LEN } from "../protocol/frame.ts";
+import { checkHeader, Flag, HEADER_LEN, MacRule } from "../protocol/frame.ts";
 import { HELLO_LEN } from "../protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import type { Transport } from "./kind.ts";
 import { type ByteConn, readExact, writeAll } from "./socket.ts";
 import { TcpLeg } from "./tcp_leg.ts";
+import { noteForeignBytes } from "./mismatch.ts";
 
 export const tcpTransport: Transport = {
   kind: "tcp",
   schemes: { plain: "tcp:", tls: "tls:" },
   needsPort: true,
   paths: false,
+  routeCookie: false,
   backhaul: [{ name: "tcp", mode: "pool", tls: false }, {
     name: "tcpmux",
     mode: "mux",
@@ -32,12 +35,14 @@ export const tcpTransport: Transport = {
       const frame = await readExact(conn, HEADER_LEN + HELLO_LEN);
       if (!frame) return close(conn);
       clearTimeout(timer);
+      // A client of the ws transport (an HTTP request) is named in the log.
+      noteForeignBytes(peer, "tcp", frame);
       const view = new DataView(frame.buffer);
-      checkHeader(frame, view, 0, null, false, HELLO_LEN);
+      checkHeader(frame, view, 0, null, MacRule.NEVER, HELLO_LEN);
       if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== HELLO_LEN) return close(conn);
       // A raw listener has no paths: it takes the roles of all of them.
       const roles = new Set([...req.routes.values()].flatMap((r) => [...r]));
-      const attach = req.onHello(frame.subarray(HEADER_LEN), peer, roles);
+      const attach = req.onHello(frame.subarray(HEADER_LEN), peer, roles, null);
       if (!attach) return close(conn);
       attach(new TcpLeg(conn, peer));
     } catch {

@@ -1,48 +1,50 @@
 /**
  * Server side of WebSocket legs over our own sockets: a minimal HTTP/1.1 front that upgrades only
  * requests that carry a valid hello (in a cookie) on a configured path. Everything else, probes,
- * wrong paths and wrong keys alike, gets the same plain 404 a Go web server would give, so the
- * port looks like an ordinary site.
+ * wrong paths and wrong keys alike, is answered as Go's net/http would answer it (go_http.ts): the
+ * same plain 404, on a connection kept alive for the next request, pipelined ones included, with
+ * Go's head limit; so the port looks like an ordinary site in what it says, when, and for how long.
+ *
+ * Time too: a request that never reaches the hello check (no cookie, a malformed one, a wrong path
+ * or method) does the work of one (`equalTime`), so that a refused hello is not answered later
+ * than any other request. `scripts/probe_timing.ts` measures this against a running server.
  */
 
-import { decodeHelloCookie } from "./hello_cookie.ts";
+import { decodeHelloCookie, encodeHelloCookie } from "./hello_cookie.ts";
 import { type ByteConn, writeAll } from "./socket.ts";
 import { WsLeg } from "./ws_leg.ts";
 import type { OnHello } from "./kind.ts";
-import { readHead, wsAccept } from "./http_head.ts";
-
-const MAX_REQUEST_HEAD = 16 * 1024;
-const te = new TextEncoder();
-
-const NOT_FOUND_BODY = "404 page not found\n";
+import { RequestReader, wsAccept } from "./http_head.ts";
+import {
+  BAD_REQUEST,
+  fieldValue,
+  GoRequest,
+  MAX_HEAD,
+  type Refusal,
+  TOO_LARGE,
+} from "./go_http.ts";
+import { timingSafeEqual } from "node:crypto";
+import { HELLO_LEN, mac, randomBytes } from "../protocol/handshake.ts";
+import { noteForeignBytes } from "./mismatch.ts";
 
 /**
- * What Go's net/http answers for a path it does not serve: the same headers for HEAD, without the
- * body, as any HTTP server does.
+ * The most of a request head kept in memory, per connection: a hello's upgrade request is small.
+ * A larger head (Go takes up to MAX_HEAD) is only scanned, and is never a hello.
  */
-function notFound(head: boolean): Uint8Array {
-  return te.encode(
-    "HTTP/1.1 404 Not Found\r\n" +
-      "Content-Type: text/plain; charset=utf-8\r\n" +
-      "X-Content-Type-Options: nosniff\r\n" +
-      `Date: ${new Date().toUTCString()}\r\n` +
-      `Content-Length: ${NOT_FOUND_BODY.length}\r\n` +
-      "Connection: close\r\n\r\n" + (head ? "" : NOT_FOUND_BODY),
-  );
-}
+const KEEP = 16 * 1024;
+/** Go's rstAvoidanceDelay: how long it waits after half-closing before it closes (431). */
+const LINGER_MS = 500;
 
-/** Go's answer to a request it cannot parse (400) or whose head is too large (431). */
-function badRequest(status: "400 Bad Request" | "431 Request Header Fields Too Large"): Uint8Array {
-  return te.encode(
-    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n` +
-      status,
-  );
-}
+const te = new TextEncoder();
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const HTTP_VERSION = /^HTTP\/1\.[01]$/;
-
-/** Reads one request head; upgrades it to a leg or answers 404 and closes. */
+/**
+ * Reads requests on one connection until one upgrades to a leg, or the connection ends: the peer
+ * closes, a request is refused (400, 431…, as Go closes then), asks to close (`Connection: close`,
+ * HTTP/1.0), or the time runs out. `timeoutMs` bounds each request from its first byte to its
+ * answer and the wait for the next one: as Go's ReadTimeout does, and its IdleTimeout, which takes
+ * ReadTimeout's value unless set (the net/http documentation's example server runs with 10 s, the
+ * listener's hello timeout). An idle connection so holds its buffer no longer than a silent one.
+ */
 export async function serveWsUpgrade(
   conn: ByteConn,
   peer: string,
@@ -50,62 +52,163 @@ export async function serveWsUpgrade(
   check: OnHello,
   timeoutMs: number,
 ): Promise<void> {
-  const timer = setTimeout(() => conn.close(), timeoutMs);
+  const reader = new RequestReader(
+    firstBytesTo(conn, (b) => noteForeignBytes(peer, "ws", b)),
+    KEEP,
+  );
+  let timer = setTimeout(() => close(conn), timeoutMs);
   try {
-    const r = await readHead(conn, MAX_REQUEST_HEAD);
-    if (r.kind === "too-large") {
-      return await refuse(conn, badRequest("431 Request Header Fields Too Large"));
+    for (;;) {
+      const req = new GoRequest();
+      const r = await reader.head(MAX_HEAD, (line, long) => req.line(line, long));
+      if (r.kind === "closed") return close(conn);
+      // A malformed line, or the peer closing inside a head (io.ErrUnexpectedEOF): 400.
+      const refusal = r.kind === "too-large"
+        ? TOO_LARGE
+        : r.kind === "head"
+        ? req.refusal()
+        : BAD_REQUEST;
+      if (refusal) return await refuse(conn, refusal);
+      const up = r.kind === "head" && r.kept !== null && req.reachesHandler
+        ? upgradeOf(r.kept, req, routes)
+        : null;
+      const cookie = up ? decodeHelloCookie(up.cookie) : null;
+      if (up && cookie) {
+        const attach = check(cookie.hello, peer, up.roles, cookie.others);
+        if (attach) {
+          clearTimeout(timer);
+          await writeAll(
+            conn,
+            te.encode(
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                `Sec-WebSocket-Accept: ${wsAccept(up.key)}\r\n\r\n`,
+            ),
+          );
+          attach(new WsLeg(conn, peer, false, reader.rest()));
+          return;
+        }
+      } else {
+        equalTime();
+      }
+      let o = req.notFound();
+      if (!await reader.skip(o.drainBefore)) o = req.notFound(true);
+      await writeAll(conn, o.answer);
+      if (o.then !== "next") {
+        await reader.skip(o.drainAfter);
+        return o.then === "linger" ? await linger(conn) : close(conn);
+      }
+      // Idle until the next request's first byte (unless it came already), then its own bound.
+      clearTimeout(timer);
+      timer = setTimeout(() => close(conn), timeoutMs);
+      if (reader.buffered === 0) {
+        if (!await reader.fill()) return close(conn);
+        clearTimeout(timer);
+        timer = setTimeout(() => close(conn), timeoutMs);
+      }
     }
-    if (r.kind === "closed") return conn.close();
-    clearTimeout(timer);
-    const [requestLine, ...lines] = r.head.split("\r\n");
-    const parts = requestLine.split(" ");
-    const [method, target, version] = parts;
-    const headers = new Map<string, string>();
-    let malformed = parts.length !== 3 || !TOKEN.test(method) || !target ||
-      !HTTP_VERSION.test(version);
-    for (const l of lines) {
-      const i = l.indexOf(":");
-      if (i <= 0 || !TOKEN.test(l.slice(0, i))) malformed = true;
-      else headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
-    }
-    if (malformed || (version === "HTTP/1.1" && !headers.has("host"))) {
-      return await refuse(conn, badRequest("400 Bad Request"));
-    }
-    const path = target.split("?")[0];
-    const roles = routes.get(path);
-    const key = headers.get("sec-websocket-key");
-    const isUpgrade = method === "GET" && version === "HTTP/1.1" && !!roles && !!key &&
-      headers.get("upgrade")?.toLowerCase() === "websocket" &&
-      /\bupgrade\b/i.test(headers.get("connection") ?? "") &&
-      headers.get("sec-websocket-version") === "13";
-    const hello = isUpgrade ? decodeHelloCookie(headers.get("cookie") ?? null) : null;
-    const attach = hello && roles ? check(hello, peer, roles) : null;
-    if (!attach) return await refuse(conn, notFound(method === "HEAD"));
-    const accept = wsAccept(key!);
-    await writeAll(
-      conn,
-      te.encode(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-      ),
-    );
-    attach(new WsLeg(conn, peer, false, r.rest));
   } catch {
-    try {
-      conn.close();
-    } catch { /* closed by the timer */ }
+    close(conn);
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** Answers and closes; a peer that is already gone is no error (never rejects). */
-async function refuse(conn: ByteConn, answer: Uint8Array): Promise<void> {
+/**
+ * The connection as the request reader reads it, showing `onFirst` the first bytes that arrive: a
+ * client of another transport is told apart by them (mismatch.ts), whether or not a line ever
+ * ends. The leg an upgrade makes reads the connection itself.
+ */
+function firstBytesTo(conn: ByteConn, onFirst: (b: Uint8Array) => void): ByteConn {
+  let first = true;
+  return {
+    async read(p) {
+      const n = await conn.read(p);
+      if (first && n) {
+        first = false;
+        onFirst(p.subarray(0, n));
+      }
+      return n;
+    },
+    write: (p) => conn.write(p),
+    close: () => conn.close(),
+  };
+}
+
+interface Upgrade {
+  roles: ReadonlySet<number>;
+  key: string;
+  cookie: string | null;
+}
+
+/**
+ * The WebSocket upgrade a head (kept whole, its lines already checked) asks for on one of our
+ * paths, or null.
+ */
+function upgradeOf(
+  head: string,
+  req: GoRequest,
+  routes: Map<string, ReadonlySet<number>>,
+): Upgrade | null {
+  // The fields are read for every request: a wrong path or method is no quicker to refuse.
+  const [requestLine, ...lines] = head.split(/\r?\n/);
+  const fields = new Map<string, string>();
+  for (const l of lines) {
+    const i = l.indexOf(":");
+    if (i > 0) fields.set(l.slice(0, i).toLowerCase(), fieldValue(l, i));
+  }
+  const roles = routes.get(requestLine.split(" ")[1].split("?")[0]);
+  const key = fields.get("sec-websocket-key");
+  const isUpgrade = !!roles && !!key && req.method === "GET" && req.major === 1 &&
+    req.minor === 1 && fields.get("upgrade")?.toLowerCase() === "websocket" &&
+    /\bupgrade\b/i.test(fields.get("connection") ?? "") &&
+    fields.get("sec-websocket-version") === "13";
+  return isUpgrade ? { roles: roles!, key: key!, cookie: fields.get("cookie") ?? null } : null;
+}
+
+// Inputs of the equal-time work: a hello-sized cookie, a hello, a key of this process used for
+// nothing else.
+const PAD_KEY = randomBytes(32);
+const PAD_HELLO = randomBytes(HELLO_LEN);
+const PAD_COOKIE = encodeHelloCookie(PAD_HELLO);
+
+/**
+ * The work of a refused hello, for a request refused before the hello check: decoding a
+ * hello-sized cookie and a hello's HMAC-SHA256, three times, then a compare and a thrown error.
+ * Three, because that is what equals a hello refused for its MAC when measured in place
+ * (scripts/probe_timing.ts): the check also counts the refusal and notes it for the log, which
+ * cannot be repeated without their effects. Measure again when the handshake changes.
+ */
+function equalTime(): void {
+  let m = PAD_HELLO;
+  for (let i = 0; i < 3; i++) {
+    decodeHelloCookie(PAD_COOKIE);
+    m = mac(PAD_KEY, [PAD_HELLO]);
+  }
   try {
-    await writeAll(conn, answer);
+    if (!timingSafeEqual(m, PAD_HELLO.subarray(0, m.length))) throw new Error("no hello");
+  } catch { /* as the check's refusal is caught */ }
+}
+
+/** Answers a request Go refuses before any handler, and closes as Go does after it. */
+async function refuse(conn: ByteConn, r: Refusal): Promise<void> {
+  try {
+    await writeAll(conn, r.answer);
   } catch { /* the prober left first */ }
+  if (r.linger) await linger(conn);
+  else close(conn);
+}
+
+/** closeWriteAndWait: a FIN, then a pause so the peer reads the answer before the close. */
+async function linger(conn: ByteConn): Promise<void> {
+  try {
+    await (conn as Partial<Deno.Conn>).closeWrite?.();
+  } catch { /* gone already */ }
+  await new Promise((r) => setTimeout(r, LINGER_MS));
+  close(conn);
+}
+
+function close(conn: ByteConn): void {
   try {
     conn.close();
-  } catch { /* closed by the timer */ }
+  } catch { /* closed by the timer, or the listener */ }
 }
