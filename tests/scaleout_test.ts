@@ -23,7 +23,8 @@ import {
   writeAll,
 } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { hasCommand, nodeArgs, spawnNode, spawnProcess, tempConfig } from "./helpers/process.ts";
+import { nodeArgs, spawnNode, spawnProcess, tempConfig } from "./helpers/process.ts";
+import { needs } from "./helpers/tools.ts";
 import { config, echoWorks, TEST_KEY } from "./helpers/tunnel.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
@@ -115,7 +116,7 @@ async function download(
 Deno.test({
   name:
     "three exits behind two HAProxy front doors: sessions spread, one exit killed, clients move",
-  ignore: !await hasCommand("haproxy"),
+  ignore: await needs("haproxy", "haproxy"),
   async fn() {
     const total = 4 << 20;
     const src = pacedSource(total);
@@ -226,7 +227,7 @@ Deno.test({
 
 Deno.test({
   name: "the nginx configuration passes nginx -t",
-  ignore: !await hasCommand("nginx"),
+  ignore: await needs("nginx", "nginx"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "ht-nginx-" });
     try {

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { COMMANDS } from "./commands.ts";
 import { completionScript, SHELLS } from "./completions.ts";
+import { needs } from "../../tests/helpers/tools.ts";
 
-/** Whether `program` runs here; the syntax checks are skipped (with a note) where it does not. */
-async function have(program: string): Promise<boolean> {
-  return await new Deno.Command(program, { args: ["-c", "exit 0"], stdout: "null", stderr: "null" })
-    .output().then((o) => o.success, () => false);
-}
+/** Per shell, whether the tests that run it are ignored here (see tests/helpers/tools.ts). */
+const noShell = {
+  bash: await needs("bash", "bash"),
+  zsh: await needs("zsh", "zsh"),
+  fish: await needs("fish", "fish"),
+};
 
 Deno.test("every completion script mentions every command and every flag", () => {
   for (const shell of SHELLS) {
@@ -25,33 +27,34 @@ Deno.test("every completion script mentions every command and every flag", () =>
 });
 
 Deno.test("completion scripts parse in their shells", async (t) => {
-  const checks: [string, string[]][] = [
+  const checks: [keyof typeof noShell, string[]][] = [
     ["bash", ["-n"]],
     ["zsh", ["-n"]],
     ["fish", ["--no-execute"]],
   ];
   for (const [shell, flags] of checks) {
-    await t.step(shell, async () => {
-      if (!await have(shell)) {
-        console.warn(`${shell} is not installed; its completion script was not parsed`);
-        return;
-      }
-      const dir = await Deno.makeTempDir({ prefix: "ht-compl-" });
-      try {
-        const path = `${dir}/half-tunnel.${shell}`;
-        await Deno.writeTextFile(path, completionScript(shell as "bash", COMMANDS));
-        const out = await new Deno.Command(shell, { args: [...flags, path], stderr: "piped" })
-          .output();
-        assert.ok(out.success, `${shell}: ${new TextDecoder().decode(out.stderr)}`);
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
+    await t.step({
+      name: shell,
+      ignore: noShell[shell],
+      fn: async () => {
+        const dir = await Deno.makeTempDir({ prefix: "ht-compl-" });
+        try {
+          const path = `${dir}/half-tunnel.${shell}`;
+          await Deno.writeTextFile(path, completionScript(shell, COMMANDS));
+          const out = await new Deno.Command(shell, { args: [...flags, path], stderr: "piped" })
+            .output();
+          assert.ok(out.success, `${shell}: ${new TextDecoder().decode(out.stderr)}`);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      },
     });
   }
 });
 
-Deno.test("bash completion offers commands, flags and flag values", async () => {
-  if (!await have("bash")) return;
+Deno.test("bash completion offers commands, flags and flag values", {
+  ignore: noShell.bash,
+}, async () => {
   const script = completionScript("bash", COMMANDS);
   const probe = (words: string[]) =>
     `COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}; ` +

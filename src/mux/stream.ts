@@ -84,7 +84,7 @@ export class Stream {
   #credited: number;
   #received = 0;
   #written = 0;
-  /** This stream's share of `shortPathWindows`. */
+  /** This stream's share of its short-path growth. */
   #shortGrowth = 0;
   /** `#written` and the time when the current window started to be measured. */
   #markWritten = 0;
@@ -103,7 +103,12 @@ export class Stream {
   /** Settles when the peer confirms or refuses an OPEN we sent. */
   readonly opened: Promise<void>;
 
-  constructor(readonly id: number, private host: StreamHost) {
+  /** `growth`: the short-path window growth this stream shares (the process's unless given). */
+  constructor(
+    readonly id: number,
+    private host: StreamHost,
+    private readonly growth: SharedGrowth = shortPathWindows,
+  ) {
     this.#credit = host.window;
     this.#window = this.#credited = host.window;
     this.opened = new Promise((res, rej) => {
@@ -339,7 +344,7 @@ export class Stream {
 
   /** Sets this stream's share of the short-path growth (0 on a long path); false if it does not fit. */
   #share(bytes: number): boolean {
-    if (!shortPathWindows.reshare(this.#shortGrowth, bytes)) return false;
+    if (!this.growth.reshare(this.#shortGrowth, bytes)) return false;
     this.#shortGrowth = bytes;
     return true;
   }

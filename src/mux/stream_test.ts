@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { Stream, StreamError, type StreamHost } from "./stream.ts";
+import { SharedGrowth } from "../session/budget.ts";
 import { traffic } from "../observe/metrics.ts";
 import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 
@@ -138,6 +139,24 @@ async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
   return concat(parts);
 }
 
+/**
+ * Gives a stream with data waiting in its socket the chance to read it: a read on another loopback
+ * pair completes, and with it any read of data that was waiting before; then the microtasks that
+ * would send what was read run. A check that something was not sent after this asserts on what the
+ * stream did, not on how long the test waited.
+ */
+async function readsHadTheirTurn(): Promise<void> {
+  const { local, app } = await tcpPair();
+  try {
+    await app.write(new Uint8Array(1));
+    await local.read(new Uint8Array(1));
+  } finally {
+    safeClose(local);
+    safeClose(app);
+  }
+  await delay(0);
+}
+
 function safeClose(c: Deno.Conn): void {
   try {
     c.close();
@@ -156,11 +175,11 @@ Deno.test("DATA never exceeds the credit until WINDOW grants more", async () => 
     const input = bytes(total, 1);
     const writer = writeAll(app, input);
     await until(() => host.dataSent === 4096, "the initial window");
-    await delay(50);
+    await readsHadTheirTurn();
     assert.equal(host.dataSent, 4096, "stops at the window while no credit comes back");
     host.grant(s, 1000);
     await until(() => host.dataSent === 5096, "a 1000-byte grant");
-    await delay(30);
+    await readsHadTheirTurn();
     assert.equal(host.dataSent, 5096, "sends exactly the granted bytes");
     // Grant the rest in odd pieces.
     for (let g = 0; host.granted < total; g++) {
@@ -216,7 +235,7 @@ Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", 
     const leftover = bytes(3000, 2);
     s.attach(local, TRAFFIC, leftover);
     await until(() => host.dataSent === 2048, "the window");
-    await delay(30);
+    await readsHadTheirTurn();
     assert.deepEqual(host.sent.map((x) => x.payload.length), [1024, 1024]);
     host.grant(s, 2048);
     await until(() => host.dataSent === 3000, "the rest of the leftover");
@@ -281,18 +300,24 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
   }
 });
 
+const KiB = 1024, MiB = 1024 * 1024;
+/** The window growth streams share on short paths, as the process's does. */
+const SHORT_PATH_GROWTH = 3 * MiB;
+
 /**
  * Feeds `input` to a stream as a peer that always spends all its credit at once, so only the window
  * holds it back; checks that the socket gets exactly `input`. Returns the most credit the peer
- * held at once: the widest window it saw. The stream stays open until `beforeClose` resolves.
+ * held at once: the widest window it saw. The stream shares `growth` on a short path (a fresh one
+ * by default, so what other tests left in the process's does not matter), and stays open until
+ * `beforeClose` resolves.
  */
 async function spendAllCredit(
   host: FakeHost,
   id: number,
   input: Uint8Array,
-  beforeClose?: () => Promise<void>,
+  opts: { growth?: SharedGrowth; beforeClose?: () => Promise<void> } = {},
 ): Promise<number> {
-  const s = new Stream(id, host);
+  const s = new Stream(id, host, opts.growth ?? new SharedGrowth(SHORT_PATH_GROWTH));
   const { local, app } = await tcpPair();
   try {
     s.attach(local, TRAFFIC);
@@ -301,15 +326,13 @@ async function spendAllCredit(
     sameBytes(await reading, input);
     assert.equal(host.overrun, null);
     assert.equal(host.ctrls(Ctrl.RESET).length, 0);
-    await beforeClose?.();
+    await opts.beforeClose?.();
     return widest;
   } finally {
     s.abort("test over");
     safeClose(app);
   }
 }
-
-const KiB = 1024, MiB = 1024 * 1024;
 
 Deno.test("a stream held back only by its window gets a larger one, up to the maximum", async () => {
   const window = 8 * KiB, windowMax = 64 * KiB;
@@ -331,13 +354,21 @@ Deno.test("on a short path windows grow to 4 MiB at most, and streams share 3 Mi
     if (++done === 2) both.resolve();
     return both.promise;
   };
+  const growth = new SharedGrowth(SHORT_PATH_GROWTH);
   const [a, b] = await Promise.all([
-    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 13, bytes(16 * MiB, 6), hold),
-    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 15, bytes(16 * MiB, 7), hold),
+    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 13, bytes(16 * MiB, 6), {
+      growth,
+      beforeClose: hold,
+    }),
+    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 15, bytes(16 * MiB, 7), {
+      growth,
+      beforeClose: hold,
+    }),
   ]);
   assert.ok(Math.max(a, b) > window, `a window grew (${a}, ${b})`);
   assert.ok(a <= 4 * MiB && b <= 4 * MiB, `neither past 4 MiB (${a}, ${b})`);
-  assert.ok(a + b <= 2 * window + 3 * MiB, `growth shared (${a} + ${b})`);
+  assert.ok(a + b <= 2 * window + SHORT_PATH_GROWTH, `growth shared (${a} + ${b})`);
+  assert.ok(growth.reshare(0, SHORT_PATH_GROWTH), "streams that ended gave their growth back");
 });
 
 Deno.test("on a long path a window grows past 4 MiB, up to the maximum", async () => {

@@ -93,7 +93,7 @@ export function spawnProcess(cmd: string[], env: Record<string, string> = {}): N
   };
 }
 
-/** Whether `cmd` is on PATH (tests that drive a real tool are skipped without it). */
+/** Whether `cmd` is on PATH (tests gate on it through `needs` in tools.ts; the benchmark skips). */
 export async function hasCommand(cmd: string): Promise<boolean> {
   return await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
     .output().then((o) => o.success, () => false);
