@@ -16,7 +16,7 @@ import { LogLimiter } from "../observe/log_limiter.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
 import { type OpenFlow, serveUdpAssociate } from "./udp_entry.ts";
 import { AmbiguousAddressError } from "../protocol/address.ts";
-import type { Traffic } from "../observe/metrics.ts";
+import { type EntryStreams, entryStreams, type Traffic } from "../observe/metrics.ts";
 
 const log = getLogger(["half-tunnel", "entry"]);
 
@@ -45,7 +45,8 @@ export interface Entry {
 export function listenSocks5(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
   const listener = bind(hostname, port, "the SOCKS5 proxy");
-  listener.serve((conn) => handleSocks(conn, opts));
+  const streams = entryStreams(opts.traffic);
+  listener.serve((conn) => handleSocks(conn, opts, streams));
   log.info("SOCKS5 proxy listening on {addr}", { addr: show(listener.addr) });
   return listener;
 }
@@ -53,7 +54,11 @@ export function listenSocks5(opts: ProxyEntryOptions): Entry {
 /** Malformed or unauthenticated SOCKS5 clients are logged once per source and minute. */
 const rejected = new LogLimiter();
 
-async function handleSocks(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise<void> {
+async function handleSocks(
+  conn: Deno.TcpConn,
+  opts: ProxyEntryOptions,
+  streams: EntryStreams,
+): Promise<void> {
   tuneSocket(conn, opts.socket);
   let req;
   try {
@@ -83,7 +88,7 @@ async function handleSocks(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise
   const { host, port } = req.target;
   let stream: Stream;
   try {
-    stream = await openConnected(opts.open, { host, port }, opts.timeoutMs);
+    stream = await openConnected(opts.open, { host, port }, opts.timeoutMs, streams);
   } catch (e) {
     log.info("CONNECT {host}:{port} failed: {reason}", { host, port, reason: errText(e) });
     await req.reply(replyCode(e)).catch(() => {});
@@ -109,12 +114,17 @@ export interface ForwardEntryOptions {
 /** A static forward: every connection to `listen` is carried to `target` on the exit side. */
 export function listenForward(opts: ForwardEntryOptions): Entry {
   const listener = bind(opts.listen.hostname, opts.listen.port, "a static forward");
+  const streams = entryStreams(opts.traffic);
+  const opened = () => streams.opened.inc(), failed = () => streams.failed.inc();
   listener.serve(async (conn) => {
     tuneSocket(conn, opts.socket);
     try {
       const stream = await opts.open(opts.target);
+      // The data goes out with the OPEN: the exit's answer, when it comes, is what counts.
+      stream.opened.then(opened, failed);
       stream.attach(conn, opts.traffic);
     } catch (e) {
+      failed();
       log.info("forward to {host}:{port} failed: {reason}", { ...opts.target, reason: errText(e) });
       safeClose(conn);
     }
@@ -127,13 +137,15 @@ export function listenForward(opts: ForwardEntryOptions): Entry {
 }
 
 /**
- * Opens a stream to `target` and waits (at most `timeoutMs`) for the exit to connect. On failure
- * the stream is reset and the error is rethrown; `replyCode` turns it into a SOCKS5 reply code.
+ * Opens a stream to `target` and waits (at most `timeoutMs`) for the exit to connect, counting
+ * the outcome in `streams`. On failure the stream is reset and the error is rethrown; `replyCode`
+ * turns it into a SOCKS5 reply code.
  */
 export async function openConnected(
   open: OpenStream,
   target: Address,
   timeoutMs: number,
+  streams: EntryStreams,
 ): Promise<Stream> {
   let stream: Stream | null = null;
   try {
@@ -143,8 +155,10 @@ export async function openConnected(
       timeoutMs,
       `exit did not answer for ${formatHostPort(target.host, target.port)}`,
     );
+    streams.opened.inc();
     return stream;
   } catch (e) {
+    streams.failed.inc();
     stream?.reset("entry gave up");
     throw e;
   }

@@ -37,6 +37,7 @@ import { parseIPv6 } from "../protocol/address.ts";
 import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
+import { type EntryStreams, entryStreams } from "../observe/metrics.ts";
 import {
   bind,
   type Entry,
@@ -62,8 +63,9 @@ const MAX_CHUNK_LINE = 4096;
 export function listenHttpProxy(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
   const listener = bind(hostname, port, "the HTTP proxy");
+  const streams = entryStreams(opts.traffic);
   listener.serve((conn) => {
-    serveClient(conn, opts).catch((e) => {
+    serveClient(conn, opts, streams).catch((e) => {
       log.debug("HTTP proxy client {peer} ended: {reason}", {
         peer: peerOf(conn),
         reason: errText(e),
@@ -476,7 +478,11 @@ function noteRejected(peerHost: string, what: string, why: string): void {
 // ---------------------------------------------------------------------------------------------
 // Serving
 
-async function serveClient(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise<void> {
+async function serveClient(
+  conn: Deno.TcpConn,
+  opts: ProxyEntryOptions,
+  streams: EntryStreams,
+): Promise<void> {
   tuneSocket(conn, opts.socket);
   const peerHost = conn.remoteAddr.hostname;
   const rd = new ClientReader(conn);
@@ -527,7 +533,7 @@ async function serveClient(conn: Deno.TcpConn, opts: ProxyEntryOptions): Promise
     }
     let stream: Stream;
     try {
-      stream = await openConnected(opts.open, target, opts.timeoutMs);
+      stream = await openConnected(opts.open, target, opts.timeoutMs, streams);
     } catch (e) {
       log.info("HTTP proxy {method} {target} failed: {reason}", {
         method: req.method,

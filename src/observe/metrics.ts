@@ -5,8 +5,15 @@
  * A small writer rather than a library: a handful of counters and gauges, no histograms, and the
  * hot path only adds to a number it holds (label sets are resolved once, when an entry or a
  * session is set up). Label values are bounded: transports, entries from the config, refusal
- * reasons from a fixed list, and sessions (at most `server.max_sessions`).
+ * reasons from a fixed list, leg roles; never per-session or per-connection ids.
+ *
+ * Counters without labels are exported at 0 from the start, so `rate()` and alerts see them before
+ * their first event. The `process_*` metrics and `half_tunnel_build_info` follow the Prometheus
+ * client libraries' names, so stock dashboards find them.
  */
+
+import { buildCommit, VERSION } from "../version.ts";
+import { cpuSeconds, openFds, residentBytes, startTimeSeconds } from "./process_stats.ts";
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -44,11 +51,6 @@ class Family {
     (this.#plain ??= this.with()).inc(n);
   }
 
-  /** Forgets a series (a session that ended). */
-  drop(labels: Labels): void {
-    this.#cells.delete(JSON.stringify(labels));
-  }
-
   /** The sum over every series. */
   total(): number {
     return this.series().reduce((a, s) => a + s.value, 0);
@@ -72,11 +74,41 @@ function family(
   return f;
 }
 
+/** A counter without labels, exported at 0 before its first event. */
+function plainCounter(name: string, help: string): Family {
+  const f = family(name, help, "counter");
+  f.inc(0);
+  return f;
+}
+
+/**
+ * A metric under the name Prometheus' client libraries give it (no prefix); `read` returns null
+ * where the platform cannot say, and the series is then left out.
+ */
+function standard(
+  name: string,
+  help: string,
+  type: "counter" | "gauge",
+  read: () => number | null,
+): Family {
+  const f = new Family(name, help, type, () => {
+    const value = read();
+    return value === null ? [] : [{ labels: {}, value }];
+  });
+  families.push(f);
+  return f;
+}
+
 /** What a running server or client reports for the gauges, read when scraped. */
 export interface GaugeSource {
+  /** "server" or "client", and the transport of its legs: the tunnel-up gauge's labels. */
+  readonly role: string;
+  readonly transport: string;
   sessions(): number;
+  /** Sessions with at least one leg attached. */
+  liveSessions(): number;
   streams(): number;
-  /** Round trip of each leg, labelled by session and leg. */
+  /** Round trip of each leg, labelled by session and leg (the metric keeps the worst per leg). */
   rtt(): { labels: Labels; value: number }[];
 }
 
@@ -93,41 +125,105 @@ const sum = (f: (s: GaugeSource) => number) => [{
   value: [...sources].reduce((a, s) => a + f(s), 0),
 }];
 
+/** Per distinct label set picked by `key`, the largest value: a bounded set of series. */
+function maxBy(
+  rows: { labels: Labels; value: number }[],
+  key: (l: Labels) => Labels,
+): { labels: Labels; value: number }[] {
+  const out = new Map<string, { labels: Labels; value: number }>();
+  for (const r of rows) {
+    const labels = key(r.labels), k = JSON.stringify(labels);
+    const row = out.get(k);
+    if (!row) out.set(k, { labels, value: r.value });
+    else row.value = Math.max(row.value, r.value);
+  }
+  return [...out.values()];
+}
+
+/** The process-wide buffer budget (session/budget.ts), which the runtime reports. */
+export interface BudgetSource {
+  readonly used: number;
+  readonly limit: number;
+}
+
+let budget: BudgetSource | null = null;
+
+export function reportBudget(b: BudgetSource): void {
+  budget = b;
+}
+
+const budgetGauge = (f: (b: BudgetSource) => number) => () =>
+  budget ? [{ labels: {}, value: f(budget) }] : [];
+
 export const metrics = {
   bytes: family(
     "bytes_total",
     "Bytes carried, by direction (in: from the tunnel to the local socket), entry and transport.",
     "counter",
   ),
-  sessionsOpened: family("sessions_opened_total", "Sessions opened.", "counter"),
-  sessionsResumed: family("sessions_resumed_total", "Legs that resumed a session.", "counter"),
-  legsLost: family(
-    "legs_lost_total",
-    "Legs lost (the session then waits for a resume).",
-    "counter",
-  ),
-  legReconnects: family("leg_reconnects_total", "Leg redials by the client.", "counter"),
-  framesReplayed: family(
-    "frames_replayed_total",
-    "Frames resent after a leg was replaced.",
-    "counter",
-  ),
+  sessionsOpened: plainCounter("sessions_opened_total", "Sessions opened."),
+  sessionsResumed: plainCounter("sessions_resumed_total", "Legs that resumed a session."),
+  legsLost: plainCounter("legs_lost_total", "Legs lost (the session then waits for a resume)."),
+  legReconnects: plainCounter("leg_reconnects_total", "Leg redials by the client."),
+  framesReplayed: plainCounter("frames_replayed_total", "Frames resent after a leg was replaced."),
   handshakesRefused: family(
     "handshakes_refused_total",
     "Legs refused at the handshake, by reason.",
     "counter",
   ),
-  streamsOpened: family("streams_opened_total", "Streams opened at the exit.", "counter"),
+  streamsOpened: plainCounter(
+    "streams_opened_total",
+    "Streams the exit was asked to open (streams_failed_total: those it could not).",
+  ),
   datagrams: family("datagrams_total", "Datagrams carried, by direction.", "counter"),
-  datagramsDropped: family(
+  datagramsDropped: plainCounter(
     "datagrams_dropped_total",
     "Datagrams dropped because the session had no room for them (UDP under pressure).",
+  ),
+  udpFlowsEvicted: family(
+    "udp_flows_evicted_total",
+    "UDP flows closed to make room for new ones, by side (entry: published ports, UDP " +
+      "forwards, SOCKS5 associations; exit: sockets toward targets) and reason (full; source: " +
+      "a source at its share).",
     "counter",
   ),
-  streamsFailed: family(
-    "streams_failed_total",
-    "Streams whose open failed at the exit.",
+  udpFlows: family(
+    "udp_flows",
+    "UDP flows held now, by side (entry: in flow tables; exit: with, or waiting for, a socket).",
+    "gauge",
+  ),
+  streamsFailed: plainCounter("streams_failed_total", "Streams whose open failed at the exit."),
+  entryStreamsOpened: family(
+    "entry_streams_opened_total",
+    "Streams an entry of the client (SOCKS5, HTTP proxy, a forward) opened and the exit " +
+      "connected, by entry and transport.",
     "counter",
+  ),
+  entryStreamsFailed: family(
+    "entry_streams_failed_total",
+    "Streams an entry of the client could not open (no session in time, the exit refused or " +
+      "did not answer), by entry and transport.",
+    "counter",
+  ),
+  publishedRefused: family(
+    "published_connections_refused_total",
+    "Connections to a published port that no tunnel carried, by entry and reason (no_tunnel: " +
+      "none came within 10 s; queue_full: channel_size connections were waiting already).",
+    "counter",
+  ),
+  tunnelUp: family(
+    "tunnel_up",
+    "1 while a session with legs attached is up (a client's own; on a server, any client's), " +
+      "else 0; by role and transport.",
+    "gauge",
+    () =>
+      maxBy(
+        [...sources].map((s) => ({
+          labels: { role: s.role, transport: s.transport },
+          value: s.liveSessions() > 0 ? 1 : 0,
+        })),
+        (l) => l,
+      ),
   ),
   sessionsActive: family(
     "sessions_active",
@@ -143,20 +239,50 @@ export const metrics = {
   ),
   legRtt: family(
     "leg_rtt_seconds",
-    "Round trip of each leg's last keepalive.",
+    "Round trip of the last keepalive, the largest over the sessions' legs of each role.",
     "gauge",
-    () => [...sources].flatMap((s) => s.rtt()),
+    () => maxBy([...sources].flatMap((s) => s.rtt()), (l) => ({ leg: l.leg })),
   ),
-  rss: family("process_resident_memory_bytes", "Resident memory of the process.", "gauge", () => [
-    { labels: {}, value: Deno.memoryUsage().rss },
-  ]),
-  fds: family("process_open_fds", "Open file descriptors of the process.", "gauge", () => {
-    try {
-      return [{ labels: {}, value: [...Deno.readDirSync("/proc/self/fd")].length }];
-    } catch {
-      return [];
-    }
-  }),
+  bufferBudget: family(
+    "buffer_budget_bytes",
+    "What all sessions may buffer together (session.buffer_budget).",
+    "gauge",
+    budgetGauge((b) => b.limit),
+  ),
+  bufferUsed: family(
+    "buffer_used_bytes",
+    "Bytes of the buffer budget held now (replay rings, stream buffers).",
+    "gauge",
+    budgetGauge((b) => b.used),
+  ),
+  buildInfo: family(
+    "build_info",
+    "Always 1: the version, the commit it was built from and the Deno runtime it runs on.",
+    "gauge",
+    () => [{
+      labels: { version: VERSION, commit: buildCommit(), deno: Deno.version.deno },
+      value: 1,
+    }],
+  ),
+  cpu: standard(
+    "process_cpu_seconds_total",
+    "Total user and system CPU time spent in seconds.",
+    "counter",
+    cpuSeconds,
+  ),
+  rss: standard(
+    "process_resident_memory_bytes",
+    "Resident memory size in bytes.",
+    "gauge",
+    residentBytes,
+  ),
+  fds: standard("process_open_fds", "Number of open file descriptors.", "gauge", openFds),
+  startTime: standard(
+    "process_start_time_seconds",
+    "Start time of the process since unix epoch in seconds.",
+    "gauge",
+    startTimeSeconds,
+  ),
 };
 
 /** The byte counters of one entry (a published port, the SOCKS5 proxy, a forward, the exit). */
@@ -174,6 +300,21 @@ export function traffic(entry: string, transport: string): Traffic {
   };
 }
 
+/** The stream counters of a client entry, resolved once when it starts listening. */
+export interface EntryStreams {
+  readonly opened: Cell;
+  readonly failed: Cell;
+}
+
+/** The stream counters of the entry whose bytes `t` counts (its entry and transport labels). */
+export function entryStreams(t: Traffic): EntryStreams {
+  const labels = { entry: t.in.labels.entry, transport: t.in.labels.transport };
+  return {
+    opened: metrics.entryStreamsOpened.with(labels),
+    failed: metrics.entryStreamsFailed.with(labels),
+  };
+}
+
 /** The Prometheus text exposition format of every metric. */
 export function renderMetrics(): string {
   let out = "";
@@ -188,7 +329,7 @@ export function renderMetrics(): string {
 export function counterSummary(): Record<string, number> {
   const out: Record<string, number> = {};
   for (const f of families) {
-    if (f.type !== "counter" || f === metrics.bytes) continue;
+    if (f.type !== "counter" || f === metrics.bytes || !f.name.startsWith("half_tunnel_")) continue;
     const total = f.total();
     if (total) out[f.name.slice("half_tunnel_".length)] = total;
   }
