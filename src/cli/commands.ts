@@ -7,15 +7,15 @@
 import { ConfigError, loadConfig } from "../config/load.ts";
 import { generateKey } from "../config/keygen.ts";
 import { suggest } from "../config/error.ts";
-import { VERSION } from "../version.ts";
-import { ACTIONS, runServiceCommand, SERVICE_FLAGS } from "../service/cli.ts";
+import { versionLine } from "../version.ts";
+import { ACTIONS, runServiceCommand, SERVICE_FLAGS } from "./service.ts";
 import { CHECK_FLAGS, ROLES, runCheck } from "./check.ts";
 import { completionScript, type Shell, SHELLS } from "./completions.ts";
 import { runStatus, STATUS_FLAGS } from "./status.ts";
 import { DEMO_FLAGS, runDemo } from "./demo.ts";
 import {
   type Command,
-  CONFIG_FLAGS,
+  configFlags,
   type Flag,
   loadOptions,
   parseFlags,
@@ -33,14 +33,30 @@ const ROLE_CHOICE = {
   optional: true,
 };
 
-const VERSION_FLAG: Flag = { long: "version", short: "v", doc: "print the version and exit" };
-const NODE_FLAGS: readonly Flag[] = [...CONFIG_FLAGS, VERSION_FLAG];
+const VERSION_FLAG: Flag = {
+  long: "version",
+  short: "V",
+  doc: "print the version, the commit it was built from and Deno's version, and exit (-v too)",
+};
+
+/** The flags of `server`, `client` and `-c`; `--set`'s help shows a key of `side`. */
+function nodeFlags(side: "server" | "client" | "both"): readonly Flag[] {
+  return [...configFlags(side), VERSION_FLAG];
+}
+
+/** What `server`, `client` and `-c` exit with (main.ts turns a failed start into 1). */
+const NODE_EXITS: readonly [number, string][] = [
+  [0, "stopped by SIGINT or SIGTERM (Ctrl-C, systemctl stop); also --help and --version"],
+  [1, "could not start (a port already in use, an unreadable certificate), or failed running"],
+  [2, "bad flags or config: every problem is printed and nothing was started"],
+];
 
 /** `server`, `client` and the role-less `-c FILE.toml`: load the config and run until a signal. */
 async function runNode(role: "server" | "client" | undefined, args: string[]): Promise<number> {
-  const { values } = parseFlags(NODE_FLAGS, args);
+  // `-v` was the short flag of --version before -V, the usual one, took over.
+  const { values } = parseFlags(nodeFlags(role ?? "both"), args.map((a) => a === "-v" ? "-V" : a));
   if (values.version) {
-    console.log(VERSION);
+    console.log(versionLine());
     return 0;
   }
   if (!role && !values.config) {
@@ -53,6 +69,27 @@ async function runNode(role: "server" | "client" | undefined, args: string[]): P
   return await run(cfg, load);
 }
 
+/** Each side's examples: the same key on both, then the keys that side sets. */
+const EXAMPLES = {
+  server: [
+    "half-tunnel keygen > key.txt      # one key: copy it to the client too",
+    "HT_AUTH_KEY=$(cat key.txt) half-tunnel server    # legs on :8080 and :8081, exit on",
+    "HT_AUTH_KEY=$(cat key.txt) half-tunnel server --set server.transport=tcp \\",
+    "    --set server.upstream_addr=:443 --set server.downstream_addr=:443",
+    "half-tunnel server --config /etc/half-tunnel/server.yaml",
+    "HT_AUTH_KEY=$(cat key.txt) half-tunnel -c server.toml    # a Backhaul config.toml",
+  ],
+  client: [
+    "# key.txt: the server's key (half-tunnel keygen made it there)",
+    "HT_AUTH_KEY=$(cat key.txt) half-tunnel client \\",
+    "    --set client.upstream_url=ws://203.0.113.7:8080/upstream \\",
+    "    --set client.downstream_url=ws://203.0.113.7:8081/downstream",
+    "curl --socks5-hostname 127.0.0.1:1080 https://example.org/    # through the tunnel",
+    "half-tunnel client --config /etc/half-tunnel/client.yaml --log-level debug",
+    "HT_AUTH_KEY=$(cat key.txt) half-tunnel -c client.toml    # a Backhaul config.toml",
+  ],
+};
+
 function nodeCommand(role: "server" | "client", summary: string): Command {
   return {
     name: role,
@@ -61,7 +98,9 @@ function nodeCommand(role: "server" | "client", summary: string): Command {
       `${role} [--config FILE] [--set KEY=VALUE]... [--log-level LEVEL]`,
       `${role} -c FILE.toml`,
     ],
-    flags: NODE_FLAGS,
+    flags: nodeFlags(role),
+    examples: EXAMPLES[role],
+    exits: NODE_EXITS,
     more: () => keysHelp(role),
     run: (args) => runNode(role, args),
   };
@@ -99,7 +138,8 @@ export const COMMANDS: readonly Command[] = [
     title: "-c FILE.toml",
     summary: "run a Backhaul-style config; its [server] or [client] table decides the role",
     usage: ["-c FILE.toml [--set KEY=VALUE]... [--log-level LEVEL]"],
-    flags: NODE_FLAGS,
+    flags: nodeFlags("both"),
+    exits: NODE_EXITS,
     more: () =>
       "The keys are those of `half-tunnel server --help` or `half-tunnel client --help`;\n" +
       "README.md (Reverse tunnel) maps each Backhaul key to them.",
@@ -114,10 +154,14 @@ export const COMMANDS: readonly Command[] = [
     ],
     flags: CHECK_FLAGS,
     choices: [ROLE_CHOICE],
+    exits: [
+      [0, "the config is valid"],
+      [2, "it is not (every problem is printed), or bad flags"],
+    ],
     more: () =>
-      "Reads the same inputs as `server`/`client` (file, HT_* environment, --set) and exits 0\n" +
-      "when the config is valid, 2 with the reason when it is not. Secrets (auth.key, the SOCKS5\n" +
-      "password) are shown as (set, hidden). The systemd unit runs it before every start.",
+      "Reads the same inputs as `server`/`client` (file, HT_* environment, --set). Secrets\n" +
+      "(auth.key, the SOCKS5 password) are shown as (set, hidden). The systemd unit runs it\n" +
+      "before every start.",
     run: (args) => runCheck(args),
   },
   {
@@ -126,9 +170,15 @@ export const COMMANDS: readonly Command[] = [
     usage: ["status server|client [--config FILE] [--set KEY=VALUE]...", "status -c FILE.toml"],
     flags: STATUS_FLAGS,
     choices: [ROLE_CHOICE],
+    exits: [
+      [0, "a session is up"],
+      [1, "no session is up"],
+      [2, "bad flags or config, or no observe.listen in it"],
+      [3, "no answer from the instance"],
+    ],
     more: () =>
       "Reads /status at the config's observe.listen (with observe.token) and prints its sessions,\n" +
-      "legs and traffic. Exit 0: a session is up; 1: no session up; 3: no answer; 2: bad config.",
+      "legs and traffic.",
     run: (args) => runStatus(args),
   },
   {
@@ -155,7 +205,7 @@ export const COMMANDS: readonly Command[] = [
     name: "service",
     summary: "install and manage the systemd unit of a server or client",
     usage: [
-      "service install --type server|client [--config PATH] [--user NAME]",
+      "service install --type server|client [--config PATH] [--user NAME] [--dry-run]",
       "service start|stop|restart|status|uninstall --type server|client",
       "service logs --type server|client [--follow]",
     ],
@@ -163,18 +213,19 @@ export const COMMANDS: readonly Command[] = [
     choices: [{ name: "ACTION", values: ACTIONS, doc: "what to do" }],
     more: () =>
       "install checks the config first (as `half-tunnel check` does) and writes nothing when it\n" +
-      "is invalid; the unit checks it again before every start. Everything but status and logs\n" +
-      "needs root.",
+      "is invalid; the unit checks it again before every start. install --dry-run prints the unit\n" +
+      "and what would be written and run. Every action needs systemd; all but status, logs and\n" +
+      "--dry-run need root.",
     run: (args) => runServiceCommand(args),
   },
   {
     name: "version",
-    summary: "print the version",
+    summary: "print the version, the commit it was built from and Deno's version",
     usage: ["version"],
     flags: [],
     run: (args) => {
       parseFlags([], args);
-      console.log(VERSION);
+      console.log(versionLine());
       return Promise.resolve(0);
     },
   },

@@ -52,7 +52,11 @@ export interface Command {
   flags: readonly Flag[];
   /** Positional words, in order (the first is what completions offer after the command). */
   choices?: Choice[];
-  /** More help after the flags (e.g. the config keys of a role). */
+  /** Command lines to copy, each a line of help (`# …` comments included). */
+  examples?: readonly string[];
+  /** What each exit code means. */
+  exits?: readonly [number, string][];
+  /** More help after the flags, examples and exit codes (e.g. the config keys of a role). */
   more?: () => string;
   /** Runs the command with the arguments after its name; returns the exit code. */
   run: (args: string[]) => Promise<number>;
@@ -127,30 +131,45 @@ export function wantsHelp(args: string[]): boolean {
   return false;
 }
 
-/** The config inputs of `server`, `client`, `-c` and `check`. */
-export const CONFIG_FLAGS: readonly Flag[] = [
-  {
-    long: "config",
-    short: "c",
-    arg: "FILE",
-    file: true,
-    doc:
-      "config file: .yaml/.yml (Half-Tunnel style) or .toml (Backhaul style, role from the file)",
-  },
-  {
-    long: "set",
-    arg: "KEY=VALUE",
-    multiple: true,
-    doc: "set one key, e.g. --set server.upstream_addr=:8080 (repeatable; beats file and HT_*)",
-    complete: () => KEYS.map((k) => `${k.path}=`),
-  },
-  {
-    long: "log-level",
-    arg: "LEVEL",
-    values: KEY_BY_PATH.get("log.level")!.values,
-    doc: "the same as --set log.level=LEVEL",
-  },
-];
+/** An example of `--set` per role, a key that role reads; a neutral one for both. */
+const SET_EXAMPLE = {
+  server: "server.upstream_addr=:8080",
+  client: "client.socks5.listen=127.0.0.1:1080",
+  both: "log.level=debug",
+};
+
+/**
+ * The config inputs of `server`, `client`, `-c`, `check` and `status`; `--set`'s help shows a key
+ * of `role`.
+ */
+export function configFlags(role: keyof typeof SET_EXAMPLE): readonly Flag[] {
+  return [
+    {
+      long: "config",
+      short: "c",
+      arg: "FILE",
+      file: true,
+      doc:
+        "config file: .yaml/.yml (Half-Tunnel style) or .toml (Backhaul style, role from the file)",
+    },
+    {
+      long: "set",
+      arg: "KEY=VALUE",
+      multiple: true,
+      doc: `set one key, e.g. --set ${SET_EXAMPLE[role]} (repeatable; beats file and HT_*)`,
+      complete: () => KEYS.map((k) => `${k.path}=`),
+    },
+    {
+      long: "log-level",
+      arg: "LEVEL",
+      values: KEY_BY_PATH.get("log.level")!.values,
+      doc: "the same as --set log.level=LEVEL",
+    },
+  ];
+}
+
+/** The config inputs of the commands that read either side's config (`check`, `status`). */
+export const CONFIG_FLAGS: readonly Flag[] = configFlags("both");
 
 /** `--set`, `--log-level`, `--config` and the environment as loadConfig's options. */
 export function loadOptions(

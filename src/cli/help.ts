@@ -30,6 +30,7 @@ export function globalUsage(commands: readonly Command[]): string {
 Usage:
   half-tunnel COMMAND [FLAGS]
   half-tunnel COMMAND --help    (or: half-tunnel help COMMAND) lists the command's flags
+  half-tunnel --version         (or -V) the version, the commit it was built from and Deno's version
 
 Commands:
 ${columns(commands.map((c) => [title(c), c.summary]))}
@@ -54,7 +55,10 @@ function flagDoc(f: Flag): string {
   return extra.length ? `${f.doc} (${extra.join("; ")})` : f.doc;
 }
 
-/** `half-tunnel COMMAND --help`: usage, flags, positional choices and anything the command adds. */
+/**
+ * `half-tunnel COMMAND --help`: usage, positional choices, flags, examples, exit codes and anything
+ * the command adds.
+ */
 export function commandHelp(c: Command): string {
   const parts = [
     `half-tunnel ${title(c)}: ${c.summary}`,
@@ -66,6 +70,10 @@ export function commandHelp(c: Command): string {
     );
   }
   parts.push(`Flags:\n${columns([...c.flags, HELP_FLAG].map((f) => [flagName(f), flagDoc(f)]))}`);
+  if (c.examples?.length) parts.push(`Examples:\n${c.examples.map((e) => `  ${e}`).join("\n")}`);
+  if (c.exits?.length) {
+    parts.push(`Exit codes:\n${columns(c.exits.map(([code, what]) => [String(code), what]))}`);
+  }
   const more = c.more?.();
   if (more) parts.push(more);
   return parts.join("\n\n") + "\n";

@@ -6,13 +6,14 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
-import { loadConfig, type LoadOptions } from "../config/load.ts";
+import { ConfigError, loadConfig, type LoadOptions } from "../config/load.ts";
 import { setupLogging } from "../observe/log.ts";
 import { counterSummary, metrics } from "../observe/metrics.ts";
 import { startIdleTrim } from "../runtime/idle_trim.ts";
 import { chunkPool } from "../mux/chunk_pool.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
+import { appliedText, reloadReport } from "../runtime/reload.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 
@@ -39,6 +40,19 @@ function guardUnhandled(): () => void {
   return () => globalThis.removeEventListener("unhandledrejection", onRejection);
 }
 
+/**
+ * The counters for the log: the bytes carried first (in: out of the tunnel to local sockets; out:
+ * into it), which counterSummary leaves to the status page's traffic table, then the others.
+ */
+function countersText(): string {
+  const bytes = { bytes_in: 0, bytes_out: 0 };
+  for (const s of metrics.bytes.series()) {
+    if (s.labels.direction === "in") bytes.bytes_in += s.value;
+    else bytes.bytes_out += s.value;
+  }
+  return JSON.stringify({ ...bytes, ...counterSummary() });
+}
+
 export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   await setupLogging(cfg.log.level, cfg.log.format);
   const unguard = guardUnhandled();
@@ -48,18 +62,27 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
 
   const done = Promise.withResolvers<void>();
   const stop = () => done.resolve();
+  let running = cfg;
   const reload = async () => {
     try {
       const next = await loadConfig({ ...load, role: cfg.role });
-      const kept = node.reload(next);
+      const changes = reloadReport(running, next, node.reload(next));
+      running = next;
       await setupLogging(next.log.level, next.log.format);
       for (const w of next.warnings) log.warn("config: {w}", { w });
-      log.info("config reloaded from {src}; applies to new streams", { src: next.source });
-      if (kept.length) {
-        log.warn("changed settings that need a restart: {keys}", { keys: kept.join(", ") });
+      log.info("config reloaded from {src}: {applied}", {
+        src: next.source,
+        applied: appliedText(changes),
+      });
+      if (changes.restart.length) {
+        log.warn("changed settings that need a restart (the old values run until then): {keys}", {
+          keys: changes.restart.join(", "),
+        });
       }
     } catch (e) {
-      log.error("reload refused, keeping the running config: {reason}", { reason: errText(e) });
+      // Every problem of the file, on one line.
+      const reason = e instanceof ConfigError ? e.problems.join("; ") : errText(e);
+      log.error("reload refused, keeping the running config: {reason}", { reason });
     }
   };
   const signals: [Deno.Signal, () => void][] = [["SIGINT", stop]];
@@ -71,7 +94,7 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   // Counters in the journal now and then, so an operator sees drops and resumes without a restart.
   let last = "";
   const report = setInterval(() => {
-    const now = JSON.stringify(counterSummary());
+    const now = countersText();
     if (now !== last) log.info("counters: {m}", { m: now });
     last = now;
   }, COUNTERS_EVERY_MS);
@@ -80,7 +103,7 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   clearInterval(report);
   stopTrim();
   for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
-  log.info("shutting down; counters: {m}", { m: JSON.stringify(counterSummary()) });
+  log.info("shutting down; counters: {m}", { m: countersText() });
   await node.close();
   unguard();
   return 0;

@@ -1,6 +1,7 @@
 /**
  * The commands behind `half-tunnel service …`: systemctl, journalctl and useradd through an
- * injectable runner (tests record instead of running), each printed before it runs.
+ * injectable runner (tests record instead of running), each printed before it runs; and what runs
+ * as PID 1, since none of them works without systemd there.
  */
 
 export interface Runner {
@@ -42,3 +43,17 @@ export const systemRunner: Runner = {
     console.log(line);
   },
 };
+
+/**
+ * What runs as PID 1: `systemd` when systemd manages this machine (it creates /run/systemd/system
+ * at boot, the test sd_booted() makes), else the name in /proc/1/comm (`tini`, `sh` in a
+ * container), or "unknown" where neither can be read (macOS).
+ */
+export async function initSystem(): Promise<string> {
+  if (await systemRunner.exists("/run/systemd/system")) return "systemd";
+  try {
+    return (await Deno.readTextFile("/proc/1/comm")).trim() || "unknown";
+  } catch {
+    return "unknown";
+  }
+}

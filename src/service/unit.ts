@@ -44,6 +44,31 @@ export const DEPLOYED_ENV: Readonly<Record<string, string>> = {
   DENO_V8_FLAGS: V8_FLAGS.join(","),
 };
 
+/**
+ * The module cache of a unit that runs `deno run main.ts` (CacheDirectory=half-tunnel, which
+ * systemd hands to the service user). `service install` fills it, so the first start needs no
+ * network; a compiled binary never reads it.
+ */
+export const UNIT_DENO_DIR = "/var/cache/half-tunnel";
+const CACHE_DIRECTORY = UNIT_DENO_DIR.slice("/var/cache/".length);
+
+/**
+ * What the unit's sandbox hides from the service, by the setting that hides it: code (or a config)
+ * under these paths is not there for the service, which then fails to start.
+ */
+export const HIDDEN_FROM_UNIT: Readonly<Record<string, readonly string[]>> = {
+  "ProtectHome=true": ["/home", "/root", "/run/user"],
+  "PrivateTmp=true": ["/tmp", "/var/tmp"],
+};
+
+/** The sandbox setting that hides `path` from the service, or null when the service can see it. */
+export function hiddenBy(path: string): string | null {
+  for (const [setting, dirs] of Object.entries(HIDDEN_FROM_UNIT)) {
+    if (dirs.some((d) => path === d || path.startsWith(`${d}/`))) return setting;
+  }
+  return null;
+}
+
 /** Exit code of half-tunnel for a config (or command line) it refuses. */
 export const CONFIG_ERROR_EXIT = 2;
 
@@ -77,8 +102,8 @@ LimitNOFILE=1048576
 User=${o.user}
 Group=${o.user}
 # Where a non-compiled install keeps its module cache; unused by compiled binaries.
-CacheDirectory=half-tunnel
-Environment=DENO_DIR=/var/cache/half-tunnel
+CacheDirectory=${CACHE_DIRECTORY}
+Environment=DENO_DIR=${UNIT_DENO_DIR}
 # Buffers of 128 KiB and more come from mmap, so memory freed after a burst (or an abuse) goes back
 # to the system instead of staying in the allocator's heap; a small V8 young generation.
 ${Object.entries(DEPLOYED_ENV).map(([k, v]) => `Environment=${k}=${v}`).join("\n")}
@@ -86,8 +111,7 @@ AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=true
 ProtectSystem=strict
-ProtectHome=true
-PrivateTmp=true
+${Object.keys(HIDDEN_FROM_UNIT).join("\n")}
 PrivateDevices=true
 ProtectKernelTunables=true
 ProtectKernelModules=true
