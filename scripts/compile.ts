@@ -5,12 +5,15 @@
  *
  *   deno task compile [--target x86_64-unknown-linux-gnu,...] [--out dist]
  *
+ * Each binary carries the commit it was built from (read from `.git` here, as a checkout run reads
+ * it) in COMMIT_VAR, which `deno compile --env-file` embeds, so `--version` names it.
+ *
  * `deno compile` downloads its runtime for each target, so this needs network access.
  */
 
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
-import { VERSION } from "../src/version.ts";
+import { COMMIT_VAR, readGitCommit, VERSION } from "../src/version.ts";
 import { V8_FLAGS } from "../src/service/unit.ts";
 
 export const TARGETS: Record<string, { os: string; arch: string }> = {
@@ -32,11 +35,18 @@ export function archiveName(target: string): string {
   return `half-tunnel_${VERSION}_${t.os}_${t.arch}.${t.os === "windows" ? "zip" : "tar.gz"}`;
 }
 
+/** The `--env-file` contents that bake `commit` into a binary. */
+export function buildEnv(commit: string): string {
+  return `${COMMIT_VAR}=${commit}\n`;
+}
+
+/** `envFile` holds `buildEnv`'s line, embedded into the binary. */
 export function compileArgs(
   target: string,
   binary: string,
   baked: string[],
   outDir: string,
+  envFile: string,
 ): string[] {
   const exe = TARGETS[target].os === "windows" ? `${binary}.exe` : binary;
   return [
@@ -44,6 +54,7 @@ export function compileArgs(
     "--allow-all",
     "--unstable-net",
     `--v8-flags=${V8_FLAGS.join(",")}`,
+    `--env-file=${envFile}`,
     "--config",
     "deno.json",
     "--target",
@@ -76,13 +87,28 @@ async function main(): Promise<number> {
   }
   const dist = values.out!;
   await Deno.mkdir(dist, { recursive: true });
+  const commit = readGitCommit(new URL("../.git", import.meta.url));
+  if (!commit) {
+    console.error("cannot read the commit from .git; build from a git checkout");
+    return 1;
+  }
+  const envFile = await Deno.makeTempFile({ prefix: "half-tunnel-build-", suffix: ".env" });
+  try {
+    await Deno.writeTextFile(envFile, buildEnv(commit));
+    return await build(targets, dist, envFile);
+  } finally {
+    await Deno.remove(envFile);
+  }
+}
+
+async function build(targets: string[], dist: string, envFile: string): Promise<number> {
   const sums: string[] = [];
   for (const target of targets) {
     const stage = `${dist}/${target}`;
     await Deno.mkdir(stage, { recursive: true });
     try {
       for (const [bin, baked] of BINARIES) {
-        await run(Deno.execPath(), compileArgs(target, bin, baked, stage));
+        await run(Deno.execPath(), compileArgs(target, bin, baked, stage, envFile));
       }
     } catch (e) {
       await Deno.remove(stage, { recursive: true }).catch(() => {});

@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { archiveName, BINARIES, compileArgs, TARGETS } from "../scripts/compile.ts";
+import { archiveName, BINARIES, buildEnv, compileArgs, TARGETS } from "../scripts/compile.ts";
 import { V8_FLAGS } from "../src/service/unit.ts";
-import { VERSION } from "../src/version.ts";
+import { COMMIT_VAR, VERSION } from "../src/version.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -23,7 +23,7 @@ Deno.test("every entry point type-checks", async () => {
 Deno.test("deno compile accepts the flags and targets the compile script uses", async () => {
   for (const target of Object.keys(TARGETS)) {
     for (const [bin, baked] of BINARIES) {
-      const args = compileArgs(target, bin, baked, "dist/x");
+      const args = compileArgs(target, bin, baked, "dist/x", "/tmp/build.env");
       const flags = args.slice(1, args.indexOf("main.ts"));
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["compile", "--help", ...flags],
@@ -38,6 +38,7 @@ Deno.test("deno compile accepts the flags and targets the compile script uses", 
         "baked arguments follow main.ts",
       );
       assert.ok(flags.includes(`--v8-flags=${V8_FLAGS.join(",")}`), "the deployed V8 flags");
+      assert.ok(flags.includes("--env-file=/tmp/build.env"), "the commit, baked in");
     }
   }
 });
@@ -51,13 +52,22 @@ Deno.test("archives are named half-tunnel_<version>_<os>_<arch>", () => {
   assert.equal(archiveName("x86_64-pc-windows-msvc"), `half-tunnel_${VERSION}_windows_amd64.zip`);
 });
 
-Deno.test("--version prints the version from deno.json", async () => {
+Deno.test("--version prints the version from deno.json and the commit a release bakes in", async () => {
   const meta = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
+  const commit = "0123456789abcdef0123456789abcdef01234567";
+  // What `deno compile --env-file` embeds, given to a run from the checkout as the binary has it.
+  const [name, value] = buildEnv(commit).trim().split("=");
+  assert.equal(name, COMMIT_VAR);
   for (const args of [["--version"], ["server", "--version"], ["version"]]) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "main.ts", ...args],
       cwd: root,
+      env: { [name]: value },
     }).output();
-    assert.equal(new TextDecoder().decode(out.stdout).trim(), meta.version, args.join(" "));
+    assert.equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      `half-tunnel ${meta.version} (commit 0123456, deno ${Deno.version.deno})`,
+      args.join(" "),
+    );
   }
 });

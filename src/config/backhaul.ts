@@ -2,12 +2,14 @@
  * The Backhaul front end: a `config.toml` with a `[server]` or `[client]` table, read so that a
  * file written for Backhaul runs unchanged. Keys the chosen transport does not use, and Backhaul
  * keys half-tunnel does not implement, are accepted with a warning; unknown keys and bad values
- * are errors naming the key, the value and its line. Which model key a Backhaul key sets is named
- * in the key table (its `backhaul` column), so messages after merging name the Backhaul key.
+ * are problems naming the key, the value and its line, gathered in the draft so that one load names
+ * them all (a required key that is missing points at a misspelt one). Which model key a Backhaul
+ * key sets is named in the key table (its `backhaul` column), so messages after merging name the
+ * Backhaul key.
  */
 
-import { type Draft, newDraft } from "./draft.ts";
-import { ConfigError, shown, suggest } from "./error.ts";
+import { type Draft, nearMiss, newDraft } from "./draft.ts";
+import { ConfigError, Problems, shown, suggest } from "./error.ts";
 import type { LogLevel } from "./model.ts";
 import { forwarderParser, parseDialAddr, parsePortMapping } from "./ports.ts";
 import { keysOf } from "./schema.ts";
@@ -49,34 +51,37 @@ const LEVELS: Record<string, LogLevel> = {
 export function fromBackhaulToml(text: string, source: string, role?: Role): Draft {
   const doc = parseToml(text, source);
   const lines = new Lines(text);
+  // Problems of the file's layout; one that leaves no table to read ends the reading.
+  const problems = new Problems();
+  const end: (what: string) => never = (what) => problems.end(new ConfigError(`${source}${what}`));
   for (const [k, v] of Object.entries(doc)) {
-    if (k === "server" || k === "client") {
-      if (!isTable(v)) {
-        throw new ConfigError(`${source} line ${lines.of(k) ?? 1}: ${k} must be a table ([${k}])`);
-      }
-    } else {
-      const what = isTable(v)
-        ? `unknown table [${k}]`
-        : `unknown key "${k}" outside [server]/[client]`;
-      throw new ConfigError(`${source} line ${lines.of(k) ?? 1}: ${what}`);
-    }
+    if (k === "server" || k === "client") continue;
+    const what = isTable(v)
+      ? `unknown table [${k}]${suggest(k, ["server", "client"])}`
+      : `unknown key "${k}" outside [server]/[client]`;
+    problems.add(k, new ConfigError(`${source} line ${lines.of(k) ?? 1}: ${what}`));
   }
   if ("server" in doc && "client" in doc) {
-    throw new ConfigError(
-      `${source}: has both [server] (line ${lines.of("server")}) and [client] (line ${
+    end(
+      `: has both [server] (line ${lines.of("server")}) and [client] (line ${
         lines.of("client")
       }); use one file per side`,
     );
   }
-  const fileRole: Role | null = "server" in doc ? "server" : "client" in doc ? "client" : null;
-  if (!fileRole) throw new ConfigError(`${source}: needs a [server] or a [client] table`);
+  const fileRole: Role = "server" in doc
+    ? "server"
+    : "client" in doc
+    ? "client"
+    : end(": needs a [server] or a [client] table");
   if (role && role !== fileRole) {
-    throw new ConfigError(
-      `${source}: is a [${fileRole}] config, but \`half-tunnel ${role}\` was run`,
-    );
+    end(`: is a [${fileRole}] config, but \`half-tunnel ${role}\` was run`);
   }
-  const d = newDraft(fileRole, source);
-  const t = new Table(fileRole, doc[fileRole] as Record<string, unknown>, lines, source);
+  const table = doc[fileRole];
+  if (!isTable(table)) {
+    end(` line ${lines.of(fileRole) ?? 1}: ${fileRole} must be a table ([${fileRole}])`);
+  }
+  const d = newDraft(fileRole, source, problems);
+  const t = new Table(fileRole, table, lines, source, problems);
   common(t, d);
   if (fileRole === "server") server(t, d);
   else client(t, d);
@@ -88,17 +93,34 @@ export function fromBackhaulToml(text: string, source: string, role?: Role): Dra
 class Table extends TomlTable {
   readonly transport: Transport;
 
-  constructor(readonly role: Role, values: Record<string, unknown>, lines: Lines, source: string) {
-    super(role, values, lines, source);
-    // As in Backhaul, an empty value means the default.
+  constructor(
+    readonly role: Role,
+    values: Record<string, unknown>,
+    lines: Lines,
+    source: string,
+    problems: Problems,
+  ) {
+    super(role, values, lines, source, problems);
+    // As in Backhaul, an empty value means the default (which the rest of the file is then read
+    // under when the value is refused).
     const tr = this.take("transport") || "tcp";
+    this.transport = "tcp";
     if (typeof tr !== "string" || !TRANSPORTS.includes(tr)) {
       const why = OTHER_TRANSPORTS.includes(tr as string)
         ? "is a Backhaul transport half-tunnel does not implement"
         : "is not a transport";
-      throw this.fail("transport", `${shown(tr)} ${why}; use one of ${TRANSPORTS.join(", ")}`);
+      this.fail("transport", `${shown(tr)} ${why}; use one of ${TRANSPORTS.join(", ")}`);
+    } else {
+      this.transport = tr;
     }
-    this.transport = tr;
+  }
+
+  /** A problem of a key is one of every setting it sets, too. */
+  override covers(key: string): string[] {
+    return [
+      ...super.covers(key),
+      ...keysOf(this.role).filter((k) => k.backhaul === key).map((k) => k.path),
+    ];
   }
 
   /** Why a key used only by the transports `only` is ignored, or undefined when it applies. */
@@ -115,7 +137,7 @@ class Table extends TomlTable {
     const v = this.take(key, this.unless(only));
     if (v === undefined) return undefined;
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-      throw this.fail(key, `${shown(v)} is not a whole number >= 0`);
+      return this.fail(key, `${shown(v)} is not a whole number >= 0`);
     }
     return v === 0 ? undefined : v;
   }
@@ -125,27 +147,37 @@ class Table extends TomlTable {
     const v = this.take(key, this.unless(only));
     if (v === undefined) return undefined;
     if (typeof v !== "number" || v < 0) {
-      throw this.fail(key, `${shown(v)} is not a number of seconds >= 0`);
+      return this.fail(key, `${shown(v)} is not a number of seconds >= 0`);
     }
-    return v === 0 ? undefined : parseDuration(v, this.label(key));
+    return v === 0 ? undefined : this.problems.catch(
+      this.covers(key),
+      () => parseDuration(v, this.label(key)),
+    );
   }
 
   /**
-   * Refuses unknown keys, names each model key by the Backhaul key that set it (for the checks
-   * after merging) and hands over the warnings in the order of the file.
+   * Refuses unknown keys (pointing at the one a missing key may be misspelt as), names each model
+   * key by the Backhaul key that set it (for the checks after merging) and hands over the warnings
+   * in the order of the file.
    */
   finish(d: Draft): void {
     for (const key of this.unread()) {
       if (NOT_IMPLEMENTED.has(key)) {
         this.warn(key, "is a Backhaul option half-tunnel does not implement; ignored");
       } else {
-        throw new ConfigError(
-          `${this.source} line ${this.line(key) ?? "?"}: unknown key "${key}" in [${this.role}]${
-            suggest(key, [...this.read, ...NOT_IMPLEMENTED])
-          }`,
+        const at = `${this.source} line ${this.line(key) ?? "?"}`;
+        d.unknown.push({ name: key, where: at });
+        this.problems.add(
+          this.covers(key),
+          new ConfigError(
+            `${at}: unknown key "${key}" in [${this.role}]${
+              suggest(key, [...this.read, ...NOT_IMPLEMENTED])
+            }`,
+          ),
         );
       }
     }
+    for (const key of this.missed) this.problems.amend(`[${this.role}] ${key}`, nearMiss(d, [key]));
     for (const spec of keysOf(this.role)) {
       if (spec.backhaul && this.applied.has(spec.backhaul)) {
         d.origins.set(spec.path, this.label(spec.backhaul));
@@ -161,10 +193,9 @@ function common(t: Table, d: Draft): void {
   const side = t.role === "server" ? c.server : c.client;
   const token = t.str("token", undefined, true);
   if (token === undefined) {
-    throw t.missing("token", " (half-tunnel needs a shared key; `half-tunnel keygen` makes one)");
-  }
-  if (token === "") throw t.fail("token", "must not be empty");
-  c.auth.key = token;
+    t.missing("token", " (half-tunnel needs a shared key; `half-tunnel keygen` makes one)");
+  } else if (token === "") t.fail("token", "must not be empty");
+  else c.auth.key = token;
 
   // Backhaul's dashboard port becomes our observability listener, on loopback.
   const webPort = t.count("web_port");
@@ -176,17 +207,14 @@ function common(t: Table, d: Draft): void {
     sniffer ? undefined : "is used only with sniffer = true; ignored",
   );
   if (sniffer) {
-    if (!snifferLog) throw t.missing("sniffer_log", " (the usage file) for sniffer = true");
-    c.observe.usageLog = snifferLog;
+    if (!snifferLog) t.missing("sniffer_log", " (the usage file) for sniffer = true");
+    else c.observe.usageLog = snifferLog;
   }
 
   const level = t.str("log_level");
-  if (level) {
-    if (!Object.hasOwn(LEVELS, level)) {
-      throw t.fail("log_level", `${shown(level)} is not one of ${Object.keys(LEVELS).join(", ")}`);
-    }
-    c.log.level = LEVELS[level];
-  }
+  if (level && !Object.hasOwn(LEVELS, level)) {
+    t.fail("log_level", `${shown(level)} is not one of ${Object.keys(LEVELS).join(", ")}`);
+  } else if (level) c.log.level = LEVELS[level];
   // Backhaul's default is false; keep it so a migrated config behaves the same.
   side.nodelay = t.bool("nodelay") ?? false;
   side.keepalivePeriodMs = t.seconds("keepalive_period") ?? side.keepalivePeriodMs;
@@ -212,33 +240,27 @@ function common(t: Table, d: Draft): void {
  */
 function muxBuffers(t: Table, d: Draft): void {
   const s = d.cfg.session;
-  const frame = t.count("mux_framesize", MUX);
-  const recv = t.count("mux_recievebuffer", MUX);
-  const stream = t.count("mux_streambuffer", MUX);
+  // A refused value reads as absent, as if the file had left it out.
+  let frame = t.count("mux_framesize", MUX);
   if (frame !== undefined && frame > 65535) {
-    throw t.fail("mux_framesize", `${frame} is larger than 65535, the most one frame can carry`);
+    frame = t.fail("mux_framesize", `${frame} is larger than 65535, the most one frame can carry`);
   }
-  if (recv !== undefined) {
-    const least = 4 * (1024 + FRAME_OVERHEAD);
-    if (recv < least) {
-      throw t.fail("mux_recievebuffer", `${recv} is below ${least}, room for four 1 KiB frames`);
-    }
-    s.replayBuffer = recv;
+  let recv = t.count("mux_recievebuffer", MUX);
+  const least = 4 * (1024 + FRAME_OVERHEAD);
+  if (recv !== undefined && recv < least) {
+    recv = t.fail("mux_recievebuffer", `${recv} is below ${least}, room for four 1 KiB frames`);
   }
-  if (stream !== undefined) {
-    if (stream < 1024) {
-      throw t.fail("mux_streambuffer", `${stream} is below 1024, the smallest stream window`);
-    }
-    if (stream > s.replayBuffer) {
-      throw t.fail(
-        "mux_streambuffer",
-        `${stream} is larger than mux_recievebuffer (${s.replayBuffer})`,
-      );
-    }
-    s.streamWindow = stream;
-  } else {
-    s.streamWindow = Math.min(s.streamWindow, s.replayBuffer);
+  if (recv !== undefined) s.replayBuffer = recv;
+  let stream = t.count("mux_streambuffer", MUX);
+  if (stream !== undefined && stream < 1024) {
+    stream = t.fail("mux_streambuffer", `${stream} is below 1024, the smallest stream window`);
+  } else if (stream !== undefined && stream > s.replayBuffer) {
+    stream = t.fail(
+      "mux_streambuffer",
+      `${stream} is larger than mux_recievebuffer (${s.replayBuffer})`,
+    );
   }
+  s.streamWindow = stream ?? Math.min(s.streamWindow, s.replayBuffer);
   const fit = Math.min(
     frame ?? s.maxFramePayload,
     s.streamWindow,
@@ -254,9 +276,8 @@ function server(t: Table, d: Draft): void {
   const s = d.cfg.server;
   const bind = t.str("bind_addr");
   if (bind === undefined) {
-    throw t.missing("bind_addr", ', the address clients dial (e.g. "0.0.0.0:3080")');
-  }
-  s.upstreamAddr = s.downstreamAddr = bind;
+    t.missing("bind_addr", ', the address clients dial (e.g. "0.0.0.0:3080")');
+  } else s.upstreamAddr = s.downstreamAddr = bind;
   s.upstreamPath = s.downstreamPath = "/tunnel";
   s.exit = false;
   d.socks.enabled = false;
@@ -269,10 +290,10 @@ function server(t: Table, d: Draft): void {
   const cert = t.str("tls_cert", t.unless(TLS)), key = t.str("tls_key", t.unless(TLS));
   if (TLS.includes(t.transport)) {
     for (const [k, v] of [["tls_cert", cert], ["tls_key", key]] as const) {
-      if (v === undefined) throw t.missing(k, ` (a PEM file) for transport "${t.transport}"`);
-      if (v === "") throw t.fail(k, `must not be empty for transport "${t.transport}"`);
+      if (v === undefined) t.missing(k, ` (a PEM file) for transport "${t.transport}"`);
+      else if (v === "") t.fail(k, `must not be empty for transport "${t.transport}"`);
     }
-    d.serverTls = { certFile: cert!, keyFile: key! };
+    if (cert && key) d.serverTls = { certFile: cert, keyFile: key };
   }
   s.ports = t.entries("ports", parsePortMapping);
   s.proxyProtocol = t.bool("proxy_protocol") ?? false;
@@ -282,15 +303,12 @@ function server(t: Table, d: Draft): void {
 function client(t: Table, d: Draft): void {
   const c = d.cfg.client;
   const remote = t.str("remote_addr");
-  if (remote === undefined) throw t.missing("remote_addr", ", the server's host:port");
-  try {
-    parseDialAddr(remote);
-  } catch (e) {
-    throw t.fail("remote_addr", (e as Error).message);
+  if (remote === undefined) t.missing("remote_addr", ", the server's host:port");
+  else if (dialAddr(t, remote)) {
+    const bt = backhaulTransport(t.transport)!;
+    const scheme = bt.tls ? bt.t.schemes.tls : bt.t.schemes.plain;
+    c.upstreamUrl = c.downstreamUrl = `${scheme}//${remote}${bt.t.paths ? "/tunnel" : ""}`;
   }
-  const bt = backhaulTransport(t.transport)!;
-  const scheme = bt.tls ? bt.t.schemes.tls : bt.t.schemes.plain;
-  c.upstreamUrl = c.downstreamUrl = `${scheme}//${remote}${bt.t.paths ? "/tunnel" : ""}`;
   // Backhaul clients accept the server's self-signed certificate. The key proof in every
   // handshake is what authenticates the server, so doing the same costs no security.
   c.tls.insecureSkipVerify = TLS.includes(t.transport);
@@ -307,4 +325,16 @@ function client(t: Table, d: Draft): void {
   c.forwarder = new Map(t.entries("forwarder", forwarderParser()));
   c.edgeIp = t.str("edge_ip") ?? "";
   c.tls.sni = t.str("sni") ?? "";
+}
+
+/** Whether `remote_addr` is host:port; records its problem when not. */
+function dialAddr(t: Table, remote: string): boolean {
+  try {
+    parseDialAddr(remote);
+    return true;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    t.fail("remote_addr", e.message);
+    return false;
+  }
 }

@@ -164,7 +164,7 @@ Deno.test("Backhaul: 0 means the default, as in Backhaul", () => {
 Deno.test("Backhaul wss/wssmux server: tls_cert and tls_key required and must exist", async () => {
   refuses(
     () => srv("", "wss"),
-    /^c\.toml line 1: \[server\] needs tls_cert \(a PEM file\) for transport "wss"$/,
+    /^2 problems:\n {2}c\.toml line 1: \[server\] needs tls_cert \(a PEM file\) for transport "wss"\n {2}c\.toml line 1: \[server\] needs tls_key \(a PEM file\) for transport "wss"$/,
   );
   refuses(() => srv(`tls_cert = "a.pem"\n`, "wssmux"), /c\.toml line 1: \[server\] needs tls_key/);
   refuses(
@@ -349,6 +349,47 @@ Deno.test("Backhaul errors name the key, the value and the line", () => {
   refuses(
     () => toml(`[server]\ntoken = 12345\nbind_addr = ":1"\n`),
     /token \(c\.toml line 2\): the value is not a string$/,
+  );
+});
+
+Deno.test("Backhaul: every problem of a file at once; a misspelt required key is pointed at", () => {
+  assert.throws(
+    () => toml(`[server]\nbind_addr = ":3080"\ntokn = "${TOKEN}"\n`),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, [
+        "c.toml line 1: [server] needs token (half-tunnel needs a shared key; `half-tunnel " +
+        'keygen` makes one); is "tokn" (c.toml line 3) a misspelling of it?',
+        'c.toml line 3: unknown key "tokn" in [server] (did you mean "token"?)',
+      ]);
+      assert.ok(!e.message.includes(TOKEN), "the message shows the token");
+      return true;
+    },
+  );
+  assert.throws(
+    () =>
+      toml(
+        `[client]\nremote_addr = "nohost"\ntoken = "${TOKEN}"\ntransport = "tcpmux"\n` +
+          `mux_framesize = 70000\nnodelay = "yes"\nheartbeat = "x"\nforwarder = ["1=h:1", "x"]\n` +
+          `[sever]\n`,
+      ),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, [
+        'c.toml line 9: unknown table [sever] (did you mean "server"?)',
+        '[client] nodelay (c.toml line 6): "yes" is not true or false',
+        '[client] heartbeat (c.toml line 7): "x" is not a number of seconds >= 0',
+        "[client] mux_framesize (c.toml line 5): 70000 is larger than 65535, the most one frame can carry",
+        '[client] remote_addr (c.toml line 2): "nohost": "nohost" is not a port number',
+        '[client] forwarder (c.toml line 8): "x" is not PORT=host:port',
+      ]);
+      return true;
+    },
+  );
+  // A file without its table still names its other problems.
+  refuses(
+    () => toml(`[sever]\nbind_addr = ":1"\n`),
+    /^2 problems:\n {2}c\.toml line 1: unknown table \[sever\] \(did you mean "server"\?\)\n {2}c\.toml: needs a \[server\] or a \[client\] table$/,
   );
 });
 

@@ -1,10 +1,11 @@
 /**
  * A configuration being assembled from its sources: starts from the defaults of the key table,
  * takes each source's values converted by the key's kind, and becomes the model (`settle`) once
- * every source has had its say.
+ * every source has had its say. It gathers the problems found on the way (a refused value keeps
+ * the key's earlier one), so that a load names every problem at once.
  */
 
-import { ConfigError, shown } from "./error.ts";
+import { ConfigError, nearest, Problems, shown } from "./error.ts";
 import type { Config, TlsServerConfig } from "./model.ts";
 import { KEYS, type KeySpec, type SocksDraft } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
@@ -19,9 +20,18 @@ export interface Draft {
   serverTls: TlsServerConfig;
   /** Key path → where its current value came from, e.g. `client.nodelay (HT_CLIENT_NODELAY)`. */
   origins: Map<string, string>;
+  /** Problems so far, by key path (or the name of a key that is not one). */
+  problems: Problems;
+  /** Names given that are no key, as written (`auth.kye`), and where (`t.yaml line 3`). */
+  unknown: { name: string; where: string }[];
 }
 
-export function newDraft(role: "server" | "client", source: string): Draft {
+/** `problems`: those a front end found before the draft was made (a TOML file's layout). */
+export function newDraft(
+  role: "server" | "client",
+  source: string,
+  problems: Problems = new Problems(),
+): Draft {
   const d: Draft = {
     // Only what no key sets: every key fills in its own default below (the key table fails to
     // compile when a model field has no key). The client's leg kind follows its URLs.
@@ -35,6 +45,8 @@ export function newDraft(role: "server" | "client", source: string): Draft {
     socks: {} as SocksDraft,
     serverTls: {} as TlsServerConfig,
     origins: new Map(),
+    problems,
+    unknown: [],
   };
   for (const spec of KEYS) store(d, spec, convert(spec, spec.default, `${spec.path} (default)`));
   return d;
@@ -95,26 +107,61 @@ function convert(spec: KeySpec, raw: unknown, label: string): unknown {
     case "size":
       return parseSize(raw, label);
     case "list":
-      if (typeof raw === "string") return raw.split(",").map((x) => x.trim()).filter(Boolean);
+      if (typeof raw === "string") return listText(raw, bad);
       if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) return raw;
       throw bad("a list of strings");
   }
 }
 
 /**
+ * A list from the environment or `--set`: a JSON list (`["443=127.0.0.1:8443", "80=8080"]`) or
+ * entries separated by commas. An entry that starts with a bracket (`[::1]:80=h:80`) ends with a
+ * port, so text in brackets, or opening with `["`, is meant as JSON.
+ */
+function listText(raw: string, bad: (what: string) => ConfigError): string[] {
+  const t = raw.trim();
+  if (!(t.startsWith("[") && t.endsWith("]")) && !/^\[\s*"/.test(t)) {
+    return t.split(",").map((x) => x.trim()).filter(Boolean);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(t);
+  } catch (e) {
+    throw bad(`a JSON list (${(e as Error).message}); or give the entries separated by commas`);
+  }
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || typeof x === "number")) {
+    throw bad("a JSON list of strings");
+  }
+  return v.map(String);
+}
+
+/**
  * Converts a raw value to the key's type and stores it; `label` names the key and its source in
- * messages and is remembered for the checks that run after merging.
+ * messages and is remembered for the checks that run after merging. A value that does not convert
+ * is the key's problem, and the key keeps its earlier value.
  */
 export function assign(d: Draft, spec: KeySpec, raw: unknown, label: string): void {
-  const v = convert(spec, raw, label);
-  try {
-    store(d, spec, v);
-  } catch (e) {
-    // The list parsers name the entry; put the key and its source in front.
-    if (e instanceof ConfigError) throw new ConfigError(`${label}: ${e.message}`);
-    throw e;
-  }
-  d.origins.set(spec.path, label);
+  d.problems.catch(spec.path, () => {
+    const v = convert(spec, raw, label);
+    try {
+      store(d, spec, v);
+    } catch (e) {
+      // The list parsers name the entry; put the key and its source in front.
+      if (e instanceof ConfigError) throw new ConfigError(`${label}: ${e.message}`);
+      throw e;
+    }
+    d.origins.set(spec.path, label);
+  });
+}
+
+/**
+ * For a required key missing under `names` (its names in the sources: path, variable, Backhaul
+ * key): `; is "auth.kye" (t.yaml line 3) a misspelling of it?` when a name given that is no key
+ * is a near miss of one, else "".
+ */
+export function nearMiss(d: Draft, names: string[]): string {
+  const u = d.unknown.find((u) => nearest(u.name, names) !== undefined);
+  return u ? `; is "${u.name}" (${u.where}) a misspelling of it?` : "";
 }
 
 /** Moves the flat SOCKS5 and TLS settings into the model once every source is merged. */

@@ -1,7 +1,8 @@
 /**
  * Loads the configuration: built-in defaults < file (Half-Tunnel YAML or Backhaul TOML) < `HT_`
  * environment < `--set` overrides, then validates the merged result. Every refusal is a
- * ConfigError naming the key, the value and where it came from.
+ * ConfigError naming the key, the value and where it came from; a load that finds several problems
+ * names them all in one ConfigError, a line each.
  */
 
 import { fromBackhaulToml } from "./backhaul.ts";
@@ -101,6 +102,7 @@ export function parseConfigText(
     } else if (spec) {
       assign(d, spec, value, `${spec.path} (${name})`);
     } else {
+      d.unknown.push({ name, where: "environment" });
       d.cfg.warnings.push(
         `environment variable ${name} is not a half-tunnel setting; ignored${
           suggest(name, ENV_KEYS.keys())
@@ -110,13 +112,36 @@ export function parseConfigText(
   }
   for (const [path, value] of opts.overrides ?? []) {
     const spec = KEY_BY_PATH.get(path);
-    if (!spec) {
-      throw new ConfigError(`--set ${path}: unknown key${suggest(path, KEY_BY_PATH.keys())}`);
+    if (spec) {
+      assign(d, spec, value, `${path} (--set)`);
+    } else {
+      d.unknown.push({ name: path, where: "--set" });
+      d.problems.add(
+        path,
+        new ConfigError(`--set ${path}: unknown key${suggest(path, KEY_BY_PATH.keys())}`),
+      );
     }
-    assign(d, spec, value, `${path} (--set)`);
   }
   settle(d);
   validate(d);
+  d.problems.throwAll();
   DRAFTS.set(d.cfg, d);
   return d.cfg;
+}
+
+/**
+ * How `cfg`'s sources name the key at `path`: its Backhaul key when a TOML file set it, else the
+ * key path (which the YAML file, `HT_` variable and `--set` all spell the same way).
+ */
+export function keyName(cfg: Config, path: string): string {
+  const spec = KEY_BY_PATH.get(path);
+  const origin = DRAFTS.get(cfg)?.origins.get(path);
+  return spec?.backhaul && origin?.startsWith(`[${cfg.role}] ${spec.backhaul} (`)
+    ? spec.backhaul
+    : path;
+}
+
+/** The key at `path` with where its value came from, as messages name it: `[server] web_port (c.toml line 4)`. */
+export function originOf(cfg: Config, path: string): string {
+  return DRAFTS.get(cfg)?.origins.get(path) ?? path;
 }

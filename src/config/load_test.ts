@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig, loadYamlSupport, parseConfigText } from "./load.ts";
+import { generateKey } from "./keygen.ts";
 import { envName, KEYS } from "./schema.ts";
 
 await loadYamlSupport();
@@ -267,6 +268,99 @@ Deno.test("environment: HT_ + key path upper-cased for every key, values convert
     ["::", 8443, 8443],
   ]);
   assert.equal(s.server.exit, false);
+});
+
+Deno.test("lists from the environment and --set: entries separated by commas, or a JSON list", () => {
+  const ports = (env: Record<string, string>, overrides: [string, string][] = []) =>
+    yaml("", "server", env, overrides).server.ports.map((p) => p.source);
+  const want = ["443=127.0.0.1:8443", "80=8080"];
+  assert.deepEqual(ports({ HT_SERVER_PORTS: '["443=127.0.0.1:8443","80=8080"]' }), want);
+  assert.deepEqual(ports({ HT_SERVER_PORTS: " 443=127.0.0.1:8443 , 80=8080 " }), want);
+  assert.deepEqual(ports({}, [["server.ports", '[ "443=127.0.0.1:8443", "80=8080" ]']]), want);
+  assert.deepEqual(ports({ HT_SERVER_PORTS: "[443, 80]" }), ["443", "80"], "numbers as entries");
+  assert.deepEqual(ports({ HT_SERVER_PORTS: "[]" }), []);
+  // An IPv6 entry starts with a bracket but is no JSON list.
+  assert.deepEqual(ports({ HT_SERVER_PORTS: "[::1]:443=[::1]:8443" }), ["[::1]:443=[::1]:8443"]);
+  const servers = yaml("", "client", {
+    HT_CLIENT_SERVERS: '["ws://a.example:80/up ws://a.example:81/down", "ws://b.example:80/t"]',
+  }).client.servers;
+  assert.deepEqual(servers, ["ws://a.example:80/up ws://a.example:81/down", "ws://b.example:80/t"]);
+  refuses(
+    () => yaml("", "server", { HT_SERVER_PORTS: '["443=127.0.0.1:8443",' }),
+    /^server\.ports \(HT_SERVER_PORTS\): .* is not a JSON list \(.*\); or give the entries separated by commas$/,
+  );
+  refuses(
+    () => yaml("", "server", {}, [["server.ports", '[{"a": 1}]']]),
+    /^server\.ports \(--set\): .* is not a JSON list of strings$/,
+  );
+});
+
+Deno.test("every problem of a load is named at once, a line each with its key and source", () => {
+  assert.throws(
+    () =>
+      yaml(
+        "client:\n  nodelay: yes\n  bogus: 1\n  upstream_url: http://x/\n  socks5:\n    listen: 1080\n",
+        "client",
+        { HT_CLIENT_DIAL_TIMEOUT: "soon" },
+        [["client.reconnect.jitter", "2"], ["client.nope", "1"]],
+      ),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, [
+        'client.nodelay (t.yaml line 2): "yes" is not true or false',
+        't.yaml line 3: unknown key "client.bogus"',
+        'client.dial_timeout (HT_CLIENT_DIAL_TIMEOUT): "soon" is not a duration (e.g. 200ms, 10s, 1m, 1h, or a number of seconds)',
+        '--set client.nope: unknown key (did you mean "client.mode"?)',
+        "client.reconnect.jitter (--set): 2 is not within 0..1",
+        'client.upstream_url (t.yaml line 4): scheme "http:" is not one of tcp:, tls:, ws:, wss:',
+        'client.socks5.listen (t.yaml line 6): "1080" is not host:port or :port (e.g. ":8080", "127.0.0.1:1080")',
+      ]);
+      assert.equal(e.message, `7 problems:\n  ${e.problems.join("\n  ")}`);
+      return true;
+    },
+  );
+  // One problem per key: a URL refused as it was read is not checked again after merging, nor
+  // compared with the other leg's.
+  assert.throws(
+    () => yaml("client:\n  upstream_url: {a: 1}\n  downstream_url: tcp://h:1\n"),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, [
+        'client.upstream_url (t.yaml line 2): {"a":1} is not a string',
+      ]);
+      assert.equal(e.message, e.problems[0]);
+      return true;
+    },
+  );
+});
+
+Deno.test("a required key given under a misspelt name: the name is pointed at", () => {
+  assert.throws(
+    () => parseConfigText(`auth:\n  kye: ${KEY}\n`, "yaml", "t.yaml", { role: "server", env: {} }),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, [
+        't.yaml line 2: unknown key "auth.kye" (did you mean "auth.key"?)',
+        "auth.key is required (set it in the file, HT_AUTH_KEY, or --set auth.key=...; " +
+        '`half-tunnel keygen` makes one); is "auth.kye" (t.yaml line 2) a misspelling of it?',
+      ]);
+      assert.ok(!e.message.includes(KEY), "the message shows the key");
+      return true;
+    },
+  );
+  refuses(
+    () => parseConfigText("", "yaml", "t.yaml", { role: "server", env: { HT_AUTH_KY: KEY } }),
+    /^auth\.key is required .*; is "HT_AUTH_KY" \(environment\) a misspelling of it\?$/,
+  );
+  refuses(
+    () => parseConfigText("", "yaml", "t.yaml", { role: "server", overrides: [["auth.ky", KEY]] }),
+    /auth\.key is required .*; is "auth\.ky" \(--set\) a misspelling of it\?$/,
+  );
+  // No near miss, no pointer.
+  refuses(
+    () => parseConfigText("", "yaml", "t.yaml", { role: "server", env: { HT_BOGUS: "1" } }),
+    /^auth\.key is required \(.*makes one\)$/,
+  );
 });
 
 Deno.test("environment: install-script variables are ignored, other unknown HT_ names warned about", () => {
@@ -546,11 +640,79 @@ Deno.test("the key: required, short ones warned about, never shown in messages",
       (e: Error) => /the value is not a string/.test(e.message) && !e.message.includes("s3cr3t"),
     );
   }
+  assert.deepEqual(yaml("", "client", { HT_AUTH_KEY: "1234567890123456" }).warnings, [
+    "auth.key (HT_AUTH_KEY) is easy to guess (repeated characters or pieces, runs like 1234 or " +
+    "abcd); `half-tunnel keygen` makes a strong one",
+  ]);
   // Key text is kept exactly as written, not read as a number.
   const numeric = parseConfigText("auth:\n  key: 00012345678901234567890\n", "yaml", "k.yaml", {
     role: "client",
   });
   assert.equal(numeric.auth.key, "00012345678901234567890");
+});
+
+Deno.test("a sample or placeholder key is refused from every source, after the other checks", () => {
+  const how =
+    /\. Make a key with `half-tunnel keygen` \(the same one on both sides\) and pass it in HT_AUTH_KEY, as auth\.key in a YAML config or as token in a Backhaul TOML config$/;
+  const sample = "change-me-to-a-long-random-key-0123456789";
+  // What loads the key, the message it gets, and the key, which the message must not show.
+  const cases: [() => unknown, RegExp, string][] = [
+    [
+      () => parseConfigText(`auth:\n  key: ${sample}\n`, "yaml", "s.yaml", { role: "server" }),
+      /^auth\.key \(s\.yaml line 2\) is the sample key shown in half-tunnel's configs\/\*\.yaml; /,
+      sample,
+    ],
+    [
+      () => yaml("", "client", { HT_AUTH_KEY: "Your-Token" }),
+      /^auth\.key \(HT_AUTH_KEY\) is a placeholder \(like change-me/,
+      "Your-Token",
+    ],
+    [
+      () => yaml("", "client", {}, [["auth.key", "${HT_AUTH_KEY}"]]),
+      /^auth\.key \(--set\) is a variable, command or template that was never filled in/,
+      "HT_AUTH_KEY}",
+    ],
+    [
+      () =>
+        parseConfigText(
+          `[server]\nbind_addr = ":1"\ntoken = "change-me-to-a-long-random-token"\n`,
+          "toml",
+          "b.toml",
+          {},
+        ),
+      /^\[server\] token \(b\.toml line 3\) is the sample key shown in half-tunnel's configs\/reverse-\*\.toml; /,
+      "change-me-to-a-long-random-token",
+    ],
+  ];
+  for (const [f, re, key] of cases) {
+    assert.throws(f, (e) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, re);
+      assert.match(e.message, how);
+      assert.ok(!e.message.includes(key), e.message);
+      return true;
+    });
+  }
+  // The key from the environment replaces the sample in the file.
+  const own = parseConfigText(`auth:\n  key: ${sample}\n`, "yaml", "s.yaml", {
+    role: "server",
+    env: { HT_AUTH_KEY: KEY },
+  });
+  assert.equal(own.auth.key, KEY);
+  // A copied sample's other mistakes are named too, first.
+  assert.throws(
+    () =>
+      parseConfigText(`auth:\n  key: ${sample}\nserver:\n  upstream_path: x\n`, "yaml", "s.yaml", {
+        role: "server",
+      }),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.problems.length, 2, e.message);
+      assert.match(e.problems[0], /^server\.upstream_path \(s\.yaml line 4\): "x" must be a path/);
+      assert.match(e.problems[1], /^auth\.key \(s\.yaml line 2\) is the sample key/);
+      return true;
+    },
+  );
 });
 
 Deno.test("the role: YAML needs one; warnings for a server or client that carries nothing", () => {
@@ -607,11 +769,15 @@ Deno.test("example configs in configs/ load", async () => {
     ["reverse-client.toml", undefined],
   ] as const;
   for (const [file, role] of examples) {
-    const c = await loadConfig({
-      file: new URL(`../../configs/${file}`, import.meta.url).pathname,
-      role,
-      env: {},
-    });
+    const path = new URL(`../../configs/${file}`, import.meta.url).pathname;
+    // As shipped, the sample key is refused, naming the line to replace.
+    await assert.rejects(
+      () => loadConfig({ file: path, role, env: {} }),
+      (e) =>
+        e instanceof ConfigError &&
+        new RegExp(`${file} line \\d+\\) is the sample key shown in half-tunnel's`).test(e.message),
+    );
+    const c = await loadConfig({ file: path, role, env: { HT_AUTH_KEY: generateKey() } });
     assert.equal(c.role, role ?? (file.includes("server") ? "server" : "client"), file);
     assert.deepEqual(c.warnings, [], file);
     const reverse = file.startsWith("reverse");

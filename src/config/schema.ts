@@ -21,6 +21,13 @@ type Raw = string | number | boolean | readonly string[];
 /** A limit: a number in model units, or the path of the key whose value is the limit. */
 export type Bound = number | string;
 
+/** When a value a reload changes in place takes effect (the log says so). */
+export type Applies =
+  | "from the next log line"
+  | "to new streams"
+  | "to new SOCKS5 connections"
+  | "to new proxy requests";
+
 /** The SOCKS5 settings while sources are merged; `settle` turns `enabled: false` into `null`. */
 export interface SocksDraft {
   enabled: boolean;
@@ -49,7 +56,7 @@ type ModelPath = PathOf<Settings>;
 
 interface Row<P extends ModelPath, K extends Kind> {
   kind: K;
-  /** Where the value lands in the model; also the name a reload reports it by. */
+  /** Where the value lands in the model. */
   to: P;
   /** As a user would write it; converted like any other source. */
   default: Raw;
@@ -62,8 +69,8 @@ interface Row<P extends ModelPath, K extends Kind> {
   /** Least and greatest value in model units; a duration has only a least one. */
   min?: Bound;
   max?: number;
-  /** A SIGHUP reload applies it to new streams; any other change needs a restart. */
-  reload?: true;
+  /** A SIGHUP reload applies it in place, from when this says; any other change needs a restart. */
+  reload?: Applies;
   /** The Backhaul TOML key (in `[server]`/`[client]`, per the row's section) that sets it. */
   backhaul?: string;
   /** Never echo the value in a message. */
@@ -95,9 +102,9 @@ const ROWS = [
     kind: "string",
     to: "log.level",
     default: "info",
-    doc: "log verbosity (`warn` = `warning`)",
+    doc: "log verbosity (`warn` = `warning`); a reload applies it from the next line on",
     values: LOG_LEVELS,
-    reload: true,
+    reload: "from the next log line",
     backhaul: "log_level",
     parse: (v) => v === "warn" ? "warning" : v as Config["log"]["level"],
   }),
@@ -105,9 +112,10 @@ const ROWS = [
     kind: "string",
     to: "log.format",
     default: "text",
-    doc: "`text` lines, or `json` lines for log collectors",
+    doc:
+      "`text` lines, or `json` lines for log collectors; a reload applies it from the next line on",
     values: ["text", "json"],
-    reload: true,
+    reload: "from the next log line",
   }),
   key("auth.key", {
     kind: "string",
@@ -297,7 +305,7 @@ const ROWS = [
     to: "server.allowPrivate",
     default: false,
     doc: "let the exit dial loopback and private ranges",
-    reload: true,
+    reload: "to new streams",
   }),
   key("server.dial_timeout", {
     kind: "duration",
@@ -305,7 +313,7 @@ const ROWS = [
     default: "10s",
     doc: "exit connect timeout",
     min: 1,
-    reload: true,
+    reload: "to new streams",
   }),
   key("server.ports", {
     kind: "list",
@@ -457,7 +465,7 @@ const ROWS = [
     to: "client.socks5.username",
     default: "",
     doc: "RFC 1929 user name (both or neither)",
-    reload: true,
+    reload: "to new SOCKS5 connections",
   }),
   key("client.socks5.password", {
     kind: "string",
@@ -465,7 +473,7 @@ const ROWS = [
     default: "",
     doc: "RFC 1929 password (both or neither)",
     secret: true,
-    reload: true,
+    reload: "to new SOCKS5 connections",
   }),
   key("client.http_proxy.listen", {
     kind: "string",
@@ -479,7 +487,7 @@ const ROWS = [
     to: "client.httpProxy.username",
     default: "",
     doc: "HTTP proxy Basic user name (both or neither)",
-    reload: true,
+    reload: "to new proxy requests",
   }),
   key("client.http_proxy.password", {
     kind: "string",
@@ -487,7 +495,7 @@ const ROWS = [
     default: "",
     doc: "HTTP proxy Basic password (both or neither)",
     secret: true,
-    reload: true,
+    reload: "to new proxy requests",
   }),
   key("client.forwards", {
     kind: "list",
@@ -507,7 +515,7 @@ const ROWS = [
     to: "client.forwarder",
     default: [],
     doc: 'reverse: `"port=host:port"` overrides of the server\'s targets',
-    reload: true,
+    reload: "to new streams",
     backhaul: "forwarder",
     parse: (v) => new Map(v.map(forwarderParser())),
   }),

@@ -1,11 +1,13 @@
 /**
  * A TOML reader that knows the line of every key: smol-toml parses, but reports positions only for
  * syntax errors, so messages about values find their line here. A table is read key by key and
- * remembers which keys were read, so a front end can refuse the ones it does not know.
+ * remembers which keys were read, so a front end can refuse the ones it does not know. A value
+ * that is refused is recorded as its key's problem and reads as absent, so reading goes on and a
+ * load names every problem of the file.
  */
 
 import { parse, TomlError } from "smol-toml";
-import { ConfigError, shown } from "./error.ts";
+import { ConfigError, type Problems, shown } from "./error.ts";
 
 /** Parses `text`; a syntax error is a ConfigError naming `source` and the line. */
 export function parseToml(text: string, source: string): Record<string, unknown> {
@@ -63,12 +65,14 @@ function unquote(path: string): string {
 
 /**
  * One table of a document, read key by key. Names a key as `[table] key (file line N)`, collects
- * warnings in the order of the file, and remembers which keys were read and which of those were
- * applied (present and not ignored).
+ * warnings in the order of the file, records problems in `problems`, and remembers which keys were
+ * read, which of those were applied (present and not ignored) and which required ones were missing.
  */
 export class TomlTable {
   readonly read = new Set<string>();
   readonly applied = new Set<string>();
+  /** Required keys found missing, for a front end to point at a misspelt one. */
+  readonly missed: string[] = [];
   #warnings: [number, string][] = [];
 
   constructor(
@@ -76,6 +80,7 @@ export class TomlTable {
     readonly values: Record<string, unknown>,
     private lines: Lines,
     readonly source: string,
+    readonly problems: Problems,
   ) {}
 
   line(key: string): number | null {
@@ -86,8 +91,18 @@ export class TomlTable {
     return `[${this.name}] ${key} (${this.source}${line ? ` line ${line}` : ""})`;
   }
 
-  fail(key: string, what: string): ConfigError {
-    return new ConfigError(`${this.label(key)}: ${what}`);
+  /** Records `what` as the problem of `key`; returns undefined, what a refused value reads as. */
+  fail(key: string, what: string): undefined {
+    this.problems.add(this.covers(key), new ConfigError(`${this.label(key)}: ${what}`));
+    return undefined;
+  }
+
+  /**
+   * The names a problem of `key` stands for, so that nothing checks them again: `[table] key`; a
+   * front end adds the settings the key sets.
+   */
+  covers(key: string): string[] {
+    return [`[${this.name}] ${key}`];
   }
 
   warn(key: string, what: string): void {
@@ -99,10 +114,12 @@ export class TomlTable {
     return this.#warnings.sort((a, b) => a[0] - b[0]).map(([, w]) => w);
   }
 
-  missing(key: string, why = ""): ConfigError {
-    return new ConfigError(
-      `${this.source} line ${this.lines.of(this.name) ?? 1}: [${this.name}] needs ${key}${why}`,
-    );
+  /** Records that the required `key` is missing; `why` says what it is for. */
+  missing(key: string, why = ""): undefined {
+    const at = `${this.source} line ${this.lines.of(this.name) ?? 1}`;
+    const e = new ConfigError(`${at}: [${this.name}] needs ${key}${why}`);
+    if (this.problems.add(this.covers(key), e)) this.missed.push(key);
+    return undefined;
   }
 
   /** Keys present in the table that nothing read. */
@@ -128,7 +145,7 @@ export class TomlTable {
   str(key: string, ignored?: string, secret = false): string | undefined {
     const v = this.take(key, ignored);
     if (v !== undefined && typeof v !== "string") {
-      throw this.fail(key, `${secret ? "the value" : shown(v)} is not a string`);
+      return this.fail(key, `${secret ? "the value" : shown(v)} is not a string`);
     }
     return v;
   }
@@ -136,7 +153,7 @@ export class TomlTable {
   bool(key: string, ignored?: string): boolean | undefined {
     const v = this.take(key, ignored);
     if (v !== undefined && typeof v !== "boolean") {
-      throw this.fail(key, `${shown(v)} is not true or false`);
+      return this.fail(key, `${shown(v)} is not true or false`);
     }
     return v;
   }
@@ -144,20 +161,28 @@ export class TomlTable {
   list(key: string): string[] {
     const v = this.take(key) ?? [];
     if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || typeof x === "number")) {
-      throw this.fail(key, `${shown(v)} is not a list of strings`);
+      this.fail(key, `${shown(v)} is not a list of strings`);
+      return [];
     }
     return v.map(String);
   }
 
-  /** Runs a parser on each list entry, naming the entry's own line when it refuses one. */
+  /**
+   * Runs a parser on each list entry; an entry it refuses is the key's problem (naming the entry's
+   * own line) and is left out.
+   */
   entries<T>(key: string, parse: (s: string) => T): T[] {
-    return this.list(key).map((e) => {
+    return this.list(key).flatMap((e) => {
       try {
-        return parse(e);
+        return [parse(e)];
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         const line = this.lines.entry(this.line(key) ?? 1, e);
-        throw new ConfigError(`${this.label(key, line)}: ${err.message}`);
+        this.problems.add(
+          this.covers(key),
+          new ConfigError(`${this.label(key, line)}: ${err.message}`),
+        );
+        return [];
       }
     });
   }

@@ -3,28 +3,33 @@
  * schemes, liveness from keepalive). Each key's own range comes from the key table; the checks
  * here are the ones across keys or beyond a range, one function per section. Messages name each
  * key by where its value came from (file and line, `HT_` variable or `--set`), so they point at
- * what to edit. Only the section of the role being run has to be complete; the other one may
- * hold anything that parsed.
+ * what to edit. Every check runs and records its problem in the draft (a key's first problem
+ * only; a key refused already is not checked again), so one load names all of them. Only the
+ * section of the role being run has to be complete; the other one may hold anything that parsed.
  */
 
-import { type Draft, valueOf } from "./draft.ts";
+import { judgeKey } from "./auth_key.ts";
+import { type Draft, nearMiss, valueOf } from "./draft.ts";
 import { ConfigError } from "./error.ts";
 import type { PortMapping } from "./model.ts";
 import { allSchemes, transportByScheme } from "../transport/registry.ts";
 import { HELLO_COOKIE } from "../transport/hello_cookie.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
-import { type Bound, KEY_BY_PATH, KEYS } from "./schema.ts";
+import { type Bound, envName, KEY_BY_PATH, KEYS } from "./schema.ts";
 
 /** Frame header (34 bytes) plus HMAC trailer (32): what a frame costs in the replay buffer. */
 export const FRAME_OVERHEAD = 66;
 
+/** Checks `d`, recording each problem in `d.problems`. */
 export function validate(d: Draft): void {
   const ck = new Checks(d);
-  auth(ck);
+  const knownKey = auth(ck);
   observe(ck);
   session(ck);
   if (d.cfg.role === "server") server(ck);
   else client(ck);
+  // Last, so that a copied sample's other mistakes are listed before the key is replaced.
+  if (knownKey) d.problems.add("auth.key", knownKey);
 }
 
 /** The checks every section uses, naming a key by where its value came from. */
@@ -39,12 +44,22 @@ class Checks {
     return this.d.origins.get(path) ?? path;
   }
 
-  fail(path: string, what: string): ConfigError {
-    return new ConfigError(`${this.name(path)}: ${what}`);
+  /**
+   * Whether the keys at `paths` are still to be checked: a key with a problem already is not
+   * checked again, nor are the checks that compare it with others.
+   */
+  open(...paths: string[]): boolean {
+    return paths.every((p) => !this.d.problems.has(p));
   }
 
-  check(ok: boolean, path: string, what: string): void {
-    if (!ok) throw this.fail(path, what);
+  fail(path: string, what: string): void {
+    this.d.problems.add(path, new ConfigError(`${this.name(path)}: ${what}`));
+  }
+
+  /** Records `what` as the problem of `path` unless `ok`; returns `ok`. */
+  check(ok: boolean, path: string, what: string): boolean {
+    if (!ok) this.fail(path, what);
+    return ok;
   }
 
   range(v: number, path: string, min: number, max: number): void {
@@ -54,7 +69,7 @@ class Checks {
   /** The key table's limits of one key; `min` raises the least value where others demand it. */
   limit(path: string, min?: number): void {
     const spec = KEY_BY_PATH.get(path)!;
-    if (spec.min === undefined) return;
+    if (spec.min === undefined || !this.open(path)) return;
     const v = valueOf(this.d, spec) as number;
     const least = min ?? this.bound(spec.min);
     if (spec.kind === "duration") {
@@ -73,11 +88,13 @@ class Checks {
     return typeof b === "number" ? b : valueOf(this.d, KEY_BY_PATH.get(b)!) as number;
   }
 
-  listen(v: string, path: string) {
+  /** The listen address at `path`, or undefined when it has a problem (recorded here or before). */
+  listen(v: string, path: string): { host: string; port: number } | undefined {
+    if (!this.open(path)) return undefined;
     try {
       return parseListenAddr(v);
     } catch (e) {
-      throw this.fail(path, (e as Error).message);
+      this.fail(path, (e as Error).message);
     }
   }
 
@@ -86,33 +103,51 @@ class Checks {
     try {
       ok = Deno.statSync(path).isFile;
     } catch (e) {
-      throw this.fail(key, `cannot read ${path} (${(e as Error).name})`);
+      return this.fail(key, `cannot read ${path} (${(e as Error).name})`);
     }
     this.check(ok, key, `${path} is not a file`);
   }
 }
 
-function auth(ck: Checks): void {
+/**
+ * The shared key: required (a misspelt key name is pointed out); a key others know (a sample, a
+ * placeholder) comes back as the problem to record once the other checks have run; a weak one is
+ * warned about.
+ */
+function auth(ck: Checks): ConfigError | undefined {
   const c = ck.cfg;
+  if (!ck.open("auth.key")) return;
   if (!c.auth.key) {
-    throw new ConfigError(
-      "auth.key is required (set it in the file, HT_AUTH_KEY, or --set auth.key=...; `half-tunnel keygen` makes one)",
+    const names = ["auth.key", envName("auth.key"), KEY_BY_PATH.get("auth.key")!.backhaul!];
+    ck.d.problems.add(
+      "auth.key",
+      new ConfigError(
+        "auth.key is required (set it in the file, HT_AUTH_KEY, or --set auth.key=...; " +
+          `\`half-tunnel keygen\` makes one)${nearMiss(ck.d, names)}`,
+      ),
+    );
+    return;
+  }
+  const verdict = judgeKey(c.auth.key);
+  const name = ck.name("auth.key");
+  if (verdict?.refuse) {
+    return new ConfigError(
+      `${name} ${verdict.what}. Make a key with \`half-tunnel keygen\` (the same one on both ` +
+        "sides) and pass it in HT_AUTH_KEY, as auth.key in a YAML config or as token in a " +
+        "Backhaul TOML config",
     );
   }
-  if (c.auth.key.length < 16) {
-    c.warnings.push(
-      `${
-        ck.name("auth.key")
-      } is shorter than 16 characters; \`half-tunnel keygen\` makes a strong one`,
-    );
+  if (verdict) {
+    c.warnings.push(`${name} ${verdict.what}; \`half-tunnel keygen\` makes a strong one`);
   }
 }
 
 /** The observability listener: off, on loopback, or elsewhere only behind a token. */
 function observe(ck: Checks): void {
   const o = ck.cfg.observe;
-  if (!o.listen) return;
-  const { host } = ck.listen(o.listen, "observe.listen");
+  const at = o.listen ? ck.listen(o.listen, "observe.listen") : undefined;
+  if (!at) return;
+  const { host } = at;
   const loopback = host === "localhost" || host.startsWith("127.") || host === "::1";
   ck.check(
     loopback || o.token !== "",
@@ -126,7 +161,7 @@ function session(ck: Checks): void {
   ck.limits("session");
   if (ck.d.origins.has("session.liveness_timeout")) {
     ck.check(
-      s.livenessTimeoutMs > s.keepaliveIntervalMs,
+      s.livenessTimeoutMs > s.keepaliveIntervalMs || !ck.open("session.keepalive_interval"),
       "session.liveness_timeout",
       `${s.livenessTimeoutMs}ms must be longer than session.keepalive_interval (${s.keepaliveIntervalMs}ms)`,
     );
@@ -136,7 +171,8 @@ function session(ck: Checks): void {
   ck.check(s.resumeTimeoutMs > 0, "session.resume_timeout", "must be longer than 0");
   const frames = 4 * (s.maxFramePayload + FRAME_OVERHEAD);
   ck.check(
-    s.replayBuffer >= Math.max(s.streamWindow, frames),
+    s.replayBuffer >= Math.max(s.streamWindow, frames) ||
+      !ck.open("session.stream_window", "session.max_frame_payload"),
     "session.replay_buffer",
     `${s.replayBuffer} must be at least session.stream_window (${s.streamWindow}) and four ` +
       `frames of session.max_frame_payload (${frames})`,
@@ -170,7 +206,7 @@ function server(ck: Checks): void {
     ck.file(v.tls.certFile, "server.tls.cert_file");
     ck.file(v.tls.keyFile, "server.tls.key_file");
   }
-  checkOverlaps(v.ports, (what) => ck.fail("server.ports", what));
+  if (ck.open("server.ports")) checkOverlaps(v.ports, (what) => ck.fail("server.ports", what));
   if (v.ports.length === 0 && (!v.exit || v.streamMode === "pool")) {
     const reason = v.streamMode === "pool" ? "pool mode has no exit" : "server.exit is false";
     c.warnings.push(
@@ -182,7 +218,7 @@ function server(ck: Checks): void {
 }
 
 /** Two entries that publish the same port on the same address would fail to bind at start. */
-function checkOverlaps(ports: PortMapping[], error: (what: string) => ConfigError): void {
+function checkOverlaps(ports: PortMapping[], error: (what: string) => void): void {
   for (let i = 0; i < ports.length; i++) {
     for (let j = 0; j < i; j++) {
       const a = ports[j], b = ports[i];
@@ -191,7 +227,7 @@ function checkOverlaps(ports: PortMapping[], error: (what: string) => ConfigErro
         b.bindPortStart <= a.bindPortEnd
       ) {
         const port = Math.max(a.bindPortStart, b.bindPortStart);
-        throw error(`"${a.source}" and "${b.source}" both publish ${a.bindHost}:${port}`);
+        return error(`"${a.source}" and "${b.source}" both publish ${a.bindHost}:${port}`);
       }
     }
   }
@@ -210,14 +246,14 @@ function client(ck: Checks): void {
       "pool needs client.reverse: true (pool mode is for the reverse tunnel)",
     );
     ck.check(
-      v.upstreamUrl === v.downstreamUrl,
+      v.upstreamUrl === v.downstreamUrl || !ck.open("client.upstream_url", "client.downstream_url"),
       "client.mode",
       "pool uses one connection per stream: client.upstream_url and client.downstream_url must be equal",
     );
   }
   const r = v.reconnect;
   ck.check(
-    r.maxDelayMs >= r.initialDelayMs,
+    r.maxDelayMs >= r.initialDelayMs || !ck.open("client.reconnect.initial_delay"),
     "client.reconnect.max_delay",
     `${r.maxDelayMs}ms is shorter than client.reconnect.initial_delay (${r.initialDelayMs}ms)`,
   );
@@ -226,47 +262,52 @@ function client(ck: Checks): void {
 /** The leg URLs (which also decide the leg kind), TLS and fronting. */
 function clientLegs(ck: Checks): void {
   const v = ck.cfg.client;
+  /** The transport of a leg URL, or undefined when the URL has a problem. */
   const url = (u: string, path: string) => {
+    if (!ck.open(path)) return undefined;
     let parsed: URL;
     try {
       parsed = new URL(u);
     } catch {
-      throw ck.fail(path, `"${u}" is not a URL`);
+      return ck.fail(path, `"${u}" is not a URL`);
     }
     const scheme = transportByScheme(parsed.protocol);
-    ck.check(
+    const ok = ck.check(
       !!scheme,
       path,
       `scheme "${parsed.protocol}" is not one of ${allSchemes().join(", ")}`,
-    );
-    ck.check(parsed.hostname !== "", path, `"${u}" has no host`);
-    ck.check(
+    ) && ck.check(parsed.hostname !== "", path, `"${u}" has no host`) && ck.check(
       !scheme!.t.needsPort || parsed.port !== "",
       path,
       `"${u}" needs a port (${parsed.protocol} has no default port)`,
     );
-    return scheme!.t;
+    return ok ? scheme!.t : undefined;
   };
   const up = url(v.upstreamUrl, "client.upstream_url");
   const down = url(v.downstreamUrl, "client.downstream_url");
   // TLS may differ per leg (e.g. one leg through a TLS-terminating CDN); the framing may not.
-  ck.check(
-    up.kind === down.kind,
-    "client.downstream_url",
-    `must be the same kind as client.upstream_url: both ${up.schemes.plain.slice(0, -1)}/` +
-      `${up.schemes.tls.slice(0, -1)}`,
-  );
-  v.legKind = up.kind;
+  if (up && down) {
+    ck.check(
+      up.kind === down.kind,
+      "client.downstream_url",
+      `must be the same kind as client.upstream_url: both ${up.schemes.plain.slice(0, -1)}/` +
+        `${up.schemes.tls.slice(0, -1)}`,
+    );
+  }
+  if (up) v.legKind = up.kind;
   v.servers.forEach((entry, i) => {
     const urls = entry.trim().split(/\s+/);
     const path = `client.servers[${i}]`;
     ck.check(urls.length <= 2, path, `"${entry}" is not "URL" or "UP_URL DOWN_URL"`);
     for (const u of urls) {
-      ck.check(
-        url(u, path).kind === up.kind,
-        path,
-        `"${u}" is not the same kind as client.upstream_url (${up.kind})`,
-      );
+      const t = url(u, path);
+      if (t && up) {
+        ck.check(
+          t.kind === up.kind,
+          path,
+          `"${u}" is not the same kind as client.upstream_url (${up.kind})`,
+        );
+      }
     }
   });
   if (v.tls.caFile) ck.file(v.tls.caFile, "client.tls.ca_file");
@@ -302,7 +343,7 @@ function clientEntries(ck: Checks): void {
   const listeners: [string, string][] = [];
   if (v.socks5) {
     const a = ck.listen(v.socks5.listen, "client.socks5.listen");
-    listeners.push([`${a.host}:${a.port}`, "client.socks5.listen"]);
+    if (a) listeners.push([`${a.host}:${a.port}`, "client.socks5.listen"]);
     ck.check(
       !v.socks5.username === !v.socks5.password,
       v.socks5.username ? "client.socks5.password" : "client.socks5.username",
@@ -321,12 +362,12 @@ function clientEntries(ck: Checks): void {
     );
   }
   const hp = v.httpProxy;
-  if (hp.listen !== "") {
-    const a = ck.listen(hp.listen, "client.http_proxy.listen");
+  const a = hp.listen !== "" ? ck.listen(hp.listen, "client.http_proxy.listen") : undefined;
+  if (a) {
     const at = `${a.host}:${a.port}`;
     const clash = listeners.find(([l]) => l === at && a.port !== 0);
-    if (clash) throw ck.fail("client.http_proxy.listen", `listens on ${at} like ${clash[1]}`);
-    listeners.push([at, "client.http_proxy.listen"]);
+    if (clash) ck.fail("client.http_proxy.listen", `listens on ${at} like ${clash[1]}`);
+    else listeners.push([at, "client.http_proxy.listen"]);
   }
   ck.check(
     !hp.username === !hp.password,
@@ -341,10 +382,8 @@ function clientEntries(ck: Checks): void {
   for (const f of v.forwards) {
     const at = `${f.listenHost}:${f.listenPort}`;
     const clash = listeners.find(([a]) => a === at && f.listenPort !== 0);
-    if (clash) {
-      throw ck.fail("client.forwards", `"${f.source}" listens on ${at} like ${clash[1]}`);
-    }
-    listeners.push([at, `client.forwards "${f.source}"`]);
+    if (clash) ck.fail("client.forwards", `"${f.source}" listens on ${at} like ${clash[1]}`);
+    else listeners.push([at, `client.forwards "${f.source}"`]);
   }
   if (!v.reverse && !v.socks5 && hp.listen === "" && v.forwards.length === 0) {
     c.warnings.push(

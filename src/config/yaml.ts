@@ -1,6 +1,7 @@
 /**
  * The Half-Tunnel-style YAML front end: walks the document against the key table, so an unknown
- * key anywhere is refused with its full path, file and line. Plain scalars given to string keys
+ * key anywhere is refused with its full path, file and line (every one of them: the walk goes on
+ * and the draft gathers the problems; only a document that does not parse stops it). Plain scalars given to string keys
  * keep their text as written (`password: 0123` stays "0123", not the number 123).
  */
 
@@ -27,11 +28,15 @@ export function applyYaml(d: Draft, text: string, source: string): void {
   const walk = (map: unknown, prefix: string) => {
     if (!isMap(map)) {
       const where = `${source} line ${lineOf(map as Node)}`;
-      throw new ConfigError(
-        prefix
-          ? `${prefix} (${where}): must be a mapping of keys`
-          : `${where}: the top level must be a mapping (log, auth, session, server, client)`,
+      d.problems.add(
+        prefix || "(top level)",
+        new ConfigError(
+          prefix
+            ? `${prefix} (${where}): must be a mapping of keys`
+            : `${where}: the top level must be a mapping (log, auth, session, server, client)`,
+        ),
       );
+      return;
     }
     for (const pair of map.items) {
       const k = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
@@ -40,9 +45,12 @@ export function applyYaml(d: Draft, text: string, source: string): void {
       const line = lineOf(pair.key as Node);
       const spec = KEY_BY_PATH.get(path);
       if (!spec && !SECTIONS.has(path)) {
-        throw new ConfigError(
-          `${source} line ${line}: unknown key "${path}"${suggest(path, PATHS)}`,
+        d.unknown.push({ name: path, where: `${source} line ${line}` });
+        d.problems.add(
+          path,
+          new ConfigError(`${source} line ${line}: unknown key "${path}"${suggest(path, PATHS)}`),
         );
+        continue;
       }
       // An empty value (`key:` or `~`) leaves the default in place.
       if (isNull(value)) continue;
