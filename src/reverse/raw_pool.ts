@@ -29,6 +29,14 @@ import type { Cell, Traffic } from "../observe/metrics.ts";
 const SPLICE_BUF = 64 * 1024;
 const MAX_CTRL_PAYLOAD = 1024;
 
+/**
+ * The client answered OPEN_FAIL: it could not connect the target. Unlike a pool connection that
+ * died unnoticed, another connection would fare no better, so the user connection is refused.
+ */
+export class OpenRefused extends Error {
+  override name = "OpenRefused";
+}
+
 /** Encodes a control frame (OPEN, OPEN_OK, OPEN_FAIL) for the raw handshake, signed with `mac`. */
 export function ctrlFrame(
   sessionId: Uint8Array,
@@ -181,7 +189,10 @@ export class IdleRawConn {
     } catch { /* closed */ }
   }
 
-  /** Sends OPEN and waits for the answer; resolves with the bytes that followed it. */
+  /**
+   * Sends OPEN and waits for the answer; resolves with the bytes that followed it, or rejects with
+   * OpenRefused when the client could not connect the target.
+   */
   async open(target: Address, timeoutMs: number): Promise<Uint8Array> {
     this.#taken = true;
     clearTimeout(this.#retire);
@@ -196,7 +207,7 @@ export class IdleRawConn {
       const f = await readCtrlFrame(this.conn, this.#buf.subarray(0, n));
       if (!f) throw new FrameError("pool connection closed before answering OPEN");
       if (f.payload[0] === Ctrl.OPEN_FAIL) {
-        throw new FrameError(
+        throw new OpenRefused(
           `client could not connect: ${new TextDecoder().decode(f.payload.subarray(2))}`,
         );
       }

@@ -23,6 +23,7 @@ import type { DialSpec } from "../transport/dial.ts";
 import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
 import { transportByScheme } from "../transport/registry.ts";
+import { LegRefused } from "../transport/socket.ts";
 import { transportName } from "../transport/mismatch.ts";
 import { Session } from "./session.ts";
 import { SESSION_END, sessionEnd } from "./session_end.ts";
@@ -32,14 +33,6 @@ const log = getLogger(["half-tunnel", "client"]);
 
 /** Failed redials of a server that does not answer, before failing over to the next server. */
 const FAILOVER_AFTER = 3;
-
-/**
- * Failures that mean the server answered and refused us, as opposed to not answering. A server
- * of the other transport hangs up on a WebSocket upgrade (`tcp`), or keeps quiet or answers HTTP
- * (`ws`: "HT" of "HTTP/1.1" reads as our magic, "T" as the version).
- */
-const REFUSED =
-  /upgrade refused|closed during upgrade|closed the leg during the handshake|closed the connection during the handshake|did not prove the key|no welcome from server|unsupported protocol version/;
 
 export interface LegPlan {
   role: RoleValue;
@@ -156,7 +149,7 @@ export class Connector {
       } catch (e) {
         session?.close("could not bring up every leg");
         const delay = backoff.next();
-        this.#connectFailed(url, errText(e), delay);
+        this.#connectFailed(url, e, delay);
         this.#nextServer();
         await this.#sleep(delay);
         continue;
@@ -184,12 +177,14 @@ export class Connector {
   }
 
   /**
-   * A server that answers but refuses (404 to the upgrade, a closed leg, no key proof) is said
-   * once, with what usually causes it; the retries after it are quiet. Other failures (the server
-   * unreachable) are logged with each retry.
+   * A server that answers but refuses (LegRefused: 404 to the upgrade, a closed leg, no key proof;
+   * a server of the other transport hangs up on a WebSocket upgrade, or keeps quiet or answers
+   * HTTP to a raw leg) is said once, with what usually causes it; the retries after it are quiet.
+   * Other failures (the server unreachable) are logged with each retry.
    */
-  #connectFailed(url: string, reason: string, delayMs: number): void {
-    const refused = REFUSED.test(reason);
+  #connectFailed(url: string, e: unknown, delayMs: number): void {
+    const reason = errText(e);
+    const refused = e instanceof LegRefused;
     if (refused && this.#refusalSaid) {
       log.debug("{url} refused again: {reason}; retrying in {ms} ms", { url, reason, ms: delayMs });
       return;
@@ -322,7 +317,7 @@ export class Connector {
           return;
         } catch (e) {
           reason = errText(e);
-          if (!REFUSED.test(reason)) unreachable++;
+          if (!(e instanceof LegRefused)) unreachable++;
         }
       }
     } finally {

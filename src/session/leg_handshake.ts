@@ -15,6 +15,7 @@ import {
   WelcomeStatus,
 } from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec, presentsRoute } from "../transport/dial.ts";
+import { canBecomeRawPipe } from "../transport/leg.ts";
 import type { ByteConn } from "../transport/socket.ts";
 import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
 
@@ -39,8 +40,8 @@ export interface LegRequest {
   recvAck: number;
   label: string;
   /**
-   * Read the welcome straight off the raw connection when the transport has one (raw TCP pool
-   * connections that may become byte pipes): the leg is then returned unstarted, with `raw`.
+   * Read the welcome straight off the raw connection when the leg can become a raw pipe (raw TCP
+   * pool connections that may become byte pipes): the leg is then returned unstarted, with `raw`.
    */
   raw?: boolean;
 }
@@ -60,7 +61,7 @@ export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
       route,
     });
     const leg = await dialLeg(r.spec, r.sessionId, hello, r.label, r.route);
-    const conn = r.raw ? leg.rawConn?.() : undefined;
+    const conn = r.raw && canBecomeRawPipe(leg) ? leg.raw : undefined;
     const w: LegWelcome = conn
       ? { ...await readRawWelcome(conn, r.keys, hello, r.spec.timeoutMs), leg, hello, raw: conn }
       : { ...await readWelcome(leg, r.keys, hello, r.spec.timeoutMs), hello };

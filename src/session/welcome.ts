@@ -1,7 +1,8 @@
 /**
  * Client side of the leg handshake: reads the server's welcome from the first bytes of a freshly
  * dialled leg and verifies it, then hands back a leg that delivers everything after the welcome
- * (bytes that arrived with it are kept, never lost).
+ * (bytes that arrived with it are kept, never lost). A server that answers with anything but a
+ * welcome proving the key, or keeps quiet, has refused the leg (LegRefused).
  */
 
 import { checkHeader, Flag, HEADER_LEN, MacRule } from "../protocol/frame.ts";
@@ -13,7 +14,8 @@ import {
   WELCOME_LEN,
 } from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
-import { type ByteConn, readExact } from "../transport/socket.ts";
+import { type ByteConn, LegRefused, readExact } from "../transport/socket.ts";
+import { errText } from "../observe/error_text.ts";
 
 const FRAME_LEN = HEADER_LEN + WELCOME_LEN;
 
@@ -21,14 +23,22 @@ export interface Welcomed extends VerifiedWelcome {
   leg: Leg;
 }
 
-/** Checks a whole welcome frame (header and payload) against the hello we sent. */
+/**
+ * Checks a whole welcome frame (header and payload) against the hello we sent. Whatever fails is a
+ * LegRefused: something answered, but not a half-tunnel server that knows our key (an HTTP answer
+ * reads as a bad protocol version: "HT" of "HTTP" is our magic).
+ */
 export function parseWelcomeFrame(frame: Uint8Array, keys: Keys, hello: Uint8Array) {
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  checkHeader(frame, view, 0, null, MacRule.NEVER, WELCOME_LEN);
-  if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== WELCOME_LEN) {
-    throw new HandshakeError("first frame from server is not a welcome");
+  try {
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    checkHeader(frame, view, 0, null, MacRule.NEVER, WELCOME_LEN);
+    if (frame[3] !== Flag.HANDSHAKE || view.getUint16(32) !== WELCOME_LEN) {
+      throw new HandshakeError("first frame from server is not a welcome");
+    }
+    return verifyWelcome(keys, hello, frame.subarray(HEADER_LEN));
+  } catch (e) {
+    throw new LegRefused(errText(e), { cause: e });
   }
-  return verifyWelcome(keys, hello, frame.subarray(HEADER_LEN));
 }
 
 export const WELCOME_FRAME_LEN = FRAME_LEN;
@@ -46,7 +56,7 @@ export async function readRawWelcome(
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
     const head = await readExact(conn, FRAME_LEN);
-    if (!head) throw new HandshakeError("server closed the connection during the handshake");
+    if (!head) throw new LegRefused("server closed the connection during the handshake");
     return parseWelcomeFrame(head, keys, hello);
   } finally {
     clearTimeout(timer);
@@ -68,7 +78,7 @@ export function readWelcome(
     let sink: ((c: Uint8Array, s: boolean) => void) | null = null;
     let closeSink: ((e?: Error) => void) | null = null;
     const timer = setTimeout(
-      () => fail(new HandshakeError("no welcome from server in time")),
+      () => fail(new LegRefused("no welcome from server in time")),
       timeoutMs,
     );
 
@@ -115,7 +125,10 @@ export function readWelcome(
     }, (err) => {
       if (closeSink) return closeSink(err);
       closeErr = err;
-      fail(err ?? new HandshakeError("server closed the leg during the handshake"));
+      // The server took the connection and closed it before a welcome: it refused us (a raw TCP
+      // server closes a wrong key's leg without a word), whatever the leg calls the close.
+      const why = err ? `: ${errText(err)}` : "";
+      fail(new LegRefused(`server closed the leg during the handshake${why}`, { cause: err }));
     });
   });
 }

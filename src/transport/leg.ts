@@ -22,11 +22,20 @@ export interface Leg {
   start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void): void;
   /** Closes the connection now; pending sends reject. Idempotent. */
   close(): void;
-  /**
-   * The underlying byte connection, for legs that can become a raw pipe (pool mode on raw TCP);
-   * only before start(). Absent on WebSocket legs.
-   */
-  rawConn?(): ByteConn;
+}
+
+/**
+ * A leg whose frames go onto its byte connection as they are (raw TCP/TLS), so that connection can
+ * leave framing and become a plain byte pipe (reverse pool mode). A transport declares it by its
+ * legs implementing this; legs that wrap frames (WebSocket messages) do not.
+ */
+export interface RawPipeLeg extends Leg {
+  /** The byte connection under the leg; for use only before start(). */
+  readonly raw: ByteConn;
+}
+
+export function canBecomeRawPipe(leg: Leg): leg is RawPipeLeg {
+  return "raw" in leg;
 }
 
 const READ_BUF = 256 * 1024;

@@ -1,10 +1,20 @@
 /**
  * Bytes on a socket, below any leg: the part of a connection the transports use, the options every
- * TCP socket gets, whole reads and writes, and the error transports raise.
+ * TCP socket gets, whole reads and writes, and the errors transports raise.
  */
 
 export class TransportError extends Error {
   override name = "TransportError";
+}
+
+/**
+ * The peer answered the leg and refused it (an upgrade answered with another status, a connection
+ * closed during the handshake, a welcome that does not prove the key), as opposed to not answering
+ * at all: the client says a refusal once, with its likely causes, and a redial does not count it
+ * as the server being down. Thrown by a transport's dial and by the session's welcome reader.
+ */
+export class LegRefused extends TransportError {
+  override name = "LegRefused";
 }
 
 /** Settings that apply to every TCP socket a transport opens or accepts. */

@@ -3,10 +3,10 @@
  * header carries the length). Reads use one reused buffer; the session copies what it keeps.
  */
 
-import { type Leg, readLoop } from "./leg.ts";
+import { type RawPipeLeg, readLoop } from "./leg.ts";
 import { type ByteConn, TransportError, writeAll } from "./socket.ts";
 
-export class TcpLeg implements Leg {
+export class TcpLeg implements RawPipeLeg {
   #closed = false;
   #conn: ByteConn;
 
@@ -14,7 +14,7 @@ export class TcpLeg implements Leg {
     this.#conn = conn;
   }
 
-  rawConn(): ByteConn {
+  get raw(): ByteConn {
     return this.#conn;
   }
 
