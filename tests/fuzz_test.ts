@@ -14,6 +14,7 @@ const CI: Record<string, { cases: number; seed: number; batch: number }> = {
   upgrade: { cases: 80, seed: 0x5eed0003, batch: 40 },
   socks5: { cases: 60, seed: 0x5eed0004, batch: 20 },
   config: { cases: 600, seed: 0x5eed0005, batch: 600 },
+  http: { cases: 1000, seed: 0x5eed0006, batch: 1000 },
 };
 
 for (const target of TARGETS) {

@@ -10,7 +10,6 @@ import { createHash } from "node:crypto";
 import { pattern, readAll, sha256, within, writeAll } from "./helpers/net.ts";
 import { startTunnel, type Tunnel } from "./helpers/tunnel.ts";
 import { selfSignedCert } from "./helpers/tls.ts";
-import { ChunkedBody } from "../src/forward/http_proxy.ts";
 import { loadYamlSupport, parseConfigText } from "../src/config/load.ts";
 import { renderMetrics } from "../src/observe/metrics.ts";
 
@@ -315,20 +314,6 @@ Deno.test("http proxy: malformed requests get 400 and an oversized head 431", as
     );
     assert.match(once, /^HTTP\/1\.[01] 200 [^]*\r\nConnection: close\r\n[^]*path \/z host/);
   });
-});
-
-Deno.test("http proxy: chunked framing is followed to the end of the trailers", () => {
-  const msg = new TextEncoder().encode("5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\nNEXT");
-  for (const split of [1, 3, 7, msg.length]) {
-    const c = new ChunkedBody();
-    let used = 0;
-    for (let i = 0; i < msg.length && !c.done; i += split) {
-      used += c.feed(msg.subarray(i, Math.min(msg.length, i + split)));
-    }
-    assert.ok(c.done);
-    assert.equal(used, msg.length - 4, `split ${split}`);
-  }
-  assert.throws(() => new ChunkedBody().feed(new TextEncoder().encode("zz\r\n")));
 });
 
 Deno.test("http proxy: sha of a CONNECT upload and download through one tunnel connection", async () => {

@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Address } from "../protocol/address.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
+import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { metrics, type Traffic } from "../observe/metrics.ts";
 import { dialExit, type ExitPolicy } from "./dialer.ts";
@@ -35,7 +36,7 @@ export function exitHandler(
         resetConn(conn);
         throw e;
       }
-      stream.attach(conn, traffic);
+      stream.attach(connPipe(conn), traffic);
     } catch (e) {
       metrics.streamsFailed.inc();
       const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;

@@ -11,6 +11,7 @@ import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type SocketOptions, tuneSocket } from "../transport/socket.ts";
 import { listenBurst } from "../transport/burst_listener.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
+import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
@@ -100,7 +101,7 @@ async function handleSocks(
     stream.reset("SOCKS5 client went away");
     return safeClose(conn);
   }
-  stream.attach(conn, opts.traffic, req.leftover);
+  stream.attach(connPipe(conn), opts.traffic, req.leftover);
 }
 
 export interface ForwardEntryOptions {
@@ -122,7 +123,7 @@ export function listenForward(opts: ForwardEntryOptions): Entry {
       const stream = await opts.open(opts.target);
       // The data goes out with the OPEN: the exit's answer, when it comes, is what counts.
       stream.opened.then(opened, failed);
-      stream.attach(conn, opts.traffic);
+      stream.attach(connPipe(conn), opts.traffic);
     } catch (e) {
       failed();
       log.info("forward to {host}:{port} failed: {reason}", { ...opts.target, reason: errText(e) });

@@ -24,15 +24,30 @@
  * session) → 502; a malformed request → 400, a request head over 16 KiB → 431, missing or wrong
  * Basic credentials (when configured) → 407. Waiting for a request head and for the exit to connect
  * is bounded by `timeoutMs`. Rejected requests are logged through a LogLimiter, so a flood of them
- * from one source writes one line and a count.
+ * from one source writes one line and a count. Heads and body framing are read with the HTTP/1.1
+ * codec (src/http/); what is the proxy's own is the target, the hop-by-hop rewrite and the relay.
  */
 
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../transport/address.ts";
 import { tuneSocket, writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
-import { findHeadEnd } from "../transport/http_head.ts";
+import { type Body, noBody, requestBody, responseBody } from "../http/body.ts";
+import {
+  type Field,
+  fieldTokens,
+  fieldValues,
+  findHeadEnd,
+  HeadReader,
+  latin1Bytes,
+  latin1Text,
+  parseRequestHead,
+  parseResponseHead,
+  quote,
+  type RequestHead,
+} from "../http/head.ts";
 import type { Stream } from "../mux/stream.ts";
+import { connPipe, type Pipe } from "../mux/pipe.ts";
 import { parseIPv6 } from "../protocol/address.ts";
 import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
@@ -57,8 +72,6 @@ const rejectLog = new LogLimiter();
 export const MAX_REQUEST_HEAD = 16 * 1024;
 /** Largest response head accepted from a target; beyond, the response is refused with 502. */
 const MAX_RESPONSE_HEAD = 64 * 1024;
-/** Longest line inside a chunked body (chunk size with extensions, trailer field). */
-const MAX_CHUNK_LINE = 4096;
 
 export function listenHttpProxy(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
@@ -86,57 +99,6 @@ export class HttpProxyError extends Error {
   constructor(message: string, readonly status = 400) {
     super(message);
   }
-}
-
-export interface RequestHead {
-  method: string;
-  target: string;
-  version: string;
-  /** Header fields in order, names as sent, values trimmed. */
-  headers: [string, string][];
-}
-
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-// Control characters other than horizontal tab (RFC 9110 §5.5).
-// deno-lint-ignore no-control-regex
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
-
-/** Parses a head (start line and fields, without the blank line) in Latin-1 text. */
-function parseHead(text: string): { start: string; headers: [string, string][] } {
-  const lines = text.split("\r\n");
-  const headers: [string, string][] = [];
-  for (const line of lines.slice(1)) {
-    if (/^[ \t]/.test(line)) throw new HttpProxyError("obsolete line folding in a header");
-    const i = line.indexOf(":");
-    const name = i > 0 ? line.slice(0, i) : "";
-    if (!TOKEN.test(name)) throw new HttpProxyError(`malformed header line ${quote(line)}`);
-    const value = line.slice(i + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    if (BAD_VALUE.test(value)) throw new HttpProxyError(`control character in header ${name}`);
-    headers.push([name, value]);
-  }
-  return { start: lines[0], headers };
-}
-
-export function parseRequestHead(text: string): RequestHead {
-  const { start, headers } = parseHead(text);
-  const m = /^([^ ]+) ([^ ]+) (HTTP\/1\.[01])$/.exec(start);
-  if (!m) throw new HttpProxyError(`malformed request line ${quote(start)}`);
-  if (!TOKEN.test(m[1])) throw new HttpProxyError(`malformed method ${quote(m[1])}`);
-  if (BAD_VALUE.test(m[2]) || /[\x80-\xff]/.test(m[2])) {
-    throw new HttpProxyError("control or non-ASCII character in the request target");
-  }
-  return { method: m[1], target: m[2], version: m[3], headers };
-}
-
-function values(headers: [string, string][], name: string): string[] {
-  const n = name.toLowerCase();
-  return headers.filter(([k]) => k.toLowerCase() === n).map(([, v]) => v);
-}
-
-/** The comma-separated tokens of every `name` field, lower case. */
-function tokens(headers: [string, string][], name: string): string[] {
-  return values(headers, name).flatMap((v) => v.split(",")).map((t) => t.trim().toLowerCase())
-    .filter(Boolean);
 }
 
 export interface Target {
@@ -177,120 +139,8 @@ export function parseTarget(req: RequestHead): Target {
   return { ...parseAuthority(m[1], 80), authority: m[1], path };
 }
 
-/** Finds where a message body ends: feed it bytes, it says how many belong to the body. */
-interface Body {
-  /** How many of `b`'s leading bytes belong to the body (fewer once it ends). */
-  feed(b: Uint8Array): number;
-  readonly done: boolean;
-  /** Ends only when the sender closes (responses without a length). */
-  readonly untilClose: boolean;
-}
-
-function noBody(): Body {
-  return { feed: () => 0, done: true, untilClose: false };
-}
-
-function lengthBody(n: number): Body {
-  let left = n;
-  return {
-    feed(b) {
-      const k = Math.min(left, b.length);
-      left -= k;
-      return k;
-    },
-    get done() {
-      return left === 0;
-    },
-    untilClose: false,
-  };
-}
-
-function closeBody(): Body {
-  return { feed: (b) => b.length, done: false, untilClose: true };
-}
-
-/** Follows chunked transfer coding (RFC 9112 §7.1) through to the end of the trailer section. */
-export class ChunkedBody implements Body {
-  #state: "size" | "data" | "data-end" | "trailer" | "done" = "size";
-  #line = "";
-  #left = 0;
-  readonly untilClose = false;
-
-  get done(): boolean {
-    return this.#state === "done";
-  }
-
-  feed(b: Uint8Array): number {
-    let i = 0;
-    while (i < b.length && this.#state !== "done") {
-      if (this.#state === "data") {
-        const k = Math.min(this.#left, b.length - i);
-        i += k;
-        this.#left -= k;
-        if (this.#left === 0) this.#state = "data-end";
-        continue;
-      }
-      const c = b[i++];
-      if (c === 10) {
-        const line = this.#line.endsWith("\r") ? this.#line.slice(0, -1) : this.#line;
-        this.#line = "";
-        this.#onLine(line);
-      } else {
-        if (this.#line.length >= MAX_CHUNK_LINE) throw new HttpProxyError("chunk line too long");
-        this.#line += String.fromCharCode(c);
-      }
-    }
-    return i;
-  }
-
-  #onLine(line: string): void {
-    switch (this.#state) {
-      case "size": {
-        const m = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/.exec(line);
-        if (!m) throw new HttpProxyError(`malformed chunk size ${quote(line)}`);
-        this.#left = parseInt(m[1], 16);
-        this.#state = this.#left === 0 ? "trailer" : "data";
-        return;
-      }
-      case "data-end":
-        if (line !== "") throw new HttpProxyError("chunk data longer than its size");
-        this.#state = "size";
-        return;
-      case "trailer":
-        if (line === "") this.#state = "done";
-        return;
-    }
-  }
-}
-
-/** The body framing of a request (RFC 9112 §6.3); ambiguous framing is refused. */
-export function requestBody(headers: [string, string][]): Body {
-  const te = tokens(headers, "transfer-encoding");
-  const cl = values(headers, "content-length");
-  if (te.length) {
-    if (cl.length) throw new HttpProxyError("both Transfer-Encoding and Content-Length");
-    if (te[te.length - 1] !== "chunked") {
-      throw new HttpProxyError(`transfer coding ${quote(te.join(", "))} does not end in chunked`);
-    }
-    return new ChunkedBody();
-  }
-  const n = contentLength(cl);
-  return n === null ? noBody() : n === 0 ? noBody() : lengthBody(n);
-}
-
-/** The one length all Content-Length fields agree on, null without any; throws when malformed. */
-function contentLength(fields: string[]): number | null {
-  if (!fields.length) return null;
-  const all = new Set(fields.flatMap((v) => v.split(",")).map((v) => v.trim()));
-  const [v] = all;
-  if (all.size !== 1 || !/^\d{1,15}$/.test(v)) {
-    throw new HttpProxyError(`malformed Content-Length ${quote(fields.join(", "))}`);
-  }
-  return Number(v);
-}
-
 /** Fields no hop passes on (RFC 9110 §7.6.1), plus those a Connection field lists. */
-function endToEnd(headers: [string, string][]): [string, string][] {
+function endToEnd(headers: Field[]): Field[] {
   const hop = new Set([
     "connection",
     "proxy-connection",
@@ -299,7 +149,7 @@ function endToEnd(headers: [string, string][]): [string, string][] {
     "proxy-authenticate",
     "te",
     "upgrade",
-    ...tokens(headers, "connection"),
+    ...fieldTokens(headers, "connection"),
   ]);
   return headers.filter(([k]) => !hop.has(k.toLowerCase()));
 }
@@ -313,13 +163,16 @@ export function upstreamHead(req: RequestHead, t: Target): string {
 
 /** Whether the client wants its connection kept after this exchange. */
 function clientKeepsAlive(req: RequestHead): boolean {
-  const conn = [...tokens(req.headers, "connection"), ...tokens(req.headers, "proxy-connection")];
+  const conn = [
+    ...fieldTokens(req.headers, "connection"),
+    ...fieldTokens(req.headers, "proxy-connection"),
+  ];
   return req.version === "HTTP/1.1" && !conn.includes("close");
 }
 
 function authorized(req: RequestHead, auth: { username: string; password: string }): boolean {
   const m = /^Basic[ \t]+([A-Za-z0-9+/]+={0,2})$/i.exec(
-    values(req.headers, "proxy-authorization")[0] ?? "",
+    fieldValues(req.headers, "proxy-authorization")[0] ?? "",
   );
   if (!m) return false;
   let text: string;
@@ -362,89 +215,11 @@ const REASONS: Record<number, string> = {
 // ---------------------------------------------------------------------------------------------
 // Bytes
 
-/** Latin-1: one character per byte, so a head survives decoding and encoding unchanged. */
-function latin1(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 8192) {
-    s += String.fromCharCode(...b.subarray(i, Math.min(b.length, i + 8192)));
-  }
-  return s;
-}
-
-function bytes(s: string): Uint8Array {
-  const b = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i) & 0xff;
-  return b;
-}
-
-function quote(s: string): string {
-  return JSON.stringify(s.length > 80 ? s.slice(0, 80) + "…" : s);
-}
-
 function peerOf(conn: Deno.Conn): string {
   try {
     return show(conn.remoteAddr);
   } catch {
     return "?";
-  }
-}
-
-/** Buffered reads from the client: heads, then body bytes, with whatever follows kept. */
-class ClientReader {
-  #buf = new Uint8Array(MAX_REQUEST_HEAD);
-  #start = 0;
-  #end = 0;
-
-  constructor(private conn: Deno.Conn) {}
-
-  get buffered(): Uint8Array {
-    return this.#buf.subarray(this.#start, this.#end);
-  }
-
-  consume(n: number): void {
-    this.#start += n;
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-  }
-
-  /** Reads more into the buffer; false when the client has closed. */
-  async fill(): Promise<boolean> {
-    if (this.#start > 0) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-      this.#end -= this.#start;
-      this.#start = 0;
-    }
-    const n = await this.conn.read(this.#buf.subarray(this.#end));
-    if (n === null) return false;
-    this.#end += n;
-    return true;
-  }
-
-  /** The next message head as Latin-1 text, skipping blank lines before it. */
-  async head(): Promise<
-    { kind: "head"; text: string } | { kind: "closed" | "cut" | "too-large" }
-  > {
-    let scanned = 0;
-    for (;;) {
-      let b = this.buffered;
-      // RFC 9112 §2.2: ignore empty lines before a request line (left over after a body).
-      let skip = 0;
-      while (skip + 1 < b.length && b[skip] === 13 && b[skip + 1] === 10) skip += 2;
-      if (skip) {
-        this.consume(skip);
-        scanned = 0;
-        b = this.buffered;
-      }
-      const from = Math.max(0, scanned - 3);
-      const end = findHeadEnd(b.subarray(from), b.length - from);
-      if (end >= 0) {
-        const text = latin1(b.subarray(0, from + end));
-        this.consume(from + end + 4);
-        return { kind: "head", text };
-      }
-      scanned = b.length;
-      if (b.length >= this.#buf.length) return { kind: "too-large" };
-      if (!await this.fill()) return { kind: b.length ? "cut" : "closed" };
-    }
   }
 }
 
@@ -458,7 +233,7 @@ async function sendStatus(
   const head = `HTTP/1.1 ${status} ${REASONS[status]}\r\n${opts.extra ?? ""}` +
     `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
     `${opts.keep ? "" : "Connection: close\r\n"}\r\n`;
-  const out = opts.head ? bytes(head) : new Uint8Array([...bytes(head), ...body]);
+  const out = opts.head ? latin1Bytes(head) : new Uint8Array([...latin1Bytes(head), ...body]);
   await writeAll(conn, out).catch(() => {});
 }
 
@@ -485,7 +260,7 @@ async function serveClient(
 ): Promise<void> {
   tuneSocket(conn, opts.socket);
   const peerHost = conn.remoteAddr.hostname;
-  const rd = new ClientReader(conn);
+  const rd = new HeadReader(conn, MAX_REQUEST_HEAD);
   for (;;) {
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -549,14 +324,14 @@ async function serveClient(
     }
     if (req.method === "CONNECT") {
       try {
-        await writeAll(conn, bytes("HTTP/1.1 200 Connection established\r\n\r\n"));
+        await writeAll(conn, latin1Bytes("HTTP/1.1 200 Connection established\r\n\r\n"));
       } catch {
         stream.reset("HTTP proxy client went away");
         return safeClose(conn);
       }
       const leftover = rd.buffered.slice();
       rd.consume(leftover.length);
-      stream.attach(conn, opts.traffic, leftover);
+      stream.attach(connPipe(conn), opts.traffic, leftover);
       return;
     }
     if (!await exchange(conn, rd, stream, req, target, body, opts)) return;
@@ -566,18 +341,18 @@ async function serveClient(
 /** One absolute-form request over its own stream; true when the client connection goes on. */
 async function exchange(
   conn: Deno.Conn,
-  rd: ClientReader,
+  rd: HeadReader,
   stream: Stream,
   req: RequestHead,
   target: Target,
   body: Body,
   opts: ProxyEntryOptions,
 ): Promise<boolean> {
-  const ex = new Exchange(conn, rd, bytes(upstreamHead(req, target)), body, {
+  const ex = new Exchange(conn, rd, latin1Bytes(upstreamHead(req, target)), body, {
     bodyless: req.method === "HEAD",
     keep: clientKeepsAlive(req),
   });
-  stream.attach(ex as unknown as Deno.Conn, opts.traffic);
+  stream.attach(ex, opts.traffic);
   const out = await ex.outcome;
   // The response is over; the stream ends when the target closes (it was asked to). Bound that.
   const t = setTimeout(
@@ -616,20 +391,16 @@ type Outcome =
   | { kind: "reset" }
   | { kind: "fail"; why: string };
 
-const NOWHERE: Deno.NetAddr = { transport: "tcp", hostname: "0.0.0.0", port: 0 };
-
 /**
- * What a stream is attached to for one absolute-form request: reading from it yields the
+ * The pipe a stream is attached to for one absolute-form request: reading from it yields the
  * rewritten head and then the request body from the client; what the stream writes (the
  * target's response) is checked, its head rewritten, and passed to the client. It settles
  * `outcome` when the response has ended (or failed) and reads EOF from then on, so the stream
  * ends with both FINs once the target closes.
  */
-class Exchange {
-  readonly localAddr = NOWHERE;
-  readonly remoteAddr = NOWHERE;
+class Exchange implements Pipe {
   readonly outcome: Promise<Outcome>;
-  /** Resolves when the stream lets go of this exchange (it called close()). */
+  /** Resolves when the stream lets go of this exchange (it called close() or reset()). */
   readonly released: Promise<void>;
   /** Bytes written to the client. */
   sent = 0;
@@ -642,7 +413,7 @@ class Exchange {
 
   constructor(
     private client: Deno.Conn,
-    private rd: ClientReader,
+    private rd: HeadReader,
     head: Uint8Array,
     private reqBody: Body,
     private opts: { bodyless: boolean; keep: boolean },
@@ -697,7 +468,7 @@ class Exchange {
       }
       this.#resp = new Uint8Array(0);
       rest = all.subarray(end + 4);
-      await this.#responseHead(latin1(all.subarray(0, end)));
+      await this.#responseHead(latin1Text(all.subarray(0, end)));
     }
     if (rest.length) {
       const k = this.#respBody.feed(rest);
@@ -710,32 +481,21 @@ class Exchange {
   }
 
   async #responseHead(text: string): Promise<void> {
-    const { start, headers } = parseHead(text);
-    const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(start);
-    if (!m) throw new Error(`target sent no HTTP response (${quote(start)})`);
-    const status = Number(m[1]);
-    if (status === 101) throw new Error("target switched protocols (use CONNECT for that)");
-    let body: Body | null;
-    if (status < 200) body = null; // interim: another head follows
-    else if (this.opts.bodyless || status === 204 || status === 304) body = noBody();
-    else {
-      const te = tokens(headers, "transfer-encoding");
-      if (te.length) body = te[te.length - 1] === "chunked" ? new ChunkedBody() : closeBody();
-      else {
-        let n: number | null;
-        try {
-          n = contentLength(values(headers, "content-length"));
-        } catch (e) {
-          throw new Error(`target sent ${errText(e)}`);
-        }
-        body = n === null ? closeBody() : lengthBody(n);
-      }
+    let start: string, headers: Field[], body: Body | null;
+    try {
+      let status: number;
+      ({ start, status, headers } = parseResponseHead(text));
+      if (status === 101) throw new Error("switched protocols (use CONNECT for that)");
+      // An interim (1xx) response: another head follows.
+      body = status < 200 ? null : responseBody(status, headers, this.opts.bodyless);
+    } catch (e) {
+      throw new Error(`target sent ${errText(e)}`);
     }
     const close = body !== null && (body.untilClose || !this.opts.keep);
     let s = `${start}\r\n`;
     for (const [k, v] of endToEnd(headers)) s += `${k}: ${v}\r\n`;
     if (close) s += "Connection: close\r\n";
-    await this.#toClient(bytes(s + "\r\n"));
+    await this.#toClient(latin1Bytes(s + "\r\n"));
     this.#respBody = body;
   }
 
@@ -762,5 +522,10 @@ class Exchange {
         : { kind: "reset" },
     );
     this.#release();
+  }
+
+  /** The stream was aborted: ends as close() does (an unfinished response fails or is reset). */
+  reset(): void {
+    this.close();
   }
 }

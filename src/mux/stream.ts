@@ -1,21 +1,22 @@
 /**
- * One multiplexed stream bound to a local socket. Each direction has its own credit window: the
- * sender never has more than `window` bytes outstanding that the receiver has not yet written to
- * its socket, so a reader that stalls stalls only its own stream and memory stays bounded.
- * Half-close is real: FIN in one direction leaves the other open. A stream that ends with both
- * FINs closes its socket (FIN); one that is aborted in any other way (reset by either side, failed
- * open, lost session, local error) resets it (RST), so the application never takes a cut transfer
- * for a complete one. Read buffers and received data waiting for the socket are charged to the
- * process-wide buffer budget; a stream that cannot get its share is reset.
+ * One multiplexed stream bound to a local socket (or another pipe, see pipe.ts). Each direction
+ * has its own credit window: the sender never has more than `window` bytes outstanding that the
+ * receiver has not yet written to its socket, so a reader that stalls stalls only its own stream
+ * and memory stays bounded. Half-close is real: FIN in one direction leaves the other open. A
+ * stream that ends with both FINs closes its socket (FIN); one that is aborted in any other way
+ * (reset by either side, failed open, lost session, local error) resets it (RST), so the
+ * application never takes a cut transfer for a complete one. Read buffers and received data
+ * waiting for the socket are charged to the process-wide buffer budget; a stream that cannot get
+ * its share is reset.
  */
 
 import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/socket.ts";
-import { resetConn } from "../transport/socket_reset.ts";
 import { bufferBudget, SharedGrowth } from "../session/budget.ts";
 import { LONG_PATH_MS } from "../session/session.ts";
 import { CHUNK, chunkPool } from "./chunk_pool.ts";
+import type { Pipe } from "./pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import type { Traffic } from "../observe/metrics.ts";
@@ -90,7 +91,7 @@ export class Stream {
   #markWritten = 0;
   #markTime = 0;
   #writing = false;
-  #conn: Deno.Conn | null = null;
+  #conn: Pipe | null = null;
   #traffic: Traffic | null = null;
   #localFin = false;
   #remoteFin = false;
@@ -136,11 +137,12 @@ export class Stream {
 
   /**
    * Starts relaying between `conn` and the stream; `leftover` is sent first. The stream owns `conn`
-   * from now on and ends it with FIN or RST as described above.
+   * from now on and ends it with both FINs (closeWrite, close) or a reset as described above.
+   * A socket is attached as `connPipe(socket)`.
    */
-  attach(conn: Deno.Conn, traffic: Traffic, leftover?: Uint8Array): void {
+  attach(conn: Pipe, traffic: Traffic, leftover?: Uint8Array): void {
     if (this.#done) {
-      resetConn(conn);
+      conn.reset();
       return;
     }
     this.#conn = conn;
@@ -236,7 +238,7 @@ export class Stream {
     }
   }
 
-  async #readLoop(conn: Deno.Conn, leftover?: Uint8Array): Promise<void> {
+  async #readLoop(conn: Pipe, leftover?: Uint8Array): Promise<void> {
     try {
       if (leftover?.length) await this.#sendData(leftover);
       const max = this.host.maxPayload;
@@ -409,7 +411,7 @@ export class Stream {
     this.#creditWake = null;
     w?.();
     if (this.#conn) {
-      if (abort) resetConn(this.#conn);
+      if (abort) this.#conn.reset();
       else safeClose(this.#conn);
     }
     this.host.remove(this);
@@ -424,7 +426,7 @@ function codeAndText(code: number, text: string): Uint8Array {
   return b;
 }
 
-function safeClose(conn: Deno.Conn): void {
+function safeClose(conn: Pipe): void {
   try {
     conn.close();
   } catch {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { Stream, StreamError, type StreamHost } from "./stream.ts";
+import { connPipe } from "./pipe.ts";
 import { SharedGrowth } from "../session/budget.ts";
 import { traffic } from "../observe/metrics.ts";
 import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
@@ -170,7 +171,7 @@ Deno.test("DATA never exceeds the credit until WINDOW grants more", async () => 
   const s = new Stream(1, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local, TRAFFIC);
+    s.attach(connPipe(local), TRAFFIC);
     const total = 20_000;
     const input = bytes(total, 1);
     const writer = writeAll(app, input);
@@ -211,7 +212,7 @@ Deno.test("a stream reads into 4 KiB first, and a busy one grows its buffer step
   const s = new Stream(1, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local, TRAFFIC);
+    s.attach(connPipe(local), TRAFFIC);
     await writeAll(app, bytes(10, 1));
     await until(() => host.dataSent === 10, "a small message");
     const input = bytes(4 * 1024 * 1024, 2);
@@ -233,7 +234,7 @@ Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", 
   const { local, app } = await tcpPair();
   try {
     const leftover = bytes(3000, 2);
-    s.attach(local, TRAFFIC, leftover);
+    s.attach(connPipe(local), TRAFFIC, leftover);
     await until(() => host.dataSent === 2048, "the window");
     await readsHadTheirTurn();
     assert.deepEqual(host.sent.map((x) => x.payload.length), [1024, 1024]);
@@ -283,7 +284,7 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
   const s = new Stream(5, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local, TRAFFIC);
+    s.attach(connPipe(local), TRAFFIC);
     const chunk = window / 8;
     const input = bytes(4 * window, 4);
     const reading = readN(app, input.length);
@@ -320,7 +321,7 @@ async function spendAllCredit(
   const s = new Stream(id, host, opts.growth ?? new SharedGrowth(SHORT_PATH_GROWTH));
   const { local, app } = await tcpPair();
   try {
-    s.attach(local, TRAFFIC);
+    s.attach(connPipe(local), TRAFFIC);
     const reading = readN(app, input.length);
     const widest = await peerSends(s, host, input);
     sameBytes(await reading, input);
@@ -415,7 +416,7 @@ Deno.test("data beyond the window resets the stream", async () => {
     const s = new Stream(11, host);
     const { local, app } = await tcpPair();
     try {
-      s.attach(local, TRAFFIC);
+      s.attach(connPipe(local), TRAFFIC);
       for (let i = 0; i < 4; i++) s.onFrame(Flag.DATA, bytes(1024, i), false);
       s.onFrame(Flag.DATA, bytes(1, 9), false);
       assert.ok(s.closed);
@@ -433,7 +434,7 @@ Deno.test("half-close: our FIN leaves the receive direction open", async () => {
   const s = new Stream(13, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local, TRAFFIC);
+    s.attach(connPipe(local), TRAFFIC);
     await writeAll(app, bytes(100, 1));
     await app.closeWrite();
     await until(() => host.fins === 1, "our FIN");
@@ -462,7 +463,7 @@ Deno.test("half-close: the peer's FIN leaves the send direction open", async () 
   const s = new Stream(15, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(local, TRAFFIC);
+    s.attach(connPipe(local), TRAFFIC);
     s.onFrame(Flag.DATA | Flag.FIN, bytes(300, 1), true);
     sameBytes(await readToEnd(app), bytes(300, 1), "data, then EOF");
     assert.ok(!s.closed);
@@ -521,7 +522,7 @@ Deno.test("control frames: OPEN_OK, OPEN_FAIL, RESET, bad WINDOW", async () => {
     const s = new Stream(21, host);
     const { local, app } = await tcpPair();
     try {
-      s.attach(local, TRAFFIC);
+      s.attach(connPipe(local), TRAFFIC);
       s.onFrame(
         Flag.CTRL,
         ctrlPayload(Ctrl.RESET, concat([new Uint8Array([1]), te.encode("gone")])),

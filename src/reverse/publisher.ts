@@ -11,10 +11,10 @@
 import { getLogger } from "@logtape/logtape";
 import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
-import { Ctrl, Flag, FrameError } from "../protocol/frame.ts";
+import { Ctrl, Flag } from "../protocol/frame.ts";
 import { frameKey, type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
-import type { Leg } from "../transport/leg.ts";
+import { canBecomeRawPipe, type Leg } from "../transport/leg.ts";
 import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import { resetConn } from "../transport/socket_reset.ts";
@@ -22,12 +22,13 @@ import { Session } from "../session/session.ts";
 import { FrameMac } from "../session/frame_mac.ts";
 import { Mux, type MuxLimits } from "../mux/mux.ts";
 import type { Stream } from "../mux/stream.ts";
+import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { metrics, type Traffic, traffic } from "../observe/metrics.ts";
 import { FlowTable, sourceOf } from "../mux/flow_table.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
-import { IdleRawConn, splice } from "./raw_pool.ts";
+import { IdleRawConn, OpenRefused, splice } from "./raw_pool.ts";
 
 const log = getLogger(["half-tunnel", "reverse"]);
 
@@ -210,7 +211,7 @@ export class Publisher {
 
   /** Pool mode: a pre-dialled connection for one stream, proven with the control session's key. */
   addPoolLeg(control: Session, leg: Leg, hello: Hello, welcome: Uint8Array, key: Uint8Array): void {
-    const raw = control.hmac ? undefined : leg.rawConn?.();
+    const raw = !control.hmac && canBecomeRawPipe(leg) ? leg.raw : undefined;
     if (raw) {
       writeAll(raw, welcome).then(() => {
         const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
@@ -328,7 +329,7 @@ export class Publisher {
     // With one session the first bytes go out with the OPEN, saving a round trip; with more, they
     // wait for the answer, so that the connection can still move to another session.
     if (this.#muxes.length > 1) this.#attachWhenOpen(mux, stream, conn, target, header);
-    else stream.attach(conn, this.#trafficOf(conn), header);
+    else stream.attach(connPipe(conn), this.#trafficOf(conn), header);
     return true;
   }
 
@@ -364,7 +365,7 @@ export class Publisher {
     } finally {
       clearInterval(check);
     }
-    stream.attach(conn, this.#trafficOf(conn), header);
+    stream.attach(connPipe(conn), this.#trafficOf(conn), header);
   }
 
   /** A connection whose OPEN was never answered lost nothing: the next tunnel carries it. */
@@ -387,7 +388,7 @@ export class Publisher {
       } catch { /* closed */ }
       // A pool connection that died unnoticed must not cost the user connection: try the next
       // one (or the control session); only the client's own refusal ends it.
-      if (!(e instanceof FrameError && /could not connect/.test(e.message))) {
+      if (!(e instanceof OpenRefused)) {
         this.#retry(conn, target, header);
       } else {
         resetConn(conn);

@@ -13,7 +13,7 @@
  * that need the middle of a line over 16 KiB (only its first 256 and last 16 bytes are kept).
  */
 
-import type { LongLine } from "./http_head.ts";
+import type { LongLine } from "../http/request_reader.ts";
 
 /** DefaultMaxHeaderBytes (1 MiB) plus the 4096 bytes Go reads beyond it (initialReadLimitSize). */
 export const MAX_HEAD = (1 << 20) + 4096;

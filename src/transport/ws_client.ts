@@ -5,8 +5,15 @@
  */
 
 import { randomFillSync } from "node:crypto";
-import { type ByteConn, TransportError, writeAll } from "./socket.ts";
-import { readHead, wsAccept } from "./http_head.ts";
+import { type ByteConn, LegRefused, TransportError, writeAll } from "./socket.ts";
+import { wsAccept } from "./ws_accept.ts";
+import {
+  fieldValues,
+  HeadReader,
+  HttpParseError,
+  parseResponseHead,
+  type ResponseHead,
+} from "../http/head.ts";
 import { WsLeg } from "./ws_leg.ts";
 
 const MAX_RESPONSE_HEAD = 16 * 1024;
@@ -23,7 +30,8 @@ export interface WsUpgrade {
 
 /**
  * Sends the upgrade request on `conn` and reads the 101 response. Returns the leg and any bytes
- * received after the response head. A non-101 answer is an error naming the status line.
+ * received after the response head. A non-101 answer is a LegRefused naming the status line, and
+ * so are a malformed answer and a close before any answer.
  */
 export async function upgradeClient(
   conn: ByteConn,
@@ -46,16 +54,24 @@ export async function upgradeClient(
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
     await writeAll(conn, te.encode(lines.join("\r\n") + "\r\n\r\n"));
-    const r = await readHead(conn, MAX_RESPONSE_HEAD);
+    const rd = new HeadReader(conn, MAX_RESPONSE_HEAD);
+    const r = await rd.head();
     if (r.kind === "too-large") throw new TransportError(`${label}: response head too large`);
-    if (r.kind === "closed") throw new TransportError(`${label}: server closed during upgrade`);
-    const [status, ...hdrs] = r.head.split("\r\n");
-    if (!/^HTTP\/1\.1 101\b/.test(status)) {
-      throw new TransportError(`${label}: upgrade refused: "${status}"`);
+    if (r.kind !== "head") throw new LegRefused(`${label}: server closed during upgrade`);
+    let res: ResponseHead;
+    try {
+      res = parseResponseHead(r.text);
+    } catch (e) {
+      if (!(e instanceof HttpParseError)) throw e;
+      throw new LegRefused(`${label}: malformed upgrade response: ${e.message}`);
     }
-    const accept = hdrs.find((h) => /^sec-websocket-accept:/i.test(h))?.split(":")[1]?.trim();
+    if (res.version !== "HTTP/1.1" || res.status !== 101) {
+      throw new LegRefused(`${label}: upgrade refused: "${res.start}"`);
+    }
+    const accept = fieldValues(res.headers, "sec-websocket-accept")[0];
     if (accept !== wsAccept(key)) throw new TransportError(`${label}: bad Sec-WebSocket-Accept`);
-    return new WsLeg(conn, label, true, r.rest);
+    // Bytes that came with the head are the first frames.
+    return new WsLeg(conn, label, true, rd.buffered.slice());
   } catch (e) {
     try {
       conn.close();

@@ -14,7 +14,8 @@ import { decodeHelloCookie, encodeHelloCookie } from "./hello_cookie.ts";
 import { type ByteConn, writeAll } from "./socket.ts";
 import { WsLeg } from "./ws_leg.ts";
 import type { OnHello } from "./kind.ts";
-import { RequestReader, wsAccept } from "./http_head.ts";
+import { wsAccept } from "./ws_accept.ts";
+import { RequestReader } from "../http/request_reader.ts";
 import {
   BAD_REQUEST,
   fieldValue,

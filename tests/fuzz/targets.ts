@@ -8,6 +8,7 @@
  *   upgrade    the WebSocket upgrade request itself and its hello cookie
  *   socks5     greetings, RFC 1929 auth and CONNECT requests to the client's SOCKS5 entry
  *   config     mutated YAML and TOML files from configs/ fed to parseConfigText
+ *   http       mutated HTTP/1.1 heads and chunked bodies fed to the src/http/ codec (http_codec.ts)
  *
  * Safety: every stream target the tunnel could be made to dial is predicted before sending, with
  * the project's own parsers (FrameReader, WsFrameParser, the SOCKS5 parsers), and an input whose
@@ -45,8 +46,9 @@ import { FrameMac } from "../../src/session/frame_mac.ts";
 import { FrameReader } from "../../src/session/frame_reader.ts";
 import { parseWelcomeFrame, WELCOME_FRAME_LEN } from "../../src/session/welcome.ts";
 import { encodeHelloCookie } from "../../src/transport/hello_cookie.ts";
-import { findHeadEnd } from "../../src/transport/http_head.ts";
+import { findHeadEnd } from "../../src/http/head.ts";
 import { WsFrameParser } from "../../src/transport/ws_leg.ts";
+import { httpTarget } from "./http_codec.ts";
 import { echoServer, type TestServer, writeAll } from "../helpers/net.ts";
 import { startTunnel, TEST_KEY, type Tunnel } from "../helpers/tunnel.ts";
 import {
@@ -1658,4 +1660,5 @@ export const TARGETS: readonly FuzzTarget[] = [
   upgradeTarget,
   socksTarget,
   configTarget,
+  httpTarget,
 ];

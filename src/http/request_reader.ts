@@ -1,59 +1,10 @@
 /**
- * The HTTP/1.1 pieces of a WebSocket upgrade: reading a message head off a raw connection (keeping
- * whatever arrived after it), the Sec-WebSocket-Accept value (RFC 6455), and the server's reader of
- * the requests on a kept-alive connection, which scans heads of any size up to a limit but keeps
- * no more of them than its buffer.
+ * The reader of the requests on a kept-alive connection for a server that answers as Go's
+ * net/http does (transport/go_http.ts): it scans heads of any size up to a limit but keeps no more
+ * of them than its buffer, and hands each line over as soon as it is complete.
  */
 
-import { createHash } from "node:crypto";
-import type { ByteConn } from "./socket.ts";
-
-const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/** The Sec-WebSocket-Accept value for a Sec-WebSocket-Key. */
-export function wsAccept(key: string): string {
-  return createHash("sha1").update(key + WS_GUID).digest("base64");
-}
-
-/** Index of the "\r\n\r\n" that ends a head within the first `len` bytes, or -1. */
-export function findHeadEnd(b: Uint8Array, len: number): number {
-  for (let i = 3; i < len; i++) {
-    if (b[i] === 10 && b[i - 1] === 13 && b[i - 2] === 10 && b[i - 3] === 13) return i - 3;
-  }
-  return -1;
-}
-
-export type HeadResult =
-  | { kind: "head"; head: string; rest: Uint8Array }
-  | { kind: "closed" }
-  | { kind: "too-large" };
-
-const td = new TextDecoder();
-
-/**
- * Reads a message head of at most `max` bytes. `rest` holds the bytes that came after it (a copy:
- * the first frames of the WebSocket), so nothing is lost.
- */
-export async function readHead(conn: ByteConn, max: number): Promise<HeadResult> {
-  const buf = new Uint8Array(max);
-  let len = 0;
-  for (;;) {
-    if (len === buf.length) return { kind: "too-large" };
-    const n = await conn.read(buf.subarray(len));
-    if (n === null) return { kind: "closed" };
-    // Only the new bytes (and the three before them) can complete the terminator.
-    const from = Math.max(0, len - 3);
-    len += n;
-    const end = findHeadEnd(buf.subarray(from), len - from);
-    if (end >= 0) {
-      return {
-        kind: "head",
-        head: td.decode(buf.subarray(0, from + end)),
-        rest: buf.slice(from + end + 4, len),
-      };
-    }
-  }
-}
+import type { ByteReader } from "./head.ts";
 
 /** What is left of a line longer than the reader's buffer: its start, its end, its spaces. */
 export interface LongLine {
@@ -92,12 +43,12 @@ const latin1 = new TextDecoder("latin1");
  * LongLine. Bytes after a head (a body, a pipelined request, WebSocket frames) stay buffered.
  */
 export class RequestReader {
-  readonly #conn: ByteConn;
+  readonly #conn: ByteReader;
   readonly #buf: Uint8Array;
   #start = 0;
   #end = 0;
 
-  constructor(conn: ByteConn, size: number) {
+  constructor(conn: ByteReader, size: number) {
     this.#conn = conn;
     this.#buf = new Uint8Array(size);
   }

@@ -6,14 +6,14 @@
  */
 
 import assert from "node:assert/strict";
-import type { ByteConn } from "./socket.ts";
-import { type LongLine, RequestReader } from "./http_head.ts";
+import type { ByteReader } from "./head.ts";
+import { type LongLine, RequestReader } from "./request_reader.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
 
 /** Delivers `pieces` one per read (split further if the reader offers less room), then EOF. */
-function conn(pieces: string[]): ByteConn & { read_: number } {
+function conn(pieces: string[]): ByteReader & { read_: number } {
   const queue = pieces.map((p) => te.encode(p));
   return {
     read_: 0,
@@ -26,8 +26,6 @@ function conn(pieces: string[]): ByteConn & { read_: number } {
       this.read_ += n;
       return Promise.resolve(n);
     },
-    write: (p: Uint8Array) => Promise.resolve(p.length),
-    close() {},
   };
 }
 
