@@ -1,0 +1,99 @@
+/**
+ * The server's leg listeners: one per listen address (a shared address takes both paths), each
+ * accepting only the leg roles that belong on its paths, handing hellos to the session registry.
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ServerConfig } from "../config/model.ts";
+import { Role } from "../protocol/handshake.ts";
+import { formatHostPort, parseHostPort } from "../transport/address.ts";
+import { type LegListener, listenLegs } from "../transport/listen.ts";
+import type { OnHello } from "../transport/kind.ts";
+import { transportByKind } from "../transport/registry.ts";
+import type { SocketOptions } from "../transport/socket.ts";
+import { errText } from "../observe/error_text.ts";
+
+const log = getLogger(["half-tunnel", "server"]);
+
+/** A path and the leg roles it accepts. */
+type PathRoles = [string, number[]];
+
+/** One listen address and the paths it serves. */
+interface LegGroup {
+  addr: string;
+  paths: PathRoles[];
+}
+
+/**
+ * Binds the leg listeners of `sc`, adding each bound port to `ownPorts`. On a failure the
+ * listeners already bound are closed before the error (naming the address) is thrown.
+ */
+export async function listenLegGroups(
+  sc: ServerConfig,
+  socket: SocketOptions,
+  onHello: OnHello,
+  ownPorts: Set<number>,
+): Promise<LegListener[]> {
+  const listeners: LegListener[] = [];
+  try {
+    for (const g of legGroups(sc)) {
+      const l = await listenLegs({
+        addr: g.addr,
+        routes: routesOf(g.paths),
+        kind: sc.legKind,
+        tls: sc.tls,
+        socket,
+        helloTimeoutMs: 10_000,
+      }, onHello).catch((e) => {
+        throw new Error(`cannot listen on ${g.addr} for tunnel legs: ${errText(e)}`);
+      });
+      listeners.push(l);
+      ownPorts.add(l.addr.port);
+      logListening(sc, g, l.addr);
+    }
+  } catch (e) {
+    for (const l of listeners) await l.close();
+    throw e;
+  }
+  return listeners;
+}
+
+/**
+ * Each path (and a raw listener of its own) takes only the legs that belong there: a bidirectional
+ * leg on either, client-to-server legs (and pool legs) upstream, the server-to-client leg
+ * downstream.
+ */
+function legGroups(sc: ServerConfig): LegGroup[] {
+  const up: PathRoles = [sc.upstreamPath, [Role.UP, Role.BOTH, Role.POOL]];
+  const down: PathRoles = [sc.downstreamPath, [Role.DOWN, Role.BOTH]];
+  return sameAddr(sc.upstreamAddr, sc.downstreamAddr)
+    ? [{ addr: sc.upstreamAddr, paths: [up, down] }]
+    : [{ addr: sc.upstreamAddr, paths: [up] }, { addr: sc.downstreamAddr, paths: [down] }];
+}
+
+function logListening(sc: ServerConfig, g: LegGroup, addr: Deno.NetAddr): void {
+  // The config validated the kind against the registry.
+  const transport = transportByKind(sc.legKind)!;
+  log.info("listening for {kind} legs on {addr}{paths}", {
+    kind: (sc.tls ? transport.schemes.tls : transport.schemes.plain).slice(0, -1),
+    addr: formatHostPort(addr.hostname, addr.port),
+    paths: transport.paths ? ` (${g.paths.map(([p]) => p).join(", ")})` : "",
+  });
+}
+
+/** Path → roles; two roles' paths may be the same string, which then takes both. */
+function routesOf(paths: PathRoles[]): Map<string, ReadonlySet<number>> {
+  const m = new Map<string, Set<number>>();
+  for (const [p, roles] of paths) {
+    const set = m.get(p) ?? new Set<number>();
+    for (const r of roles) set.add(r);
+    m.set(p, set);
+  }
+  return m;
+}
+
+function sameAddr(a: string, b: string): boolean {
+  const x = parseHostPort(a), y = parseHostPort(b);
+  // Port 0 asks for a fresh port each time, so two ":0" listeners are two listeners.
+  return x.port !== 0 && x.hostname === y.hostname && x.port === y.port;
+}
