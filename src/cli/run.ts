@@ -16,6 +16,7 @@ import { startClient } from "../runtime/client.ts";
 import { appliedText, reloadReport } from "../runtime/reload.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
+import { chooseTlsStack } from "../runtime/tls_flag.ts";
 
 const log = getLogger(["half-tunnel", "cli"]);
 const COUNTERS_EVERY_MS = 5 * 60_000;
@@ -54,9 +55,14 @@ function countersText(): string {
 }
 
 export async function run(cfg: Config, load: LoadOptions): Promise<number> {
+  // May re-execute the process (before it has logged or bound anything) to get the runtime's TLS.
+  const tls = chooseTlsStack(cfg);
   await setupLogging(cfg.log.level, cfg.log.format);
   const unguard = guardUnhandled();
   for (const w of cfg.warnings) log.warn("config: {w}", { w });
+  if (tls) {
+    log.info("{stack} carries the legs that skip certificate verification: {why}", { ...tls });
+  }
   const node = cfg.role === "server" ? await startServer(cfg) : await startClient(cfg);
   log.info("{role} running (config: {src})", { role: cfg.role, src: cfg.source });
 

@@ -1,7 +1,9 @@
 /**
  * Client side of legs: dial the URL (or the edge IP), optionally TLS with our own server name and
  * CA, then hand the connection to the transport the URL's scheme names (see registry.ts), which
- * sends the hello. The welcome is read by the session layer from the leg's first bytes.
+ * sends the hello. The welcome is read by the session layer from the leg's first bytes. Clients that
+ * skip certificate verification use the runtime's TLS for the names it was started to skip
+ * (runtime_tls.ts) and node:tls for others.
  */
 
 import type { TlsClientConfig } from "../config/model.ts";
@@ -9,6 +11,7 @@ import type { Leg } from "./leg.ts";
 import { type ByteConn, type SocketOptions, TransportError, tuneSocket } from "./socket.ts";
 import { connectInsecureTls } from "./node_tls.ts";
 import { transportByScheme } from "./registry.ts";
+import { runtimeSkipsVerify } from "./runtime_tls.ts";
 
 export interface DialSpec {
   /** Its scheme picks the transport and TLS (validated by the config). */
@@ -35,6 +38,11 @@ export function usesTls(url: URL): boolean {
   return transportByScheme(url.protocol)?.tls ?? false;
 }
 
+/** The TLS server name legs to `url` send: `tls.sni`, else the URL's host. */
+export function tlsServerName(url: URL, tls: TlsClientConfig): string {
+  return tls.sni || url.hostname.replace(/^\[|\]$/g, "");
+}
+
 export function defaultPort(url: URL): number {
   return usesTls(url) ? 443 : 80;
 }
@@ -51,7 +59,7 @@ export async function dialLeg(
   const port = Number(spec.url.port) || defaultPort(spec.url);
   const transport = transportByScheme(spec.url.protocol);
   if (!transport) throw new TransportError(`no transport for ${spec.url.protocol}`);
-  const conn = await connectWithTimeout(hostname, port, spec, urlHost);
+  const conn = await connectWithTimeout(hostname, port, spec);
   try {
     return await transport.t.dial(conn, {
       url: spec.url,
@@ -74,10 +82,9 @@ async function connectWithTimeout(
   hostname: string,
   port: number,
   spec: DialSpec,
-  urlHost: string,
 ): Promise<ByteConn> {
-  const serverName = spec.tls.sni || urlHost;
-  if (usesTls(spec.url) && spec.tls.insecureSkipVerify) {
+  const serverName = tlsServerName(spec.url, spec.tls);
+  if (usesTls(spec.url) && spec.tls.insecureSkipVerify && !runtimeSkipsVerify(serverName)) {
     return connectInsecureTls(hostname, port, serverName, spec.socket.nodelay, spec.timeoutMs);
   }
   const signal = AbortSignal.timeout(spec.timeoutMs);

@@ -2,8 +2,9 @@
  * TLS through node:tls where the runtime's own TLS API falls short, adapted from node's push-based
  * sockets to the pull-based ByteConn legs read from: clients that skip certificate verification
  * (`insecure_skip_verify`, as Backhaul's wss clients do with self-signed servers; the key proof in
- * the hello still authenticates the server). The runtime's TLS has no per-connection switch for it.
- * Servers use the runtime's TLS (burst_listener.ts).
+ * the hello still authenticates the server), for server names the runtime's TLS was not started to
+ * skip (runtime_tls.ts): compiled binaries, and processes that could not re-execute themselves with
+ * the flag (runtime/tls_flag.ts). Servers use the runtime's TLS (burst_listener.ts).
  */
 
 import * as tls from "node:tls";

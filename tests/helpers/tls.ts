@@ -6,7 +6,11 @@ export interface TempCert {
   cleanup(): Promise<void>;
 }
 
-export async function selfSignedCert(): Promise<TempCert> {
+/**
+ * `backhaul`: made as Backhaul's docs make one (`openssl req -x509` as is, so CA:TRUE), which the
+ * runtime's TLS refuses as a server certificate even when given as a CA (CaUsedAsEndEntity).
+ */
+export async function selfSignedCert(opts: { backhaul?: boolean } = {}): Promise<TempCert> {
   const dir = await Deno.makeTempDir({ prefix: "ht-cert-" });
   const certFile = `${dir}/cert.pem`, keyFile = `${dir}/key.pem`;
   const out = await new Deno.Command("openssl", {
@@ -22,8 +26,7 @@ export async function selfSignedCert(): Promise<TempCert> {
       "/CN=localhost",
       "-addext",
       "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
+      ...(opts.backhaul ? [] : ["-addext", "basicConstraints=critical,CA:FALSE"]),
       "-days",
       "2",
       "-keyout",
