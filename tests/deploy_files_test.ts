@@ -177,6 +177,8 @@ Deno.test("the release smoke-tests the binaries and pushes the image before publ
     await pinnedDeno(),
     "release.yml and the Dockerfile pin one Deno",
   );
+  const ci = (await read(".ci/install")).match(/^DENO_VERSION=(\S+)$/m)?.[1];
+  assert.equal(ci, wf.env.DENO_VERSION, ".ci/install installs the Deno the release pins");
   assert.equal(wf.permissions.packages, "write", "GITHUB_TOKEN may push to GHCR");
   const steps: Step[] = wf.jobs.release.steps;
   const at = (what: string, re: RegExp) => {

@@ -48,7 +48,16 @@ const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
 };
 
-export function fromBackhaulToml(text: string, source: string, role?: Role): Draft {
+/**
+ * Reads a Backhaul config. `keyElsewhere`: the shared key comes from HT_AUTH_KEY or `--set`, so a
+ * file without `token` is complete (the README passes keys that way, to keep them out of files).
+ */
+export function fromBackhaulToml(
+  text: string,
+  source: string,
+  role?: Role,
+  keyElsewhere = false,
+): Draft {
   const doc = parseToml(text, source);
   const lines = new Lines(text);
   // Problems of the file's layout; one that leaves no table to read ends the reading.
@@ -82,7 +91,7 @@ export function fromBackhaulToml(text: string, source: string, role?: Role): Dra
   }
   const d = newDraft(fileRole, source, problems);
   const t = new Table(fileRole, table, lines, source, problems);
-  common(t, d);
+  common(t, d, keyElsewhere);
   if (fileRole === "server") server(t, d);
   else client(t, d);
   t.finish(d);
@@ -188,12 +197,17 @@ class Table extends TomlTable {
 }
 
 /** Keys both sides share: token, logging, socket options, heartbeat and the mux buffers. */
-function common(t: Table, d: Draft): void {
+function common(t: Table, d: Draft, keyElsewhere: boolean): void {
   const c = d.cfg;
   const side = t.role === "server" ? c.server : c.client;
   const token = t.str("token", undefined, true);
   if (token === undefined) {
-    t.missing("token", " (half-tunnel needs a shared key; `half-tunnel keygen` makes one)");
+    if (!keyElsewhere) {
+      t.missing(
+        "token",
+        " (or HT_AUTH_KEY; half-tunnel needs a shared key, `half-tunnel keygen` makes one)",
+      );
+    }
   } else if (token === "") t.fail("token", "must not be empty");
   else c.auth.key = token;
 

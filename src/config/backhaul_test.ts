@@ -358,8 +358,8 @@ Deno.test("Backhaul: every problem of a file at once; a misspelt required key is
     (e) => {
       assert.ok(e instanceof ConfigError);
       assert.deepEqual(e.problems, [
-        "c.toml line 1: [server] needs token (half-tunnel needs a shared key; `half-tunnel " +
-        'keygen` makes one); is "tokn" (c.toml line 3) a misspelling of it?',
+        "c.toml line 1: [server] needs token (or HT_AUTH_KEY; half-tunnel needs a shared key, " +
+        '`half-tunnel keygen` makes one); is "tokn" (c.toml line 3) a misspelling of it?',
         'c.toml line 3: unknown key "tokn" in [server] (did you mean "token"?)',
       ]);
       assert.ok(!e.message.includes(TOKEN), "the message shows the token");
@@ -521,4 +521,16 @@ ports = [
     server.warnings.every((w) => /ignored|accepts any/.test(w)),
     server.warnings.join("\n"),
   );
+});
+
+Deno.test("Backhaul: a file without token takes the key from HT_AUTH_KEY or --set", () => {
+  const noToken = `[server]\nbind_addr = ":3080"\nports = ["4000=5201"]\n`;
+  assert.equal(toml(noToken, { env: { HT_AUTH_KEY: TOKEN } }).auth.key, TOKEN);
+  const set = parseConfigText(noToken, "toml", "c.toml", {
+    env: {},
+    overrides: [["auth.key", TOKEN]],
+  });
+  assert.equal(set.auth.key, TOKEN);
+  // An empty variable is no key: the file still needs its token.
+  refuses(() => toml(noToken, { env: { HT_AUTH_KEY: " " } }), /\[server\] needs token/);
 });

@@ -72,6 +72,12 @@ export async function loadConfig(opts: LoadOptions): Promise<Config> {
   return parseConfigText(text, format, opts.file, opts);
 }
 
+/** "server" for a server key read by a client (and the reverse): it is said, not silently dropped. */
+function otherSide(d: Draft, path: string): "server" | "client" | null {
+  const other = d.cfg.role === "server" ? "client" : "server";
+  return path.startsWith(`${other}.`) ? other : null;
+}
+
 /** The same as loadConfig, from text already read (SIGHUP reload, tests); `source` names it. */
 export function parseConfigText(
   text: string,
@@ -81,7 +87,9 @@ export function parseConfigText(
 ): Config {
   let d: Draft;
   if (format === "toml") {
-    d = fromBackhaulToml(text, source, opts.role);
+    const keyElsewhere = !!opts.env?.HT_AUTH_KEY?.trim() ||
+      (opts.overrides ?? []).some(([path]) => path === "auth.key");
+    d = fromBackhaulToml(text, source, opts.role, keyElsewhere);
   } else {
     if (!opts.role) {
       throw new ConfigError(
@@ -99,6 +107,12 @@ export function parseConfigText(
       // `Environment=HT_AUTH_KEY=` or `HT_AUTH_KEY= half-tunnel …` means "not set", never "set
       // the key to nothing over the one in the file".
       d.cfg.warnings.push(`environment variable ${name} is empty; ignored`);
+    } else if (spec && otherSide(d, spec.path)) {
+      d.cfg.warnings.push(
+        `environment variable ${name} is a ${
+          otherSide(d, spec.path)
+        } setting; a ${d.cfg.role} ignores it`,
+      );
     } else if (spec) {
       assign(d, spec, value, `${spec.path} (${name})`);
     } else {
@@ -112,7 +126,11 @@ export function parseConfigText(
   }
   for (const [path, value] of opts.overrides ?? []) {
     const spec = KEY_BY_PATH.get(path);
-    if (spec) {
+    if (spec && otherSide(d, path)) {
+      d.cfg.warnings.push(
+        `--set ${path}: a ${otherSide(d, path)} setting; a ${d.cfg.role} ignores it`,
+      );
+    } else if (spec) {
       assign(d, spec, value, `${path} (--set)`);
     } else {
       d.unknown.push({ name: path, where: "--set" });

@@ -378,6 +378,18 @@ Deno.test("environment: install-script variables are ignored, other unknown HT_ 
   ]);
 });
 
+Deno.test("a setting of the other side, from the environment or --set, is said to be ignored", () => {
+  const c = yaml("", "client", { HT_SERVER_ALLOW_PRIVATE: "true" });
+  assert.deepEqual(c.warnings, [
+    "environment variable HT_SERVER_ALLOW_PRIVATE is a server setting; a client ignores it",
+  ]);
+  const s = yaml("", "server", {}, [["client.socks5.listen", "127.0.0.1:1"]]);
+  assert.ok(
+    s.warnings.includes("--set client.socks5.listen: a client setting; a server ignores it"),
+    s.warnings.join("\n"),
+  );
+});
+
 Deno.test("YAML: unknown keys name the full path, file and line", () => {
   refuses(
     () => yaml("client:\n  socks: {}\n"),
