@@ -6,11 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfigText } from "../src/config/load.ts";
-import { startServer } from "../src/runtime/server.ts";
 import { drain, echoServer, pattern, sha256, within, writeAll } from "./helpers/net.ts";
-import { freePort } from "./helpers/ports.ts";
-import { type NodeProcess, spawnNode, tempConfig } from "./helpers/process.ts";
+import { type NodeProcess, spawnNode } from "./helpers/process.ts";
+import { reverseServerForProcesses } from "./helpers/reverse.ts";
 
 const CONNECTIONS = 40;
 const BYTES = 64 * 1024;
@@ -35,26 +33,14 @@ async function echoThrough(port: number, seed: number): Promise<string> {
 
 Deno.test("reverse: connections sent to a client as it is killed move to the other client", async () => {
   const echo = echoServer();
-  const published = await freePort();
-  const token = "failover-token-0123456789-abcdef";
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${token}"\n` +
-      `log_level = "error"\nports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-    "toml",
-    "s.toml",
-    { env: {} },
-  ));
-  const cfg = await tempConfig(
-    "client.toml",
-    `[client]\nremote_addr = "127.0.0.1:${server.legAddrs[0].port}"\ntransport = "tcpmux"\n` +
-      `token = "${token}"\nlog_level = "info"\n`,
-  );
-  const survivor = spawnNode(["-c", cfg.path]);
+  const rev = await reverseServerForProcesses(echo.port, "failover-token-0123456789-abcdef");
+  const published = rev.published;
+  const survivor = spawnNode(["-c", rev.clientConfig]);
   const killed: NodeProcess[] = [];
   try {
     await survivor.waitForLog(/established/, 30_000);
     for (let round = 0; round < ROUNDS; round++) {
-      const victim = spawnNode(["-c", cfg.path]);
+      const victim = spawnNode(["-c", rev.clientConfig]);
       killed.push(victim);
       await victim.waitForLog(/established/, 30_000);
       // Both carry connections now.
@@ -78,8 +64,7 @@ Deno.test("reverse: connections sent to a client as it is killed move to the oth
   } finally {
     for (const p of killed) await p.stop();
     await survivor.stop();
-    await server.close();
+    await rev.close();
     await echo.close();
-    await Deno.remove(cfg.dir, { recursive: true });
   }
 });

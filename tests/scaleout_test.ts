@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { parseConfigText } from "../src/config/load.ts";
 import { startServer } from "../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../src/runtime/client.ts";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
@@ -23,7 +22,8 @@ import {
   writeAll,
 } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { nodeArgs, spawnNode, spawnProcess, tempConfig } from "./helpers/process.ts";
+import { nodeArgs, spawnNode, spawnProcess } from "./helpers/process.ts";
+import { reverseServerForProcesses } from "./helpers/reverse.ts";
 import { needs } from "./helpers/tools.ts";
 import { config, echoWorks, TEST_KEY } from "./helpers/tunnel.ts";
 
@@ -42,22 +42,10 @@ async function ping(port: number, msg: string): Promise<string> {
 
 Deno.test("reverse: two clients with one token serve the ports; one killed, the other carries on", async () => {
   const echo = echoServer();
-  const published = await freePort();
-  const token = "scaleout-token-0123456789-abcdef";
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${token}"\n` +
-      `log_level = "error"\nports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-    "toml",
-    "s.toml",
-    { env: {} },
-  ));
-  const cfg = await tempConfig(
-    "client.toml",
-    `[client]\nremote_addr = "127.0.0.1:${server.legAddrs[0].port}"\ntransport = "tcpmux"\n` +
-      `token = "${token}"\nlog_level = "info"\n`,
-  );
-  const a = spawnNode(["-c", cfg.path]);
-  const b = spawnNode(["-c", cfg.path]);
+  const rev = await reverseServerForProcesses(echo.port, "scaleout-token-0123456789-abcdef");
+  const published = rev.published;
+  const a = spawnNode(["-c", rev.clientConfig]);
+  const b = spawnNode(["-c", rev.clientConfig]);
   try {
     await a.waitForLog(/established/);
     await b.waitForLog(/established/);
@@ -70,9 +58,8 @@ Deno.test("reverse: two clients with one token serve the ports; one killed, the 
   } finally {
     await a.stop();
     await b.stop();
-    await server.close();
+    await rev.close();
     await echo.close();
-    await Deno.remove(cfg.dir, { recursive: true });
   }
 });
 

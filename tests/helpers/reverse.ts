@@ -1,7 +1,7 @@
 /**
  * A reverse tunnel in this process from Backhaul-style TOML: a server publishing one port to
  * `target` (unless `extra.server` sets its own ports) and a client dialling it, on any transport
- * (wss ones with a throwaway certificate).
+ * (wss ones with a throwaway certificate); or the server alone, with a config for client processes.
  */
 
 import { parseConfigText } from "../../src/config/load.ts";
@@ -9,6 +9,7 @@ import { type RunningServer, startServer } from "../../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../../src/runtime/client.ts";
 import { selfSignedCert } from "./tls.ts";
 import { freePort } from "./ports.ts";
+import { tempConfig } from "./process.ts";
 
 export const TOKEN = "reverse-test-token-0123456789";
 
@@ -53,6 +54,36 @@ export async function startReverse(
       await client.close();
       await server.close();
       await tls?.cleanup();
+    },
+  };
+}
+
+/**
+ * A tcpmux reverse server in this process publishing one port to `target`, and a client config
+ * file for real client processes (several clients on one token: scale-out and failover tests).
+ */
+export async function reverseServerForProcesses(target: number, token: string) {
+  const published = await freePort();
+  const server = await startServer(parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${token}"\n` +
+      `log_level = "error"\nports = ["127.0.0.1:${published}=${target}"]\n`,
+    "toml",
+    "s.toml",
+    { env: {} },
+  ));
+  const cfg = await tempConfig(
+    "client.toml",
+    `[client]\nremote_addr = "127.0.0.1:${server.legAddrs[0].port}"\ntransport = "tcpmux"\n` +
+      `token = "${token}"\nlog_level = "info"\n`,
+  );
+  return {
+    server,
+    published,
+    /** The client config file: `spawnNode(["-c", clientConfig])`. */
+    clientConfig: cfg.path,
+    async close() {
+      await server.close();
+      await Deno.remove(cfg.dir, { recursive: true });
     },
   };
 }
