@@ -57,13 +57,15 @@ export const Ctrl = {
 } as const;
 
 /**
- * Control types that make the receiver act (dial, open a flow, dial pool connections) or that
+ * Control types a client sends that make the server act (dial a target, open a UDP flow) or that
  * confirm a session: they always carry an HMAC under the session's key, even in sessions without
- * frame HMACs, so a session created by a replayed hello can make nobody act. Indexed by type.
+ * frame HMACs, so a session created at a server by a replayed hello can make it do nothing. What
+ * the server sends a client is not signed (without frame HMACs): nobody can make a session with a
+ * client, and a client dials only what its own mapping names. Indexed by type.
  */
 export const SIGNED_CTRL: readonly boolean[] = (() => {
   const t: boolean[] = [];
-  for (const c of [Ctrl.OPEN, Ctrl.DGRAM_OPEN, Ctrl.POOL_WANT, Ctrl.CONFIRM]) t[c] = true;
+  for (const c of [Ctrl.OPEN, Ctrl.DGRAM_OPEN, Ctrl.CONFIRM]) t[c] = true;
   return t;
 })();
 

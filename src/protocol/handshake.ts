@@ -16,8 +16,8 @@
  * session also has a key of its own, derived from the creating hello's MAC and the server's fresh
  * welcome nonce (`sessionKey`): a replayer cannot compute it, and it differs on every server. A
  * hello that joins an existing session (the other half of a split, a resume, a pool connection)
- * proves that session's key in its proof field; frames that make the peer act (OPEN, DGRAM_OPEN,
- * POOL_WANT, and the client's CONFIRM that a new session's key is shared) carry a frame MAC under
+ * proves that session's key in its proof field; frames a client sends that make the server act
+ * (OPEN, DGRAM_OPEN, and the CONFIRM that a new session's key is shared) carry a frame MAC under
  * it. A session created by a replayed hello therefore opens nothing and is closed unconfirmed.
  */
 

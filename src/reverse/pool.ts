@@ -8,7 +8,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { SessionConfig } from "../config/model.ts";
 import {
-  frameKey,
   type HelloClock,
   HelloFlag,
   type Keys,
@@ -18,7 +17,6 @@ import {
 } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import { Session } from "../session/session.ts";
-import { FrameMac } from "../session/frame_mac.ts";
 import { BackoffTimer } from "../session/connector.ts";
 import { handshakeLeg } from "../session/leg_handshake.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
@@ -91,13 +89,13 @@ export class PoolManager {
   }
 
   /** Keeps a raw pool connection idle until OPEN, then connects the target and splices. */
-  #serveRaw(conn: ByteConn, sessionId: Uint8Array, key: Uint8Array): void {
+  #serveRaw(conn: ByteConn, sessionId: Uint8Array): void {
     this.#idle++;
     this.#raw.add(conn);
     let used = false;
     (async () => {
       try {
-        const open = await awaitOpen(conn, new FrameMac(frameKey(key)));
+        const open = await awaitOpen(conn);
         if (!open) return;
         used = true;
         this.#idle--;
@@ -160,7 +158,7 @@ export class PoolManager {
         throw new Error(`pool connection refused: ${welcomeStatusText(w.status)}`);
       }
       if (w.raw && !(w.flags & HelloFlag.HMAC)) {
-        this.#serveRaw(w.raw, control.id, w.sessionKey!);
+        this.#serveRaw(w.raw, control.id);
         this.#backoff.reset();
         return;
       }

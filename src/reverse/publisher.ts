@@ -12,14 +12,13 @@ import { getLogger } from "@logtape/logtape";
 import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag } from "../protocol/frame.ts";
-import { frameKey, type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
+import { type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
 import { canBecomeRawPipe, type Leg } from "../transport/leg.ts";
 import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import { Session } from "../session/session.ts";
-import { FrameMac } from "../session/frame_mac.ts";
 import { Mux, type MuxLimits } from "../mux/mux.ts";
 import type { Stream } from "../mux/stream.ts";
 import { connPipe } from "../mux/pipe.ts";
@@ -215,8 +214,7 @@ export class Publisher {
     if (raw) {
       writeAll(raw, welcome).then(() => {
         const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
-        const mac = new FrameMac(frameKey(key));
-        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, mac, maxIdle, () => {
+        const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, maxIdle, () => {
           const i = this.#idleRaw.indexOf(idle);
           if (i >= 0) this.#idleRaw.splice(i, 1);
         });

@@ -5,23 +5,20 @@
  * sides splice bytes with no framing at all, at the speed of a plain relay. The kernel's TCP flow
  * control replaces credit windows, and a dropped connection ends its one stream, as with Backhaul.
  * Sessions that use frame HMACs never take this path (there would be nothing to authenticate).
- * The OPEN itself is signed with the pool connection's session key (see handshake.ts sessionKey),
- * as every frame that makes the peer act is: the client dials nothing on an unsigned OPEN.
+ * The OPEN is not signed: the server is not an exit, and the client dials only what its mapping
+ * names for a published port (PROTOCOL.md, "Session key").
  */
 
 import { type Address, decodeAddress, encodeAddress } from "../protocol/address.ts";
-import { timingSafeEqual } from "node:crypto";
 import {
   checkHeader,
   Ctrl,
   Flag,
   FrameError,
   HEADER_LEN,
-  MAC_LEN,
   MacRule,
   writeHeader,
 } from "../protocol/frame.ts";
-import type { FrameMac } from "../session/frame_mac.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
 import { resetConn } from "../transport/socket_reset.ts";
 import type { Cell, Traffic } from "../observe/metrics.ts";
@@ -37,52 +34,36 @@ export class OpenRefused extends Error {
   override name = "OpenRefused";
 }
 
-/** Encodes a control frame (OPEN, OPEN_OK, OPEN_FAIL) for the raw handshake, signed with `mac`. */
-export function ctrlFrame(
-  sessionId: Uint8Array,
-  type: number,
-  body: Uint8Array,
-  mac?: FrameMac,
-): Uint8Array {
-  const end = HEADER_LEN + 1 + body.length;
-  const b = new Uint8Array(end + (mac ? MAC_LEN : 0));
-  const flags = mac ? Flag.CTRL | Flag.HMAC : Flag.CTRL;
-  writeHeader(b, new DataView(b.buffer), 0, flags, sessionId, 1, 0, 0, 1 + body.length);
+/** Encodes a control frame (OPEN, OPEN_OK, OPEN_FAIL) for the raw handshake. */
+export function ctrlFrame(sessionId: Uint8Array, type: number, body: Uint8Array): Uint8Array {
+  const b = new Uint8Array(HEADER_LEN + 1 + body.length);
+  writeHeader(b, new DataView(b.buffer), 0, Flag.CTRL, sessionId, 1, 0, 0, 1 + body.length);
   b[HEADER_LEN] = type;
   b.set(body, HEADER_LEN + 1);
-  if (mac) b.set(mac.compute(b.subarray(0, end)), end);
   return b;
 }
 
 /**
  * Reads one control frame from `conn`, starting with bytes already in `pending`. Returns the
- * payload, whether it carried a valid MAC under `mac` (a MAC that does not verify, or one where no
- * key is given, is an error), and whatever followed it (raw stream bytes), or null on EOF.
+ * payload and whatever followed it (raw stream bytes), or null on EOF.
  */
 export async function readCtrlFrame(
   conn: ByteConn,
   pending: Uint8Array = new Uint8Array(0),
-  mac?: FrameMac,
-): Promise<{ payload: Uint8Array; signed: boolean; rest: Uint8Array } | null> {
-  let buf: Uint8Array = new Uint8Array(HEADER_LEN + MAX_CTRL_PAYLOAD + MAC_LEN);
+): Promise<{ payload: Uint8Array; rest: Uint8Array } | null> {
+  let buf: Uint8Array = new Uint8Array(HEADER_LEN + MAX_CTRL_PAYLOAD);
   buf.set(pending);
   let len = pending.length;
   let need = HEADER_LEN;
   for (;;) {
     if (len >= HEADER_LEN && need === HEADER_LEN) {
-      const rule = mac ? MacRule.MAY : MacRule.NEVER;
-      need = checkHeader(buf, new DataView(buf.buffer), 0, null, rule, MAX_CTRL_PAYLOAD);
+      need = checkHeader(buf, new DataView(buf.buffer), 0, null, MacRule.NEVER, MAX_CTRL_PAYLOAD);
       if (!(buf[3] & Flag.CTRL) || need === HEADER_LEN) {
         throw new FrameError("pool connection: expected a control frame");
       }
     }
     if (len >= need && need > HEADER_LEN) {
-      const signed = (buf[3] & Flag.HMAC) !== 0;
-      const end = signed ? need - MAC_LEN : need;
-      if (signed && !timingSafeEqual(mac!.compute(buf.subarray(0, end)), buf.subarray(end, need))) {
-        throw new FrameError("pool connection: control frame HMAC does not verify");
-      }
-      return { payload: buf.slice(HEADER_LEN, end), signed, rest: buf.slice(need, len) };
+      return { payload: buf.slice(HEADER_LEN, need), rest: buf.slice(need, len) };
     }
     if (len === buf.length) buf = grow(buf);
     const n = await conn.read(buf.subarray(len));
@@ -162,11 +143,9 @@ export class IdleRawConn {
    * connection they dropped silently would only be found out by the user connection that got it.
    * The client replaces a retired connection at once.
    */
-  /** `mac` signs the OPEN with the pool connection's session key. */
   constructor(
     readonly conn: ByteConn,
     private sessionId: Uint8Array,
-    private mac: FrameMac,
     maxIdleMs: number,
     onDead: () => void,
   ) {
@@ -200,7 +179,7 @@ export class IdleRawConn {
     try {
       await writeAll(
         this.conn,
-        ctrlFrame(this.sessionId, Ctrl.OPEN, encodeAddress(target.host, target.port), this.mac),
+        ctrlFrame(this.sessionId, Ctrl.OPEN, encodeAddress(target.host, target.port)),
       );
       const n = await this.#first;
       if (n === null) throw new FrameError("pool connection closed before answering OPEN");
@@ -221,19 +200,14 @@ export class IdleRawConn {
   }
 }
 
-/**
- * Client side: waits for OPEN on a raw pool connection and returns the target. The OPEN must be
- * signed with the connection's session key (`mac`).
- */
+/** Client side: waits for OPEN on a raw pool connection and returns the target. */
 export async function awaitOpen(
   conn: ByteConn,
-  mac: FrameMac,
 ): Promise<{ target: Address; rest: Uint8Array } | null> {
-  const f = await readCtrlFrame(conn, undefined, mac);
+  const f = await readCtrlFrame(conn);
   if (!f) return null;
   if (f.payload[0] !== Ctrl.OPEN) {
     throw new FrameError(`pool connection: expected OPEN, got ${f.payload[0]}`);
   }
-  if (!f.signed) throw new FrameError("pool connection: OPEN without its HMAC");
   return { target: decodeAddress(f.payload.subarray(1)), rest: f.rest };
 }

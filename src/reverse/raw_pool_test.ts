@@ -8,12 +8,10 @@
 import assert from "node:assert/strict";
 import { Ctrl } from "../protocol/frame.ts";
 import { Reply } from "../protocol/reply.ts";
-import { FrameMac } from "../session/frame_mac.ts";
 import { writeAll } from "../transport/socket.ts";
 import { awaitOpen, ctrlFrame, IdleRawConn, OpenRefused } from "./raw_pool.ts";
 
 const SID = new Uint8Array(16).fill(0x3c);
-const KEY = new Uint8Array(32).fill(9);
 const TARGET = { host: "127.0.0.1", port: 9 };
 
 /**
@@ -25,9 +23,9 @@ async function openWith(answer: Uint8Array | null): Promise<unknown> {
   const client = await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port });
   const server = await l.accept();
   l.close();
-  const idle = new IdleRawConn(server, SID, new FrameMac(KEY), 10_000, () => {});
+  const idle = new IdleRawConn(server, SID, 10_000, () => {});
   const answered = (async () => {
-    const open = await awaitOpen(client, new FrameMac(KEY));
+    const open = await awaitOpen(client);
     assert.deepEqual(open?.target, TARGET);
     if (answer) await writeAll(client, answer);
     else client.close();

@@ -8,8 +8,8 @@
  * Legs by role: the client sends its sequenced frames on its UP (or BOTH) leg, the server on its
  * DOWN (or BOTH) leg; unsequenced frames (keepalive, ack) go on every leg.
  *
- * Every session has a key of its own (handshake.ts sessionKey). Frames that make the peer act
- * (frame.ts SIGNED_CTRL) are signed with it even when frame HMACs are off, and the first frame of
+ * Every session has a key of its own (handshake.ts sessionKey). Frames a client sends that make the
+ * server act (frame.ts SIGNED_CTRL) are signed with it even when frame HMACs are off, and the first frame of
  * a session a client created with a plain hello is a signed CONFIRM: a server session created by a
  * replayed hello never sees one, passes nothing on and is closed after CONFIRM_TIMEOUT_MS.
  */
@@ -417,7 +417,8 @@ export class Session {
 
   /** Whether a frame of this control type (undefined: not a control frame) carries an HMAC. */
   #signs(ctrl: number | undefined): boolean {
-    return this.hmac || (ctrl !== undefined && SIGNED_CTRL[ctrl] === true);
+    return this.hmac ||
+      (this.side === "client" && ctrl !== undefined && SIGNED_CTRL[ctrl] === true);
   }
 
   /** Resolves once the peer has acknowledged every frame sent so far (or the session closed). */
@@ -477,8 +478,10 @@ export class Session {
       throw new FrameError(`sequence gap: got ${h.seq} after ${this.#recvSeq}`);
     }
     const ctrl = h.flags & Flag.CTRL ? payload[0] : undefined;
-    // The frame reader verified any HMAC a frame carries; these must carry one.
-    if (ctrl !== undefined && SIGNED_CTRL[ctrl] && !(h.flags & Flag.HMAC)) {
+    // The frame reader verified any HMAC a frame carries; a client's must carry one.
+    if (
+      this.side === "server" && ctrl !== undefined && SIGNED_CTRL[ctrl] && !(h.flags & Flag.HMAC)
+    ) {
       throw new FrameError(`control frame ${ctrl} without the HMAC it must carry`);
     }
     if (this.#onConfirm && ctrl !== Ctrl.CONFIRM) {
