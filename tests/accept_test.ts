@@ -135,7 +135,9 @@ Deno.test("a second half-tunnel on ports the first holds refuses to start, namin
     assert.equal((await within(same.status, 30_000, "second server exits")).code, 1, same.log);
     assert.match(
       same.log,
-      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${bind} for tunnel legs: port ${bind} .*in use`),
+      new RegExp(
+        `cannot listen on 127\\.0\\.0\\.1:${bind} for tunnel legs \\(.*\\): port ${bind} .*in use`,
+      ),
     );
     // Free leg port, taken published port.
     const pub = spawnNode(["-c", b.path]);

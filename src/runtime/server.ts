@@ -22,6 +22,7 @@ import { Publisher } from "../reverse/publisher.ts";
 import { observe, type Observed } from "./observe.ts";
 import { LiveConfig, poolSession, sideSockets } from "./assembly.ts";
 import { listenLegGroups } from "./server_legs.ts";
+import { originOf } from "../config/load.ts";
 
 export interface RunningServer {
   /** Bound addresses of the leg listeners (upstream first). */
@@ -57,6 +58,7 @@ export async function startServer(
       sockets.leg,
       parts.registry.onHello,
       ownPorts,
+      (key) => originOf(cfg, key),
     );
     parts.publisher = startPublisher(cfg, keys, sockets.user, ownPorts);
     parts.observed = observe(cfg, () => parts.registry.sessions());

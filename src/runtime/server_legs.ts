@@ -18,21 +18,24 @@ const log = getLogger(["half-tunnel", "server"]);
 /** A path and the leg roles it accepts. */
 type PathRoles = [string, number[]];
 
-/** One listen address and the paths it serves. */
+/** One listen address, the paths it serves, and the key that set it (for errors). */
 interface LegGroup {
   addr: string;
   paths: PathRoles[];
+  key: "server.upstream_addr" | "server.downstream_addr";
 }
 
 /**
  * Binds the leg listeners of `sc`, adding each bound port to `ownPorts`. On a failure the
- * listeners already bound are closed before the error (naming the address) is thrown.
+ * listeners already bound are closed before the error is thrown, naming the address and the key
+ * as the config spells it (`nameOf`: e.g. `[server] bind_addr (s.toml line 2)`).
  */
 export async function listenLegGroups(
   sc: ServerConfig,
   socket: SocketOptions,
   onHello: OnHello,
   ownPorts: Set<number>,
+  nameOf: (key: string) => string,
 ): Promise<LegListener[]> {
   const listeners: LegListener[] = [];
   try {
@@ -45,7 +48,9 @@ export async function listenLegGroups(
         socket,
         helloTimeoutMs: 10_000,
       }, onHello).catch((e) => {
-        throw new Error(`cannot listen on ${g.addr} for tunnel legs: ${errText(e)}`);
+        throw new Error(
+          `cannot listen on ${g.addr} for tunnel legs (${nameOf(g.key)}): ${errText(e)}`,
+        );
       });
       listeners.push(l);
       ownPorts.add(l.addr.port);
@@ -66,9 +71,13 @@ export async function listenLegGroups(
 function legGroups(sc: ServerConfig): LegGroup[] {
   const up: PathRoles = [sc.upstreamPath, [Role.UP, Role.BOTH, Role.POOL]];
   const down: PathRoles = [sc.downstreamPath, [Role.DOWN, Role.BOTH]];
+  const upKey = "server.upstream_addr", downKey = "server.downstream_addr";
   return sameAddr(sc.upstreamAddr, sc.downstreamAddr)
-    ? [{ addr: sc.upstreamAddr, paths: [up, down] }]
-    : [{ addr: sc.upstreamAddr, paths: [up] }, { addr: sc.downstreamAddr, paths: [down] }];
+    ? [{ addr: sc.upstreamAddr, paths: [up, down], key: upKey }]
+    : [
+      { addr: sc.upstreamAddr, paths: [up], key: upKey },
+      { addr: sc.downstreamAddr, paths: [down], key: downKey },
+    ];
 }
 
 function logListening(sc: ServerConfig, g: LegGroup, addr: Deno.NetAddr): void {
