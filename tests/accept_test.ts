@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { type NodeProcess, spawnNode, tempConfig } from "./helpers/process.ts";
+import { type NodeProcess, reverseConfigFiles, spawnNode, tempConfig } from "./helpers/process.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 
 /** Descriptor limit of the server under test: far fewer than the idle connections opened. */
@@ -62,17 +62,14 @@ Deno.test("accept errors: after descriptor exhaustion the leg listener and a pub
   const bind = await freePort();
   const published = await freePort();
   const echo = echoServer();
-  const srv = await tempConfig(
-    "server.toml",
-    `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\n` +
-      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-  );
-  const cli = await tempConfig(
-    "client.toml",
-    `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\n` +
-      `retry_interval = 1\n`,
-  );
-  const server = spawnNode(["-c", srv.path], {}, { nofile: NOFILE });
+  const files = await reverseConfigFiles({
+    bind,
+    published,
+    target: echo.port,
+    key: TEST_KEY,
+    client: "retry_interval = 1\n",
+  });
+  const server = spawnNode(["-c", files.server], {}, { nofile: NOFILE });
   let client: NodeProcess | null = null;
   const idle: Deno.TcpConn[] = [];
   const legAddr = `127.0.0.1:${bind}`;
@@ -86,7 +83,7 @@ Deno.test("accept errors: after descriptor exhaustion the leg listener and a pub
     assert.match(server.log, /Too many open files/);
     closeAll(idle);
     // A client that connects only now gets a session: the leg listener accepts again.
-    client = spawnNode(["-c", cli.path]);
+    client = spawnNode(["-c", files.client]);
     await client.waitForLog(/established/, 30_000);
     const legErrors = await burstEnded(server, legAddr);
 
@@ -111,8 +108,7 @@ Deno.test("accept errors: after descriptor exhaustion the leg listener and a pub
     await client?.stop();
     await server.stop();
     await echo.close();
-    await Deno.remove(srv.dir, { recursive: true });
-    await Deno.remove(cli.dir, { recursive: true });
+    await files.remove();
   }
 });
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { socks5Connect, SocksClientError } from "../src/forward/socks5_client.ts";
 import { echoServer, pattern, readAll, sourceServer, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { nodeArgs, spawnNode, tempConfig } from "./helpers/process.ts";
+import { nodeArgs, reverseConfigFiles, spawnNode, tempConfig } from "./helpers/process.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 
 const env = { HT_AUTH_KEY: TEST_KEY };
@@ -85,30 +85,28 @@ Deno.test("reverse: killing the client and starting it again restores the publis
   const bind = await freePort();
   const published = await freePort();
   const echo = echoServer();
-  const srv = await tempConfig(
-    "server.toml",
-    `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\nports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-  );
-  const cli = await tempConfig(
-    "client.toml",
-    `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\nretry_interval = 1\n`,
-  );
-  const server = spawnNode(["-c", srv.path]);
-  let client = spawnNode(["-c", cli.path]);
+  const files = await reverseConfigFiles({
+    bind,
+    published,
+    target: echo.port,
+    key: TEST_KEY,
+    client: "retry_interval = 1\n",
+  });
+  const server = spawnNode(["-c", files.server]);
+  let client = spawnNode(["-c", files.client]);
   try {
     await server.waitForLog(/publishing 1 port/);
     await client.waitForLog(/established/);
     assert.equal(await echoPublished(published), "ping");
     await client.stop("SIGKILL");
-    client = spawnNode(["-c", cli.path]);
+    client = spawnNode(["-c", files.client]);
     await client.waitForLog(/established/);
     assert.equal(await echoPublished(published), "ping");
   } finally {
     await client.stop();
     await server.stop();
     await echo.close();
-    await Deno.remove(srv.dir, { recursive: true });
-    await Deno.remove(cli.dir, { recursive: true });
+    await files.remove();
   }
 });
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
-import { nodeArgs, type NodeProcess, spawnNode, tempConfig } from "./helpers/process.ts";
+import { nodeArgs, type NodeProcess, reverseConfigFiles, spawnNode } from "./helpers/process.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
@@ -171,17 +171,9 @@ Deno.test("a flood of reset connections stalls no listener: leg listener, SOCKS5
 Deno.test("a flood of reset connections stalls no published reverse port", async () => {
   const echo = echoServer();
   const [bind, published] = [await freePort(), await freePort()];
-  const srv = await tempConfig(
-    "server.toml",
-    `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\n` +
-      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-  );
-  const cli = await tempConfig(
-    "client.toml",
-    `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\n`,
-  );
-  const server = spawnNode(["-c", srv.path], { HT_LOG_LEVEL: "debug" });
-  const client = spawnNode(["-c", cli.path]);
+  const files = await reverseConfigFiles({ bind, published, target: echo.port, key: TEST_KEY });
+  const server = spawnNode(["-c", files.server], { HT_LOG_LEVEL: "debug" });
+  const client = spawnNode(["-c", files.client]);
   const echoPublished = async (i: number) =>
     echoOn(await Deno.connect({ hostname: "127.0.0.1", port: published }), `p${i}`);
   try {
@@ -196,7 +188,6 @@ Deno.test("a flood of reset connections stalls no published reverse port", async
     await client.stop();
     await server.stop();
     await echo.close();
-    await Deno.remove(srv.dir, { recursive: true });
-    await Deno.remove(cli.dir, { recursive: true });
+    await files.remove();
   }
 });

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { freePort } from "./helpers/ports.ts";
-import { nodeArgs, type NodeProcess, spawnNode, tempConfig } from "./helpers/process.ts";
+import { nodeArgs, type NodeProcess, reverseConfigFiles, spawnNode } from "./helpers/process.ts";
 import { startReverse } from "./helpers/reverse.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 import { udpEcho } from "./helpers/udp.ts";
@@ -152,19 +152,16 @@ Deno.test({
     const echo = udpEcho();
     const bind = await freePort(), published = await freePort();
     const serverWeb = await freePort(), clientWeb = await freePort();
-    const srv = await tempConfig(
-      "server.toml",
-      `[server]\nbind_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\ntoken = "${TEST_KEY}"\n` +
-        `accept_udp = true\nports = ["127.0.0.1:${published}=${echo.port}"]\n` +
-        `web_port = ${serverWeb}\n`,
-    );
-    const cli = await tempConfig(
-      "client.toml",
-      `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "tcpmux"\n` +
-        `token = "${TEST_KEY}"\nretry_interval = 1\nweb_port = ${clientWeb}\n`,
-    );
-    const server = spawnNode(["-c", srv.path]);
-    const client = spawnNode(["-c", cli.path]);
+    const files = await reverseConfigFiles({
+      bind,
+      published,
+      target: echo.port,
+      key: TEST_KEY,
+      server: `accept_udp = true\nweb_port = ${serverWeb}\n`,
+      client: `retry_interval = 1\nweb_port = ${clientWeb}\n`,
+    });
+    const server = spawnNode(["-c", files.server]);
+    const client = spawnNode(["-c", files.client]);
     const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: published };
     const old = new User();
     try {
@@ -218,8 +215,7 @@ Deno.test({
       await client.stop();
       await server.stop();
       echo.close();
-      await Deno.remove(srv.dir, { recursive: true });
-      await Deno.remove(cli.dir, { recursive: true });
+      await files.remove();
     }
   },
 });

@@ -9,30 +9,13 @@ import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { loadYamlSupport, parseConfigText } from "../config/load.ts";
 import { deriveKeys, HelloClock, Role } from "../protocol/handshake.ts";
-import { writeAll } from "../transport/socket.ts";
-import { serveTcp } from "../../tests/helpers/net.ts";
+import { answerHttp } from "../../tests/helpers/net.ts";
 import { until } from "../../tests/helpers/bytes.ts";
 import { Connector } from "./connector.ts";
 
 await loadYamlSupport();
 
 const KEY = "connector-test-key-0123456789-abcdef";
-const te = new TextEncoder();
-
-/** A server that answers every upgrade request with `reply` and hangs up. */
-function server(reply: string) {
-  return serveTcp(async (c) => {
-    let head = "";
-    const buf = new Uint8Array(4096);
-    const dec = new TextDecoder();
-    while (!head.includes("\r\n\r\n")) {
-      const n = await c.read(buf);
-      if (n === null) return;
-      head += dec.decode(buf.subarray(0, n), { stream: true });
-    }
-    await writeAll(c, te.encode(reply));
-  });
-}
 
 function connector(port: number): Connector {
   const cfg = parseConfigText("", "yaml", "test", {
@@ -73,7 +56,7 @@ async function attempts(reply: string, enough: (log: LogRecord[]) => boolean) {
       { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
     ],
   });
-  const s = server(reply);
+  const s = answerHttp(() => reply);
   const c = connector(s.port);
   try {
     c.start();

@@ -6,28 +6,14 @@
  */
 
 import assert from "node:assert/strict";
-import { serveTcp } from "../../tests/helpers/net.ts";
-import { LegRefused, TransportError, writeAll } from "./socket.ts";
+import { answerHttp } from "../../tests/helpers/net.ts";
+import { LegRefused, TransportError } from "./socket.ts";
 import { upgradeClient } from "./ws_client.ts";
 import { wsAccept } from "./ws_accept.ts";
 
-const te = new TextEncoder();
-
-/** A server that reads the upgrade request and answers `answer(key)` ("" hangs up). */
+/** A server that answers the upgrade request with `answer(its Sec-WebSocket-Key)`. */
 function server(answer: (key: string) => string) {
-  return serveTcp(async (c) => {
-    let head = "";
-    const buf = new Uint8Array(4096);
-    const dec = new TextDecoder();
-    while (!head.includes("\r\n\r\n")) {
-      const n = await c.read(buf);
-      if (n === null) return;
-      head += dec.decode(buf.subarray(0, n), { stream: true });
-    }
-    const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? "";
-    const reply = answer(key);
-    if (reply) await writeAll(c, te.encode(reply));
-  });
+  return answerHttp((head) => answer(/sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? ""));
 }
 
 async function upgrade(port: number) {

@@ -147,3 +147,23 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     new Promise<T>((_, rej) => t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms)),
   ]).finally(() => clearTimeout(t));
 }
+
+/**
+ * A server that reads one request head per connection and answers it with `answer(head)` (""
+ * hangs up without a word): a stand-in for whatever a client may meet instead of our server.
+ */
+export function answerHttp(answer: (head: string) => string): TestServer {
+  const te = new TextEncoder();
+  return serveTcp(async (c) => {
+    let head = "";
+    const buf = new Uint8Array(4096);
+    const dec = new TextDecoder();
+    while (!head.includes("\r\n\r\n")) {
+      const n = await c.read(buf);
+      if (n === null) return;
+      head += dec.decode(buf.subarray(0, n), { stream: true });
+    }
+    const reply = answer(head);
+    if (reply) await writeAll(c, te.encode(reply));
+  });
+}

@@ -114,3 +114,37 @@ export async function tempConfig(
   await Deno.writeTextFile(path, text);
   return { path, dir };
 }
+
+/**
+ * Config files for a tcpmux reverse pair run as real processes (`spawnNode(["-c", f.server])`):
+ * a server on `bind` publishing 127.0.0.1:`published` to `target`, and a client dialling it.
+ * `extra` lines go into each table; `remove()` deletes both files.
+ */
+export async function reverseConfigFiles(opts: {
+  bind: number;
+  published: number;
+  target: number;
+  key: string;
+  server?: string;
+  client?: string;
+}): Promise<{ server: string; client: string; remove(): Promise<void> }> {
+  const srv = await tempConfig(
+    "server.toml",
+    `[server]\nbind_addr = "127.0.0.1:${opts.bind}"\ntransport = "tcpmux"\n` +
+      `token = "${opts.key}"\nports = ["127.0.0.1:${opts.published}=${opts.target}"]\n` +
+      (opts.server ?? ""),
+  );
+  const cli = await tempConfig(
+    "client.toml",
+    `[client]\nremote_addr = "127.0.0.1:${opts.bind}"\ntransport = "tcpmux"\n` +
+      `token = "${opts.key}"\n${opts.client ?? ""}`,
+  );
+  return {
+    server: srv.path,
+    client: cli.path,
+    async remove() {
+      await Deno.remove(srv.dir, { recursive: true });
+      await Deno.remove(cli.dir, { recursive: true });
+    },
+  };
+}
