@@ -15,6 +15,8 @@ const CI: Record<string, { cases: number; seed: number; batch: number }> = {
   socks5: { cases: 60, seed: 0x5eed0004, batch: 20 },
   config: { cases: 600, seed: 0x5eed0005, batch: 600 },
   http: { cases: 1000, seed: 0x5eed0006, batch: 1000 },
+  quic: { cases: 40, seed: 0x5eed0008, batch: 20 },
+  h2: { cases: 300, seed: 0x5eed0007, batch: 300 },
 };
 
 for (const target of TARGETS) {

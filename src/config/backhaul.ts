@@ -25,8 +25,6 @@ const TRANSPORTS: readonly Transport[] = backhaulNames();
 const POOL = TRANSPORTS.filter((n) => backhaulTransport(n)!.mode === "pool");
 const MUX = TRANSPORTS.filter((n) => backhaulTransport(n)!.mode === "mux");
 const TLS = TRANSPORTS.filter((n) => backhaulTransport(n)!.tls);
-/** Transports of newer Backhaul versions that half-tunnel does not carry. */
-const OTHER_TRANSPORTS = ["udp", "quic"];
 
 /** Keys of Backhaul versions that half-tunnel does not implement (sniffer, web UI, socket tuning). */
 const NOT_IMPLEMENTED = new Set([
@@ -115,10 +113,10 @@ class Table extends TomlTable {
     const tr = this.take("transport") || "tcp";
     this.transport = "tcp";
     if (typeof tr !== "string" || !TRANSPORTS.includes(tr)) {
-      const why = OTHER_TRANSPORTS.includes(tr as string)
-        ? "is a Backhaul transport half-tunnel does not implement"
-        : "is not a transport";
-      this.fail("transport", `${shown(tr)} ${why}; use one of ${TRANSPORTS.join(", ")}`);
+      this.fail(
+        "transport",
+        `${shown(tr)} is not a transport; use one of ${TRANSPORTS.join(", ")}`,
+      );
     } else {
       this.transport = tr;
     }

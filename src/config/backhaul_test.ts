@@ -324,8 +324,8 @@ Deno.test("Backhaul errors name the key, the value and the line", () => {
     /log_level \(c\.toml line 6\): "loud" is not one of panic, fatal/,
   );
   refuses(
-    () => srv(``, "udp"),
-    /\[server\] transport \(c\.toml line 3\): "udp" is a Backhaul transport half-tunnel does not implement; use one of tcp, tcpmux/,
+    () => srv(``, "kcp"),
+    /\[server\] transport \(c\.toml line 3\): "kcp" is not a transport; use one of tcp, tcpmux, ws, wsmux, wss, wssmux, udp/,
   );
   refuses(() => srv(``, "http"), /transport .*"http" is not a transport/);
   refuses(

@@ -299,7 +299,7 @@ Deno.test("every problem of a load is named at once, a line each with its key an
   assert.throws(
     () =>
       yaml(
-        "client:\n  nodelay: yes\n  bogus: 1\n  upstream_url: http://x/\n  socks5:\n    listen: 1080\n",
+        "client:\n  nodelay: yes\n  bogus: 1\n  upstream_url: ftp://x/\n  socks5:\n    listen: 1080\n",
         "client",
         { HT_CLIENT_DIAL_TIMEOUT: "soon" },
         [["client.reconnect.jitter", "2"], ["client.nope", "1"]],
@@ -312,7 +312,7 @@ Deno.test("every problem of a load is named at once, a line each with its key an
         'client.dial_timeout (HT_CLIENT_DIAL_TIMEOUT): "soon" is not a duration (e.g. 200ms, 10s, 1m, 1h, or a number of seconds)',
         '--set client.nope: unknown key (did you mean "client.mode"?)',
         "client.reconnect.jitter (--set): 2 is not within 0..1",
-        'client.upstream_url (t.yaml line 4): scheme "http:" is not one of tcp:, tls:, ws:, wss:',
+        'client.upstream_url (t.yaml line 4): scheme "ftp:" is not one of tcp:, tls:, ws:, wss:, http:, https:, quic:',
         'client.socks5.listen (t.yaml line 6): "1080" is not host:port or :port (e.g. ":8080", "127.0.0.1:1080")',
       ]);
       assert.equal(e.message, `7 problems:\n  ${e.problems.join("\n  ")}`);
@@ -442,8 +442,12 @@ Deno.test("YAML: bad values name key, value, file and line", () => {
       /log\.level \(t\.yaml line 2\): "loud" is not one of trace, debug, info, warning, warn, error, fatal/,
     ],
     [
+      "server:\n  transport: quic\n  quic: true\n",
+      /server\.quic \(t\.yaml line 3\): is for a server whose transport is not QUIC already/,
+    ],
+    [
       "server:\n  transport: udp\n",
-      /server\.transport \(t\.yaml line 2\): "udp" is not one of tcp, ws/,
+      /server\.transport \(t\.yaml line 2\): "udp" is not one of tcp, ws, quic/,
     ],
     ["client:\n  mode: fast\n", /client\.mode .*"fast" is not one of mux, pool/],
     [
@@ -469,14 +473,14 @@ Deno.test("YAML: bad values name key, value, file and line", () => {
 Deno.test("validation after merging names the source of the offending value", () => {
   const client: [string, RegExp][] = [
     [
-      "client:\n  upstream_url: http://x/\n",
-      /client\.upstream_url \(t\.yaml line 2\): scheme "http:" is not one of tcp:, tls:, ws:, wss:/,
+      "client:\n  upstream_url: ftp://x/\n",
+      /client\.upstream_url \(t\.yaml line 2\): scheme "ftp:" is not one of tcp:, tls:, ws:, wss:, http:, https:, quic:/,
     ],
     ["client:\n  upstream_url: not a url\n", /client\.upstream_url .*"not a url" is not a URL/],
     ["client:\n  upstream_url: tcp://h\n  downstream_url: tcp://h\n", /"tcp:\/\/h" needs a port/],
     [
       "client:\n  upstream_url: wss://a/\n  downstream_url: tcp://b:1\n",
-      /client\.downstream_url .*same kind as client\.upstream_url/,
+      /client\.downstream_url .*must be served by the same kind of server listener as client\.upstream_url: ws\/wss\/http\/https/,
     ],
     [
       "client:\n  reconnect:\n    jitter: 2\n",

@@ -124,7 +124,14 @@ export interface ServerConfig {
   nodelay: boolean;
   /** TCP keepalive on tunnel connections and keepalive frames on idle pool connections. */
   keepalivePeriodMs: number;
+  /** Length range of the random padding on HTTP legs' responses. */
+  httpPadding: PaddingRange;
+  /** Also take QUIC legs on UDP at the leg addresses (when legKind is not quic itself). */
+  quic: boolean;
 }
+
+/** A length range in bytes, least and most ("100-1000"). */
+export type PaddingRange = readonly [min: number, max: number];
 
 export interface ClientConfig {
   upstreamUrl: string;
@@ -144,6 +151,10 @@ export interface ClientConfig {
   routeCookie: string;
   /** Dial this address instead of resolving the URL host (Backhaul `edge_ip`). "" = resolve. */
   edgeIp: string;
+  /** HTTP legs: how uploads go (numbered POSTs, one streaming POST, or by protocol). */
+  httpUpload: "auto" | "packet" | "stream";
+  /** HTTP legs: length range of the random padding on every request. */
+  httpPadding: PaddingRange;
   socks5: { listen: string; username: string; password: string } | null;
   /** The HTTP proxy (CONNECT and absolute-form requests); `listen` "" = off. */
   httpProxy: { listen: string; username: string; password: string };

@@ -8,7 +8,8 @@
 
 import type { ClientConfig, Config, ServerConfig, TlsServerConfig } from "./model.ts";
 import { forwarderParser, parsePortMapping, parseStaticForward } from "./ports.ts";
-import { TRANSPORTS } from "../transport/registry.ts";
+import { listenerKinds } from "../transport/registry.ts";
+import { parsePaddingRange } from "./units.ts";
 
 export type Kind = "string" | "bool" | "int" | "number" | "duration" | "size" | "list";
 /** A value after conversion by its kind: durations in ms, sizes in bytes. */
@@ -266,10 +267,24 @@ const ROWS = [
     kind: "string",
     to: "server.legKind",
     default: "ws",
-    doc: "`ws` (HTTP upgrade) or `tcp` (raw frames)",
-    values: TRANSPORTS.map((t) => t.kind),
+    doc:
+      "`ws` (HTTP: WebSocket and HTTP legs, on the same paths), `tcp` (raw frames) or `quic` (UDP)",
+    values: listenerKinds(),
     backhaul: "transport",
-    parse: (v) => v as "ws" | "tcp",
+  }),
+  key("server.quic", {
+    kind: "bool",
+    to: "server.quic",
+    default: false,
+    doc:
+      "also take QUIC legs (`quic://` URLs) on UDP at the leg addresses, beside `ws`/`tcp` ones, for clients that mix them",
+  }),
+  key("server.http_padding", {
+    kind: "string",
+    to: "server.httpPadding",
+    default: "100-1000",
+    doc: "HTTP legs: length range (bytes) of the random padding on every response",
+    parse: parsePaddingRange,
   }),
   key("server.mode", {
     kind: "string",
@@ -382,14 +397,15 @@ const ROWS = [
     kind: "string",
     to: "client.upstreamUrl",
     default: "ws://127.0.0.1:8080/upstream",
-    doc: "upstream leg: a `ws`, `wss`, `tcp` or `tls` URL",
+    doc: "upstream leg: a `ws`, `wss`, `http`, `https`, `tcp`, `tls` or `quic` URL",
     backhaul: "remote_addr",
   }),
   key("client.downstream_url", {
     kind: "string",
     to: "client.downstreamUrl",
     default: "ws://127.0.0.1:8081/downstream",
-    doc: "downstream leg, the same kind as upstream_url; equal = one bidirectional leg",
+    doc:
+      "downstream leg; `ws(s)` and `http(s)` mix, `quic` mixes with any, `tcp`/`tls` with only `quic`; equal = one bidirectional leg",
     backhaul: "remote_addr",
   }),
   key("client.mode", {
@@ -440,6 +456,23 @@ const ROWS = [
     default: "route",
     doc:
       'cookie with a random per-session value on every WebSocket leg, for consistent-hash balancers ("" = none)',
+  }),
+  key("client.http_upload", {
+    kind: "string",
+    to: "client.httpUpload",
+    default: "auto",
+    doc:
+      "HTTP legs' uploads: `packet` (numbered POSTs: any proxy), `stream` (one streaming POST: " +
+      "HTTP/2, or proxies that do not buffer bodies), `auto` (stream over HTTP/2)",
+    values: ["auto", "packet", "stream"],
+    parse: (v) => v as "auto" | "packet" | "stream",
+  }),
+  key("client.http_padding", {
+    kind: "string",
+    to: "client.httpPadding",
+    default: "100-1000",
+    doc: "HTTP legs: length range (bytes) of the random padding on every request",
+    parse: parsePaddingRange,
   }),
   key("client.edge_ip", {
     kind: "string",

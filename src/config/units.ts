@@ -57,3 +57,21 @@ export function parseSize(v: unknown, key: string): number {
   }
   return n;
 }
+
+/**
+ * The most padding an HTTP leg's field may carry: a request head stays well under what proxies
+ * take in one field line (nginx: 8 KiB) and what the server keeps of a head (16 KiB).
+ */
+export const MAX_PADDING = 4096;
+
+/** A length range "MIN-MAX" in bytes (or one number for a fixed length), within MAX_PADDING. */
+export function parsePaddingRange(v: string): readonly [number, number] {
+  const m = /^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$/.exec(v);
+  if (!m) throw new ConfigError(`${shown(v)} is not a length range like 100-1000`);
+  const min = Number(m[1]), max = Number(m[2] ?? m[1]);
+  if (min > max) throw new ConfigError(`length range ${shown(v)} is reversed`);
+  if (max > MAX_PADDING) {
+    throw new ConfigError(`length range ${shown(v)} goes beyond ${MAX_PADDING} bytes`);
+  }
+  return [min, max];
+}

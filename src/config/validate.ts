@@ -12,7 +12,13 @@ import { judgeKey } from "./auth_key.ts";
 import { type Draft, nearMiss, valueOf } from "./draft.ts";
 import { ConfigError } from "./error.ts";
 import type { PortMapping } from "./model.ts";
-import { allSchemes, transportByScheme } from "../transport/registry.ts";
+import {
+  allSchemes,
+  kindsServedBy,
+  transportByKind,
+  transportByScheme,
+} from "../transport/registry.ts";
+import type { Transport } from "../transport/kind.ts";
 import { HELLO_COOKIE } from "../transport/hello_cookie.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
 import { type Bound, envName, KEY_BY_PATH, KEYS } from "./schema.ts";
@@ -206,6 +212,11 @@ function server(ck: Checks): void {
     ck.file(v.tls.certFile, "server.tls.cert_file");
     ck.file(v.tls.keyFile, "server.tls.key_file");
   }
+  ck.check(
+    !v.quic || transportByKind(v.legKind)?.beside !== true,
+    "server.quic",
+    `is for a server whose transport is not QUIC already (server.transport is "${v.legKind}")`,
+  );
   if (ck.open("server.ports")) checkOverlaps(v.ports, (what) => ck.fail("server.ports", what));
   if (v.ports.length === 0 && (!v.exit || v.streamMode === "pool")) {
     const reason = v.streamMode === "pool" ? "pool mode has no exit" : "server.exit is false";
@@ -259,6 +270,26 @@ function client(ck: Checks): void {
   );
 }
 
+/**
+ * Checks that a server takes both legs on one kind of listener (`server.transport`): WebSocket
+ * and HTTP legs may mix, raw TCP legs mix with neither; QUIC legs mix with any (the server takes
+ * them beside the others with `server.quic`).
+ */
+function sameListener(ck: Checks, up: Transport, t: Transport, path: string, what = "must"): void {
+  if (up.beside || t.beside) return;
+  const kinds = kindsServedBy(up.listener);
+  const schemes = kinds.flatMap((k) => {
+    const s = transportByKind(k)!.schemes;
+    return [s.plain.slice(0, -1), s.tls.slice(0, -1)];
+  });
+  ck.check(
+    t.listener === up.listener,
+    path,
+    `${what === "must" ? "must" : `${what} must`} be served by the same kind of server ` +
+      `listener as client.upstream_url: ${schemes.join("/")}`,
+  );
+}
+
 /** The leg URLs (which also decide the leg kind), TLS and fronting. */
 function clientLegs(ck: Checks): void {
   const v = ck.cfg.client;
@@ -285,15 +316,9 @@ function clientLegs(ck: Checks): void {
   };
   const up = url(v.upstreamUrl, "client.upstream_url");
   const down = url(v.downstreamUrl, "client.downstream_url");
-  // TLS may differ per leg (e.g. one leg through a TLS-terminating CDN); the framing may not.
-  if (up && down) {
-    ck.check(
-      up.kind === down.kind,
-      "client.downstream_url",
-      `must be the same kind as client.upstream_url: both ${up.schemes.plain.slice(0, -1)}/` +
-        `${up.schemes.tls.slice(0, -1)}`,
-    );
-  }
+  // TLS may differ per leg (e.g. one leg through a TLS-terminating CDN), and so may the
+  // transport where one server listener takes both (WebSocket and HTTP legs).
+  if (up && down) sameListener(ck, up, down, "client.downstream_url");
   if (up) v.legKind = up.kind;
   v.servers.forEach((entry, i) => {
     const urls = entry.trim().split(/\s+/);
@@ -301,13 +326,7 @@ function clientLegs(ck: Checks): void {
     ck.check(urls.length <= 2, path, `"${entry}" is not "URL" or "UP_URL DOWN_URL"`);
     for (const u of urls) {
       const t = url(u, path);
-      if (t && up) {
-        ck.check(
-          t.kind === up.kind,
-          path,
-          `"${u}" is not the same kind as client.upstream_url (${up.kind})`,
-        );
-      }
+      if (t && up) sameListener(ck, up, t, path, `"${u}"`);
     }
   });
   if (v.tls.caFile) ck.file(v.tls.caFile, "client.tls.ca_file");

@@ -10,26 +10,38 @@ import { type Field, fieldTokens, fieldValues, HttpParseError, quote } from "./h
 export type { Body };
 
 export function noBody(): Body {
-  return { feed: () => 0, done: true, untilClose: false };
+  return { feed: () => 0, done: true, left: 0, untilClose: false };
 }
 
 function lengthBody(n: number): Body {
   let left = n;
   return {
-    feed(b) {
+    feed(b, onData) {
       const k = Math.min(left, b.length);
+      if (k) onData?.(b.subarray(0, k));
       left -= k;
       return k;
     },
     get done() {
       return left === 0;
     },
+    get left() {
+      return left;
+    },
     untilClose: false,
   };
 }
 
 function closeBody(): Body {
-  return { feed: (b) => b.length, done: false, untilClose: true };
+  return {
+    feed(b, onData) {
+      onData?.(b);
+      return b.length;
+    },
+    done: false,
+    left: Infinity,
+    untilClose: true,
+  };
 }
 
 /** The body framing of a request; ambiguous framing is refused. */

@@ -11,9 +11,14 @@ export const MAX_CHUNK_LINE = 4096;
 
 /** Finds where a message body ends: feed it bytes, it says how many belong to the body. */
 export interface Body {
-  /** How many of `b`'s leading bytes belong to the body (fewer once it ends). */
-  feed(b: Uint8Array): number;
+  /**
+   * How many of `b`'s leading bytes belong to the body (fewer once it ends). `onData` gets the
+   * body's data in them, without the framing (chunk sizes, trailers), as views of `b`.
+   */
+  feed(b: Uint8Array, onData?: (data: Uint8Array) => void): number;
   readonly done: boolean;
+  /** The most bytes that may still belong to it (Infinity when unknown): a read need not ask more. */
+  readonly left: number;
   /** Ends only when the sender closes (responses without a length). */
   readonly untilClose: boolean;
 }
@@ -28,11 +33,16 @@ export class ChunkedBody implements Body {
     return this.#state === "done";
   }
 
-  feed(b: Uint8Array): number {
+  get left(): number {
+    return this.done ? 0 : Infinity;
+  }
+
+  feed(b: Uint8Array, onData?: (data: Uint8Array) => void): number {
     let i = 0;
     while (i < b.length && this.#state !== "done") {
       if (this.#state === "data") {
         const k = Math.min(this.#left, b.length - i);
+        onData?.(b.subarray(i, i + k));
         i += k;
         this.#left -= k;
         if (this.#left === 0) this.#state = "data-end";

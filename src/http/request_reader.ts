@@ -152,6 +152,16 @@ export class RequestReader {
     }
   }
 
+  /** The bytes buffered after the last head, as a view valid until the next read. */
+  peek(): Uint8Array {
+    return this.#buf.subarray(this.#start, this.#end);
+  }
+
+  /** Lets `n` buffered bytes go (at most what peek() showed). */
+  drop(n: number): void {
+    this.#start += Math.min(n, this.buffered);
+  }
+
   /** What is buffered after the last head (a copy: the first frames of a WebSocket). */
   rest(): Uint8Array {
     return this.#buf.slice(this.#start, this.#end);

@@ -49,7 +49,7 @@ export async function startClient(
   bufferBudget.limit = cfg.session.bufferBudget;
   const live = new LiveConfig(cfg, "client");
   const sockets = sideSockets(cc.nodelay);
-  const servers = serverPlans(cc, sockets.leg, await caCertsOf(cc));
+  const servers = serverPlans(cc, sockets.leg, await caCertsOf(cc), cfg.auth.key);
   // One slot per parallel session (`mux_session`); pool mode has one control session.
   const slots = new MuxSlots(cc.streamMode === "mux" ? cc.muxSessions : 1);
   const reverse = cc.reverse
@@ -114,7 +114,12 @@ async function caCertsOf(cc: ClientConfig): Promise<string[]> {
 }
 
 /** The legs to dial per server: the configured server first, then the ones to fail over to. */
-function serverPlans(cc: ClientConfig, socket: SocketOptions, caCerts: string[]): LegPlan[][] {
+function serverPlans(
+  cc: ClientConfig,
+  socket: SocketOptions,
+  caCerts: string[],
+  authKey: string,
+): LegPlan[][] {
   const spec = (url: string): DialSpec => ({
     url: new URL(url),
     tls: cc.tls,
@@ -124,6 +129,8 @@ function serverPlans(cc: ClientConfig, socket: SocketOptions, caCerts: string[])
     socket,
     timeoutMs: cc.dialTimeoutMs,
     caCerts,
+    http: { upload: cc.httpUpload, padding: cc.httpPadding },
+    authKey,
   });
   // One bidirectional leg when both directions go to the same URL, else one leg each way.
   const plans = (up: string, down: string): LegPlan[] =>

@@ -55,6 +55,7 @@ export async function startServer(
   try {
     parts.listeners = await listenLegGroups(
       cfg.server,
+      cfg.auth.key,
       sockets.leg,
       parts.registry.onHello,
       ownPorts,

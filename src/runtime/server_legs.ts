@@ -9,7 +9,7 @@ import { Role } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
 import type { OnHello } from "../transport/kind.ts";
-import { transportByKind } from "../transport/registry.ts";
+import { kindsServedBy, transportByKind } from "../transport/registry.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import { errText } from "../observe/error_text.ts";
 
@@ -32,6 +32,7 @@ interface LegGroup {
  */
 export async function listenLegGroups(
   sc: ServerConfig,
+  authKey: string,
   socket: SocketOptions,
   onHello: OnHello,
   ownPorts: Set<number>,
@@ -40,21 +41,35 @@ export async function listenLegGroups(
   const listeners: LegListener[] = [];
   try {
     for (const g of legGroups(sc)) {
-      const l = await listenLegs({
+      const spec = {
         addr: g.addr,
         routes: routesOf(g.paths),
         kind: sc.legKind,
         tls: sc.tls,
         socket,
         helloTimeoutMs: 10_000,
-      }, onHello).catch((e) => {
+        padding: sc.httpPadding,
+        authKey,
+      };
+      const failed = (e: unknown): never => {
         throw new Error(
           `cannot listen on ${g.addr} for tunnel legs (${nameOf(g.key)}): ${errText(e)}`,
         );
-      });
+      };
+      const l = await listenLegs(spec, onHello).catch(failed);
       listeners.push(l);
       ownPorts.add(l.addr.port);
       logListening(sc, g, l.addr);
+      if (sc.quic && sc.legKind !== "quic") {
+        // QUIC on UDP at the port the TCP listener got: one listener to the rest of the server.
+        const addr = formatHostPort(l.addr.hostname, l.addr.port);
+        const q = await listenLegs({ ...spec, addr, kind: "quic" }, onHello).catch(failed);
+        listeners[listeners.length - 1] = {
+          addr: l.addr,
+          close: () => Promise.all([l.close(), q.close()]).then(() => {}),
+        };
+        log.info("listening for quic legs on {addr} (UDP), beside them", { addr });
+      }
     }
   } catch (e) {
     for (const l of listeners) await l.close();
@@ -83,8 +98,14 @@ function legGroups(sc: ServerConfig): LegGroup[] {
 function logListening(sc: ServerConfig, g: LegGroup, addr: Deno.NetAddr): void {
   // The config validated the kind against the registry.
   const transport = transportByKind(sc.legKind)!;
-  log.info("listening for {kind} legs on {addr}{paths}", {
-    kind: (sc.tls ? transport.schemes.tls : transport.schemes.plain).slice(0, -1),
+  // WebSocket legs first, then the others the listener takes beside them (HTTP legs).
+  const [kind, ...beside] = kindsServedBy(sc.legKind).map((k) => {
+    const t = transportByKind(k)!;
+    return (sc.tls ? t.schemes.tls : t.schemes.plain).slice(0, -1);
+  });
+  log.info("listening for {kind} legs on {addr}{paths}{beside}", {
+    kind,
+    beside: beside.length ? `; ${beside.join(", ")} legs beside them` : "",
     addr: formatHostPort(addr.hostname, addr.port),
     paths: transport.paths ? ` (${g.paths.map(([p]) => p).join(", ")})` : "",
   });

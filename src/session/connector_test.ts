@@ -39,6 +39,8 @@ function connector(port: number): Connector {
         socket: { nodelay: true, keepalive: false },
         timeoutMs: 5_000,
         caCerts: [],
+        http: { upload: "auto", padding: [0, 0] },
+        authKey: KEY,
       },
     }]],
     onSession: () => assert.fail("no session can come up"),

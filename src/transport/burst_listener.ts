@@ -57,6 +57,8 @@ export interface BurstTlsOptions extends BurstListenOptions {
   cert: string;
   key: string;
   socket: SocketOptions;
+  /** Application protocols offered in the handshake (ALPN), in order of preference. */
+  alpn?: string[];
 }
 
 export interface BurstListener<C extends Deno.Conn = Deno.TcpConn> {
@@ -101,6 +103,7 @@ export function listenBurstTls(
         port: p,
         cert: opts.cert,
         key: opts.key,
+        ...(opts.alpn ? { alpnProtocols: opts.alpn } : {}),
         ...(reusePort ? { reusePort } : {}),
       }));
   const l = serveGroup(bindGroup(hostname, port, opts.sockets ?? MAX_SOCKETS, bindTls));

@@ -1,14 +1,15 @@
 /**
- * Client side of legs: dial the URL (or the edge IP), optionally TLS with our own server name and
- * CA, then hand the connection to the transport the URL's scheme names (see registry.ts), which
- * sends the hello. The welcome is read by the session layer from the leg's first bytes. Clients that
- * skip certificate verification use the runtime's TLS for the names it was started to skip
- * (runtime_tls.ts) and node:tls for others.
+ * Client side of legs: the transport the URL's scheme names (see registry.ts) opens the
+ * connections its leg needs through a connector made here, which dials the URL (or the edge IP),
+ * optionally TLS with our own server name, CA and ALPN, and sends the hello. The welcome is read by
+ * the session layer from the leg's first bytes. Clients that skip certificate verification use the
+ * runtime's TLS for the names it was started to skip (runtime_tls.ts) and node:tls for others.
  */
 
 import type { TlsClientConfig } from "../config/model.ts";
+import type { HttpLegShape, OpenedConn } from "./kind.ts";
 import type { Leg } from "./leg.ts";
-import { type ByteConn, type SocketOptions, TransportError, tuneSocket } from "./socket.ts";
+import { type SocketOptions, TransportError, tuneSocket } from "./socket.ts";
 import { connectInsecureTls } from "./node_tls.ts";
 import { transportByScheme } from "./registry.ts";
 import { runtimeSkipsVerify } from "./runtime_tls.ts";
@@ -27,6 +28,10 @@ export interface DialSpec {
   timeoutMs: number;
   /** PEM contents of tls.caFile, read once by the caller. */
   caCerts: string[];
+  /** How HTTP legs are shaped (`client.http_*`). */
+  http: HttpLegShape;
+  /** The shared key (QUIC derives the server identity it trusts from it). Never logged. */
+  authKey: string;
 }
 
 /** Whether legs dialled by `spec` present the session's route to balancers (as a cookie). */
@@ -59,33 +64,36 @@ export async function dialLeg(
   const port = Number(spec.url.port) || defaultPort(spec.url);
   const transport = transportByScheme(spec.url.protocol);
   if (!transport) throw new TransportError(`no transport for ${spec.url.protocol}`);
-  const conn = await connectWithTimeout(hostname, port, spec);
-  try {
-    return await transport.t.dial(conn, {
-      url: spec.url,
-      hostHeader: spec.hostHeader,
-      route: presentsRoute(spec) ? { name: spec.routeCookie, value: route } : null,
-      sessionId,
-      hello,
-      label,
-      timeoutMs: spec.timeoutMs,
-    });
-  } catch (e) {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-    throw e;
-  }
+  return await transport.t.dial((alpn) => connectWithTimeout(hostname, port, spec, alpn), {
+    url: spec.url,
+    target: { hostname, port, sni: spec.tls.sni, caCerts: spec.caCerts, timeoutMs: spec.timeoutMs },
+    authKey: spec.authKey,
+    hostHeader: spec.hostHeader,
+    route: presentsRoute(spec) ? { name: spec.routeCookie, value: route } : null,
+    sessionId,
+    hello,
+    label,
+    timeoutMs: spec.timeoutMs,
+    http: spec.http,
+  });
 }
 
 async function connectWithTimeout(
   hostname: string,
   port: number,
   spec: DialSpec,
-): Promise<ByteConn> {
+  alpn: readonly string[] = [],
+): Promise<OpenedConn> {
   const serverName = tlsServerName(spec.url, spec.tls);
   if (usesTls(spec.url) && spec.tls.insecureSkipVerify && !runtimeSkipsVerify(serverName)) {
-    return connectInsecureTls(hostname, port, serverName, spec.socket.nodelay, spec.timeoutMs);
+    return connectInsecureTls(
+      hostname,
+      port,
+      serverName,
+      spec.socket.nodelay,
+      spec.timeoutMs,
+      alpn,
+    );
   }
   const signal = AbortSignal.timeout(spec.timeoutMs);
   let tcp: Deno.TcpConn;
@@ -96,12 +104,16 @@ async function connectWithTimeout(
     throw e;
   }
   tuneSocket(tcp, spec.socket);
-  if (!usesTls(spec.url)) return tcp;
+  if (!usesTls(spec.url)) return { conn: tcp, alpn: null };
   const timer = setTimeout(() => tcp.close(), spec.timeoutMs);
   try {
-    const conn = await Deno.startTls(tcp, { hostname: serverName, caCerts: spec.caCerts });
-    await conn.handshake();
-    return conn;
+    const conn = await Deno.startTls(tcp, {
+      hostname: serverName,
+      caCerts: spec.caCerts,
+      alpnProtocols: [...alpn],
+    });
+    const info = await conn.handshake();
+    return { conn, alpn: info.alpnProtocol };
   } finally {
     clearTimeout(timer);
   }

@@ -1,6 +1,6 @@
 /**
  * What Go's net/http server answers when its handler is a ServeMux with nothing registered, for the
- * WebSocket front (ws_server.ts) to give every request it does not upgrade, so that the port cannot
+ * HTTP/1.1 front (http_front.ts) to give every request it does not upgrade, so that the port cannot
  * be told apart from a Go web server by what it answers, when, and whether it keeps the
  * connection. The front feeds a GoRequest the lines of a request head; the request then says
  * whether Go would refuse it outright (`refusal`), and how Go would answer it and go on
@@ -200,6 +200,11 @@ export class GoRequest {
   /** Whether a handler sees the request: an Expect it cannot meet, Go answers itself (417). */
   get reachesHandler(): boolean {
     return this.#expect !== "other";
+  }
+
+  /** Whether Go keeps the connection after a handler answered (shouldClose's opposite). */
+  get keepsAlive(): boolean {
+    return this.#keepAlive10 || (this.major === 1 && this.minor >= 1 && !this.#close);
   }
 
   /** Whether Go would take this request as HTTP/1.1 or later (ProtoAtLeast(1, 1)). */

@@ -1,39 +1,29 @@
 /**
- * Server listeners for legs on TCP or TLS sockets. The transport of `server.transport` (see
- * registry.ts) reads each connection's hello its own way; the session layer decides from the
- * hello whether the leg is admitted, and a refused peer learns nothing.
+ * Server listeners for legs on TCP or TLS sockets, by `server.transport`: a raw front, where the
+ * transport of that kind reads each connection's hello its own way, or the HTTP front ("ws"),
+ * where every transport served by it (WebSocket upgrades, HTTP legs; see registry.ts) is offered
+ * each request, over HTTP/1.1 or, when TLS agrees on it, HTTP/2; or a listener the transport runs
+ * itself (QUIC, on UDP). The session layer decides from
+ * the hello whether the leg is admitted, and a refused peer learns nothing.
  */
 
-import type { TlsServerConfig } from "../config/model.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
-import type { OnHello, Transport } from "./kind.ts";
-import { type ByteConn, type SocketOptions, tuneSocket } from "./socket.ts";
+import type { LegListener, LegListenSpec, OnHello } from "./kind.ts";
+import { type ByteConn, tuneSocket } from "./socket.ts";
 import { listenBurst, listenBurstTls } from "./burst_listener.ts";
-import { transportByKind } from "./registry.ts";
+import { transportByKind, TRANSPORTS } from "./registry.ts";
+import { checksHello, type HttpFront, serveHttp1 } from "./http_front.ts";
+import { serveHttp2 } from "./h2_front.ts";
 
-export interface LegListenSpec {
-  addr: string;
-  /**
-   * Paths served at this address with the leg roles each accepts; a transport without paths
-   * accepts the roles of all of them.
-   */
-  routes: Map<string, ReadonlySet<number>>;
-  /** `server.transport`: a kind in the transport registry. */
-  kind: string;
-  tls: TlsServerConfig | null;
-  socket: SocketOptions;
-  /** How long a peer may take to send its hello (or its upgrade request). */
-  helloTimeoutMs: number;
-}
+export type { LegListener, LegListenSpec };
 
-export interface LegListener {
-  readonly addr: Deno.NetAddr;
-  close(): Promise<void>;
-}
+/** Serves one accepted connection; `alpn` is what TLS agreed on (null without TLS). */
+type ConnServer = (conn: ByteConn, peer: string, alpn: string | null) => Promise<void>;
 
 export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise<LegListener> {
-  const transport = transportByKind(spec.kind);
-  if (!transport) throw new Error(`unknown transport "${spec.kind}"`);
+  const own = transportByKind(spec.kind);
+  if (!own || own.listener !== spec.kind) throw new Error(`unknown transport "${spec.kind}"`);
+  if (own.listen) return own.listen(spec, onHello);
   const { hostname, port } = parseHostPort(spec.addr);
   const tls = spec.tls
     ? {
@@ -41,18 +31,51 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
       key: await Deno.readTextFile(spec.tls.keyFile),
     }
     : null;
+  let serve: ConnServer;
+  let stopFront = () => {};
+  let alpn: string[] | undefined;
+  if (own.accept) {
+    const accept = own.accept.bind(own);
+    const req = { routes: spec.routes, onHello, helloTimeoutMs: spec.helloTimeoutMs };
+    serve = (conn, peer) => accept(conn, peer, req);
+  } else {
+    const front: HttpFront = { handlers: [], routes: spec.routes, helloChecked: false };
+    const ctx = { onHello: checksHello(front, onHello), padding: spec.padding };
+    front.handlers = TRANSPORTS.filter((t) => t.listener === spec.kind && t.serveHttp)
+      .map((t) => t.serveHttp!(ctx));
+    stopFront = () => front.handlers.forEach((h) => h.close());
+    serve = (conn, peer, alpn) =>
+      alpn === "h2"
+        ? serveHttp2(conn, peer, front, spec.helloTimeoutMs)
+        : serveHttp1(conn, peer, front, spec.helloTimeoutMs);
+    // As Go's net/http server does over TLS: HTTP/2 first.
+    alpn = ["h2", "http/1.1"];
+  }
   const open = new Set<ByteConn>();
-  const onConn = (conn: ByteConn, remote: Deno.NetAddr) => {
+  const onConn = (
+    conn: ByteConn,
+    remote: Deno.NetAddr,
+    handshake?: () => Promise<string | null>,
+  ) => {
     open.add(conn);
-    // accept() handles its own errors; the catch is the last guard so no peer can crash us.
-    accept(conn, remote, spec, transport, onHello).catch(() => close(conn))
+    const peer = `${spec.kind} ${formatHostPort(remote.hostname, remote.port)}`;
+    // The servers handle their own errors; the catch is the last guard so no peer can crash us.
+    (handshake ? withHandshake(conn, handshake, spec.helloTimeoutMs) : Promise.resolve(null))
+      .then((agreed) => serve(conn, peer, agreed))
+      .catch(() => close(conn))
       .finally(() => open.delete(conn));
   };
   let addr: Deno.NetAddr;
   let stop: () => void;
   if (tls) {
-    const l = listenBurstTls(hostname, port, { ...tls, socket: spec.socket });
-    l.serve((conn) => onConn(conn, conn.remoteAddr as Deno.NetAddr));
+    const l = listenBurstTls(hostname, port, { ...tls, socket: spec.socket, alpn });
+    l.serve((conn) =>
+      onConn(
+        conn,
+        conn.remoteAddr as Deno.NetAddr,
+        alpn ? async () => (await conn.handshake()).alpnProtocol : undefined,
+      )
+    );
     addr = l.addr;
     stop = () => l.close();
   } else {
@@ -69,29 +92,25 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
     addr,
     close: () => {
       stop();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* gone */ }
-      }
+      stopFront();
+      for (const c of open) close(c);
       return Promise.resolve();
     },
   };
 }
 
-async function accept(
+/** The TLS handshake (for what ALPN agreed on), bounded as the hello is. */
+async function withHandshake(
   conn: ByteConn,
-  remote: Deno.NetAddr,
-  spec: LegListenSpec,
-  transport: Transport,
-  onHello: OnHello,
-) {
-  const peer = `${spec.kind} ${formatHostPort(remote.hostname, remote.port)}`;
-  await transport.accept(conn, peer, {
-    routes: spec.routes,
-    onHello,
-    helloTimeoutMs: spec.helloTimeoutMs,
-  });
+  handshake: () => Promise<string | null>,
+  timeoutMs: number,
+): Promise<string | null> {
+  const timer = setTimeout(() => close(conn), timeoutMs);
+  try {
+    return await handshake();
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function close(conn: ByteConn): void {

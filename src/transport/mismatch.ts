@@ -5,7 +5,7 @@
  * or hangs up. The first bytes of a connection give it away: a frame header (our magic "HT" and a
  * version byte) on a WebSocket listener, an HTTP request line on a raw `tcp` one.
  *
- * Only the log learns of it: the peer is answered as any other bad request is (see ws_server.ts
+ * Only the log learns of it: the peer is answered as any other bad request is (see http_front.ts
  * on looking like an ordinary web server). The line is written once per source and minute however
  * many connections come (log_limiter.ts), by one limiter for the whole process.
  */
@@ -18,10 +18,14 @@ import { sourceOf } from "./peer.ts";
 const log = getLogger(["half-tunnel", "listen"]);
 const limiter = new LogLimiter();
 
-/** Each transport as an operator sets it: its `server.transport` value, Backhaul names, schemes. */
+/**
+ * Each listener as an operator sets it: its `server.transport` value, and the Backhaul names and
+ * URL schemes of the transports it takes.
+ */
 export const TRANSPORT_NAMES = {
   tcp: 'tcp (Backhaul "tcp"/"tcpmux", URL tcp:// or tls://)',
-  ws: 'ws (Backhaul "ws"/"wsmux"/"wss"/"wssmux", URL ws:// or wss://)',
+  ws: 'ws (Backhaul "ws"/"wsmux"/"wss"/"wssmux", URL ws://, wss://, http:// or https://)',
+  quic: 'quic (Backhaul "udp", URL quic://)',
 } as const;
 
 export type Spoken = keyof typeof TRANSPORT_NAMES;

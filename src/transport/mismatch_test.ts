@@ -23,13 +23,13 @@ Deno.test("a hello frame is tcp, an HTTP request ws, anything else neither", () 
   assert.equal(spokenBy(new Uint8Array(0)), null);
 });
 
-Deno.test("each transport is named with every Backhaul name and URL scheme it answers to", () => {
+Deno.test("each listener is named with every Backhaul name and URL scheme it takes", () => {
   for (const t of TRANSPORTS) {
-    const name = transportName(t.kind);
-    assert.equal(name, TRANSPORT_NAMES[t.kind as keyof typeof TRANSPORT_NAMES], t.kind);
-    assert.ok(name.startsWith(`${t.kind} (`), name);
+    const name = transportName(t.listener);
+    assert.equal(name, TRANSPORT_NAMES[t.listener as keyof typeof TRANSPORT_NAMES], t.kind);
+    assert.ok(name.startsWith(`${t.listener} (`), name);
     for (const b of t.backhaul) assert.match(name, new RegExp(`"${b.name}"`), name);
     for (const s of [t.schemes.plain, t.schemes.tls]) assert.ok(name.includes(`${s}//`), name);
   }
-  assert.equal(transportName("quic"), "quic");
+  assert.equal(transportName("kcp"), "kcp");
 });

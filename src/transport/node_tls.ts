@@ -8,6 +8,7 @@
  */
 
 import * as tls from "node:tls";
+import type { OpenedConn } from "./kind.ts";
 import { type ByteConn, TransportError } from "./socket.ts";
 
 const PAUSE_AT = 1024 * 1024;
@@ -18,13 +19,15 @@ export function connectInsecureTls(
   servername: string,
   nodelay: boolean,
   timeoutMs: number,
-): Promise<ByteConn> {
+  alpn: readonly string[],
+): Promise<OpenedConn> {
   return new Promise((resolve, reject) => {
     const sock = tls.connect({
       host: hostname,
       port,
       servername: servername.match(/^[\d.:]+$/) ? undefined : servername,
       rejectUnauthorized: false,
+      ...(alpn.length ? { ALPNProtocols: [...alpn] } : {}),
     });
     const timer = setTimeout(() => {
       sock.destroy();
@@ -33,7 +36,7 @@ export function connectInsecureTls(
     sock.once("secureConnect", () => {
       clearTimeout(timer);
       sock.setNoDelay(nodelay);
-      resolve(new NodeTlsConn(sock));
+      resolve({ conn: new NodeTlsConn(sock), alpn: sock.alpnProtocol || null });
     });
     sock.once("error", (e) => {
       clearTimeout(timer);

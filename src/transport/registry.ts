@@ -6,14 +6,31 @@
  */
 
 import type { BackhaulName, Transport } from "./kind.ts";
+import { httpTransport } from "./http_transport.ts";
+import { quicTransport } from "./quic_transport.ts";
 import { tcpTransport } from "./tcp_transport.ts";
 import { wsTransport } from "./ws_transport.ts";
 
-export const TRANSPORTS: readonly Transport[] = [tcpTransport, wsTransport];
+export const TRANSPORTS: readonly Transport[] = [
+  tcpTransport,
+  wsTransport,
+  httpTransport,
+  quicTransport,
+];
 
-/** The transport of a `server.transport` value. */
+/** The transport of a kind (a `server.transport` value, or a kind served by one). */
 export function transportByKind(kind: string): Transport | undefined {
   return TRANSPORTS.find((t) => t.kind === kind);
+}
+
+/** The `server.transport` values: the kinds that have listeners of their own. */
+export function listenerKinds(): string[] {
+  return TRANSPORTS.filter((t) => t.listener === t.kind).map((t) => t.kind);
+}
+
+/** The kinds of the transports a `server.transport` listener takes legs of. */
+export function kindsServedBy(listener: string): string[] {
+  return TRANSPORTS.filter((t) => t.listener === listener).map((t) => t.kind);
 }
 
 /** The transport a URL scheme ("ws:", "tls:", …) dials, and whether it is over TLS. */
@@ -27,7 +44,7 @@ export function transportByScheme(protocol: string): { t: Transport; tls: boolea
 
 /** Every URL scheme some transport dials. */
 export function allSchemes(): string[] {
-  return TRANSPORTS.flatMap((t) => [t.schemes.plain, t.schemes.tls]);
+  return [...new Set(TRANSPORTS.flatMap((t) => [t.schemes.plain, t.schemes.tls]))];
 }
 
 /** A Backhaul transport name and the transport that carries it. */

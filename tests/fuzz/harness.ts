@@ -5,7 +5,8 @@
  */
 
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
-import { readAll, within, writeAll } from "../helpers/net.ts";
+import { readAll, within } from "../helpers/net.ts";
+import { type ByteConn, writeAll } from "../../src/transport/socket.ts";
 import { caseSeed, hexDump, Rng } from "./rng.ts";
 
 /** What one case sent, for failure reports. */
@@ -238,7 +239,7 @@ export class Inbox {
   #wake: (() => void) | null = null;
   readonly done: Promise<void>;
 
-  constructor(private conn: Deno.Conn, private keep = 4 * 1024 * 1024) {
+  constructor(private conn: ByteConn, private keep = 4 * 1024 * 1024) {
     this.done = this.#pump();
   }
 
@@ -308,7 +309,7 @@ export class Inbox {
 }
 
 /** Closes a connection, ignoring that it may be closed already, and waits for its inbox. */
-export async function shut(conn: Deno.Conn, inbox?: Inbox): Promise<void> {
+export async function shut(conn: ByteConn, inbox?: Inbox): Promise<void> {
   try {
     conn.close();
   } catch { /* closed */ }
@@ -316,7 +317,7 @@ export async function shut(conn: Deno.Conn, inbox?: Inbox): Promise<void> {
 }
 
 /** Writes `b` in random-sized pieces (sometimes yielding between them) or all at once. */
-export async function writeChunked(conn: Deno.Conn, b: Uint8Array, rng: Rng): Promise<void> {
+export async function writeChunked(conn: ByteConn, b: Uint8Array, rng: Rng): Promise<void> {
   if (!rng.chance(0.3)) return writeAll(conn, b);
   for (let off = 0; off < b.length;) {
     const n = Math.min(b.length - off, rng.range(1, 256));

@@ -5,10 +5,12 @@
  *
  *   frames     tunnel frames on a raw TCP leg after a real hello/welcome
  *   websocket  WebSocket frames on a leg after a valid upgrade with a valid hello cookie
- *   upgrade    the WebSocket upgrade request itself and its hello cookie
+ *   upgrade    the HTTP front's requests (WebSocket upgrades, HTTP legs' GETs) and the hello cookie
  *   socks5     greetings, RFC 1929 auth and CONNECT requests to the client's SOCKS5 entry
  *   config     mutated YAML and TOML files from configs/ fed to parseConfigText
  *   http       mutated HTTP/1.1 heads and chunked bodies fed to the src/http/ codec (http_codec.ts)
+ *   quic       the hello and frames on a QUIC leg's stream, after a real QUIC handshake
+ *   h2         mutated HTTP/2 client openings fed to the src/http/ HTTP/2 server in memory (h2_codec.ts)
  *
  * Safety: every stream target the tunnel could be made to dial is predicted before sending, with
  * the project's own parsers (FrameReader, WsFrameParser, the SOCKS5 parsers), and an input whose
@@ -49,8 +51,12 @@ import { encodeHelloCookie } from "../../src/transport/hello_cookie.ts";
 import { findHeadEnd } from "../../src/http/head.ts";
 import { WsFrameParser } from "../../src/transport/ws_leg.ts";
 import { httpTarget } from "./http_codec.ts";
+import { h2Target } from "./h2_codec.ts";
 import { echoServer, type TestServer, writeAll } from "../helpers/net.ts";
 import { startTunnel, TEST_KEY, type Tunnel } from "../helpers/tunnel.ts";
+import type { ByteConn } from "../../src/transport/socket.ts";
+import { QuicByteConn } from "../../src/transport/quic_conn.ts";
+import { clientQuicIdentity } from "../../src/transport/quic_identity.ts";
 import {
   echoThroughTunnel,
   type FuzzTarget,
@@ -543,7 +549,7 @@ interface TunnelRig {
 }
 
 async function openTunnelRig(
-  kind: "tcp" | "ws",
+  kind: "tcp" | "ws" | "quic",
   client = "",
 ): Promise<TunnelRig> {
   const echo = echoServer();
@@ -573,6 +579,8 @@ async function framesCase(
   recent: Known[],
   rng: Rng,
   t: Transcript,
+  dial: (port: number) => Promise<ByteConn> = (port) =>
+    Deno.connect({ hostname: "127.0.0.1", port }),
 ): Promise<void> {
   const addrs = r.tunnel.server.legAddrs;
   const port = rng.pick(addrs).port;
@@ -584,7 +592,7 @@ async function framesCase(
     t.note("hello mutations", m.ops.join(" "));
   }
   const early = rng.chance(0.04);
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = await dial(port);
   const inbox = new Inbox(conn);
   try {
     // A mutated hello may be refused (and the socket closed) before all of it is written.
@@ -654,6 +662,31 @@ const framesTarget: FuzzTarget = {
     const r = await openTunnelRig("tcp");
     const recent: Known[] = [];
     return { ...tunnelRigBase(r), run: (rng, t) => framesCase(r, recent, rng, t) };
+  },
+};
+
+/**
+ * The same frames on a QUIC leg: a QUIC connection with the key's derived identity and its first
+ * stream, where the hello goes as on raw TCP.
+ */
+const quicTarget: FuzzTarget = {
+  name: "quic",
+  about: "the first bytes (hello) and frames on a QUIC leg's stream, after a real QUIC handshake",
+  async open() {
+    const r = await openTunnelRig("quic");
+    const recent: Known[] = [];
+    const id = await clientQuicIdentity(TEST_KEY);
+    const dial = async (port: number): Promise<ByteConn> => {
+      const conn = await Deno.connectQuic<false>({
+        hostname: "127.0.0.1",
+        port,
+        serverName: id.serverName,
+        caCerts: [id.caPem],
+        alpnProtocols: ["h3"],
+      });
+      return new QuicByteConn(conn, await conn.createBidirectionalStream(), conn.endpoint);
+    };
+    return { ...tunnelRigBase(r), run: (rng, t) => framesCase(r, recent, rng, t, dial) };
   },
 };
 
@@ -1097,7 +1130,12 @@ async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
   const port = addrs[which].port;
   const path = which === 0 ? "/upstream" : "/downstream";
   const plan = planHello(rng, [], t);
-  const lines = upgradeLines(path, `127.0.0.1:${port}`, wsKey(rng), encodeHelloCookie(plan.hello));
+  let lines = upgradeLines(path, `127.0.0.1:${port}`, wsKey(rng), encodeHelloCookie(plan.hello));
+  // An HTTP leg's GET is the same request without the upgrade's fields.
+  if (rng.chance(0.3)) {
+    lines = lines.filter((l) => !/^(Upgrade|Connection|Sec-WebSocket-)/.test(l));
+    t.note("kind", "HTTP leg GET");
+  }
   let bytes: Uint8Array = te.encode(mutateRequest(rng, lines, plan.hello, t));
   if (rng.chance(0.3)) {
     const m = mutateBytes(rng, bytes, [], 3);
@@ -1152,6 +1190,17 @@ async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
       if (body !== want) throw new Error(`unexpected 404 body ${JSON.stringify(body)}`);
       return;
     }
+    if (head.startsWith("HTTP/1.1 200 ")) {
+      // An HTTP leg's download: a chunked body whose first chunk is the welcome.
+      if (!/\r\nTransfer-Encoding: chunked\r\n/i.test(head + "\r\n")) {
+        throw new Error(`a leg's GET answered without chunked coding: ${JSON.stringify(head)}`);
+      }
+      const chunk = `${WELCOME_FRAME_LEN.toString(16)}\r\n`.length + WELCOME_FRAME_LEN;
+      if (!await inbox.wait(() => inbox.bytes.length >= headEnd + 4 + chunk, PROBE_MS)) {
+        if (!inbox.eof) throw new Error("200 but no welcome");
+      }
+      return;
+    }
     if (!head.startsWith("HTTP/1.1 101 ")) {
       throw new Error(`unexpected response ${JSON.stringify(head.slice(0, 200))}`);
     }
@@ -1168,7 +1217,7 @@ async function upgradeCase(r: TunnelRig, rng: Rng, t: Transcript) {
 
 const upgradeTarget: FuzzTarget = {
   name: "upgrade",
-  about: "the WebSocket upgrade request (request line, headers) and the hello cookie",
+  about: "the HTTP front's requests (WebSocket upgrades, HTTP legs' GETs) and the hello cookie",
   async open() {
     const r = await openTunnelRig("ws");
     return { ...tunnelRigBase(r), run: (rng, t) => upgradeCase(r, rng, t) };
@@ -1658,7 +1707,9 @@ export const TARGETS: readonly FuzzTarget[] = [
   framesTarget,
   websocketTarget,
   upgradeTarget,
+  quicTarget,
   socksTarget,
   configTarget,
   httpTarget,
+  h2Target,
 ];

@@ -50,14 +50,18 @@ export async function sendRepeated(
   await conn.closeWrite();
 }
 
-/** Reads to EOF, hashing; returns byte count and sha256. */
-export async function drain(conn: Deno.Conn): Promise<{ bytes: number; sha256: string }> {
+/** Reads to EOF, hashing; returns byte count and sha256. `progress` sees each read's size. */
+export async function drain(
+  conn: Deno.Conn,
+  progress?: (n: number) => void,
+): Promise<{ bytes: number; sha256: string }> {
   const h = createHash("sha256");
   const buf = new Uint8Array(256 * 1024);
   let bytes = 0;
   for (let n; (n = await conn.read(buf)) !== null;) {
     h.update(buf.subarray(0, n));
     bytes += n;
+    progress?.(n);
   }
   return { bytes, sha256: h.digest("hex") };
 }
@@ -124,6 +128,30 @@ export function echoServer(): TestServer {
 /** Sends `total` bytes of `block` to each connection, then closes. */
 export function sourceServer(block: Uint8Array, total: number): TestServer {
   return serveTcp((c) => sendRepeated(c, block, total));
+}
+
+/** Hashes what each connection sends up to its half-close, then closes it. */
+export function sinkServer(): TestServer & {
+  /** Per connection, in order of arrival: how many bytes it sent and their sha256. */
+  readonly results: Promise<{ bytes: number; sha256: string }>[];
+  /** Bytes received so far, over all connections. */
+  readonly received: number;
+} {
+  const results: Promise<{ bytes: number; sha256: string }>[] = [];
+  let received = 0;
+  const server = serveTcp((c) => {
+    const got = drain(c, (n) => received += n);
+    results.push(got);
+    return got.then(() => {});
+  });
+  return {
+    port: server.port,
+    close: () => server.close(),
+    results,
+    get received() {
+      return received;
+    },
+  };
 }
 
 /** Waits until something accepts TCP connections on 127.0.0.1:`port` (at most 10 s). */

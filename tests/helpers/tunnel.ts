@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { loadYamlSupport, parseConfigText } from "../../src/config/load.ts";
 import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { readAll, within, writeAll } from "./net.ts";
+import { type FaultProxy, startFaultProxy } from "./fault_proxy.ts";
 import type { Config } from "../../src/config/model.ts";
 import { type RunningServer, startServer } from "../../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../../src/runtime/client.ts";
@@ -24,9 +25,14 @@ export function config(role: "server" | "client", yaml: string, key = TEST_KEY):
   });
 }
 
+/** URL schemes of a client's legs on a `ws` server (`quic` with `server.quic: true`). */
+export type LegScheme = "ws" | "wss" | "http" | "https" | "quic";
+
 export interface Tunnel {
   server: RunningServer;
   client: RunningClient;
+  /** The fault proxies in front of the server's leg listeners, with `faults: true`. */
+  faults: { up: FaultProxy; down: FaultProxy } | null;
   /** SOCKS5 proxy address of the client. */
   socks: { hostname: string; port: number };
   close(): Promise<void>;
@@ -44,12 +50,21 @@ export async function echoWorks(
   c.close();
 }
 
-/** Forward tunnel over WebSocket legs (split by default) with the exit allowed to dial loopback. */
+/**
+ * Forward tunnel over WebSocket legs (split by default) with the exit allowed to dial loopback.
+ * `legs` picks the client's URL schemes (upstream, downstream) on a `ws` server: e.g.
+ * ["http", "ws"] for an HTTP upstream leg beside a WebSocket downstream one. `via` puts something
+ * between them (a proxy): given the server's leg ports, it returns the ports the client dials;
+ * `faults` puts a fault proxy in front of each leg listener (`Tunnel.faults`).
+ */
 export async function startTunnel(opts: {
   server?: string;
   client?: string;
   split?: boolean;
-  kind?: "ws" | "tcp";
+  kind?: "ws" | "tcp" | "quic";
+  legs?: [LegScheme, LegScheme];
+  via?: (up: number, down: number) => Promise<readonly number[]>;
+  faults?: boolean;
 } = {}): Promise<Tunnel> {
   const kind = opts.kind ?? "ws";
   const split = opts.split ?? true;
@@ -60,25 +75,52 @@ export async function startTunnel(opts: {
         opts.server?.includes("allow_private") ? "" : "  allow_private: true\n"
       }${opts.server ?? ""}`,
   ));
-  const [up, down] = server.legAddrs;
-  const scheme = kind === "ws" ? "ws" : "tcp";
-  const upUrl = `${scheme}://127.0.0.1:${up.port}/upstream`;
-  const downUrl = split ? `${scheme}://127.0.0.1:${(down ?? up).port}/downstream` : upUrl;
-  const client = await startClient(config(
-    "client",
-    `client:\n  upstream_url: ${upUrl}\n  downstream_url: ${downUrl}\n  socks5:\n    listen: 127.0.0.1:0\n${
-      opts.client ?? ""
-    }`,
-  ));
-  await client.mux(10_000);
-  const a = client.entries[0].addr;
+  const [up, down = up] = server.legAddrs;
+  const faults = opts.faults
+    ? {
+      up: startFaultProxy({ target: { hostname: "127.0.0.1", port: up.port } }),
+      down: startFaultProxy({ target: { hostname: "127.0.0.1", port: down.port } }),
+    }
+    : null;
+  const stopFaults = async () => {
+    await faults?.up.close();
+    await faults?.down.close();
+  };
+  let client: RunningClient | null = null;
+  try {
+    const [upPort, downPort = upPort] = opts.via
+      ? await opts.via(up.port, down.port)
+      : faults
+      ? [faults.up.port, faults.down.port]
+      : [up.port, down.port];
+    const [upScheme, downScheme] = kind !== "ws" ? [kind, kind] : opts.legs ?? ["ws", "ws"];
+    const upUrl = `${upScheme}://127.0.0.1:${upPort}/upstream`;
+    const downUrl = split ? `${downScheme}://127.0.0.1:${downPort}/downstream` : upUrl;
+    client = await startClient(config(
+      "client",
+      `client:\n  upstream_url: ${upUrl}\n  downstream_url: ${downUrl}\n  socks5:\n    listen: 127.0.0.1:0\n${
+        opts.client ?? ""
+      }`,
+    ));
+    await client.mux(10_000);
+  } catch (e) {
+    // A tunnel that never came up leaves nothing running behind the failed test.
+    await client?.close();
+    await server.close();
+    await stopFaults();
+    throw e;
+  }
+  const running = client;
+  const a = running.entries[0].addr;
+  let closing: Promise<void> | null = null;
   return {
     server,
-    client,
+    client: running,
     socks: { hostname: a.hostname, port: a.port },
-    async close() {
-      await client.close();
-      await server.close();
+    faults,
+    close() {
+      // Once: a test may close it early (to read what a proxy logged) and again in its cleanup.
+      return closing ??= running.close().then(() => server.close()).then(stopFaults);
     },
   };
 }

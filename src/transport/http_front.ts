@@ -1,21 +1,22 @@
 /**
- * Server side of WebSocket legs over our own sockets: a minimal HTTP/1.1 front that upgrades only
- * requests that carry a valid hello (in a cookie) on a configured path. Everything else, probes,
+ * The HTTP/1.1 front of a leg listener (`server.transport = "ws"`) on our own sockets: it reads
+ * requests and offers each to the HTTP transports' handlers (kind.ts `HttpLegServer`): WebSocket
+ * upgrades carrying a valid hello, HTTP legs' GETs and POSTs. Everything no handler takes, probes,
  * wrong paths and wrong keys alike, is answered as Go's net/http would answer it (go_http.ts): the
  * same plain 404, on a connection kept alive for the next request, pipelined ones included, with
  * Go's head limit; so the port looks like an ordinary site in what it says, when, and for how long.
  *
- * Time too: a request that never reaches the hello check (no cookie, a malformed one, a wrong path
+ * Time too: a request that never reaches a hello check (no cookie, a malformed one, a wrong path
  * or method) does the work of one (`equalTime`), so that a refused hello is not answered later
  * than any other request. `scripts/probe_timing.ts` measures this against a running server.
  */
 
 import { decodeHelloCookie, encodeHelloCookie } from "./hello_cookie.ts";
 import { type ByteConn, writeAll } from "./socket.ts";
-import { WsLeg } from "./ws_leg.ts";
-import type { OnHello } from "./kind.ts";
-import { wsAccept } from "./ws_accept.ts";
+import type { HttpLegServer } from "./kind.ts";
+import { H1Exchange } from "./h1_exchange.ts";
 import { RequestReader } from "../http/request_reader.ts";
+import type { Field } from "../http/head.ts";
 import {
   BAD_REQUEST,
   fieldValue,
@@ -29,34 +30,74 @@ import { HELLO_LEN, mac, randomBytes } from "../protocol/handshake.ts";
 import { noteForeignBytes } from "./mismatch.ts";
 
 /**
- * The most of a request head kept in memory, per connection: a hello's upgrade request is small.
- * A larger head (Go takes up to MAX_HEAD) is only scanned, and is never a hello.
+ * The most of a request head kept in memory, per connection: a hello's request is small. A larger
+ * head (Go takes up to MAX_HEAD) is only scanned, and is never a hello.
  */
 const KEEP = 16 * 1024;
 /** Go's rstAvoidanceDelay: how long it waits after half-closing before it closes (431). */
 const LINGER_MS = 500;
-
-const te = new TextEncoder();
+/** Request bodies larger than what is buffered are read into a buffer this large. */
+const BODY_READ = 256 * 1024;
 
 /**
- * Reads requests on one connection until one upgrades to a leg, or the connection ends: the peer
+ * The handlers of one listener, and whether the request being offered reached a hello check
+ * (the handlers' onHello sets it, see `checksHello`).
+ */
+export interface HttpFront {
+  handlers: HttpLegServer[];
+  routes: Map<string, ReadonlySet<number>>;
+  helloChecked: boolean;
+}
+
+/** Wraps a hello check so that the front learns a request reached it (for equal time). */
+export function checksHello<A extends unknown[], R>(
+  front: { helloChecked: boolean },
+  check: (...a: A) => R,
+): (...a: A) => R {
+  return (...a) => {
+    front.helloChecked = true;
+    return check(...a);
+  };
+}
+
+/**
+ * Offers a request to the handlers: the promise of the one that took it (true: the connection
+ * may go on), or null when none did, after the work of a hello check if none was reached.
+ */
+export function offer(
+  front: HttpFront,
+  take: (h: HttpLegServer) => Promise<boolean> | null,
+): Promise<boolean> | null {
+  front.helloChecked = false;
+  for (const h of front.handlers) {
+    const p = take(h);
+    if (p) return p;
+  }
+  if (!front.helloChecked) equalTime();
+  return null;
+}
+
+/**
+ * Reads requests on one connection until a handler keeps it, or the connection ends: the peer
  * closes, a request is refused (400, 431…, as Go closes then), asks to close (`Connection: close`,
  * HTTP/1.0), or the time runs out. `timeoutMs` bounds each request from its first byte to its
  * answer and the wait for the next one: as Go's ReadTimeout does, and its IdleTimeout, which takes
  * ReadTimeout's value unless set (the net/http documentation's example server runs with 10 s, the
  * listener's hello timeout). An idle connection so holds its buffer no longer than a silent one.
+ * A request a handler takes is bounded by the handler.
  */
-export async function serveWsUpgrade(
+export async function serveHttp1(
   conn: ByteConn,
   peer: string,
-  routes: Map<string, ReadonlySet<number>>,
-  check: OnHello,
+  front: HttpFront,
   timeoutMs: number,
 ): Promise<void> {
   const reader = new RequestReader(
     firstBytesTo(conn, (b) => noteForeignBytes(peer, "ws", b)),
     KEEP,
   );
+  let scratch: Uint8Array | null = null;
+  const bodyBuffer = () => scratch ??= new Uint8Array(BODY_READ);
   let timer = setTimeout(() => close(conn), timeoutMs);
   try {
     for (;;) {
@@ -70,33 +111,22 @@ export async function serveWsUpgrade(
         ? req.refusal()
         : BAD_REQUEST;
       if (refusal) return await refuse(conn, refusal);
-      const up = r.kind === "head" && r.kept !== null && req.reachesHandler
-        ? upgradeOf(r.kept, req, routes)
+      const ex = r.kind === "head" && r.kept !== null && req.reachesHandler
+        ? exchangeOf(r.kept, req, conn, reader, peer, front.routes, bodyBuffer)
         : null;
-      const cookie = up ? decodeHelloCookie(up.cookie) : null;
-      if (up && cookie) {
-        const attach = check(cookie.hello, peer, up.roles, cookie.others);
-        if (attach) {
-          clearTimeout(timer);
-          await writeAll(
-            conn,
-            te.encode(
-              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-                `Sec-WebSocket-Accept: ${wsAccept(up.key)}\r\n\r\n`,
-            ),
-          );
-          attach(new WsLeg(conn, peer, false, reader.rest()));
-          return;
-        }
+      const taken = ex ? offer(front, (h) => h.take(ex)) : (equalTime(), null);
+      if (taken) {
+        clearTimeout(timer);
+        if (!await taken) return;
+        if (!ex!.reusable) return close(conn);
       } else {
-        equalTime();
-      }
-      let o = req.notFound();
-      if (!await reader.skip(o.drainBefore)) o = req.notFound(true);
-      await writeAll(conn, o.answer);
-      if (o.then !== "next") {
-        await reader.skip(o.drainAfter);
-        return o.then === "linger" ? await linger(conn) : close(conn);
+        let o = req.notFound();
+        if (!await reader.skip(o.drainBefore)) o = req.notFound(true);
+        await writeAll(conn, o.answer);
+        if (o.then !== "next") {
+          await reader.skip(o.drainAfter);
+          return o.then === "linger" ? await linger(conn) : close(conn);
+        }
       }
       // Idle until the next request's first byte (unless it came already), then its own bound.
       clearTimeout(timer);
@@ -135,35 +165,37 @@ function firstBytesTo(conn: ByteConn, onFirst: (b: Uint8Array) => void): ByteCon
   };
 }
 
-interface Upgrade {
-  roles: ReadonlySet<number>;
-  key: string;
-  cookie: string | null;
-}
-
 /**
- * The WebSocket upgrade a head (kept whole, its lines already checked) asks for on one of our
- * paths, or null.
+ * The exchange of a head (kept whole, its lines already checked). The fields are split for every
+ * request: a wrong path or method is no quicker to refuse.
  */
-function upgradeOf(
+function exchangeOf(
   head: string,
   req: GoRequest,
+  conn: ByteConn,
+  reader: RequestReader,
+  peer: string,
   routes: Map<string, ReadonlySet<number>>,
-): Upgrade | null {
-  // The fields are read for every request: a wrong path or method is no quicker to refuse.
+  bodyBuffer: () => Uint8Array,
+): H1Exchange {
   const [requestLine, ...lines] = head.split(/\r?\n/);
-  const fields = new Map<string, string>();
+  const fields: Field[] = [];
   for (const l of lines) {
     const i = l.indexOf(":");
-    if (i > 0) fields.set(l.slice(0, i).toLowerCase(), fieldValue(l, i));
+    if (i > 0) fields.push([l.slice(0, i).toLowerCase(), fieldValue(l, i)]);
   }
-  const roles = routes.get(requestLine.split(" ")[1].split("?")[0]);
-  const key = fields.get("sec-websocket-key");
-  const isUpgrade = !!roles && !!key && req.method === "GET" && req.major === 1 &&
-    req.minor === 1 && fields.get("upgrade")?.toLowerCase() === "websocket" &&
-    /\bupgrade\b/i.test(fields.get("connection") ?? "") &&
-    fields.get("sec-websocket-version") === "13";
-  return isUpgrade ? { roles: roles!, key: key!, cookie: fields.get("cookie") ?? null } : null;
+  const path = requestLine.split(" ")[1].split("?")[0];
+  return new H1Exchange(
+    conn,
+    reader,
+    req.method,
+    path,
+    req.http11 ? routes.get(path) ?? null : null,
+    peer,
+    fields,
+    bodyBuffer,
+    req.keepsAlive,
+  );
 }
 
 // Inputs of the equal-time work: a hello-sized cookie, a hello, a key of this process used for
