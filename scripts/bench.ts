@@ -125,7 +125,7 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   try {
-    cert = names.some((n) => n.includes("wss")) ? await selfSignedCert() : null;
+    cert = names.some((n) => /wss|https/.test(n)) ? await selfSignedCert() : null;
     for (const name of names) {
       console.error(`starting ${name}`);
       const p = await startPath(name, { target: target.port, tmp, cert }).catch((e) =>

@@ -1,11 +1,14 @@
 /**
- * Smoke test of `deno task bench`: a quick run on two paths must produce the JSON report with
- * numbers for every requested path and bytes actually moved. No speed is asserted.
+ * Smoke test of `deno task bench`: a quick run must produce the JSON report with numbers for
+ * every requested path and bytes actually moved, over WebSocket and HTTP legs, direct and through
+ * nginx. No speed is asserted.
  */
 
 import assert from "node:assert/strict";
+import { needs } from "./helpers/tools.ts";
 
-Deno.test("bench --quick reports every requested path with bytes moved", async () => {
+/** Runs `bench --quick` on `paths` and checks the report; returns its results. */
+async function quickBench(paths: string[]): Promise<Record<string, unknown>[]> {
   const dir = await Deno.makeTempDir({ prefix: "ht-bench-test-" });
   const json = `${dir}/bench.json`;
   try {
@@ -16,7 +19,7 @@ Deno.test("bench --quick reports every requested path with bytes moved", async (
         "scripts/bench.ts",
         "--quick",
         "--paths",
-        "direct,ws",
+        paths.join(","),
         "--seconds",
         "0.3",
         "--json",
@@ -32,16 +35,32 @@ Deno.test("bench --quick reports every requested path with bytes moved", async (
     assert.match(text, /\| path \|/);
     const report = JSON.parse(await Deno.readTextFile(json));
     assert.equal(typeof report.version, "string");
-    assert.deepEqual(report.results.map((r: { path: string }) => r.path), ["direct", "ws"]);
+    assert.deepEqual(report.results.map((r: { path: string }) => r.path), paths);
     for (const r of report.results) {
+      assert.equal(r.skipped, undefined, `${r.path} ran`);
       assert.equal(r.checksOk, true, r.path);
       assert.ok(r.bytes > 0, `${r.path} moved bytes`);
-      for (const k of ["up1", "down1", "connPerSec", "rttP50us"]) {
+      for (const k of ["up1", "down1", "connPerSec", "rttP50us", "rttP99us"]) {
         assert.equal(typeof r[k], "number", `${r.path}.${k}`);
       }
+      // The tunnel's processes are read from /proc; `direct` has none.
+      if (r.path !== "direct") assert.equal(typeof r.cpuSecPerGB, "number", `${r.path} CPU`);
     }
-    assert.equal(typeof report.results[1].connVsDirect, "number");
+    return report.results;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("bench --quick reports every requested path with bytes moved", async () => {
+  const results = await quickBench(["direct", "ws", "http", "http-stream"]);
+  assert.equal(typeof results[1].connVsDirect, "number");
+});
+
+Deno.test({
+  name: "bench --quick runs WebSocket and HTTP legs through nginx",
+  ignore: await needs("nginx", "nginx"),
+  async fn() {
+    await quickBench(["ws-nginx", "http-nginx"]);
+  },
 });

@@ -1,7 +1,8 @@
 /**
  * The paths the benchmark compares, each started once: `direct`, a `socat` relay, `ssh -D` when
- * sshd is available, and half-tunnel's forward (SOCKS5) and reverse (published port) paths as real
- * processes. A path is a way to open a TCP connection that ends at the target service.
+ * sshd is available, and half-tunnel's forward (SOCKS5: WebSocket or HTTP legs, direct or through
+ * nginx) and reverse (published port) paths as real processes. A path is a way to open a TCP
+ * connection that ends at the target service.
  */
 
 import { DEPLOYED_ENV } from "../../src/service/unit.ts";
@@ -23,10 +24,29 @@ export interface Path {
   stop(): Promise<void>;
 }
 
+/**
+ * The forward paths: the legs' URL scheme, both legs on one port and path or each on its own
+ * (split), legs through nginx, and HTTP legs' `client.http_upload` where not the default (`auto`:
+ * packet-up over HTTP/1.1, stream-up over HTTP/2).
+ */
+const FORWARD: Record<string, {
+  scheme: "ws" | "wss" | "http" | "https";
+  split: boolean;
+  nginx?: boolean;
+  upload?: "stream";
+}> = {
+  ws: { scheme: "ws", split: false },
+  wss: { scheme: "wss", split: false },
+  split: { scheme: "ws", split: true },
+  http: { scheme: "http", split: true },
+  "http-stream": { scheme: "http", split: true, upload: "stream" },
+  https: { scheme: "https", split: true },
+  "ws-nginx": { scheme: "ws", split: true, nginx: true },
+  "http-nginx": { scheme: "http", split: true, nginx: true },
+};
+
 export const TUNNEL_PATHS = [
-  "ws",
-  "wss",
-  "split",
+  ...Object.keys(FORWARD),
   "rev-tcp",
   "rev-tcpmux",
   "rev-ws",
@@ -100,26 +120,72 @@ async function stop(p: NodeProcess): Promise<void> {
 
 /**
  * Starts a tunnel server and client from their config files, in the environment a systemd or
- * Docker install gives them (DEPLOYED_ENV), and waits until `connect` works.
+ * Docker install gives them (DEPLOYED_ENV), and waits until `connect` works. `between` are
+ * processes already started on the legs' way (a relay, a proxy): stopped with the path.
  */
 async function startPair(
   name: string,
   files: { server: string; client: string },
   role: boolean,
   connect: () => Promise<Deno.TcpConn>,
+  between: NodeProcess[] = [],
 ): Promise<Path> {
   const env = { HT_LOG_LEVEL: "warning", ...DEPLOYED_ENV };
   const args = (file: string, r: "server" | "client") =>
     role ? [r, "--config", file] : ["-c", file];
   const s = spawnNode(args(files.server, "server"), env);
   const c = spawnNode(args(files.client, "client"), env);
-  await ready(connect, [s, c], name);
+  const all = [s, c, ...between];
+  try {
+    await ready(connect, all, name);
+  } catch (e) {
+    await Promise.all(all.map((p) => stop(p).catch(() => {})));
+    throw e;
+  }
   return {
     name,
     pids: { server: s.pid, client: c.pid },
     connect,
-    stop: async () => void await Promise.all([stop(c), stop(s)]),
+    stop: async () => void await Promise.all(all.map(stop)),
   };
+}
+
+/**
+ * nginx as a plain reverse proxy in front of each leg port (`[listen, to]` pairs): WebSocket
+ * upgrades passed on, and neither responses nor request bodies buffered, as HTTP legs' streaming
+ * GET and stream-up POST need. One worker. Its CPU is not in the path's CPU s/GB, which is the
+ * tunnel's own cost.
+ */
+async function startNginx(dir: string, legs: [number, number][]): Promise<NodeProcess> {
+  await Deno.mkdir(dir);
+  // Upstream connections are kept alive for requests that are not upgrades (HTTP legs' POSTs),
+  // as an nginx in front of a busy site would run.
+  const servers = legs.map(([listen, to], i) => `
+    upstream leg${i} {
+        server 127.0.0.1:${to};
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:${listen};
+        location / {
+            proxy_pass http://leg${i};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }
+    }`).join("");
+  await Deno.writeTextFile(
+    `${dir}/nginx.conf`,
+    `worker_processes 1;\ndaemon off;\npid nginx.pid;\nerror_log stderr warn;\n` +
+      `events {\n    worker_connections 4096;\n}\nhttp {\n    access_log off;\n` +
+      `    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }` +
+      `${servers}\n}\n`,
+  );
+  return spawnProcess(["nginx", "-e", "stderr", "-p", dir, "-c", `${dir}/nginx.conf`]);
 }
 
 /** Starts a path, or returns a reason it cannot run here. */
@@ -151,11 +217,14 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     if (!await hasCommand("sshd") || !await hasCommand("ssh")) return "sshd/ssh are not installed";
     return "ssh -D needs a running sshd with a key for this user; not set up here";
   }
-  if (["ws", "wss", "split"].includes(name)) {
-    const [legA, other, socks] = freePorts(3);
-    const legB = name === "split" ? other : legA;
-    const tls = name === "wss" ? ctx.cert : null;
-    const scheme = tls ? "wss" : "ws", host = tls ? "localhost" : "127.0.0.1";
+  const fwd = FORWARD[name];
+  if (fwd) {
+    if (fwd.nginx && !await hasCommand("nginx")) return "nginx is not installed";
+    const [legA, other, socks, frontA, frontB] = freePorts(fwd.nginx ? 5 : 3);
+    const legB = fwd.split ? other : legA;
+    const tls = fwd.scheme === "wss" || fwd.scheme === "https" ? ctx.cert : null;
+    const host = tls ? "localhost" : "127.0.0.1";
+    const [urlA, urlB] = fwd.nginx ? [frontA, frontB] : [legA, legB];
     const server = await write(
       "server.yaml",
       `auth:\n  key: ${key}\nserver:\n  upstream_addr: 127.0.0.1:${legA}\n  downstream_addr: 127.0.0.1:${legB}\n  allow_private: true\n` +
@@ -163,12 +232,13 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     );
     const client = await write(
       "client.yaml",
-      `auth:\n  key: ${key}\nclient:\n  upstream_url: ${scheme}://${host}:${legA}/upstream\n  downstream_url: ${scheme}://${host}:${legB}/${
-        name === "split" ? "downstream" : "upstream"
+      `auth:\n  key: ${key}\nclient:\n  upstream_url: ${fwd.scheme}://${host}:${urlA}/upstream\n  downstream_url: ${fwd.scheme}://${host}:${urlB}/${
+        fwd.split ? "downstream" : "upstream"
       }\n  socks5:\n    listen: 127.0.0.1:${socks}\n` +
+        (fwd.upload ? `  http_upload: ${fwd.upload}\n` : "") +
         (tls ? `  tls:\n    ca_file: ${tls.certFile}\n` : ""),
     );
-    return await startPair(name, { server, client }, true, async () => {
+    const connect = async () => {
       const conn = await socks5Connect(
         { hostname: "127.0.0.1", port: socks },
         "127.0.0.1",
@@ -176,7 +246,11 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
       );
       conn.setNoDelay(true);
       return conn;
-    });
+    };
+    const proxy = fwd.nginx
+      ? [await startNginx(`${ctx.tmp}/${name}-nginx`, [[frontA, legA], [frontB, legB]])]
+      : [];
+    return await startPair(name, { server, client }, true, connect, proxy);
   }
   if (name.startsWith("rev-")) {
     // "rev-tcpmux-50ms": the legs cross a relay adding 25 ms each way (a long path).
@@ -205,9 +279,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
         relay ? relayPort : bind
       }"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\n`,
     );
-    const path = await startPair(name, { server, client }, false, tcp(published));
-    if (!relay) return path;
-    return { ...path, stop: async () => void await Promise.all([path.stop(), stop(relay)]) };
+    return await startPair(name, { server, client }, false, tcp(published), relay ? [relay] : []);
   }
   return `unknown path ${name}`;
 }
