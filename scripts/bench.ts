@@ -5,15 +5,18 @@
  * and `socat` from the same run, as a Markdown table and optionally JSON.
  *
  *   deno task bench [--quick] [--paths direct,socat,ws,...] [--seconds N] [--rounds N] [--json FILE]
- *                   [--udp]
+ *                   [--udp] [--loss]
  *
  * A full run (no --quick, no --paths) and `--udp` also measure UDP: iperf3 loss at 200 Mbit/s and
- * DNS round trips through socat and the reverse tunnel (see bench/udp.ts).
+ * DNS round trips through socat and the reverse tunnel (see bench/udp.ts). `--loss` (root) adds
+ * the lossy-link paths, TCP and QUIC legs across a routed veth link without and with 1% drop, to
+ * the paths named (alone: only those; see bench/loss.ts); the report then ends with their ratios.
  */
 
 import { parseArgs } from "node:util";
 import { startTarget } from "./bench/target.ts";
-import { ALL_PATHS, type Path, startPath } from "./bench/paths.ts";
+import { ALL_PATHS, isLossPath, LOSS_PATHS, type Path, startPath } from "./bench/paths.ts";
+import { DROP_PROBABILITY, type LossNet, startLossNet } from "./bench/loss.ts";
 import { selfSignedCert, type TempCert } from "../tests/helpers/tls.ts";
 import {
   connRate,
@@ -54,6 +57,10 @@ export interface PathResult {
   socatUp8?: number;
   socatDown8?: number;
   connVsDirect?: number;
+  /** `*-loss` paths: the share of the leg's packets the drop rule took, in %. */
+  droppedPercent?: number;
+  /** `*-loss` paths: the mean size of those packets (GSO batches count as one), in bytes. */
+  dropUnitBytes?: number;
 }
 
 async function machine(): Promise<string> {
@@ -87,6 +94,31 @@ export function table(results: PathResult[]): string {
   return [head, sep, ...rows].join("\n");
 }
 
+/** Pairs compared in the same run when both ran: [path, reference]. */
+const COMPARISONS: [string, string][] = [
+  ["quic", "tcp"],
+  ["rev-quic", "rev-tcpmux"],
+  ["quic-veth", "tcp-veth"],
+  ["quic-loss", "quic-veth"],
+  ["tcp-loss", "tcp-veth"],
+  ["quic-loss", "tcp-loss"],
+];
+
+/** Throughput ratios of the COMPARISONS pairs that ran, as a Markdown table (empty if none). */
+export function comparisonTable(results: PathResult[]): string {
+  const by = new Map(results.filter((r) => !r.skipped).map((r) => [r.path, r]));
+  const keys = ["up1", "down1", "up8", "down8"] as const;
+  const rows = COMPARISONS.filter(([a, b]) => by.has(a) && by.has(b)).map(([a, b]) =>
+    `| ${a} ÷ ${b} | ${keys.map((k) => fmt(by.get(a)![k]! / by.get(b)![k]!)).join(" | ")} |`
+  );
+  if (!rows.length) return "";
+  return [
+    "| throughput ratio | 1 stream up | 1 stream down | 8 streams up | 8 streams down |",
+    "|---|---|---|---|---|",
+    ...rows,
+  ].join("\n");
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -97,15 +129,18 @@ async function main(): Promise<number> {
       rounds: { type: "string" },
       json: { type: "string" },
       udp: { type: "boolean", default: false },
+      loss: { type: "boolean", default: false },
     },
   });
   const quick = values.quick!;
   const seconds = Number(values.seconds ?? (quick ? 0.5 : 1.5));
   const rounds = Number(values.rounds ?? (quick ? 1 : 2));
-  const names = values.paths ? values.paths.split(",") : ALL_PATHS;
+  const named = values.paths ? values.paths.split(",") : values.loss ? [] : ALL_PATHS;
+  const names = [...new Set([...named, ...(values.loss ? LOSS_PATHS : [])])];
+  const known = [...ALL_PATHS, ...LOSS_PATHS];
   for (const n of names) {
-    if (!ALL_PATHS.includes(n)) {
-      console.error(`unknown path "${n}"; known: ${ALL_PATHS.join(", ")}`);
+    if (!known.includes(n)) {
+      console.error(`unknown path "${n}"; known: ${known.join(", ")}`);
       return 2;
     }
   }
@@ -114,23 +149,38 @@ async function main(): Promise<number> {
   const paths = new Map<string, Path>();
   const results = new Map<string, PathResult>();
   let cert: TempCert | null = null;
+  let net: LossNet | null = null;
   const stopAll = async () => {
     await cert?.cleanup().catch(() => {});
     await Promise.all([...paths.values()].map((p) => p.stop().catch(() => {})));
+    // After the paths: the namespace goes (with its veth and drop rules) once nothing runs in it.
+    await net?.close();
     target.close();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   };
   const onSignal = () => {
     stopAll().finally(() => Deno.exit(130));
   };
-  Deno.addSignalListener("SIGINT", onSignal);
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
   try {
     cert = names.some((n) => /wss|https/.test(n)) ? await selfSignedCert() : null;
+    let netFailed = "";
+    if (names.some(isLossPath)) {
+      console.error("setting up the lossy link");
+      net = await startLossNet().catch((e) => {
+        netFailed = `no lossy link: ${e instanceof Error ? e.message : e}`;
+        return null;
+      });
+    }
     for (const name of names) {
       console.error(`starting ${name}`);
-      const p = await startPath(name, { target: target.port, tmp, cert }).catch((e) =>
-        `failed to start: ${e instanceof Error ? e.message.split("\n")[0] : e}`
-      );
+      const p = isLossPath(name) && !net ? netFailed : await startPath(name, {
+        target: target.port,
+        tmp,
+        cert,
+        net,
+      }).catch((e) => `failed to start: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
       if (typeof p === "string") {
         results.set(name, { path: name, skipped: p, checksOk: true, bytes: 0 });
       } else {
@@ -200,6 +250,14 @@ async function main(): Promise<number> {
         `  ${p.name}: ${r.connPerSec.toFixed(0)} conn/s, RTT p50 ${r.rttP50us.toFixed(0)} µs`,
       );
     }
+    for (const p of live) {
+      if (p.lossPort === undefined || !net) continue;
+      const d = await net.dropped(p.lossPort);
+      if (!d.seen) continue;
+      const r = results.get(p.name)!;
+      r.droppedPercent = 100 * d.dropped / d.seen;
+      r.dropUnitBytes = d.bytes / d.seen;
+    }
     const direct = results.get("direct"), socat = results.get("socat");
     const ratio = (a?: number, b?: number) => a !== undefined && b ? a / b : undefined;
     for (const r of results.values()) {
@@ -222,8 +280,21 @@ async function main(): Promise<number> {
       `(loopback; ${rounds} round(s) of ${seconds} s per single-stream sample, medians; forward paths go through the SOCKS5 proxy, reverse paths through a published port)\n`,
     );
     console.log(table(list));
+    const lossy = list.filter((r) => r.droppedPercent !== undefined);
+    if (lossy.length) {
+      const measured = lossy.map((r) =>
+        `${r.path} ${fmt(r.droppedPercent)}% of packets of ${fmt(r.dropUnitBytes, 0)} B mean`
+      );
+      console.log(
+        "\n*-veth, *-loss: server and target in a network namespace, the legs routed to it " +
+          `through another, which in *-loss drops ${100 * DROP_PROBABILITY}% of the leg's ` +
+          `packets each way at random (measured: ${measured.join(", ")})`,
+      );
+    }
+    const ratios = comparisonTable(list);
+    if (ratios) console.log("\n" + ratios);
     let udp: UdpResult[] = [];
-    if (values.udp || (!quick && !values.paths)) {
+    if (values.udp || (!quick && !values.paths && !values.loss)) {
       console.error("starting the UDP paths");
       udp = await udpBench(quick ? 2 : 4, tmp);
       console.log("\n" + udpTable(udp));
@@ -238,7 +309,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
     await stopAll();
   }
 }

@@ -1,11 +1,12 @@
 /**
  * Smoke test of `deno task bench`: a quick run must produce the JSON report with numbers for
- * every requested path and bytes actually moved, over WebSocket and HTTP legs, direct and through
- * nginx. No speed is asserted.
+ * every requested path and bytes actually moved, over WebSocket, QUIC and HTTP legs, direct and
+ * through nginx; and the ratio table compares only pairs that both ran. No speed is asserted.
  */
 
 import assert from "node:assert/strict";
 import { needs } from "./helpers/tools.ts";
+import { comparisonTable, type PathResult } from "../scripts/bench.ts";
 
 /** Runs `bench --quick` on `paths` and checks the report; returns its results. */
 async function quickBench(paths: string[]): Promise<Record<string, unknown>[]> {
@@ -53,7 +54,7 @@ async function quickBench(paths: string[]): Promise<Record<string, unknown>[]> {
 }
 
 Deno.test("bench --quick reports every requested path with bytes moved", async () => {
-  const results = await quickBench(["direct", "ws", "http", "http-stream"]);
+  const results = await quickBench(["direct", "ws", "quic", "http", "http-stream"]);
   assert.equal(typeof results[1].connVsDirect, "number");
 });
 
@@ -63,4 +64,24 @@ Deno.test({
   async fn() {
     await quickBench(["ws-nginx", "http-nginx"]);
   },
+});
+
+Deno.test("bench compares QUIC with TCP legs only when both ran", () => {
+  const row = (path: string, g: number): PathResult => ({
+    path,
+    up1: g,
+    down1: 2 * g,
+    up8: 4 * g,
+    down8: 8 * g,
+    checksOk: true,
+    bytes: 1,
+  });
+  const ratios = comparisonTable([row("tcp", 2), row("quic", 1), row("quic-loss", 0.5)]);
+  assert.match(ratios, /^\| quic ÷ tcp \| 0\.50 \| 0\.50 \| 0\.50 \| 0\.50 \|$/m);
+  // quic-loss has neither its loss-free twin nor tcp-loss here.
+  assert.doesNotMatch(ratios, /quic-loss/);
+  assert.equal(
+    comparisonTable([row("tcp", 2), { path: "quic", skipped: "x", checksOk: true, bytes: 0 }]),
+    "",
+  );
 });

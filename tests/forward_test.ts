@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { socks5Connect, SocksClientError } from "../src/forward/socks5_client.ts";
-import { metrics } from "../src/observe/metrics.ts";
 import { startServer } from "../src/runtime/server.ts";
 import { startClient } from "../src/runtime/client.ts";
 import {
@@ -239,6 +238,7 @@ Deno.test("malformed SOCKS requests are rejected and the proxy keeps serving", a
 
 Deno.test("a client with the wrong key is refused and probes get a plain 404", async () => {
   const t = await startTunnel();
+  const { metrics } = t.runtime;
   const refusedBefore = metrics.handshakesRefused.total();
   const up = t.server.legAddrs[0];
   const wrong = await startClient(config(

@@ -9,7 +9,6 @@
 
 import assert from "node:assert/strict";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
-import { metrics } from "../src/observe/metrics.ts";
 import {
   deriveKeys,
   encodeHello,
@@ -207,7 +206,7 @@ Deno.test("cutting the download's GET mid-transfer loses and duplicates nothing"
   const t = await startTunnel({ legs: ["http", "http"], faults: true, client: QUICK_REDIAL });
   const { down } = t.faults!;
   try {
-    const lost = metrics.legsLost.total();
+    const lost = t.runtime.metrics.legsLost.total();
     const done = download(t.socks, 64 * MiB);
     // The GET's connection: bytes flow down it; the downstream leg's POSTs (acks) send more
     // than they get back.
@@ -220,7 +219,7 @@ Deno.test("cutting the download's GET mid-transfer loses and duplicates nothing"
     );
     await done;
     assert.deepEqual(cuts, MARKS.map(() => 1), "the GET was cut at each mark");
-    assert.ok(metrics.legsLost.total() > lost, "the cut legs were lost and resumed");
+    assert.ok(t.runtime.metrics.legsLost.total() > lost, "the cut legs were lost and resumed");
   } finally {
     await t.close();
   }
@@ -235,7 +234,7 @@ for (const mode of ["packet", "stream"] as const) {
     });
     const { up } = t.faults!;
     try {
-      const lost = metrics.legsLost.total();
+      const lost = t.runtime.metrics.legsLost.total();
       const done = upload(t.socks, 64 * MiB);
       // POST connections carry the bytes up; the upstream leg's GET sends only its head. A POST
       // sent again goes first on a new connection: one past its first POST (at most MAX_POST
@@ -253,10 +252,10 @@ for (const mode of ["packet", "stream"] as const) {
       if (mode === "packet") {
         // A cut POST is sent again on a new connection and taken from where it stopped: the
         // leg itself survives.
-        assert.equal(metrics.legsLost.total(), lost, "no leg was lost");
+        assert.equal(t.runtime.metrics.legsLost.total(), lost, "no leg was lost");
       } else {
         // The one streaming POST is the upload: its leg goes, and the session resumes.
-        assert.ok(metrics.legsLost.total() > lost, "the cut legs were lost and resumed");
+        assert.ok(t.runtime.metrics.legsLost.total() > lost, "the cut legs were lost and resumed");
       }
     } finally {
       await t.close();

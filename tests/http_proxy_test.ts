@@ -11,7 +11,6 @@ import { pattern, readAll, sha256, within, writeAll } from "./helpers/net.ts";
 import { startTunnel, type Tunnel } from "./helpers/tunnel.ts";
 import { selfSignedCert } from "./helpers/tls.ts";
 import { loadYamlSupport, parseConfigText } from "../src/config/load.ts";
-import { renderMetrics } from "../src/observe/metrics.ts";
 
 await loadYamlSupport();
 
@@ -96,7 +95,7 @@ async function withSetup(
 }
 
 Deno.test("http proxy: absolute-form download through curl -x arrives intact", async () => {
-  await withSetup(async (proxy, port) => {
+  await withSetup(async (proxy, port, t) => {
     const r = await curl(["-x", proxy, `http://127.0.0.1:${port}/file`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.length, FILE.length);
@@ -104,7 +103,7 @@ Deno.test("http proxy: absolute-form download through curl -x arrives intact", a
     // The origin sees origin-form with Host from the URL.
     const p = await curl(["-x", proxy, `http://127.0.0.1:${port}/x?y=1`]);
     assert.equal(text(p.stdout), `path /x?y=1 host 127.0.0.1:${port}`);
-    assert.match(renderMetrics(), /entry="http-proxy"/);
+    assert.match(t.runtime.metrics.render(), /entry="http-proxy"/);
   });
 });
 

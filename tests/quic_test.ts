@@ -9,7 +9,6 @@
 
 import assert from "node:assert/strict";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
-import { metrics } from "../src/observe/metrics.ts";
 import { Flag } from "../src/protocol/frame.ts";
 import {
   deriveKeys,
@@ -305,7 +304,7 @@ Deno.test("a QUIC path dark for 3 s during a 64 MiB download: the session resume
     throw e;
   });
   const [path] = relays;
-  const resumedBefore = metrics.sessionsResumed.total();
+  const resumedBefore = t.runtime.metrics.sessionsResumed.total();
   try {
     const transfers = bytes.bothWays((target) => socks5Connect(t.socks, "127.0.0.1", target));
     // Dark in the middle of the download (the first half of the transfers), 3 s.
@@ -315,7 +314,7 @@ Deno.test("a QUIC path dark for 3 s during a 64 MiB download: the session resume
     path.start();
     await transfers;
     assert.ok(
-      metrics.sessionsResumed.total() > resumedBefore,
+      t.runtime.metrics.sessionsResumed.total() > resumedBefore,
       "the session resumed on a new leg",
     );
     assert.ok(path.clients > 1, `legs came from ${path.clients} client addresses`);
@@ -366,7 +365,7 @@ Deno.test("QUIC connections whose stream carries garbage, a frame other than a h
   const echo = echoServer();
   const t = await quicTunnel();
   const ep = new Deno.QuicEndpoint({ hostname: "127.0.0.1" });
-  const refusedBefore = metrics.handshakesRefused.total();
+  const refusedBefore = t.runtime.metrics.handshakesRefused.total();
   try {
     const opts = await quicDial(TEST_KEY, t.server.legAddrs[0].port, ep);
     const id = crypto.getRandomValues(new Uint8Array(16));
@@ -383,7 +382,10 @@ Deno.test("QUIC connections whose stream carries garbage, a frame other than a h
       assert.equal(await sendAndSeeClosed(conn, bytes), REFUSED);
       await echoWorks(t.socks, echo.port);
     }
-    assert.ok(metrics.handshakesRefused.total() > refusedBefore, "the foreign hello was refused");
+    assert.ok(
+      t.runtime.metrics.handshakesRefused.total() > refusedBefore,
+      "the foreign hello was refused",
+    );
     assert.equal(t.server.registry.size, 1, "only the real client's session");
   } finally {
     ep.close();

@@ -11,7 +11,7 @@ import { stringify } from "yaml";
 import { KEYS, keysOf } from "../src/config/schema.ts";
 import { socks5Connect, SocksClientError } from "../src/forward/socks5_client.ts";
 import { Reply } from "../src/protocol/reply.ts";
-import { canReset, resetConn } from "../src/transport/socket_reset.ts";
+import { canReset, ResetBatcher } from "../src/transport/socket_reset.ts";
 import { echoServer, readAll, serveTcp, type TestServer, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
 import { type NodeProcess, spawnProcess, tempConfig } from "./helpers/process.ts";
@@ -327,7 +327,7 @@ async function streamResetLogged(rig: Rig): Promise<string> {
   const mark = rig.client.log.length;
   const ended = rig.ender.ends;
   const c = await socks5Connect(rig.socks, "127.0.0.1", rig.ender.port, SOCKS_AUTH);
-  resetConn(c);
+  new ResetBatcher().reset(c);
   await poll(() => rig.ender.ends > ended, "end of the reset stream's connection");
   await sighup(rig.client);
   return /stream \d+ reset: /.test(rig.client.log.slice(mark)) ? "logged" : "not logged";

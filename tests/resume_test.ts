@@ -5,9 +5,9 @@
 
 import assert from "node:assert/strict";
 import { socks5Connect } from "../src/forward/socks5_client.ts";
-import { metrics } from "../src/observe/metrics.ts";
 import { startServer } from "../src/runtime/server.ts";
 import { startClient } from "../src/runtime/client.ts";
+import { newRuntime, type Runtime } from "../src/runtime/context.ts";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
 import {
   drain,
@@ -36,25 +36,34 @@ interface Rig {
   down: FaultProxy;
   close(): Promise<void>;
   server: Awaited<ReturnType<typeof startServer>>;
+  /** The runtime server and client run on: its metrics count both. */
+  runtime: Runtime;
 }
 
 async function rig(sessionYaml = FAST_SESSION, kind: "ws" | "tcp" = "ws"): Promise<Rig> {
-  const server = await startServer(config(
-    "server",
-    `${sessionYaml}server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  transport: ${kind}\n  allow_private: true\n`,
-  ));
+  const runtime = newRuntime();
+  const server = await startServer(
+    config(
+      "server",
+      `${sessionYaml}server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n  transport: ${kind}\n  allow_private: true\n`,
+    ),
+    runtime,
+  );
   const [sUp, sDown] = server.legAddrs;
   const up = startFaultProxy({ target: { hostname: "127.0.0.1", port: sUp.port } });
   const down = startFaultProxy({
     target: { hostname: "127.0.0.1", port: (sDown ?? sUp).port },
   });
   const scheme = kind === "ws" ? "ws" : "tcp";
-  const client = await startClient(config(
-    "client",
-    `${sessionYaml}client:\n  upstream_url: ${scheme}://127.0.0.1:${up.port}/upstream\n` +
-      `  downstream_url: ${scheme}://127.0.0.1:${down.port}/downstream\n  socks5:\n    listen: 127.0.0.1:0\n` +
-      `  reconnect:\n    initial_delay: 20ms\n    max_delay: 500ms\n`,
-  ));
+  const client = await startClient(
+    config(
+      "client",
+      `${sessionYaml}client:\n  upstream_url: ${scheme}://127.0.0.1:${up.port}/upstream\n` +
+        `  downstream_url: ${scheme}://127.0.0.1:${down.port}/downstream\n  socks5:\n    listen: 127.0.0.1:0\n` +
+        `  reconnect:\n    initial_delay: 20ms\n    max_delay: 500ms\n`,
+    ),
+    runtime,
+  );
   await client.mux(10_000);
   const a = client.entries[0].addr;
   return {
@@ -62,6 +71,7 @@ async function rig(sessionYaml = FAST_SESSION, kind: "ws" | "tcp" = "ws"): Promi
     up,
     down,
     server,
+    runtime,
     async close() {
       await client.close();
       await server.close();
@@ -104,6 +114,7 @@ for (const which of ["upstream", "downstream", "both"] as const) {
       if (which !== "downstream") r.up.cutAll();
       if (which !== "upstream") r.down.cutAll();
     };
+    const { metrics } = r.runtime;
     const replayedBefore = metrics.framesReplayed.total();
     try {
       // Download: the server sends, the client reads.
@@ -145,6 +156,7 @@ Deno.test("a stalled leg (black hole) is noticed by liveness and the transfer co
     const dl = await socks5Connect(r.socks, "127.0.0.1", src.port);
     const got = drain(dl);
     await new Promise((res) => setTimeout(res, 100));
+    const { metrics } = r.runtime;
     const lostBefore = metrics.legsLost.total();
     r.down.stall();
     // Liveness (800 ms) must drop the silent leg; the redial goes through a fresh connection.
@@ -195,20 +207,27 @@ Deno.test("a session whose legs stay away past resume_timeout is closed and its 
 Deno.test("sides with different keepalive intervals keep an idle leg up", async () => {
   // The server checks liveness every 250 ms (dead after 1.5 s); the client only sends its own
   // keepalives every 10 s. The server's keepalives are answered, so the idle leg stays.
-  const server = await startServer(config(
-    "server",
-    `session:\n  keepalive_interval: 250ms\n  liveness_timeout: 1500ms\nserver:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n`,
-  ));
+  const runtime = newRuntime();
+  const server = await startServer(
+    config(
+      "server",
+      `session:\n  keepalive_interval: 250ms\n  liveness_timeout: 1500ms\nserver:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n`,
+    ),
+    runtime,
+  );
   const up = server.legAddrs[0];
-  const client = await startClient(config(
-    "client",
-    `client:\n  upstream_url: ws://127.0.0.1:${up.port}/upstream\n  downstream_url: ws://127.0.0.1:${up.port}/upstream\n  socks5:\n    listen: 127.0.0.1:0\n`,
-  ));
+  const client = await startClient(
+    config(
+      "client",
+      `client:\n  upstream_url: ws://127.0.0.1:${up.port}/upstream\n  downstream_url: ws://127.0.0.1:${up.port}/upstream\n  socks5:\n    listen: 127.0.0.1:0\n`,
+    ),
+    runtime,
+  );
   try {
     await client.mux(10_000);
-    const lost = metrics.legsLost.total();
+    const lost = runtime.metrics.legsLost.total();
     await new Promise((r) => setTimeout(r, 4000));
-    assert.equal(metrics.legsLost.total(), lost, "no leg was dropped as dead");
+    assert.equal(runtime.metrics.legsLost.total(), lost, "no leg was dropped as dead");
   } finally {
     await client.close();
     await server.close();

@@ -14,7 +14,6 @@ import { startReverse } from "./helpers/reverse.ts";
 import { TEST_KEY } from "./helpers/tunnel.ts";
 import { udpEcho } from "./helpers/udp.ts";
 import { writeAll } from "./helpers/net.ts";
-import { metrics } from "../src/observe/metrics.ts";
 
 /** Flows the tables and exits hold at most (`MAX_UDP_FLOWS`, `MAX_FLOW_SOCKETS`). */
 const LIMIT = 1024;
@@ -247,7 +246,8 @@ async function oneNetworkFloods(): Promise<void> {
   const user = new User("127.2.0.1");
   const neighbour = new User("127.3.0.200");
   const exitPort = (a: Uint8Array | null) => a && new DataView(a.buffer, a.byteOffset).getUint16(4);
-  const evicted = (reason: string) => metrics.udpFlowsEvicted.with({ side: "entry", reason }).value;
+  const evicted = (reason: string) =>
+    r.runtime.metrics.udpFlowsEvicted.with({ side: "entry", reason }).value;
   try {
     await r.client.mux(10_000);
     const first = exitPort(await user.ask(to));

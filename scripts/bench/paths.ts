@@ -1,8 +1,10 @@
 /**
  * The paths the benchmark compares, each started once: `direct`, a `socat` relay, `ssh -D` when
- * sshd is available, and half-tunnel's forward (SOCKS5: WebSocket or HTTP legs, direct or through
- * nginx) and reverse (published port) paths as real processes. A path is a way to open a TCP
- * connection that ends at the target service.
+ * sshd is available, and half-tunnel's forward (SOCKS5: WebSocket, HTTP, TCP or QUIC legs, direct
+ * or through nginx) and reverse (published port) paths as real processes. A path is a way to open
+ * a TCP connection that ends at the target service. The `*-veth` and `*-loss` paths are forward
+ * paths whose server and target sit across a veth pair in a network namespace, with 1% of the
+ * leg's packets dropped on `*-loss` (bench/loss.ts).
  */
 
 import { DEPLOYED_ENV } from "../../src/service/unit.ts";
@@ -15,11 +17,14 @@ import {
   spawnNode,
   spawnProcess,
 } from "../../tests/helpers/process.ts";
+import { type LossNet, NS_ADDR } from "./loss.ts";
 
 export interface Path {
   name: string;
   /** Processes whose memory and CPU belong to the path (tunnel client and server). */
   pids: { client?: number; server?: number };
+  /** The leg port whose packets a `*-loss` path drops (to read how many were). */
+  lossPort?: number;
   connect(): Promise<Deno.TcpConn>;
   stop(): Promise<void>;
 }
@@ -27,10 +32,11 @@ export interface Path {
 /**
  * The forward paths: the legs' URL scheme, both legs on one port and path or each on its own
  * (split), legs through nginx, and HTTP legs' `client.http_upload` where not the default (`auto`:
- * packet-up over HTTP/1.1, stream-up over HTTP/2).
+ * packet-up over HTTP/1.1, stream-up over HTTP/2). Raw legs (`tcp`, `quic`) need the server's
+ * `server.transport` of that name, and their URLs have no path.
  */
 const FORWARD: Record<string, {
-  scheme: "ws" | "wss" | "http" | "https";
+  scheme: "ws" | "wss" | "http" | "https" | "tcp" | "quic";
   split: boolean;
   nginx?: boolean;
   upload?: "stream";
@@ -38,6 +44,8 @@ const FORWARD: Record<string, {
   ws: { scheme: "ws", split: false },
   wss: { scheme: "wss", split: false },
   split: { scheme: "ws", split: true },
+  tcp: { scheme: "tcp", split: false },
+  quic: { scheme: "quic", split: false },
   http: { scheme: "http", split: true },
   "http-stream": { scheme: "http", split: true, upload: "stream" },
   https: { scheme: "https", split: true },
@@ -53,9 +61,16 @@ export const TUNNEL_PATHS = [
   "rev-wsmux",
   "rev-wss",
   "rev-wssmux",
+  "rev-quic",
   "rev-tcpmux-50ms",
 ];
 export const ALL_PATHS = ["direct", "socat", "ssh", ...TUNNEL_PATHS];
+/**
+ * `deno task bench --loss`: TCP and QUIC legs over the veth, without and with 1% drop; each is its
+ * FORWARD path (the name before the dash) with the server across the link.
+ */
+export const LOSS_PATHS = ["tcp-veth", "quic-veth", "tcp-loss", "quic-loss"];
+export const isLossPath = (name: string) => LOSS_PATHS.includes(name);
 
 /** `n` distinct free ports: all are held open while choosing, so none repeats. */
 function freePorts(n: number): number[] {
@@ -111,6 +126,8 @@ export interface PathContext {
   target: number;
   tmp: string;
   cert: TempCert | null;
+  /** The namespace of the lossy paths, when one of them runs. */
+  net: LossNet | null;
 }
 
 /** Stops a tunnel process gently (SIGTERM, then SIGKILL after 3 s). */
@@ -119,21 +136,25 @@ async function stop(p: NodeProcess): Promise<void> {
 }
 
 /**
- * Starts a tunnel server and client from their config files, in the environment a systemd or
- * Docker install gives them (DEPLOYED_ENV), and waits until `connect` works. `between` are
- * processes already started on the legs' way (a relay, a proxy): stopped with the path.
+ * Starts a tunnel server (inside `net` when given) and client from their config files, in the
+ * environment a systemd or Docker install gives them (DEPLOYED_ENV), and waits until `connect`
+ * works. `between` are processes already started on the legs' way (a relay, a proxy): stopped with
+ * the path.
  */
 async function startPair(
   name: string,
   files: { server: string; client: string },
   role: boolean,
   connect: () => Promise<Deno.TcpConn>,
-  between: NodeProcess[] = [],
+  { between = [], net = null }: { between?: NodeProcess[]; net?: LossNet | null } = {},
 ): Promise<Path> {
   const env = { HT_LOG_LEVEL: "warning", ...DEPLOYED_ENV };
   const args = (file: string, r: "server" | "client") =>
     role ? [r, "--config", file] : ["-c", file];
-  const s = spawnNode(args(files.server, "server"), env);
+  const serverArgs = args(files.server, "server");
+  const s = net
+    ? net.spawn([Deno.execPath(), "run", "-A", "main.ts", ...serverArgs], env)
+    : spawnNode(serverArgs, env);
   const c = spawnNode(args(files.client, "client"), env);
   const all = [s, c, ...between];
   try {
@@ -217,44 +238,56 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     if (!await hasCommand("sshd") || !await hasCommand("ssh")) return "sshd/ssh are not installed";
     return "ssh -D needs a running sshd with a key for this user; not set up here";
   }
-  const fwd = FORWARD[name];
+  // A lossy path is the FORWARD path its name starts with ("tcp-loss": tcp), its server across
+  // the link.
+  const [base, link] = isLossPath(name) ? name.split("-") : [name];
+  const fwd = FORWARD[base];
   if (fwd) {
+    const net = link ? ctx.net : null;
+    if (link && !net) return "the lossy link is not set up";
     if (fwd.nginx && !await hasCommand("nginx")) return "nginx is not installed";
     const [legA, other, socks, frontA, frontB] = freePorts(fwd.nginx ? 5 : 3);
     const legB = fwd.split ? other : legA;
     const tls = fwd.scheme === "wss" || fwd.scheme === "https" ? ctx.cert : null;
-    const host = tls ? "localhost" : "127.0.0.1";
+    const raw = fwd.scheme === "tcp" || fwd.scheme === "quic";
+    const addr = net ? NS_ADDR : "127.0.0.1", host = tls ? "localhost" : addr;
     const [urlA, urlB] = fwd.nginx ? [frontA, frontB] : [legA, legB];
+    const upPath = raw ? "" : "/upstream";
+    const downPath = raw ? "" : fwd.split ? "/downstream" : "/upstream";
+    if (link === "loss") await net!.drop(fwd.scheme === "quic" ? "udp" : "tcp", legA);
     const server = await write(
       "server.yaml",
-      `auth:\n  key: ${key}\nserver:\n  upstream_addr: 127.0.0.1:${legA}\n  downstream_addr: 127.0.0.1:${legB}\n  allow_private: true\n` +
+      `auth:\n  key: ${key}\nserver:\n` + (raw ? `  transport: ${fwd.scheme}\n` : "") +
+        `  upstream_addr: ${addr}:${legA}\n  downstream_addr: ${addr}:${legB}\n` +
+        "  allow_private: true\n" +
         (tls ? `  tls:\n    cert_file: ${tls.certFile}\n    key_file: ${tls.keyFile}\n` : ""),
     );
     const client = await write(
       "client.yaml",
-      `auth:\n  key: ${key}\nclient:\n  upstream_url: ${fwd.scheme}://${host}:${urlA}/upstream\n  downstream_url: ${fwd.scheme}://${host}:${urlB}/${
-        fwd.split ? "downstream" : "upstream"
-      }\n  socks5:\n    listen: 127.0.0.1:${socks}\n` +
+      `auth:\n  key: ${key}\nclient:\n  upstream_url: ${fwd.scheme}://${host}:${urlA}${upPath}\n` +
+        `  downstream_url: ${fwd.scheme}://${host}:${urlB}${downPath}\n` +
+        `  socks5:\n    listen: 127.0.0.1:${socks}\n` +
         (fwd.upload ? `  http_upload: ${fwd.upload}\n` : "") +
         (tls ? `  tls:\n    ca_file: ${tls.certFile}\n` : ""),
     );
+    const target = net ? net.target : ctx.target;
     const connect = async () => {
-      const conn = await socks5Connect(
-        { hostname: "127.0.0.1", port: socks },
-        "127.0.0.1",
-        ctx.target,
-      );
+      // The exit resolves 127.0.0.1: inside the namespace for the paths across the veth.
+      const conn = await socks5Connect({ hostname: "127.0.0.1", port: socks }, "127.0.0.1", target);
       conn.setNoDelay(true);
       return conn;
     };
-    const proxy = fwd.nginx
+    const between = fwd.nginx
       ? [await startNginx(`${ctx.tmp}/${name}-nginx`, [[frontA, legA], [frontB, legB]])]
       : [];
-    return await startPair(name, { server, client }, true, connect, proxy);
+    const path = await startPair(name, { server, client }, true, connect, { between, net });
+    return link === "loss" ? { ...path, lossPort: legA } : path;
   }
   if (name.startsWith("rev-")) {
     // "rev-tcpmux-50ms": the legs cross a relay adding 25 ms each way (a long path).
-    const [transport, longPath] = name.slice(4).split("-");
+    const [kind, longPath] = name.slice(4).split("-");
+    // Backhaul calls QUIC legs "udp".
+    const transport = kind === "quic" ? "udp" : kind;
     const [bind, published, relayPort] = freePorts(3);
     const tls = transport.startsWith("wss") ? ctx.cert : null;
     const server = await write(
@@ -279,7 +312,9 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
         relay ? relayPort : bind
       }"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\n`,
     );
-    return await startPair(name, { server, client }, false, tcp(published), relay ? [relay] : []);
+    return await startPair(name, { server, client }, false, tcp(published), {
+      between: relay ? [relay] : [],
+    });
   }
   return `unknown path ${name}`;
 }

@@ -3,6 +3,8 @@
  * each connection picks the job, so one tunnel configuration serves every measurement.
  *   'D' + u64 length: send that many pattern bytes.     'U': read to EOF, answer the byte count.
  *   'E': echo.                                          'R': read 1 KiB, answer 1 KiB, close.
+ * Run on its own (`deno run -A scripts/bench/target.ts`) it prints its port: the lossy paths run
+ * one inside their network namespace (bench/loss.ts).
  */
 
 import { listenBurst } from "../../src/transport/burst_listener.ts";
@@ -66,3 +68,5 @@ export function startTarget(): { port: number; close(): void } {
   });
   return { port: l.addr.port, close: () => l.close() };
 }
+
+if (import.meta.main) console.log(startTarget().port);

@@ -11,6 +11,7 @@ import { loadConfig } from "../config/load.ts";
 import { setupLogging } from "../observe/log.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
+import { newRuntime } from "../runtime/context.ts";
 import { socks5Connect } from "../forward/socks5_client.ts";
 import { writeAll } from "../transport/socket.ts";
 import { formatHostPort } from "../transport/address.ts";
@@ -84,7 +85,9 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
     overrides: [...common, ...serverSettings(0, 0)],
   });
   await setupLogging(serverCfg.log.level);
-  const server = await startServer(serverCfg);
+  // Server and client run in this one process, on its one runtime.
+  const rt = newRuntime();
+  const server = await startServer(serverCfg, rt);
   const [up, down] = server.legAddrs;
   const startOn = async (socks: number) =>
     startClient(
@@ -93,6 +96,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
         env: {},
         overrides: [...common, ...clientSettings(up.port, down.port, socks, 0)],
       }),
+      rt,
     );
   const preferred = o.socksPort ?? o.defaultSocksPort ?? DEMO_SOCKS_PORT;
   // A default port another program holds gives way to any free port; a port asked for does not

@@ -1,16 +1,17 @@
 /**
  * Runs a server or client until a signal: SIGINT/SIGTERM shut down cleanly, SIGHUP re-reads the
  * config file (an invalid one is refused and the running config kept; settings that cannot change
- * in place are named and need a restart).
+ * in place are named and need a restart). The process's runtime context (runtime/context.ts) is
+ * made here, once.
  */
 
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/model.ts";
 import { ConfigError, loadConfig, type LoadOptions } from "../config/load.ts";
 import { setupLogging } from "../observe/log.ts";
-import { counterSummary, metrics } from "../observe/metrics.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import { startIdleTrim } from "../runtime/idle_trim.ts";
-import { chunkPool } from "../mux/chunk_pool.ts";
+import { newRuntime } from "../runtime/context.ts";
 import { startServer } from "../runtime/server.ts";
 import { startClient } from "../runtime/client.ts";
 import { appliedText, reloadReport } from "../runtime/reload.ts";
@@ -45,13 +46,13 @@ function guardUnhandled(): () => void {
  * The counters for the log: the bytes carried first (in: out of the tunnel to local sockets; out:
  * into it), which counterSummary leaves to the status page's traffic table, then the others.
  */
-function countersText(): string {
+function countersText(metrics: Metrics): string {
   const bytes = { bytes_in: 0, bytes_out: 0 };
   for (const s of metrics.bytes.series()) {
     if (s.labels.direction === "in") bytes.bytes_in += s.value;
     else bytes.bytes_out += s.value;
   }
-  return JSON.stringify({ ...bytes, ...counterSummary() });
+  return JSON.stringify({ ...bytes, ...metrics.counterSummary() });
 }
 
 export async function run(cfg: Config, load: LoadOptions): Promise<number> {
@@ -63,7 +64,8 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   if (tls) {
     log.info("{stack} carries the legs that skip certificate verification: {why}", { ...tls });
   }
-  const node = cfg.role === "server" ? await startServer(cfg) : await startClient(cfg);
+  const rt = newRuntime();
+  const node = cfg.role === "server" ? await startServer(cfg, rt) : await startClient(cfg, rt);
   log.info("{role} running (config: {src})", { role: cfg.role, src: cfg.source });
 
   const done = Promise.withResolvers<void>();
@@ -100,16 +102,16 @@ export async function run(cfg: Config, load: LoadOptions): Promise<number> {
   // Counters in the journal now and then, so an operator sees drops and resumes without a restart.
   let last = "";
   const report = setInterval(() => {
-    const now = countersText();
+    const now = countersText(rt.metrics);
     if (now !== last) log.info("counters: {m}", { m: now });
     last = now;
   }, COUNTERS_EVERY_MS);
-  const stopTrim = startIdleTrim(() => metrics.bytes.total(), chunkPool);
+  const stopTrim = startIdleTrim(() => rt.metrics.bytes.total(), rt.chunks);
   await done.promise;
   clearInterval(report);
   stopTrim();
   for (const [sig, f] of signals) Deno.removeSignalListener(sig, f);
-  log.info("shutting down; counters: {m}", { m: countersText() });
+  log.info("shutting down; counters: {m}", { m: countersText(rt.metrics) });
   await node.close();
   unguard();
   return 0;

@@ -92,6 +92,8 @@ export interface SessionConfig {
   bufferBudget: number;
   /** A UDP flow idle this long ends. */
   udpIdleTimeoutMs: number;
+  /** Congestion control of QUIC legs, as the runtime names it. */
+  quicCongestion: "default" | "low-latency";
 }
 
 export interface ServerConfig {

@@ -229,6 +229,15 @@ const ROWS = [
     doc: "a UDP flow with no datagram either way for this long ends",
     min: 1000,
   }),
+  key("session.quic_congestion", {
+    kind: "string",
+    to: "session.quicCongestion",
+    default: "default",
+    doc:
+      "QUIC legs' congestion control: `default` (loss-based, fastest on clean paths) or `low-latency` (BBR: keeps its rate under random loss)",
+    values: ["default", "low-latency"],
+    parse: (v) => v as "default" | "low-latency",
+  }),
   key("session.buffer_budget", {
     kind: "size",
     to: "session.bufferBudget",

@@ -9,34 +9,42 @@ import type { Address } from "../protocol/address.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
-import { metrics, type Traffic } from "../observe/metrics.ts";
+import type { Metrics, Traffic } from "../observe/metrics.ts";
 import { dialExit, type ExitPolicy } from "./dialer.ts";
-import { resetConn } from "../transport/socket_reset.ts";
+import type { ResetBatcher } from "../transport/socket_reset.ts";
 import { Reply } from "../protocol/reply.ts";
 
 const log = getLogger(["half-tunnel", "exit"]);
+
+/** What an exit takes from its process: the metrics it counts in and its batch of resets. */
+export interface ExitDeps {
+  readonly metrics: Metrics;
+  readonly resets: ResetBatcher;
+}
 
 /** `policy()` is read per stream so a reloaded config applies to new streams. */
 export function exitHandler(
   policy: () => ExitPolicy,
   traffic: Traffic,
+  deps: ExitDeps,
 ): (s: Stream, target: Address) => void {
+  const { metrics, resets } = deps;
   return async (stream, target) => {
     metrics.streamsOpened.inc();
     try {
       const conn = await dialExit(target.host, target.port, policy());
       if (stream.closed) {
         // The entry gave up, or the session died, while we dialled.
-        resetConn(conn);
+        resets.reset(conn);
         return;
       }
       try {
         await stream.accept();
       } catch (e) {
-        resetConn(conn);
+        resets.reset(conn);
         throw e;
       }
-      stream.attach(connPipe(conn), traffic);
+      stream.attach(connPipe(conn, resets), traffic);
     } catch (e) {
       metrics.streamsFailed.inc();
       const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;

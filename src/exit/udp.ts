@@ -14,6 +14,7 @@ import type { Address } from "../protocol/address.ts";
 import type { Flow } from "../mux/flow.ts";
 import { FlowTable } from "../mux/flow_table.ts";
 import { errText } from "../observe/error_text.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { type ExitPolicy, resolveAllowed } from "./dialer.ts";
 
@@ -32,13 +33,17 @@ const MAX_FLOW_SOCKETS = 1024;
 const SPARE_BUFFERS = 64;
 
 /** `policy()` is read per flow so a reloaded config applies to new flows. */
-export function exitFlowHandler(policy: () => ExitPolicy): (f: Flow, target: Address) => void {
+export function exitFlowHandler(
+  policy: () => ExitPolicy,
+  metrics: Metrics,
+): (f: Flow, target: Address) => void {
   // The exit serves every session alike, so the table is of one source.
   const sockets = new FlowTable({
     max: MAX_FLOW_SOCKETS,
     perSource: MAX_FLOW_SOCKETS,
     where: "exit UDP sockets",
     side: "exit",
+    metrics,
   });
   const descriptors = new Descriptors(MAX_FLOW_SOCKETS);
   // Receive buffers of closed sockets, for new ones: a flood that churns through sockets then

@@ -17,12 +17,19 @@ import { LogLimiter } from "../observe/log_limiter.ts";
 import { acceptSocks5, SocksReply } from "./socks5.ts";
 import { type OpenFlow, serveUdpAssociate } from "./udp_entry.ts";
 import { AmbiguousAddressError } from "../protocol/address.ts";
-import { type EntryStreams, entryStreams, type Traffic } from "../observe/metrics.ts";
+import type { EntryStreams, Metrics, Traffic } from "../observe/metrics.ts";
+import type { ResetBatcher } from "../transport/socket_reset.ts";
 
 const log = getLogger(["half-tunnel", "entry"]);
 
 /** Opens a stream through the tunnel; waits a bounded time for a live session, then rejects. */
 export type OpenStream = (target: Address) => Promise<Stream>;
+
+/** What an entry takes from its process: the metrics it counts in and its batch of resets. */
+export interface EntryDeps {
+  readonly metrics: Metrics;
+  readonly resets: ResetBatcher;
+}
 
 /** What a proxy entry (SOCKS5, HTTP) listening for applications needs. */
 export interface ProxyEntryOptions {
@@ -36,6 +43,7 @@ export interface ProxyEntryOptions {
   traffic: Traffic;
   /** Datagram flows for SOCKS5 UDP ASSOCIATE; without it the command is not supported. */
   openFlow?: OpenFlow;
+  deps: EntryDeps;
 }
 
 export interface Entry {
@@ -46,7 +54,7 @@ export interface Entry {
 export function listenSocks5(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
   const listener = bind(hostname, port, "the SOCKS5 proxy");
-  const streams = entryStreams(opts.traffic);
+  const streams = opts.deps.metrics.entryStreams(opts.traffic);
   listener.serve((conn) => handleSocks(conn, opts, streams));
   log.info("SOCKS5 proxy listening on {addr}", { addr: show(listener.addr) });
   return listener;
@@ -84,7 +92,8 @@ async function handleSocks(
       await req.reply(SocksReply.COMMAND_NOT_SUPPORTED).catch(() => {});
       return safeClose(conn);
     }
-    return await serveUdpAssociate(conn, req, opts.openFlow).catch(() => safeClose(conn));
+    const { metrics } = opts.deps;
+    return await serveUdpAssociate(conn, req, opts.openFlow, metrics).catch(() => safeClose(conn));
   }
   const { host, port } = req.target;
   let stream: Stream;
@@ -101,7 +110,7 @@ async function handleSocks(
     stream.reset("SOCKS5 client went away");
     return safeClose(conn);
   }
-  stream.attach(connPipe(conn), opts.traffic, req.leftover);
+  stream.attach(connPipe(conn, opts.deps.resets), opts.traffic, req.leftover);
 }
 
 export interface ForwardEntryOptions {
@@ -110,12 +119,13 @@ export interface ForwardEntryOptions {
   open: OpenStream;
   socket: SocketOptions;
   traffic: Traffic;
+  deps: EntryDeps;
 }
 
 /** A static forward: every connection to `listen` is carried to `target` on the exit side. */
 export function listenForward(opts: ForwardEntryOptions): Entry {
   const listener = bind(opts.listen.hostname, opts.listen.port, "a static forward");
-  const streams = entryStreams(opts.traffic);
+  const streams = opts.deps.metrics.entryStreams(opts.traffic);
   const opened = () => streams.opened.inc(), failed = () => streams.failed.inc();
   listener.serve(async (conn) => {
     tuneSocket(conn, opts.socket);
@@ -123,7 +133,7 @@ export function listenForward(opts: ForwardEntryOptions): Entry {
       const stream = await opts.open(opts.target);
       // The data goes out with the OPEN: the exit's answer, when it comes, is what counts.
       stream.opened.then(opened, failed);
-      stream.attach(connPipe(conn), opts.traffic);
+      stream.attach(connPipe(conn, opts.deps.resets), opts.traffic);
     } catch (e) {
       failed();
       log.info("forward to {host}:{port} failed: {reason}", { ...opts.target, reason: errText(e) });

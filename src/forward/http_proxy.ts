@@ -31,7 +31,6 @@
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../transport/address.ts";
 import { tuneSocket, writeAll } from "../transport/socket.ts";
-import { resetConn } from "../transport/socket_reset.ts";
 import { type Body, noBody, requestBody, responseBody } from "../http/body.ts";
 import {
   type Field,
@@ -52,7 +51,7 @@ import { parseIPv6 } from "../protocol/address.ts";
 import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
-import { type EntryStreams, entryStreams } from "../observe/metrics.ts";
+import type { EntryStreams } from "../observe/metrics.ts";
 import {
   bind,
   type Entry,
@@ -76,7 +75,7 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 export function listenHttpProxy(opts: ProxyEntryOptions): Entry {
   const { hostname, port } = parseHostPort(opts.listen, "127.0.0.1");
   const listener = bind(hostname, port, "the HTTP proxy");
-  const streams = entryStreams(opts.traffic);
+  const streams = opts.deps.metrics.entryStreams(opts.traffic);
   listener.serve((conn) => {
     serveClient(conn, opts, streams).catch((e) => {
       log.debug("HTTP proxy client {peer} ended: {reason}", {
@@ -331,7 +330,7 @@ async function serveClient(
       }
       const leftover = rd.buffered.slice();
       rd.consume(leftover.length);
-      stream.attach(connPipe(conn), opts.traffic, leftover);
+      stream.attach(connPipe(conn, opts.deps.resets), opts.traffic, leftover);
       return;
     }
     if (!await exchange(conn, rd, stream, req, target, body, opts)) return;
@@ -367,7 +366,7 @@ async function exchange(
       safeClose(conn);
       return false;
     case "reset":
-      resetConn(conn);
+      opts.deps.resets.reset(conn);
       return false;
     case "fail":
       log.info("HTTP proxy {method} {target} failed: {reason}", {
@@ -379,7 +378,7 @@ async function exchange(
         await sendStatus(conn, 502, out.why, { keep: false, head: req.method === "HEAD" });
         safeClose(conn);
       } else {
-        resetConn(conn);
+        opts.deps.resets.reset(conn);
       }
       return false;
   }

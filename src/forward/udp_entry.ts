@@ -13,7 +13,7 @@ import type { Flow } from "../mux/flow.ts";
 import { FlowTable, sourceOf } from "../mux/flow_table.ts";
 import { encodeUdpHeader, parseUdpDatagram, SocksReply, type SocksRequest } from "./socks5.ts";
 import { formatHostPort } from "../transport/address.ts";
-import { metrics } from "../observe/metrics.ts";
+import type { Metrics } from "../observe/metrics.ts";
 
 const log = getLogger(["half-tunnel", "socks5"]);
 
@@ -38,6 +38,7 @@ export async function serveUdpAssociate(
   conn: Deno.TcpConn,
   req: SocksRequest,
   openFlow: OpenFlow,
+  metrics: Metrics,
 ): Promise<void> {
   const local = conn.localAddr as Deno.NetAddr;
   const peer = conn.remoteAddr as Deno.NetAddr;
@@ -59,6 +60,7 @@ export async function serveUdpAssociate(
     perSource: MAX_FLOWS,
     where: `UDP association of ${formatHostPort(peer.hostname, peer.port)}`,
     side: "entry",
+    metrics,
   });
   // Reused: a datagram is in the session before the next is read (the loop waits for an open).
   const buf = new Uint8Array(MAX_UDP);
@@ -115,6 +117,7 @@ export function listenUdpForward(
   listen: { hostname: string; port: number },
   target: Address,
   openFlow: OpenFlow,
+  metrics: Metrics,
 ): { readonly addr: Deno.NetAddr; close(): void } {
   let sock: Deno.DatagramConn;
   try {
@@ -132,6 +135,7 @@ export function listenUdpForward(
     perSource: FLOWS_PER_SOURCE,
     where: `UDP forward ${bound}`,
     side: "entry",
+    metrics,
   });
   // Reused: a datagram is in the session before the next is read (the loop waits for an open).
   const buf = new Uint8Array(MAX_UDP);

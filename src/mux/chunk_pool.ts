@@ -18,8 +18,8 @@ export const CHUNK = 64 * 1024;
 export class ChunkPool {
   #free: ArrayBuffer[] = [];
 
-  /** `keep`: free buffers held for reuse at most; more are freed. */
-  constructor(private keep: number) {}
+  /** `keep`: free buffers held for reuse at most (a process's pool: 16 MiB); more are freed. */
+  constructor(private keep = 256) {}
 
   /** A copy of `bytes` (at most CHUNK long) in a pooled buffer. */
   copy(bytes: Uint8Array): Uint8Array {
@@ -45,6 +45,3 @@ export class ChunkPool {
     return this.#free.length;
   }
 }
-
-/** The process's pool: 16 MiB of free buffers at most. */
-export const chunkPool = new ChunkPool(256);

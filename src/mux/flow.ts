@@ -8,10 +8,17 @@
  */
 
 import { Ctrl, Flag } from "../protocol/frame.ts";
-import { metrics } from "../observe/metrics.ts";
+import type { Cell, Metrics } from "../observe/metrics.ts";
+
+/** What flows take from their process: the metrics they count datagrams in. */
+export interface FlowDeps {
+  readonly metrics: Metrics;
+}
 
 /** The flow's view of its multiplexer. */
 export interface FlowHost {
+  /** Read once, when a flow is made. */
+  readonly deps: FlowDeps;
   readonly maxPayload: number;
   trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean;
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
@@ -19,13 +26,14 @@ export interface FlowHost {
 }
 
 const EMPTY = new Uint8Array(0);
-// Resolved once: counting a datagram is then an addition.
-const SENT = metrics.datagrams.with({ direction: "out" });
-const RECEIVED = metrics.datagrams.with({ direction: "in" });
 /** Datagrams kept for a flow whose sink is not set yet. */
 const EARLY_MAX = 16;
 
 export class Flow {
+  // Resolved once: counting a datagram is then an addition.
+  readonly #sent: Cell;
+  readonly #received: Cell;
+  readonly #dropped: Cell;
   #sink: ((d: Uint8Array) => void) | null = null;
   /** Datagrams that came before a sink was set (the exit still resolving its target). */
   #early: Uint8Array[] = [];
@@ -37,6 +45,10 @@ export class Flow {
   #used = 0;
 
   constructor(readonly id: number, private host: FlowHost, private idleMs: number) {
+    const m = host.deps.metrics;
+    this.#sent = m.datagramsOut;
+    this.#received = m.datagramsIn;
+    this.#dropped = m.datagramsDropped.with();
     this.#arm(idleMs);
   }
 
@@ -66,10 +78,10 @@ export class Flow {
     this.#lastUsed = performance.now();
     this.#used++;
     if (d.length > this.maxDatagram || !this.host.trySend(Flag.CTRL, this.id, d, Ctrl.DGRAM)) {
-      metrics.datagramsDropped.inc();
+      this.#dropped.inc();
       return false;
     }
-    SENT.inc();
+    this.#sent.inc();
     return true;
   }
 
@@ -78,10 +90,10 @@ export class Flow {
     if (this.#closed) return;
     this.#lastUsed = performance.now();
     this.#used++;
-    RECEIVED.inc();
+    this.#received.inc();
     if (this.#sink) this.#sink(d);
     else if (this.#early.length < EARLY_MAX) this.#early.push(d);
-    else metrics.datagramsDropped.inc();
+    else this.#dropped.inc();
   }
 
   /** Ends the flow; `tell` lets the peer know (not when the peer ended it, or the session is gone). */

@@ -21,7 +21,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Flow } from "./flow.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
-import { type Cell, metrics } from "../observe/metrics.ts";
+import type { Cell, Metrics } from "../observe/metrics.ts";
 
 const log = getLogger(["half-tunnel", "udp"]);
 const evictions = new LogLimiter();
@@ -38,6 +38,7 @@ export interface FlowTableOptions {
   where: string;
   /** Which end of the flows this side is, for the metrics' labels. */
   side: FlowSide;
+  metrics: Metrics;
 }
 
 /** A flow's place in one queue of arrival order. */
@@ -114,7 +115,7 @@ export class FlowTable {
   #evicted: Record<Reason, Cell>;
 
   constructor(private opts: FlowTableOptions) {
-    const side = opts.side;
+    const { side, metrics } = opts;
     this.#held = metrics.udpFlows.with({ side });
     this.#evicted = {
       full: metrics.udpFlowsEvicted.with({ side, reason: "full" }),

@@ -6,9 +6,12 @@
 
 import assert from "node:assert/strict";
 import { Ctrl } from "../protocol/frame.ts";
-import { metrics } from "../observe/metrics.ts";
+import { Metrics } from "../observe/metrics.ts";
 import { Flow, type FlowHost } from "./flow.ts";
 import { FlowTable, sourceOf } from "./flow_table.ts";
+
+/** What the flows and tables of these tests count in. */
+const metrics = new Metrics();
 
 /** A multiplexer stand-in that records the control frames flows send. */
 function host(): FlowHost & { closed: number[] } {
@@ -18,6 +21,7 @@ function host(): FlowHost & { closed: number[] } {
   };
   return {
     closed,
+    deps: { metrics },
     maxPayload: 1500,
     trySend: (_f, id, _p, ctrl) => (note(id, ctrl), true),
     send: (_f, id, _p, ctrl) => (note(id, ctrl), Promise.resolve()),
@@ -41,7 +45,7 @@ const D = new Uint8Array([1]);
 
 Deno.test("a full table closes the flow idle longest for a new one; flows in use stay", () => {
   const h = host();
-  const t = new FlowTable({ max: 3, perSource: 3, where: "test", side: "entry" });
+  const t = new FlowTable({ max: 3, perSource: 3, where: "test", side: "entry", metrics });
   const [a, b, c, d, e] = flows(h, t, 5);
   const before = evicted("entry", "full");
   const heldBefore = held("entry");
@@ -72,7 +76,7 @@ Deno.test("a full table closes the flow idle longest for a new one; flows in use
 
 Deno.test("a source at its share gives up its own idle-longest flow, never another source's", () => {
   const h = host();
-  const t = new FlowTable({ max: 4, perSource: 2, where: "test", side: "entry" });
+  const t = new FlowTable({ max: 4, perSource: 2, where: "test", side: "entry", metrics });
   const [x1, x2, y1, x3, x4] = flows(h, t, 5);
   const before = evicted("entry", "source");
   t.add(x1, "198.51.100.0/24");
@@ -90,7 +94,7 @@ Deno.test("a source at its share gives up its own idle-longest flow, never anoth
 
 Deno.test("a closed flow leaves the table; the table keeps working after churn", () => {
   const h = host();
-  const t = new FlowTable({ max: 8, perSource: 4, where: "test", side: "exit" });
+  const t = new FlowTable({ max: 8, perSource: 4, where: "test", side: "exit", metrics });
   const fs = flows(h, t, 1000);
   for (const [i, f] of fs.entries()) t.add(f, `src${i % 3}`, { host: `h${i % 7}`, port: i });
   assert.equal(t.size, 8);

@@ -6,12 +6,14 @@
 import assert from "node:assert/strict";
 import { Ctrl } from "../protocol/frame.ts";
 import { Flow, type FlowHost } from "./flow.ts";
+import { Metrics } from "../observe/metrics.ts";
 
 /** A host whose session has no room for datagrams now; what waits for room still goes. */
 function fullHost(): FlowHost & { sent: number[] } {
   const sent: number[] = [];
   return {
     sent,
+    deps: { metrics: new Metrics() },
     maxPayload: 1500,
     trySend: () => false,
     send: (_f, _id, _p, ctrl) => (sent.push(ctrl!), Promise.resolve()),
@@ -45,6 +47,7 @@ Deno.test("a flow in use outlives its idle period; left idle, it ends and tells 
 Deno.test("a datagram larger than a frame carries is dropped, a flow's largest is sent", () => {
   const sent: number[] = [];
   const h: FlowHost = {
+    deps: { metrics: new Metrics() },
     maxPayload: 1500,
     trySend: (_f, _id, p) => (sent.push(p.length), true),
     send: () => Promise.resolve(),

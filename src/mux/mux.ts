@@ -14,12 +14,15 @@ import {
 import { Ctrl, Flag, FrameError, type FrameHeader } from "../protocol/frame.ts";
 import type { Session, SessionHandler } from "../session/session.ts";
 import type { SessionConfig } from "../config/model.ts";
-import { Stream, type StreamHost } from "./stream.ts";
-import { Flow, type FlowHost } from "./flow.ts";
+import { Stream, type StreamDeps, type StreamHost } from "./stream.ts";
+import { Flow, type FlowDeps, type FlowHost } from "./flow.ts";
 import { Reply } from "../protocol/reply.ts";
 import { errText } from "../observe/error_text.ts";
 
 const log = getLogger(["half-tunnel", "mux"]);
+
+/** What a multiplexer's streams and flows take from their process (its runtime). */
+export type MuxDeps = StreamDeps & FlowDeps;
 
 export interface MuxOptions {
   window: number;
@@ -36,6 +39,7 @@ export interface MuxOptions {
   oneShot?: boolean;
   /** Pool mode control session: the server asks for more pool connections. */
   onPoolWant?: (count: number) => void;
+  deps: MuxDeps;
 }
 
 /** What a multiplexer takes from the session settings. */
@@ -55,6 +59,7 @@ export function muxLimits(s: SessionConfig): MuxLimits {
 }
 
 export class Mux implements SessionHandler, StreamHost, FlowHost {
+  readonly deps: MuxDeps;
   readonly window: number;
   readonly windowMax: number;
   readonly maxPayload: number;
@@ -63,6 +68,7 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
   #nextId: number;
 
   constructor(readonly session: Session, private opts: MuxOptions) {
+    this.deps = opts.deps;
     this.window = opts.window;
     this.windowMax = opts.windowMax;
     this.maxPayload = opts.maxPayload;

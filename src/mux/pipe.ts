@@ -4,7 +4,7 @@
  * kind) can be attached without pretending to be a Deno.Conn. `connPipe` adapts a socket.
  */
 
-import { resetConn } from "../transport/socket_reset.ts";
+import type { ResetBatcher } from "../transport/socket_reset.ts";
 
 /** The local end of a stream. The stream calls each of closeWrite, close and reset at most once. */
 export interface Pipe {
@@ -21,11 +21,12 @@ export interface Pipe {
 }
 
 /**
- * A socket as a pipe; reset ends it with RST (see socket_reset.ts). One object per stream, and
- * reads and writes go straight to the socket: nothing is copied or allocated per call.
+ * A socket as a pipe; reset ends it with RST (see socket_reset.ts), in the process's batch of
+ * resets. One object per stream, and reads and writes go straight to the socket: nothing is copied
+ * or allocated per call.
  */
 class ConnPipe implements Pipe {
-  constructor(private readonly conn: Deno.Conn) {}
+  constructor(private readonly conn: Deno.Conn, private readonly resets: ResetBatcher) {}
 
   read(p: Uint8Array): Promise<number | null> {
     return this.conn.read(p);
@@ -44,10 +45,10 @@ class ConnPipe implements Pipe {
   }
 
   reset(): void {
-    resetConn(this.conn);
+    this.resets.reset(this.conn);
   }
 }
 
-export function connPipe(conn: Deno.Conn): Pipe {
-  return new ConnPipe(conn);
+export function connPipe(conn: Deno.Conn, resets: ResetBatcher): Pipe {
+  return new ConnPipe(conn, resets);
 }

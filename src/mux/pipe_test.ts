@@ -6,9 +6,11 @@
 import assert from "node:assert/strict";
 import { connPipe } from "./pipe.ts";
 import { readExact, writeAll } from "../transport/socket.ts";
-import { canReset } from "../transport/socket_reset.ts";
+import { canReset, ResetBatcher } from "../transport/socket_reset.ts";
 import { bytes, sameBytes } from "../../tests/helpers/bytes.ts";
 import { readAll } from "../../tests/helpers/net.ts";
+
+const resets = new ResetBatcher();
 
 /** A connected loopback pair: `local` becomes the pipe, `app` is the other end. */
 async function tcpPair(hostname: string): Promise<{ local: Deno.TcpConn; app: Deno.TcpConn }> {
@@ -26,7 +28,7 @@ async function tcpPair(hostname: string): Promise<{ local: Deno.TcpConn; app: De
 
 Deno.test("connPipe carries bytes both ways, and closeWrite leaves the other direction open", async () => {
   const { local, app } = await tcpPair("127.0.0.1");
-  const pipe = connPipe(local);
+  const pipe = connPipe(local, resets);
   try {
     const down = bytes(300_000, 1), up = bytes(200_000, 2);
     const appGot = readAll(app);
@@ -53,9 +55,9 @@ Deno.test({
     for (const hostname of ["127.0.0.1", "::1"]) {
       const closed = await tcpPair(hostname), reset = await tcpPair(hostname);
       try {
-        connPipe(closed.local).close();
+        connPipe(closed.local, resets).close();
         assert.equal(await closed.app.read(new Uint8Array(8)), null, `${hostname}: close is a FIN`);
-        connPipe(reset.local).reset();
+        connPipe(reset.local, resets).reset();
         await assert.rejects(
           () => reset.app.read(new Uint8Array(8)),
           Deno.errors.ConnectionReset,

@@ -7,22 +7,35 @@
  * (reset by either side, failed open, lost session, local error) resets it (RST), so the
  * application never takes a cut transfer for a complete one. Read buffers and received data
  * waiting for the socket are charged to the process-wide buffer budget; a stream that cannot get
- * its share is reset.
+ * its share is reset. The budget, the window growth and the pool of receive buffers are the
+ * process's, handed down from its runtime through the multiplexer (`StreamHost.deps`).
  */
 
 import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { writeAll } from "../transport/socket.ts";
-import { bufferBudget, SharedGrowth } from "../session/budget.ts";
+import type { BufferBudget, SharedGrowth } from "../session/budget.ts";
 import { LONG_PATH_MS } from "../session/session.ts";
-import { CHUNK, chunkPool } from "./chunk_pool.ts";
+import { CHUNK, type ChunkPool } from "./chunk_pool.ts";
 import type { Pipe } from "./pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import type { Traffic } from "../observe/metrics.ts";
 
+/**
+ * What the streams of one process share: the buffer budget they charge, the window growth they
+ * share on short paths (SHORT_PATH_WINDOW_GROWTH), the pool their received data is copied into.
+ */
+export interface StreamDeps {
+  readonly budget: BufferBudget;
+  readonly windowGrowth: SharedGrowth;
+  readonly chunks: ChunkPool;
+}
+
 /** The stream's view of its multiplexer (keeps this module free of the Mux class). */
 export interface StreamHost {
+  /** Read once, when a stream is made. */
+  readonly deps: StreamDeps;
   /** The receive window every stream starts with. */
   readonly window: number;
   /** The most a fast stream's receive window grows to. */
@@ -63,13 +76,17 @@ const SHORT_PATH_WINDOW = 4 * 1024 * 1024;
  * Window growth all streams of the process together may have on short paths: enough for one
  * stream to reach SHORT_PATH_WINDOW from the default window.
  */
-const shortPathWindows = new SharedGrowth(3 * 1024 * 1024);
+export const SHORT_PATH_WINDOW_GROWTH = 3 * 1024 * 1024;
 /** A stream whose socket takes longer than this for a window is slow: its window shrinks. */
 const SLOW_WINDOW_MS = 1000;
 const te = new TextEncoder();
 const td = new TextDecoder();
 
 export class Stream {
+  // The host's shared parts, held here: a frame reaches them without a lookup.
+  readonly #budget: BufferBudget;
+  readonly #growth: SharedGrowth;
+  readonly #chunks: ChunkPool;
   #credit: number;
   #creditWake: (() => void) | null = null;
   #queue: Uint8Array[] = [];
@@ -104,12 +121,10 @@ export class Stream {
   /** Settles when the peer confirms or refuses an OPEN we sent. */
   readonly opened: Promise<void>;
 
-  /** `growth`: the short-path window growth this stream shares (the process's unless given). */
-  constructor(
-    readonly id: number,
-    private host: StreamHost,
-    private readonly growth: SharedGrowth = shortPathWindows,
-  ) {
+  constructor(readonly id: number, private host: StreamHost) {
+    this.#budget = host.deps.budget;
+    this.#growth = host.deps.windowGrowth;
+    this.#chunks = host.deps.chunks;
     this.#credit = host.window;
     this.#window = this.#credited = host.window;
     this.opened = new Promise((res, rej) => {
@@ -200,7 +215,7 @@ export class Stream {
         return;
       }
       const copy = !stable && payload.length <= CHUNK;
-      this.#queue.push(stable ? payload : copy ? chunkPool.copy(payload) : payload.slice());
+      this.#queue.push(stable ? payload : copy ? this.#chunks.copy(payload) : payload.slice());
       this.#pooled.push(copy);
       this.#queued += payload.length;
     }
@@ -297,7 +312,7 @@ export class Stream {
         // Ended meanwhile: its queue is gone and nothing more is granted.
         if (this.#done) break;
         this.#queue.shift();
-        if (this.#pooled.shift()) chunkPool.give(c);
+        if (this.#pooled.shift()) this.#chunks.give(c);
         this.#queued -= c.length;
         this.#uncharge(c.length);
         this.#traffic!.in.inc(c.length);
@@ -334,7 +349,7 @@ export class Stream {
     const next = Math.min(2 * w, this.host.windowMax, long ? Infinity : SHORT_PATH_WINDOW);
     if (
       took < Math.max(FAST_WINDOW_MS, 2 * rtt) && next > w && this.#queued <= w / 2 &&
-      bufferBudget.free > 8 * w && this.#share(long ? 0 : next - base)
+      this.#budget.free > 8 * w && this.#share(long ? 0 : next - base)
     ) {
       this.#window = next;
     } else if (took > SLOW_WINDOW_MS && w > base) {
@@ -346,7 +361,7 @@ export class Stream {
 
   /** Sets this stream's share of the short-path growth (0 on a long path); false if it does not fit. */
   #share(bytes: number): boolean {
-    if (!this.growth.reshare(this.#shortGrowth, bytes)) return false;
+    if (!this.#growth.reshare(this.#shortGrowth, bytes)) return false;
     this.#shortGrowth = bytes;
     return true;
   }
@@ -379,7 +394,7 @@ export class Stream {
     budgetLog.note("budget", {
       first: () =>
         log.warn("buffer budget spent ({mib} MiB, session.buffer_budget): resetting streams", {
-          mib: Math.round(bufferBudget.limit / 2 ** 20),
+          mib: Math.round(this.#budget.limit / 2 ** 20),
         }),
       more: (n, s) => log.warn("{n} more streams reset in {s} s: buffer budget spent", { n, s }),
     });
@@ -387,7 +402,7 @@ export class Stream {
   }
 
   #charge(n: number): boolean {
-    if (!bufferBudget.take(n, "streams")) return false;
+    if (!this.#budget.take(n, "streams")) return false;
     this.#charged += n;
     return true;
   }
@@ -395,7 +410,7 @@ export class Stream {
   #uncharge(n: number): void {
     const k = Math.min(n, this.#charged);
     this.#charged -= k;
-    bufferBudget.give(k, "streams");
+    this.#budget.give(k, "streams");
   }
 
   /** `abort`: the stream did not end with both FINs, so the local socket is reset. */

@@ -7,13 +7,22 @@
 
 import assert from "node:assert/strict";
 import { Ctrl, Flag } from "../protocol/frame.ts";
-import { Stream, StreamError, type StreamHost } from "./stream.ts";
+import {
+  SHORT_PATH_WINDOW_GROWTH,
+  Stream,
+  type StreamDeps,
+  StreamError,
+  type StreamHost,
+} from "./stream.ts";
 import { connPipe } from "./pipe.ts";
-import { SharedGrowth } from "../session/budget.ts";
-import { traffic } from "../observe/metrics.ts";
+import { ChunkPool } from "./chunk_pool.ts";
+import { BufferBudget, SharedGrowth } from "../session/budget.ts";
+import { Metrics } from "../observe/metrics.ts";
+import { ResetBatcher } from "../transport/socket_reset.ts";
 import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 
-const TRAFFIC = traffic("test", "none");
+const TRAFFIC = new Metrics().traffic("test", "none");
+const RESETS = new ResetBatcher();
 
 interface Sent {
   flags: number;
@@ -22,8 +31,12 @@ interface Sent {
   ctrl?: number;
 }
 
-/** Records sends; checks on every DATA that the peer's credit is never overrun. */
+/**
+ * Records sends; checks on every DATA that the peer's credit is never overrun. Its streams have a
+ * budget and a pool of their own, and share `growth` on a short path (a fresh one by default).
+ */
 class FakeHost implements StreamHost {
+  readonly deps: StreamDeps;
   sent: Sent[] = [];
   removed: Stream[] = [];
   /** Credit the (imaginary) peer has granted so far, including the initial window. */
@@ -36,8 +49,14 @@ class FakeHost implements StreamHost {
     readonly maxPayload: number,
     readonly windowMax = window,
     readonly pathRttMs = 0,
+    growth = new SharedGrowth(SHORT_PATH_WINDOW_GROWTH),
   ) {
     this.granted = window;
+    this.deps = {
+      budget: new BufferBudget(128 * 1024 * 1024),
+      windowGrowth: growth,
+      chunks: new ChunkPool(),
+    };
   }
 
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void> {
@@ -171,7 +190,7 @@ Deno.test("DATA never exceeds the credit until WINDOW grants more", async () => 
   const s = new Stream(1, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(connPipe(local), TRAFFIC);
+    s.attach(connPipe(local, RESETS), TRAFFIC);
     const total = 20_000;
     const input = bytes(total, 1);
     const writer = writeAll(app, input);
@@ -212,7 +231,7 @@ Deno.test("a stream reads into 4 KiB first, and a busy one grows its buffer step
   const s = new Stream(1, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(connPipe(local), TRAFFIC);
+    s.attach(connPipe(local, RESETS), TRAFFIC);
     await writeAll(app, bytes(10, 1));
     await until(() => host.dataSent === 10, "a small message");
     const input = bytes(4 * 1024 * 1024, 2);
@@ -234,7 +253,7 @@ Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", 
   const { local, app } = await tcpPair();
   try {
     const leftover = bytes(3000, 2);
-    s.attach(connPipe(local), TRAFFIC, leftover);
+    s.attach(connPipe(local, RESETS), TRAFFIC, leftover);
     await until(() => host.dataSent === 2048, "the window");
     await readsHadTheirTurn();
     assert.deepEqual(host.sent.map((x) => x.payload.length), [1024, 1024]);
@@ -284,7 +303,7 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
   const s = new Stream(5, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(connPipe(local), TRAFFIC);
+    s.attach(connPipe(local, RESETS), TRAFFIC);
     const chunk = window / 8;
     const input = bytes(4 * window, 4);
     const reading = readN(app, input.length);
@@ -302,26 +321,22 @@ Deno.test("received data is written to the socket and WINDOW grants what it cons
 });
 
 const KiB = 1024, MiB = 1024 * 1024;
-/** The window growth streams share on short paths, as the process's does. */
-const SHORT_PATH_GROWTH = 3 * MiB;
 
 /**
  * Feeds `input` to a stream as a peer that always spends all its credit at once, so only the window
  * holds it back; checks that the socket gets exactly `input`. Returns the most credit the peer
- * held at once: the widest window it saw. The stream shares `growth` on a short path (a fresh one
- * by default, so what other tests left in the process's does not matter), and stays open until
- * `beforeClose` resolves.
+ * held at once: the widest window it saw. The stream stays open until `beforeClose` resolves.
  */
 async function spendAllCredit(
   host: FakeHost,
   id: number,
   input: Uint8Array,
-  opts: { growth?: SharedGrowth; beforeClose?: () => Promise<void> } = {},
+  opts: { beforeClose?: () => Promise<void> } = {},
 ): Promise<number> {
-  const s = new Stream(id, host, opts.growth ?? new SharedGrowth(SHORT_PATH_GROWTH));
+  const s = new Stream(id, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(connPipe(local), TRAFFIC);
+    s.attach(connPipe(local, RESETS), TRAFFIC);
     const reading = readN(app, input.length);
     const widest = await peerSends(s, host, input);
     sameBytes(await reading, input);
@@ -355,21 +370,22 @@ Deno.test("on a short path windows grow to 4 MiB at most, and streams share 3 Mi
     if (++done === 2) both.resolve();
     return both.promise;
   };
-  const growth = new SharedGrowth(SHORT_PATH_GROWTH);
+  const growth = new SharedGrowth(SHORT_PATH_WINDOW_GROWTH);
   const [a, b] = await Promise.all([
-    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 13, bytes(16 * MiB, 6), {
-      growth,
+    spendAllCredit(new FakeHost(window, 65535, 16 * MiB, 0, growth), 13, bytes(16 * MiB, 6), {
       beforeClose: hold,
     }),
-    spendAllCredit(new FakeHost(window, 65535, 16 * MiB), 15, bytes(16 * MiB, 7), {
-      growth,
+    spendAllCredit(new FakeHost(window, 65535, 16 * MiB, 0, growth), 15, bytes(16 * MiB, 7), {
       beforeClose: hold,
     }),
   ]);
   assert.ok(Math.max(a, b) > window, `a window grew (${a}, ${b})`);
   assert.ok(a <= 4 * MiB && b <= 4 * MiB, `neither past 4 MiB (${a}, ${b})`);
-  assert.ok(a + b <= 2 * window + SHORT_PATH_GROWTH, `growth shared (${a} + ${b})`);
-  assert.ok(growth.reshare(0, SHORT_PATH_GROWTH), "streams that ended gave their growth back");
+  assert.ok(a + b <= 2 * window + SHORT_PATH_WINDOW_GROWTH, `growth shared (${a} + ${b})`);
+  assert.ok(
+    growth.reshare(0, SHORT_PATH_WINDOW_GROWTH),
+    "streams that ended gave their growth back",
+  );
 });
 
 Deno.test("on a long path a window grows past 4 MiB, up to the maximum", async () => {
@@ -416,7 +432,7 @@ Deno.test("data beyond the window resets the stream", async () => {
     const s = new Stream(11, host);
     const { local, app } = await tcpPair();
     try {
-      s.attach(connPipe(local), TRAFFIC);
+      s.attach(connPipe(local, RESETS), TRAFFIC);
       for (let i = 0; i < 4; i++) s.onFrame(Flag.DATA, bytes(1024, i), false);
       s.onFrame(Flag.DATA, bytes(1, 9), false);
       assert.ok(s.closed);
@@ -434,7 +450,7 @@ Deno.test("half-close: our FIN leaves the receive direction open", async () => {
   const s = new Stream(13, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(connPipe(local), TRAFFIC);
+    s.attach(connPipe(local, RESETS), TRAFFIC);
     await writeAll(app, bytes(100, 1));
     await app.closeWrite();
     await until(() => host.fins === 1, "our FIN");
@@ -463,7 +479,7 @@ Deno.test("half-close: the peer's FIN leaves the send direction open", async () 
   const s = new Stream(15, host);
   const { local, app } = await tcpPair();
   try {
-    s.attach(connPipe(local), TRAFFIC);
+    s.attach(connPipe(local, RESETS), TRAFFIC);
     s.onFrame(Flag.DATA | Flag.FIN, bytes(300, 1), true);
     sameBytes(await readToEnd(app), bytes(300, 1), "data, then EOF");
     assert.ok(!s.closed);
@@ -522,7 +538,7 @@ Deno.test("control frames: OPEN_OK, OPEN_FAIL, RESET, bad WINDOW", async () => {
     const s = new Stream(21, host);
     const { local, app } = await tcpPair();
     try {
-      s.attach(connPipe(local), TRAFFIC);
+      s.attach(connPipe(local, RESETS), TRAFFIC);
       s.onFrame(
         Flag.CTRL,
         ctrlPayload(Ctrl.RESET, concat([new Uint8Array([1]), te.encode("gone")])),

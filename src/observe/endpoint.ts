@@ -7,7 +7,7 @@
  */
 
 import { timingSafeEqual } from "node:crypto";
-import { renderMetrics } from "./metrics.ts";
+import type { Metrics } from "./metrics.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 
 export interface ObserveOptions {
@@ -16,6 +16,8 @@ export interface ObserveOptions {
   token: string;
   /** The `/status` document, built when asked for. */
   status: () => unknown;
+  /** What `/metrics` renders. */
+  metrics: Metrics;
 }
 
 export interface ObserveServer {
@@ -38,7 +40,7 @@ function handle(req: Request, o: ObserveOptions): Response {
   const url = new URL(req.url);
   const path = url.pathname;
   if (path === "/metrics") {
-    return new Response(renderMetrics(), {
+    return new Response(o.metrics.render(), {
       headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
     });
   }

@@ -2,18 +2,12 @@
  * The metrics writer: counters without labels are exported at 0 before their first event, the
  * gauges read from running servers and clients keep a bounded label set (the worst round trip per
  * leg role, not a series per session; tunnel up per role and transport), and the process metrics
- * agree with what the kernel says (on Linux, /proc read here independently).
+ * agree with what the kernel says (on Linux, /proc read here independently). Each `Metrics` counts
+ * and reports its own (a runtime's).
  */
 
 import assert from "node:assert/strict";
-import {
-  addGaugeSource,
-  entryStreams,
-  type GaugeSource,
-  metrics,
-  renderMetrics,
-  traffic,
-} from "./metrics.ts";
+import { type GaugeSource, Metrics } from "./metrics.ts";
 import { buildCommit, VERSION } from "../version.ts";
 
 /** The value of one series (name with its label text) in an exposition text, or undefined. */
@@ -28,7 +22,8 @@ function lines(text: string, name: string): string[] {
 }
 
 Deno.test("counters without labels are exported at 0 before their first event", () => {
-  const text = renderMetrics();
+  const metrics = new Metrics();
+  const text = metrics.render();
   for (
     const name of [
       "sessions_opened_total",
@@ -46,21 +41,23 @@ Deno.test("counters without labels are exported at 0 before their first event", 
   // Labelled families get no unlabelled series.
   assert.deepEqual(lines(text, "half_tunnel_handshakes_refused_total"), []);
   metrics.legsLost.inc();
-  assert.equal(sample(renderMetrics(), "half_tunnel_legs_lost_total"), 1);
+  assert.equal(sample(metrics.render(), "half_tunnel_legs_lost_total"), 1);
 });
 
 Deno.test("an entry's stream counters exist at 0 once it listens, beside its byte counters", () => {
-  const streams = entryStreams(traffic("forward 127.0.0.1:2222", "tcp"));
+  const metrics = new Metrics();
+  const streams = metrics.entryStreams(metrics.traffic("forward 127.0.0.1:2222", "tcp"));
   const labels = '{entry="forward 127.0.0.1:2222",transport="tcp"}';
-  let text = renderMetrics();
+  let text = metrics.render();
   assert.equal(sample(text, `half_tunnel_entry_streams_opened_total${labels}`), 0);
   assert.equal(sample(text, `half_tunnel_entry_streams_failed_total${labels}`), 0);
   streams.failed.inc();
-  text = renderMetrics();
+  text = metrics.render();
   assert.equal(sample(text, `half_tunnel_entry_streams_failed_total${labels}`), 1);
 });
 
 Deno.test("gauges keep a bounded label set: worst round trip per leg, tunnel up per role", () => {
+  const metrics = new Metrics();
   const source = (
     role: string,
     live: number,
@@ -74,13 +71,17 @@ Deno.test("gauges keep a bounded label set: worst round trip per leg, tunnel up 
     rtt: () => rtt.map(([session, leg, value]) => ({ labels: { session, leg }, value })),
   });
   const remove = [
-    addGaugeSource(source("client", 0, [])),
-    addGaugeSource(source("client", 1, [["aaaa", "upstream", 0.01], ["aaaa", "downstream", 0.2]])),
-    addGaugeSource(source("client", 0, [["bbbb", "upstream", 0.03], ["bbbb", "downstream", 0.1]])),
-    addGaugeSource(source("server", 0, [])),
+    metrics.addGaugeSource(source("client", 0, [])),
+    metrics.addGaugeSource(
+      source("client", 1, [["aaaa", "upstream", 0.01], ["aaaa", "downstream", 0.2]]),
+    ),
+    metrics.addGaugeSource(
+      source("client", 0, [["bbbb", "upstream", 0.03], ["bbbb", "downstream", 0.1]]),
+    ),
+    metrics.addGaugeSource(source("server", 0, [])),
   ];
   try {
-    const text = renderMetrics();
+    const text = metrics.render();
     assert.deepEqual(lines(text, "half_tunnel_leg_rtt_seconds").sort(), [
       'half_tunnel_leg_rtt_seconds{leg="downstream"} 0.2',
       'half_tunnel_leg_rtt_seconds{leg="upstream"} 0.03',
@@ -93,11 +94,21 @@ Deno.test("gauges keep a bounded label set: worst round trip per leg, tunnel up 
   } finally {
     for (const r of remove) r();
   }
-  assert.deepEqual(lines(renderMetrics(), "half_tunnel_tunnel_up"), []);
+  assert.deepEqual(lines(metrics.render(), "half_tunnel_tunnel_up"), []);
+});
+
+Deno.test("the budget gauges report the budget the metrics were made with, and only it", () => {
+  const budget = { used: 4096, limit: 1 << 20 };
+  const text = new Metrics(budget).render();
+  assert.equal(sample(text, "half_tunnel_buffer_budget_bytes"), 1 << 20);
+  assert.equal(sample(text, "half_tunnel_buffer_used_bytes"), 4096);
+  const none = new Metrics().render();
+  assert.deepEqual(lines(none, "half_tunnel_buffer_budget_bytes"), []);
+  assert.deepEqual(lines(none, "half_tunnel_buffer_used_bytes"), []);
 });
 
 Deno.test("build_info names the version, the commit and the Deno runtime", () => {
-  assert.deepEqual(lines(renderMetrics(), "half_tunnel_build_info"), [
+  assert.deepEqual(lines(new Metrics().render(), "half_tunnel_build_info"), [
     `half_tunnel_build_info{version="${VERSION}",commit="${buildCommit()}",deno="${Deno.version.deno}"} 1`,
   ]);
 });
@@ -127,7 +138,8 @@ Deno.test({
   ignore: Deno.build.os !== "linux",
   async fn() {
     const hz = await clockTicks();
-    const scrape = (name: string) => sample(renderMetrics(), name)!;
+    const metrics = new Metrics();
+    const scrape = (name: string) => sample(metrics.render(), name)!;
 
     // Descriptors: 16 more files open, 16 more counted.
     const fdsBefore = scrape("process_open_fds");

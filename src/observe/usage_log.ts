@@ -7,7 +7,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { errText } from "./error_text.ts";
-import { metrics } from "./metrics.ts";
+import type { Metrics } from "./metrics.ts";
 
 const log = getLogger(["half-tunnel", "observe"]);
 const EVERY_MS = 15_000;
@@ -23,7 +23,8 @@ export interface UsageLog {
   close(): Promise<void>;
 }
 
-export function startUsageLog(path: string): UsageLog {
+/** Writes to `path` what the byte counters of `metrics` carried per published port. */
+export function startUsageLog(path: string, metrics: Metrics): UsageLog {
   const written = new Map<number, number>();
   let failed = false;
   const flush = async () => {

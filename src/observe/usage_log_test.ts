@@ -1,7 +1,7 @@
 /** Backhaul's sniffer file: per-port usage added to what the file held, only what is new. */
 
 import assert from "node:assert/strict";
-import { traffic } from "./metrics.ts";
+import { Metrics } from "./metrics.ts";
 import { startUsageLog } from "./usage_log.ts";
 
 Deno.test("the usage file adds each port's new bytes to the totals it already held", async () => {
@@ -9,8 +9,9 @@ Deno.test("the usage file adds each port's new bytes to the totals it already he
   const path = `${dir}/backhaul.json`;
   try {
     await Deno.writeTextFile(path, JSON.stringify([{ Port: 7001, Usage: 1000 }]));
-    const a = traffic("port 7001", "tcp"), b = traffic("port 7002", "tcp");
-    const log = startUsageLog(path);
+    const metrics = new Metrics();
+    const a = metrics.traffic("port 7001", "tcp"), b = metrics.traffic("port 7002", "tcp");
+    const log = startUsageLog(path, metrics);
     a.in.inc(10);
     a.out.inc(5);
     b.out.inc(7);

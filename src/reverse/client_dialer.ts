@@ -7,7 +7,7 @@
 import type { Address } from "../protocol/address.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import type { Stream } from "../mux/stream.ts";
-import { exitHandler } from "../exit/handler.ts";
+import { type ExitDeps, exitHandler } from "../exit/handler.ts";
 import { exitFlowHandler } from "../exit/udp.ts";
 import type { Flow } from "../mux/flow.ts";
 import { dialExit, type ExitPolicy } from "../exit/dialer.ts";
@@ -29,11 +29,12 @@ export function reverseDialer(
   socket: SocketOptions,
   dialTimeoutMs: number,
   traffic: Traffic,
+  deps: ExitDeps,
 ): ReverseDialer {
   const policy: ExitPolicy = { allowPrivate: true, ownPorts: new Set(), dialTimeoutMs, socket };
   const resolve = (target: Address) => forwarder().get(target.port) ?? target;
-  const handle = exitHandler(() => policy, traffic);
-  const handleFlow = exitFlowHandler(() => policy);
+  const handle = exitHandler(() => policy, traffic, deps);
+  const handleFlow = exitFlowHandler(() => policy, deps.metrics);
   return {
     traffic,
     onStream: (stream, target) => handle(stream, resolve(target)),

@@ -16,7 +16,7 @@ import {
   welcomeStatusText,
 } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
-import { Session } from "../session/session.ts";
+import { Session, type SessionDeps } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
 import { handshakeLeg } from "../session/leg_handshake.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
@@ -24,9 +24,10 @@ import { Ctrl } from "../protocol/frame.ts";
 import type { ReverseDialer } from "./client_dialer.ts";
 import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";
 import type { ReconnectConfig } from "../config/model.ts";
-import { Mux, type MuxLimits } from "../mux/mux.ts";
+import { Mux, type MuxDeps, type MuxLimits } from "../mux/mux.ts";
 import { StreamError } from "../mux/stream.ts";
 import { errText } from "../observe/error_text.ts";
+import type { ResetBatcher } from "../transport/socket_reset.ts";
 
 const log = getLogger(["half-tunnel", "pool"]);
 
@@ -46,6 +47,8 @@ export interface PoolOptions {
   dialer: ReverseDialer;
   /** The current control session, or null while it is being re-established. */
   control: () => Session | null;
+  /** What the pool's sessions and streams take from the process, and its batch of resets. */
+  deps: SessionDeps & MuxDeps & { readonly resets: ResetBatcher };
 }
 
 export class PoolManager {
@@ -113,7 +116,8 @@ export class PoolManager {
           return;
         }
         await writeAll(conn, ctrlFrame(sessionId, Ctrl.OPEN_OK, new Uint8Array(0)));
-        await splice(target, conn, this.opts.dialer.traffic, undefined, open.rest);
+        const { traffic } = this.opts.dialer;
+        await splice(target, conn, traffic, this.opts.deps.resets, undefined, open.rest);
       } catch (e) {
         log.debug("raw pool connection ended: {reason}", { reason: errText(e) });
       } finally {
@@ -169,12 +173,14 @@ export class PoolManager {
         hmac: (w.flags & HelloFlag.HMAC) !== 0,
         cfg: this.opts.session,
         resumable: false,
+        deps: this.opts.deps,
       });
       let used = false;
       new Mux(session, {
         ...this.opts.mux,
         maxStreams: 1,
         oneShot: true,
+        deps: this.opts.deps,
         onOpen: (stream, target) => {
           used = true;
           this.#idle--;

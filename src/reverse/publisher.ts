@@ -17,14 +17,14 @@ import { formatHostPort } from "../transport/address.ts";
 import { canBecomeRawPipe, type Leg } from "../transport/leg.ts";
 import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
-import { resetConn } from "../transport/socket_reset.ts";
-import { Session } from "../session/session.ts";
-import { Mux, type MuxLimits } from "../mux/mux.ts";
+import type { ResetBatcher } from "../transport/socket_reset.ts";
+import { Session, type SessionDeps } from "../session/session.ts";
+import { Mux, type MuxDeps, type MuxLimits } from "../mux/mux.ts";
 import type { Stream } from "../mux/stream.ts";
 import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
-import { metrics, type Traffic, traffic } from "../observe/metrics.ts";
+import type { Metrics, Traffic } from "../observe/metrics.ts";
 import { FlowTable, sourceOf } from "../mux/flow_table.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { IdleRawConn, OpenRefused, splice } from "./raw_pool.ts";
@@ -64,6 +64,8 @@ export interface PublisherOptions {
   /** Session settings for one-shot pool sessions (keepalive from `keepalive_period`). */
   poolSession: SessionConfig;
   mux: MuxLimits;
+  /** What the pool sessions and streams take from the process, and its batch of resets. */
+  deps: SessionDeps & MuxDeps & { readonly resets: ResetBatcher };
 }
 
 interface Waiter {
@@ -76,12 +78,9 @@ interface Waiter {
 export class Publisher {
   #listeners: BurstListener[] = [];
   #udp: Deno.DatagramConn[] = [];
-  #udpFlows = new FlowTable({
-    max: MAX_UDP_FLOWS,
-    perSource: UDP_FLOWS_PER_SOURCE,
-    where: "published UDP ports",
-    side: "entry",
-  });
+  #udpFlows: FlowTable;
+  readonly #metrics: Metrics;
+  readonly #resets: ResetBatcher;
   #muxes: Mux[] = [];
   #rr = 0;
   #idlePool: Mux[] = [];
@@ -95,7 +94,17 @@ export class Publisher {
   #refusals = new LogLimiter();
   readonly boundPorts: number[] = [];
 
-  private constructor(private opts: PublisherOptions) {}
+  private constructor(private opts: PublisherOptions) {
+    this.#metrics = opts.deps.metrics;
+    this.#resets = opts.deps.resets;
+    this.#udpFlows = new FlowTable({
+      max: MAX_UDP_FLOWS,
+      perSource: UDP_FLOWS_PER_SOURCE,
+      where: "published UDP ports",
+      side: "entry",
+      metrics: this.#metrics,
+    });
+  }
 
   static start(opts: PublisherOptions): Publisher {
     const p = new Publisher(opts);
@@ -120,7 +129,7 @@ export class Publisher {
 
   #bind(m: PortMapping, port: number, sockets: number): void {
     const target: Address = { host: m.targetHost || "127.0.0.1", port: m.targetPort ?? port };
-    this.#traffic.set(port, traffic(`port ${port}`, this.opts.transport));
+    this.#traffic.set(port, this.#metrics.traffic(`port ${port}`, this.opts.transport));
     this.boundPorts.push(port);
     if (m.udp || this.opts.acceptUdp) this.#bindUdp(m, port, target);
     if (!m.tcp) return;
@@ -170,7 +179,7 @@ export class Publisher {
         if (!flow) {
           const f = this.#nextMux()?.openFlow(target);
           if (!f) {
-            metrics.datagramsDropped.inc();
+            this.#metrics.datagramsDropped.inc();
             continue;
           }
           flows.add(f, sourceOf(src.hostname), { host: src.hostname, port: key });
@@ -230,8 +239,15 @@ export class Publisher {
       hmac: control.hmac,
       cfg: this.opts.poolSession,
       resumable: false,
+      deps: this.opts.deps,
     });
-    const mux = new Mux(s, { ...this.opts.mux, maxStreams: 1, onOpen: null, oneShot: true });
+    const mux = new Mux(s, {
+      ...this.opts.mux,
+      maxStreams: 1,
+      onOpen: null,
+      oneShot: true,
+      deps: this.opts.deps,
+    });
     s.attachLeg(leg, Role.BOTH, 0, welcome);
     this.#idlePool.push(mux);
     s.closed.then(() => {
@@ -265,8 +281,8 @@ export class Publisher {
             s,
           }),
       });
-      metrics.publishedRefused.with({ entry: `port ${port}`, reason: "queue_full" }).inc();
-      resetConn(conn);
+      this.#metrics.publishedRefused.with({ entry: `port ${port}`, reason: "queue_full" }).inc();
+      this.#resets.reset(conn);
       return;
     }
     const w: Waiter = {
@@ -288,8 +304,8 @@ export class Publisher {
               s,
             }),
         });
-        metrics.publishedRefused.with({ entry: `port ${port}`, reason: "no_tunnel" }).inc();
-        resetConn(conn);
+        this.#metrics.publishedRefused.with({ entry: `port ${port}`, reason: "no_tunnel" }).inc();
+        this.#resets.reset(conn);
       }, QUEUE_WAIT_MS),
     };
     this.#queue.push(w);
@@ -321,13 +337,13 @@ export class Publisher {
         target: formatHostPort(target.host, target.port),
         reason: errText(e),
       });
-      resetConn(conn);
+      this.#resets.reset(conn);
       return true;
     }
     // With one session the first bytes go out with the OPEN, saving a round trip; with more, they
     // wait for the answer, so that the connection can still move to another session.
     if (this.#muxes.length > 1) this.#attachWhenOpen(mux, stream, conn, target, header);
-    else stream.attach(connPipe(conn), this.#trafficOf(conn), header);
+    else stream.attach(connPipe(conn, this.#resets), this.#trafficOf(conn), header);
     return true;
   }
 
@@ -358,17 +374,17 @@ export class Publisher {
       // Refused by the client: the connection ends as a failed stream does. Lost with its session
       // or given up above: unanswered, so it goes to the next session.
       if (moved || mux.closed) this.#retry(conn, target, header);
-      else resetConn(conn);
+      else this.#resets.reset(conn);
       return;
     } finally {
       clearInterval(check);
     }
-    stream.attach(connPipe(conn), this.#trafficOf(conn), header);
+    stream.attach(connPipe(conn, this.#resets), this.#trafficOf(conn), header);
   }
 
   /** A connection whose OPEN was never answered lost nothing: the next tunnel carries it. */
   #retry(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): void {
-    if (!this.#dispatch(conn, target, header)) resetConn(conn);
+    if (!this.#dispatch(conn, target, header)) this.#resets.reset(conn);
   }
 
   /** Raw pool mode: OPEN on the pre-dialled connection, then a plain byte splice. */
@@ -389,7 +405,7 @@ export class Publisher {
       if (!(e instanceof OpenRefused)) {
         this.#retry(conn, target, header);
       } else {
-        resetConn(conn);
+        this.#resets.reset(conn);
       }
       this.#askForPool();
       return;
@@ -397,7 +413,7 @@ export class Publisher {
     this.#askForPool();
     const pair = [conn, raw.conn];
     this.#spliced.add(pair);
-    await splice(conn, raw.conn, this.#trafficOf(conn), header, early);
+    await splice(conn, raw.conn, this.#trafficOf(conn), this.#resets, header, early);
     this.#spliced.delete(pair);
   }
 

@@ -20,7 +20,7 @@ import {
   writeHeader,
 } from "../protocol/frame.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
-import { resetConn } from "../transport/socket_reset.ts";
+import type { ResetBatcher } from "../transport/socket_reset.ts";
 import type { Cell, Traffic } from "../observe/metrics.ts";
 
 const SPLICE_BUF = 64 * 1024;
@@ -82,12 +82,14 @@ function grow(b: Uint8Array): Uint8Array {
  * Copies bytes both ways between an application's connection and a raw pool connection until both
  * directions ended; half-close is passed on. The first failure on either side (a pool connection
  * that dies mid-stream, an application that resets) ends both at once, and the application's
- * connection is reset, never closed with FIN, so a broken transfer never looks complete.
+ * connection is reset (in the process's batch, `resets`), never closed with FIN, so a broken
+ * transfer never looks complete.
  */
 export async function splice(
   app: Deno.Conn,
   pool: ByteConn & { closeWrite?: () => Promise<void> },
   traffic: Traffic,
+  resets: ResetBatcher,
   appToPoolFirst?: Uint8Array,
   poolToAppFirst?: Uint8Array,
 ): Promise<void> {
@@ -110,7 +112,7 @@ export async function splice(
   const fail = () => {
     if (failed) return;
     failed = true;
-    resetConn(app);
+    resets.reset(app);
     try {
       pool.close();
     } catch { /* already closed */ }

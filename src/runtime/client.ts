@@ -5,22 +5,23 @@
  *
  * Each part is one function below (the entries are `client_entries.ts`, the round-robin over
  * sessions `mux_slots.ts`), so a new transport, server list form or entry changes one of them,
- * not the order they start and stop in.
+ * not the order they start and stop in. What the process shares (budget, metrics, pools:
+ * `context.ts`) is the runtime it is given, handed to each part that uses it.
  */
 
 import { getLogger } from "@logtape/logtape";
 import type { ClientConfig, Config } from "../config/model.ts";
 import { deriveKeys, HelloClock, type Keys, Role } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
+import type { QuicOptions } from "../transport/kind.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import { Connector, type LegPlan } from "../session/connector.ts";
-import { bufferBudget } from "../session/budget.ts";
-import { traffic } from "../observe/metrics.ts";
 import { Mux, muxLimits } from "../mux/mux.ts";
 import type { Entry } from "../forward/entry.ts";
 import { type ReverseDialer, reverseDialer } from "../reverse/client_dialer.ts";
 import { PoolManager } from "../reverse/pool.ts";
 import { observe, type Observed } from "./observe.ts";
+import { newRuntime, type Runtime } from "./context.ts";
 import { LiveConfig, poolSession, sideSockets } from "./assembly.ts";
 import { listenEntries } from "./client_entries.ts";
 import { MuxSlots } from "./mux_slots.ts";
@@ -41,15 +42,20 @@ export interface RunningClient {
   close(): Promise<void>;
 }
 
+/** `rt`: the process's runtime (a fresh one by default: a client alone in its process). */
 export async function startClient(
   cfg: Config,
+  rt: Runtime = newRuntime(),
   keys: Keys = deriveKeys(cfg.auth.key),
 ): Promise<RunningClient> {
   const cc = cfg.client;
-  bufferBudget.limit = cfg.session.bufferBudget;
+  rt.budget.limit = cfg.session.bufferBudget;
   const live = new LiveConfig(cfg, "client");
   const sockets = sideSockets(cc.nodelay);
-  const servers = serverPlans(cc, sockets.leg, await caCertsOf(cc), cfg.auth.key);
+  const servers = serverPlans(cc, sockets.leg, await caCertsOf(cc), {
+    authKey: cfg.auth.key,
+    congestion: cfg.session.quicCongestion,
+  });
   // One slot per parallel session (`mux_session`); pool mode has one control session.
   const slots = new MuxSlots(cc.streamMode === "mux" ? cc.muxSessions : 1);
   const reverse = cc.reverse
@@ -57,14 +63,15 @@ export async function startClient(
       () => live.current.client.forwarder,
       sockets.user,
       cc.dialTimeoutMs,
-      traffic("exit", cc.legKind),
+      rt.metrics.traffic("exit", cc.legKind),
+      rt,
     )
     : null;
   const clock = new HelloClock();
   const parts: ClientParts = { connectors: [], pool: null, entries: [], observed: null };
-  parts.connectors = connectorsOf(cfg, keys, clock, servers, slots, reverse, () => parts.pool);
+  parts.connectors = connectorsOf(cfg, keys, clock, servers, slots, reverse, () => parts.pool, rt);
   if (cc.streamMode === "pool" && reverse) {
-    parts.pool = startPool(cfg, keys, clock, reverse, parts.connectors[0]);
+    parts.pool = startPool(cfg, keys, clock, reverse, parts.connectors[0], rt);
   }
   for (const c of parts.connectors) c.start();
 
@@ -74,10 +81,12 @@ export async function startClient(
       openFlow: (target) => slots.openFlow(target, cc.dialTimeoutMs),
       socket: sockets.user,
       live,
+      rt,
     });
     parts.observed = observe(
       cfg,
       () => parts.connectors.flatMap((c) => c.session && !c.session.isClosed ? [c.session] : []),
+      rt,
     );
   } catch (e) {
     await shutdown(parts);
@@ -118,7 +127,7 @@ function serverPlans(
   cc: ClientConfig,
   socket: SocketOptions,
   caCerts: string[],
-  authKey: string,
+  quic: QuicOptions,
 ): LegPlan[][] {
   const spec = (url: string): DialSpec => ({
     url: new URL(url),
@@ -130,7 +139,7 @@ function serverPlans(
     timeoutMs: cc.dialTimeoutMs,
     caCerts,
     http: { upload: cc.httpUpload, padding: cc.httpPadding },
-    authKey,
+    quic,
   });
   // One bidirectional leg when both directions go to the same URL, else one leg each way.
   const plans = (up: string, down: string): LegPlan[] =>
@@ -158,6 +167,7 @@ function connectorsOf(
   slots: MuxSlots,
   reverse: ReverseDialer | null,
   pool: () => PoolManager | null,
+  rt: Runtime,
 ): Connector[] {
   return Array.from({ length: slots.count }, (_, slot) =>
     new Connector({
@@ -167,12 +177,14 @@ function connectorsOf(
       session: cfg.session,
       reconnect: cfg.client.reconnect,
       servers,
+      deps: rt,
       onSession: (s) => {
         const m = new Mux(s, {
           ...muxLimits(cfg.session),
           onOpen: reverse?.onStream ?? null,
           onFlow: reverse?.onFlow,
           onPoolWant: (n) => pool()?.want(n),
+          deps: rt,
         });
         slots.set(slot, m);
         pool()?.fill();
@@ -187,6 +199,7 @@ function startPool(
   clock: HelloClock,
   reverse: ReverseDialer,
   control: Connector,
+  rt: Runtime,
 ): PoolManager {
   const cc = cfg.client;
   return new PoolManager({
@@ -201,6 +214,7 @@ function startPool(
     mux: muxLimits(cfg.session),
     dialer: reverse,
     control: () => control.session,
+    deps: rt,
   });
 }
 

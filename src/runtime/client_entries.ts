@@ -6,11 +6,11 @@
 
 import type { ClientConfig, StaticForward } from "../config/model.ts";
 import type { SocketOptions } from "../transport/socket.ts";
-import { traffic } from "../observe/metrics.ts";
 import { type Entry, listenForward, listenSocks5, type OpenStream } from "../forward/entry.ts";
 import { listenHttpProxy } from "../forward/http_proxy.ts";
 import { listenUdpForward, type OpenFlow } from "../forward/udp_entry.ts";
 import type { LiveConfig } from "./assembly.ts";
+import type { Runtime } from "./context.ts";
 
 /** What every entry needs: the tunnel to open streams and flows on, and its users' sockets. */
 export interface EntryTunnel {
@@ -19,6 +19,8 @@ export interface EntryTunnel {
   socket: SocketOptions;
   /** Credentials are read from it per connection, so a reload applies to new connections. */
   live: LiveConfig;
+  /** The process's runtime: the entries count in its metrics and reset in its batch. */
+  rt: Runtime;
 }
 
 /**
@@ -54,8 +56,9 @@ function socks5Entry(cc: ClientConfig, listen: string, t: EntryTunnel): Entry {
     open: t.open,
     socket: t.socket,
     timeoutMs: proxyTimeoutMs(cc),
-    traffic: traffic("socks5", cc.legKind),
+    traffic: t.rt.metrics.traffic("socks5", cc.legKind),
     openFlow: t.openFlow,
+    deps: t.rt,
   });
 }
 
@@ -70,7 +73,8 @@ function httpProxyEntry(cc: ClientConfig, t: EntryTunnel): Entry {
     open: t.open,
     socket: t.socket,
     timeoutMs: proxyTimeoutMs(cc),
-    traffic: traffic("http-proxy", cc.legKind),
+    traffic: t.rt.metrics.traffic("http-proxy", cc.legKind),
+    deps: t.rt,
   });
 }
 
@@ -78,12 +82,13 @@ function httpProxyEntry(cc: ClientConfig, t: EntryTunnel): Entry {
 function forwardEntry(cc: ClientConfig, f: StaticForward, t: EntryTunnel): Entry {
   const listen = { hostname: f.listenHost, port: f.listenPort };
   const target = { host: f.targetHost, port: f.targetPort };
-  if (f.udp) return listenUdpForward(listen, target, t.openFlow);
+  if (f.udp) return listenUdpForward(listen, target, t.openFlow, t.rt.metrics);
   return listenForward({
     listen,
     target,
     open: t.open,
     socket: t.socket,
-    traffic: traffic(`forward ${f.listenHost}:${f.listenPort}`, cc.legKind),
+    traffic: t.rt.metrics.traffic(`forward ${f.listenHost}:${f.listenPort}`, cc.legKind),
+    deps: t.rt,
   });
 }

@@ -14,34 +14,29 @@ import type { Config, PortMapping } from "../config/model.ts";
 import { keyName, originOf } from "../config/load.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import type { Session } from "../session/session.ts";
-import { bufferBudget } from "../session/budget.ts";
+import type { BufferBudget } from "../session/budget.ts";
 import type { Mux } from "../mux/mux.ts";
 import { serveObserve } from "../observe/endpoint.ts";
-import {
-  addGaugeSource,
-  counterSummary,
-  type Labels,
-  metrics,
-  reportBudget,
-} from "../observe/metrics.ts";
+import type { Labels, Metrics } from "../observe/metrics.ts";
 import { VERSION } from "../version.ts";
 import { recentProblems } from "../observe/log.ts";
 import { startUsageLog } from "../observe/usage_log.ts";
 import { ThroughputHistory } from "../observe/history.ts";
+import type { Runtime } from "./context.ts";
 
 /** The dashboard's history: 15 minutes, a point every 5 s. */
 const HISTORY_EVERY_MS = 5000;
 const HISTORY_POINTS = (15 * 60 * 1000) / HISTORY_EVERY_MS;
 
-/** The counters that count something going wrong, as the dashboard names them. */
+/** The counters that count something going wrong (`Metrics` fields), as the dashboard names them. */
 const ERROR_COUNTERS = [
-  ["handshakes refused", metrics.handshakesRefused],
-  ["stream opens failed at the exit", metrics.streamsFailed],
-  ["stream opens failed at an entry", metrics.entryStreamsFailed],
-  ["published connections refused", metrics.publishedRefused],
-  ["legs lost", metrics.legsLost],
-  ["datagrams dropped", metrics.datagramsDropped],
-  ["UDP flows evicted", metrics.udpFlowsEvicted],
+  ["handshakes refused", "handshakesRefused"],
+  ["stream opens failed at the exit", "streamsFailed"],
+  ["stream opens failed at an entry", "entryStreamsFailed"],
+  ["published connections refused", "publishedRefused"],
+  ["legs lost", "legsLost"],
+  ["datagrams dropped", "datagramsDropped"],
+  ["UDP flows evicted", "udpFlowsEvicted"],
 ] as const;
 
 export interface Observed {
@@ -50,11 +45,14 @@ export interface Observed {
   close(): Promise<void>;
 }
 
-/** Starts the gauges and, when configured, the listener; `sessions` lists the live sessions. */
-export function observe(cfg: Config, sessions: () => Iterable<Session>): Observed {
+/**
+ * Starts the gauges (in the metrics of `rt`) and, when configured, the listener; `sessions` lists
+ * the live sessions.
+ */
+export function observe(cfg: Config, sessions: () => Iterable<Session>, rt: Runtime): Observed {
+  const { metrics } = rt;
   const streamsOf = (s: Session) => (s.handler as Mux | null)?.streamCount ?? 0;
-  reportBudget(bufferBudget);
-  const removeGauges = addGaugeSource({
+  const removeGauges = metrics.addGaugeSource({
     role: cfg.role,
     transport: cfg.role === "server" ? cfg.server.legKind : cfg.client.legKind,
     sessions: () => [...sessions()].length,
@@ -91,21 +89,26 @@ export function observe(cfg: Config, sessions: () => Iterable<Session>): Observe
       streams: streamsOf(s),
       legs: s.legs(),
     })),
-    traffic: trafficByEntry(isUp),
+    traffic: trafficByEntry(metrics, isUp),
     /** Rates in bytes per second, up and down, oldest first. */
     throughput: history.snapshot(),
     published: cfg.role === "server"
       ? cfg.server.ports.map((m) => publishedPort(m, cfg.server.acceptUdp))
       : [],
-    memory: memoryUse(),
-    errors: errorCounts(),
+    memory: memoryUse(rt.budget),
+    errors: errorCounts(metrics),
     recentProblems: recentProblems(),
-    counters: counterSummary(),
+    counters: metrics.counterSummary(),
   });
   let server = null;
   try {
     server = cfg.observe.listen
-      ? serveObserve({ ...listenAddr(cfg.observe.listen), token: cfg.observe.token, status })
+      ? serveObserve({
+        ...listenAddr(cfg.observe.listen),
+        token: cfg.observe.token,
+        status,
+        metrics,
+      })
       : null;
   } catch (e) {
     removeGauges();
@@ -125,7 +128,7 @@ export function observe(cfg: Config, sessions: () => Iterable<Session>): Observe
   }
   // The history is for the dashboard: it is only kept while there is a listener to serve it.
   const sampler = server ? setInterval(sampleTraffic, HISTORY_EVERY_MS) : undefined;
-  const usage = cfg.observe.usageLog ? startUsageLog(cfg.observe.usageLog) : null;
+  const usage = cfg.observe.usageLog ? startUsageLog(cfg.observe.usageLog, metrics) : null;
   return {
     addr: server?.addr ?? null,
     async close() {
@@ -173,7 +176,7 @@ function upwards(role: Config["role"]): (labels: Labels) => boolean {
  * Bytes per entry and transport from the byte counters: in and out at the local socket, and the
  * same as up and down in the tunnel.
  */
-function trafficByEntry(isUp: (labels: Labels) => boolean) {
+function trafficByEntry(metrics: Metrics, isUp: (labels: Labels) => boolean) {
   const out = new Map<
     string,
     { entry: string; transport: string; in: number; out: number; up: number; down: number }
@@ -191,21 +194,24 @@ function trafficByEntry(isUp: (labels: Labels) => boolean) {
   return [...out.values()];
 }
 
-function memoryUse() {
+function memoryUse(budget: BufferBudget) {
   const { rss, heapUsed } = Deno.memoryUsage();
-  return { rss, heapUsed, bufferBudget: { used: bufferBudget.used, limit: bufferBudget.limit } };
+  return { rss, heapUsed, bufferBudget: { used: budget.used, limit: budget.limit } };
 }
 
 /** Each error counter's total and, for labelled ones, the non-zero series ("busy": 3). */
-function errorCounts() {
-  return ERROR_COUNTERS.map(([what, f]) => ({
-    what,
-    total: f.total(),
-    by: Object.fromEntries(
-      f.series().filter((s) => s.value && Object.keys(s.labels).length)
-        .map((s) => [Object.values(s.labels).join(" "), s.value]),
-    ),
-  }));
+function errorCounts(metrics: Metrics) {
+  return ERROR_COUNTERS.map(([what, name]) => {
+    const f = metrics[name];
+    return {
+      what,
+      total: f.total(),
+      by: Object.fromEntries(
+        f.series().filter((s) => s.value && Object.keys(s.labels).length)
+          .map((s) => [Object.values(s.labels).join(" "), s.value]),
+      ),
+    };
+  });
 }
 
 /** A published port range and where the client sends it, as the dashboard lists them. */

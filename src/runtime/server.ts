@@ -4,7 +4,9 @@
  * ports of the reverse tunnel. Returns a handle to reload settings and shut down cleanly.
  *
  * Each part is one function below (the leg listeners are `server_legs.ts`), so a new transport or
- * a new published-port feature changes one of them, not the order they start and stop in.
+ * a new published-port feature changes one of them, not the order they start and stop in. What
+ * the process shares (budget, metrics, pools: `context.ts`) is the runtime it is given, handed to
+ * each part that uses it.
  */
 
 import type { Config } from "../config/model.ts";
@@ -12,14 +14,13 @@ import { deriveKeys, type Keys } from "../protocol/handshake.ts";
 import type { LegListener } from "../transport/listen.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import { SessionRegistry } from "../session/registry.ts";
-import { bufferBudget } from "../session/budget.ts";
 import { Mux, muxLimits, type MuxOptions } from "../mux/mux.ts";
-import { traffic } from "../observe/metrics.ts";
 import { exitHandler } from "../exit/handler.ts";
 import { exitFlowHandler } from "../exit/udp.ts";
 import type { ExitPolicy } from "../exit/dialer.ts";
 import { Publisher } from "../reverse/publisher.ts";
 import { observe, type Observed } from "./observe.ts";
+import { newRuntime, type Runtime } from "./context.ts";
 import { LiveConfig, poolSession, sideSockets } from "./assembly.ts";
 import { listenLegGroups } from "./server_legs.ts";
 import { originOf } from "../config/load.ts";
@@ -36,33 +37,35 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** `rt`: the process's runtime (a fresh one by default: a server alone in its process). */
 export async function startServer(
   cfg: Config,
+  rt: Runtime = newRuntime(),
   keys: Keys = deriveKeys(cfg.auth.key),
 ): Promise<RunningServer> {
-  bufferBudget.limit = cfg.session.bufferBudget;
+  rt.budget.limit = cfg.session.bufferBudget;
   const sockets = sideSockets(cfg.server.nodelay);
   const live = new LiveConfig(cfg, "server");
   // Ports of this process, which the exit refuses to dial (a loop through the tunnel).
   const ownPorts = new Set<number>();
-  const exit = exitOf(live, sockets.user, ownPorts);
+  const exit = exitOf(live, sockets.user, ownPorts, rt);
   const parts: ServerParts = {
     publisher: null,
-    registry: sessionRegistry(cfg, keys, exit, () => parts.publisher),
+    registry: sessionRegistry(cfg, keys, exit, () => parts.publisher, rt),
     listeners: [],
     observed: null,
   };
   try {
     parts.listeners = await listenLegGroups(
       cfg.server,
-      cfg.auth.key,
+      { authKey: cfg.auth.key, congestion: cfg.session.quicCongestion },
       sockets.leg,
       parts.registry.onHello,
       ownPorts,
       (key) => originOf(cfg, key),
     );
-    parts.publisher = startPublisher(cfg, keys, sockets.user, ownPorts);
-    parts.observed = observe(cfg, () => parts.registry.sessions());
+    parts.publisher = startPublisher(cfg, keys, sockets.user, ownPorts, rt);
+    parts.observed = observe(cfg, () => parts.registry.sessions(), rt);
     if (parts.observed.addr) ownPorts.add(parts.observed.addr.port);
   } catch (e) {
     await shutdown(parts);
@@ -90,7 +93,12 @@ interface ServerParts {
 type Exit = Pick<MuxOptions, "onOpen" | "onFlow">;
 
 /** The exit, with its policy read per stream so a reload applies to new streams. */
-function exitOf(live: LiveConfig, socket: SocketOptions, ownPorts: Set<number>): Exit {
+function exitOf(
+  live: LiveConfig,
+  socket: SocketOptions,
+  ownPorts: Set<number>,
+  rt: Runtime,
+): Exit {
   if (!live.current.server.exit) return { onOpen: null, onFlow: undefined };
   const policy = (): ExitPolicy => ({
     allowPrivate: live.current.server.allowPrivate,
@@ -99,8 +107,8 @@ function exitOf(live: LiveConfig, socket: SocketOptions, ownPorts: Set<number>):
     socket,
   });
   return {
-    onOpen: exitHandler(policy, traffic("exit", live.current.server.legKind)),
-    onFlow: exitFlowHandler(policy),
+    onOpen: exitHandler(policy, rt.metrics.traffic("exit", live.current.server.legKind), rt),
+    onFlow: exitFlowHandler(policy, rt.metrics),
   };
 }
 
@@ -114,17 +122,20 @@ function sessionRegistry(
   keys: Keys,
   exit: Exit,
   publisher: () => Publisher | null,
+  rt: Runtime,
 ): SessionRegistry {
   return new SessionRegistry({
     keys,
     hmac: cfg.auth.hmac,
     cfg: cfg.session,
     maxSessions: cfg.server.maxSessions,
+    deps: rt,
     onSession: (s) => {
       const mux = new Mux(s, {
         ...muxLimits(cfg.session),
         onOpen: exit.onOpen,
         onFlow: exit.onFlow,
+        deps: rt,
       });
       publisher()?.addMux(mux);
     },
@@ -140,6 +151,7 @@ function startPublisher(
   keys: Keys,
   socket: SocketOptions,
   ownPorts: Set<number>,
+  rt: Runtime,
 ): Publisher | null {
   const sc = cfg.server;
   if (!sc.ports.length) return null;
@@ -155,6 +167,7 @@ function startPublisher(
     keys,
     poolSession: poolSession(cfg.session, sc.keepalivePeriodMs),
     mux: muxLimits(cfg.session),
+    deps: rt,
   });
   for (const p of publisher.boundPorts) ownPorts.add(p);
   return publisher;

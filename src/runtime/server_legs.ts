@@ -8,7 +8,7 @@ import type { ServerConfig } from "../config/model.ts";
 import { Role } from "../protocol/handshake.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { type LegListener, listenLegs } from "../transport/listen.ts";
-import type { OnHello } from "../transport/kind.ts";
+import type { OnHello, QuicOptions } from "../transport/kind.ts";
 import { kindsServedBy, transportByKind } from "../transport/registry.ts";
 import type { SocketOptions } from "../transport/socket.ts";
 import { errText } from "../observe/error_text.ts";
@@ -32,7 +32,7 @@ interface LegGroup {
  */
 export async function listenLegGroups(
   sc: ServerConfig,
-  authKey: string,
+  quic: QuicOptions,
   socket: SocketOptions,
   onHello: OnHello,
   ownPorts: Set<number>,
@@ -49,7 +49,7 @@ export async function listenLegGroups(
         socket,
         helloTimeoutMs: 10_000,
         padding: sc.httpPadding,
-        authKey,
+        quic,
       };
       const failed = (e: unknown): never => {
         throw new Error(

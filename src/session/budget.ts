@@ -2,7 +2,8 @@
  * One process-wide bound on what sessions buffer: replay rings beyond their first few frames, and
  * streams' read buffers and receive queues. Per-session limits alone multiply by the number of
  * sessions and streams a key holder may open; this is the figure an operator can size a VPS by
- * (`session.buffer_budget`).
+ * (`session.buffer_budget`). The process's runtime holds one budget and the growth below, and
+ * hands them to sessions and streams (docs/ARCHITECTURE.md).
  *
  * Replay rings may hold at most half of it, so a few busy sessions never starve new streams. When
  * it is spent nothing is lost silently: a replay ring stops growing and its senders wait for acks
@@ -56,6 +57,3 @@ export class SharedGrowth {
     return true;
   }
 }
-
-/** The budget of this process; the runtime sets its limit from `session.buffer_budget`. */
-export const bufferBudget = new BufferBudget(128 * 1024 * 1024);

@@ -20,12 +20,11 @@ import {
   welcomeStatusText,
 } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
-import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
 import { transportByScheme } from "../transport/registry.ts";
 import { LegRefused } from "../transport/socket.ts";
 import { transportName } from "../transport/mismatch.ts";
-import { Session } from "./session.ts";
+import { Session, type SessionDeps } from "./session.ts";
 import { SESSION_END, sessionEnd } from "./session_end.ts";
 import { handshakeLeg } from "./leg_handshake.ts";
 
@@ -53,6 +52,8 @@ export interface ConnectorOptions {
   servers: LegPlan[][];
   /** A new session is up (first start and after the server lost the old one). */
   onSession: (s: Session) => void;
+  /** What the sessions share, and the metrics the connector counts in. */
+  deps: SessionDeps;
 }
 
 export class BackoffTimer {
@@ -229,6 +230,7 @@ export class Connector {
       cfg: this.opts.session,
       resumable: true,
       route,
+      deps: this.opts.deps,
     });
     s.attachLeg(w.leg, plan.role, w.recvAck);
     if (!session) s.sendConfirm();
@@ -290,7 +292,7 @@ export class Connector {
         await this.#sleep(delay);
         if (this.#stopped || s.isClosed) return;
         try {
-          metrics.legReconnects.inc();
+          this.opts.deps.metrics.legReconnects.inc();
           const w = await this.#handshake(
             plan,
             s.id,

@@ -11,6 +11,7 @@ import { loadYamlSupport, parseConfigText } from "../config/load.ts";
 import { deriveKeys, HelloClock, Role } from "../protocol/handshake.ts";
 import { answerHttp } from "../../tests/helpers/net.ts";
 import { until } from "../../tests/helpers/bytes.ts";
+import { sessionDeps } from "../../tests/helpers/deps.ts";
 import { Connector } from "./connector.ts";
 
 await loadYamlSupport();
@@ -40,10 +41,11 @@ function connector(port: number): Connector {
         timeoutMs: 5_000,
         caCerts: [],
         http: { upload: "auto", padding: [0, 0] },
-        authKey: KEY,
+        quic: { authKey: KEY, congestion: "default" },
       },
     }]],
     onSession: () => assert.fail("no session can come up"),
+    deps: sessionDeps(),
   });
 }
 

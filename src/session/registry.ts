@@ -36,11 +36,10 @@ import {
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import type { Leg } from "../transport/leg.ts";
 import type { OnHello } from "../transport/kind.ts";
-import { metrics } from "../observe/metrics.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import { sourceOf } from "../transport/peer.ts";
-import { Session } from "./session.ts";
+import { Session, type SessionDeps } from "./session.ts";
 import { SESSION_END, sessionEnd } from "./session_end.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
@@ -61,6 +60,8 @@ export interface RegistryOptions {
   onPoolLeg:
     | ((s: Session, leg: Leg, hello: Hello, welcome: Uint8Array, key: Uint8Array) => void)
     | null;
+  /** What the sessions share, and the metrics the registry counts in. */
+  deps: SessionDeps;
 }
 
 export class SessionRegistry {
@@ -119,7 +120,7 @@ export class SessionRegistry {
         ),
       );
     if (hello.timeMs < this.startedAt) {
-      metrics.handshakesRefused.with({ reason: "restarted" }).inc();
+      this.opts.deps.metrics.handshakesRefused.with({ reason: "restarted" }).inc();
       this.#refusals.note(`stale ${sourceOf(peer)}`, {
         first: () =>
           log.info(
@@ -160,7 +161,7 @@ export class SessionRegistry {
       return (leg) => pool(sess, leg, hello, welcome(WelcomeStatus.OK, 0), poolKey);
     }
     if (!s && this.#sessions.size >= this.opts.maxSessions && !this.#evictIdle()) {
-      metrics.handshakesRefused.with({ reason: "busy" }).inc();
+      this.opts.deps.metrics.handshakesRefused.with({ reason: "busy" }).inc();
       this.#refusals.note("busy", {
         first: () =>
           log.warn(
@@ -182,9 +183,10 @@ export class SessionRegistry {
         hmac,
         cfg: this.opts.cfg,
         resumable: true,
+        deps: this.opts.deps,
         onConfirm: () => {
           opened = Date.now();
-          metrics.sessionsOpened.inc();
+          this.opts.deps.metrics.sessionsOpened.inc();
           log.info("session {sid} opened by {peer}", { sid: created.label, peer });
           this.opts.onSession(created);
         },
@@ -197,7 +199,7 @@ export class SessionRegistry {
         if (opened) log.info(SESSION_END, { ...sessionEnd(created, opened, reason), peer });
       });
     } else if (hello.flags & HelloFlag.RESUME) {
-      metrics.sessionsResumed.inc();
+      this.opts.deps.metrics.sessionsResumed.inc();
     }
     const sess = s;
     return (leg) => {
@@ -207,7 +209,7 @@ export class SessionRegistry {
 
   /** Counts and logs (once per source and minute) a refused hello. */
   #refuse(peer: string, e: unknown): void {
-    metrics.handshakesRefused.with({
+    this.opts.deps.metrics.handshakesRefused.with({
       reason: e instanceof HandshakeError ? e.reason : "malformed",
     }).inc();
     const reason = errText(e);

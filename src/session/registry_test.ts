@@ -12,6 +12,7 @@ import {
 } from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
 import { until } from "../../tests/helpers/bytes.ts";
+import { sessionDeps } from "../../tests/helpers/deps.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { parseWelcomeFrame } from "./welcome.ts";
 import { SessionRegistry } from "./registry.ts";
@@ -69,6 +70,7 @@ function registry(keys: Keys = KEYS) {
     maxSessions: 16,
     onSession: (s) => opened.push(s),
     onPoolLeg: null,
+    deps: sessionDeps(),
   });
   return { r, opened };
 }

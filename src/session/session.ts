@@ -30,11 +30,11 @@ import {
 } from "../protocol/frame.ts";
 import { frameKey, hexOf, Role, roleName, type RoleValue } from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
-import { metrics } from "../observe/metrics.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { SendRing } from "./send_ring.ts";
-import { bufferBudget, SharedGrowth } from "./budget.ts";
+import type { BufferBudget, SharedGrowth } from "./budget.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
 
@@ -57,7 +57,7 @@ const SHORT_PATH_RING = 1024 * 1024;
  * scheduled), while eight busy pool connections, each a session of its own, hold 11 MiB in their
  * rings rather than 32.
  */
-const shortPathRings = new SharedGrowth(3 * 1024 * 1024);
+export const SHORT_PATH_RING_GROWTH = 3 * 1024 * 1024;
 /** A path whose frames take at least this long to be acknowledged is long. */
 export const LONG_PATH_MS = 10;
 /**
@@ -94,6 +94,17 @@ export interface LegInfo {
   rttMs: number | null;
 }
 
+/**
+ * What sessions of one process share, handed down from its runtime: the buffer budget their
+ * replay rings draw from, the growth past SHORT_PATH_RING those rings share on short paths
+ * (SHORT_PATH_RING_GROWTH), and the metrics they count in.
+ */
+export interface SessionDeps {
+  readonly budget: BufferBudget;
+  readonly ringGrowth: SharedGrowth;
+  readonly metrics: Metrics;
+}
+
 export interface SessionOptions {
   id: Uint8Array;
   side: "client" | "server";
@@ -112,6 +123,7 @@ export interface SessionOptions {
    * synchronously, so that frames right behind the CONFIRM reach the handler it sets.
    */
   onConfirm?: () => void;
+  deps: SessionDeps;
 }
 
 export class Session {
@@ -137,6 +149,8 @@ export class Session {
   #cfg: SessionConfig;
   #resumable: boolean;
   #ring: SendRing;
+  #ringGrowth: SharedGrowth;
+  #metrics: Metrics;
   #mac: FrameMac;
   #onConfirm: (() => void) | null;
   #confirmTimer: ReturnType<typeof setTimeout> | null = null;
@@ -170,7 +184,9 @@ export class Session {
     this.#resumable = opts.resumable;
     // Four full frames are always granted; beyond that the ring grows only within the budget.
     const floor = 4 * frameSize(opts.cfg.maxFramePayload + 1, opts.hmac);
-    this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, bufferBudget, floor);
+    this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, opts.deps.budget, floor);
+    this.#ringGrowth = opts.deps.ringGrowth;
+    this.#metrics = opts.deps.metrics;
     this.#ringBase = Math.max(SHORT_PATH_RING, floor);
     this.#ring.limit = this.#ringBase;
     this.#mac = new FrameMac(frameKey(opts.key));
@@ -297,7 +313,7 @@ export class Session {
       this.#ring.rewind();
       this.#sendLeg = ls;
       if (replay > 0) {
-        metrics.framesReplayed.inc(replay);
+        this.#metrics.framesReplayed.inc(replay);
         log.info("session {sid}: resumed on {leg}, {n} frames replayed", {
           sid: this.label,
           leg: leg.label,
@@ -354,7 +370,7 @@ export class Session {
     if (next <= ring.limit) return false;
     if (ring.ackTimeMs < LONG_PATH_MS) {
       const share = this.#ringShared + next - ring.limit;
-      if (!shortPathRings.reshare(this.#ringShared, share)) return false;
+      if (!this.#ringGrowth.reshare(this.#ringShared, share)) return false;
       this.#ringShared = share;
     }
     ring.limit = next;
@@ -363,7 +379,7 @@ export class Session {
 
   /** The ring back at its base limit, its share of short-path growth returned (idle or closed). */
   #narrowRing(): void {
-    shortPathRings.reshare(this.#ringShared, 0);
+    this.#ringGrowth.reshare(this.#ringShared, 0);
     this.#ringShared = 0;
     this.#ring.limit = this.#ringBase;
   }
@@ -590,7 +606,7 @@ export class Session {
     const reason = err?.message ?? "closed";
     this.#dropLeg(ls);
     if (this.#closed) return;
-    metrics.legsLost.inc();
+    this.#metrics.legsLost.inc();
     if (!this.#resumable) {
       this.close(`leg ${ls.leg.label} lost: ${reason}`);
       return;

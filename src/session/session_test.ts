@@ -19,13 +19,13 @@ import {
   writeHeader,
 } from "../protocol/frame.ts";
 import { frameKey, Role, type RoleValue } from "../protocol/handshake.ts";
-import { metrics } from "../observe/metrics.ts";
 import type { Leg } from "../transport/leg.ts";
 import { TransportError } from "../transport/socket.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { Session } from "./session.ts";
 import { bytes, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
+import { sessionDeps } from "../../tests/helpers/deps.ts";
 
 await loadYamlSupport();
 
@@ -42,6 +42,8 @@ function sessionConfig(yaml = ""): SessionConfig {
 }
 
 const CFG = sessionConfig();
+/** What every session of these tests shares, as those of one process do. */
+const DEPS = sessionDeps();
 
 /** Settles `p` or fails after `ms` (clearing its timer either way). */
 async function within<T>(p: Promise<T>, what: string, ms = 2000): Promise<T> {
@@ -201,6 +203,7 @@ function peer(side: "client" | "server", hmac: boolean, opts: {
     hmac,
     cfg: opts.cfg ?? CFG,
     resumable: opts.resumable ?? true,
+    deps: DEPS,
   });
   const p: Peer = { session, got: [], closes: [], lost: [] };
   session.handler = {
@@ -377,7 +380,7 @@ for (const hmac of [false, true]) {
           assert.equal(s.session.recvSeq, 4);
           assert.equal(c.session.recvSeq, 2);
 
-          const replayedBefore = metrics.framesReplayed.total();
+          const replayedBefore = DEPS.metrics.framesReplayed.total();
           const l2 = connect(c.session, s.session, layout, stable);
           await until(() => s.got.length >= 6 && c.got.length >= 4, "replayed frames");
           await within(c.session.drained(), "client drained after resume");
@@ -387,7 +390,7 @@ for (const hmac of [false, true]) {
           assertGot(c.got, "server", 4, hmac);
           assert.deepEqual(sequencedSeqs(l2.clientSend.sentLog, hmac), [5, 6]);
           assert.deepEqual(sequencedSeqs(l2.serverSend.sentLog, hmac), [3, 4]);
-          assert.equal(metrics.framesReplayed.total() - replayedBefore, 4);
+          assert.equal(DEPS.metrics.framesReplayed.total() - replayedBefore, 4);
 
           // The session goes on normally on the new legs.
           await Promise.all([sendRange(c, 7, 9), sendRange(s, 5, 5)]);

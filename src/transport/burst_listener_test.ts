@@ -9,7 +9,7 @@ import {
   listenBurst,
   MAX_SOCKETS,
 } from "./burst_listener.ts";
-import { canReset, resetConn } from "./socket_reset.ts";
+import { canReset, ResetBatcher } from "./socket_reset.ts";
 
 /** Listening sockets on `port` (any address), from /proc/net/tcp and tcp6. */
 function listeningSockets(port: number): number {
@@ -302,7 +302,8 @@ Deno.test({
       Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
     );
     // Reset (SO_LINGER 0) while they wait in the backlog, before anything accepts them.
-    for (const c of clients) resetConn(c);
+    const resets = new ResetBatcher();
+    for (const c of clients) resets.reset(c);
     await new Promise((r) => setTimeout(r, 50));
     const errors = new AcceptErrors(`127.0.0.1:${port}`);
     const stop = new AbortController();

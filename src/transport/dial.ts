@@ -7,7 +7,7 @@
  */
 
 import type { TlsClientConfig } from "../config/model.ts";
-import type { HttpLegShape, OpenedConn } from "./kind.ts";
+import type { HttpLegShape, OpenedConn, QuicOptions } from "./kind.ts";
 import type { Leg } from "./leg.ts";
 import { type SocketOptions, TransportError, tuneSocket } from "./socket.ts";
 import { connectInsecureTls } from "./node_tls.ts";
@@ -30,8 +30,7 @@ export interface DialSpec {
   caCerts: string[];
   /** How HTTP legs are shaped (`client.http_*`). */
   http: HttpLegShape;
-  /** The shared key (QUIC derives the server identity it trusts from it). Never logged. */
-  authKey: string;
+  quic: QuicOptions;
 }
 
 /** Whether legs dialled by `spec` present the session's route to balancers (as a cookie). */
@@ -67,7 +66,7 @@ export async function dialLeg(
   return await transport.t.dial((alpn) => connectWithTimeout(hostname, port, spec, alpn), {
     url: spec.url,
     target: { hostname, port, sni: spec.tls.sni, caCerts: spec.caCerts, timeoutMs: spec.timeoutMs },
-    authKey: spec.authKey,
+    quic: spec.quic,
     hostHeader: spec.hostHeader,
     route: presentsRoute(spec) ? { name: spec.routeCookie, value: route } : null,
     sessionId,

@@ -33,6 +33,7 @@ const STATUS_TEXT: Record<number, string> = {
 const te = new TextEncoder();
 const CRLF = te.encode("\r\n");
 const LAST_CHUNK = te.encode("0\r\n\r\n");
+const CONTINUE = te.encode("HTTP/1.1 100 Continue\r\n\r\n");
 
 function fieldLines(fields: Fields): string {
   let s = "";
@@ -164,6 +165,10 @@ export class H1Exchange implements Exchange {
     } catch (e) {
       this.#reusable = false;
       throw e;
+    }
+    // As Go's server does: a client waiting to be asked for its body is asked when it is read.
+    if (!body.done && this.field("expect")?.toLowerCase() === "100-continue") {
+      await this.#writer.raw(CONTINUE);
     }
     let total = 0;
     const deliver = (d: Uint8Array) => {

@@ -49,6 +49,14 @@ export interface HttpLegShape {
   padding: PaddingRange;
 }
 
+/** What QUIC legs need of the config, on both sides. */
+export interface QuicOptions {
+  /** The shared key, from which QUIC derives the TLS identity (quic_identity.ts). Never logged. */
+  authKey: string;
+  /** Congestion control, as the runtime names it (`session.quic_congestion`). */
+  congestion: "default" | "low-latency";
+}
+
 /** Where a client leg goes, for transports that do not dial through `OpenConn` (QUIC). */
 export interface DialTarget {
   /** The edge IP, or else the URL's host. */
@@ -65,8 +73,7 @@ export interface DialTarget {
 export interface DialRequest {
   url: URL;
   target: DialTarget;
-  /** The shared key: QUIC derives from it the server identity it trusts. Never logged. */
-  authKey: string;
+  quic: QuicOptions;
   /** Host header (or equivalent) to present; "" = the URL's host. */
   hostHeader: string;
   /** A routing cookie (name and per-session value) for balancers, where the transport has one. */
@@ -166,8 +173,7 @@ export interface LegListenSpec {
   helloTimeoutMs: number;
   /** Length range of the random padding on HTTP legs' responses (`server.http_padding`). */
   padding: PaddingRange;
-  /** The shared key: QUIC derives its certificate from it when no files are set. Never logged. */
-  authKey: string;
+  quic: QuicOptions;
 }
 
 export interface LegListener {

@@ -52,11 +52,20 @@ export async function readLoop(
   eof: string,
 ): Promise<Error | undefined> {
   try {
-    const buf = new Uint8Array(READ_BUF);
-    while (!done()) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      push(buf.subarray(0, n));
+    if (conn.readChunk) {
+      // The connection lends its own buffer: no copy into ours.
+      while (!done()) {
+        const c = await conn.readChunk();
+        if (c === null) break;
+        push(c);
+      }
+    } else {
+      const buf = new Uint8Array(READ_BUF);
+      while (!done()) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        push(buf.subarray(0, n));
+      }
     }
     return closedByUs() ? undefined : new TransportError(eof);
   } catch (e) {

@@ -54,7 +54,7 @@ export const quicTransport: Transport = {
 
 async function dialQuic(req: DialRequest): Promise<Leg> {
   const t = req.target;
-  const id = await clientQuicIdentity(req.authKey);
+  const id = await clientQuicIdentity(req.quic.authKey);
   const connecting: Promise<Deno.QuicConn> = Deno.connectQuic<false>({
     hostname: t.hostname,
     port: t.port,
@@ -63,6 +63,7 @@ async function dialQuic(req: DialRequest): Promise<Leg> {
     alpnProtocols: ALPN,
     keepAliveInterval: KEEPALIVE_MS,
     maxIdleTimeout: IDLE_TIMEOUT_MS,
+    congestionControl: req.quic.congestion,
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<never>((_, reject) => {
@@ -127,7 +128,7 @@ async function listenQuic(spec: LegListenSpec, onHello: OnHello): Promise<LegLis
       certPem: await Deno.readTextFile(spec.tls.certFile),
       keyPem: await Deno.readTextFile(spec.tls.keyFile),
     }
-    : await serverQuicIdentity(spec.authKey);
+    : await serverQuicIdentity(spec.quic.authKey);
   const endpoint = new Deno.QuicEndpoint({ hostname, port });
   const listener = endpoint.listen({
     cert: id.certPem,
@@ -135,6 +136,7 @@ async function listenQuic(spec: LegListenSpec, onHello: OnHello): Promise<LegLis
     alpnProtocols: ALPN,
     keepAliveInterval: KEEPALIVE_MS,
     maxIdleTimeout: IDLE_TIMEOUT_MS,
+    congestionControl: spec.quic.congestion,
     // One stream carries the leg; an HTTP/3 client's three unidirectional ones are let be.
     maxConcurrentBidirectionalStreams: 1,
     maxConcurrentUnidirectionalStreams: 3,

@@ -38,6 +38,11 @@ export interface ByteConn {
   read(p: Uint8Array): Promise<number | null>;
   write(p: Uint8Array): Promise<number>;
   close(): void;
+  /**
+   * Where a connection reads into a buffer of its own (a QUIC stream): the next bytes as a view of
+   * it, valid until the next read, or null at the end. Leg read loops prefer it (no copy).
+   */
+  readChunk?(): Promise<Uint8Array | null>;
 }
 
 /** Reads exactly `n` bytes, or returns null if the peer closes first. */

@@ -1,7 +1,7 @@
 /** Resetting a Deno connection: the peer's read fails with ConnectionReset (Linux), not EOF. */
 
 import assert from "node:assert/strict";
-import { canReset, resetConn } from "./socket_reset.ts";
+import { canReset, ResetBatcher } from "./socket_reset.ts";
 import { addrKey, connFds } from "./socket_native.ts";
 
 Deno.test("addrKey gives IPv4 and IPv4-mapped IPv6 the same key, and skips zone ids", () => {
@@ -63,7 +63,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "resetConn ends the peer's read with a reset, for many connections at once",
+  name: "a reset ends the peer's read with a reset, for many connections at once",
   ignore: !canReset(),
   async fn() {
     for (const hostname of ["127.0.0.1", "::1"]) {
@@ -71,7 +71,8 @@ Deno.test({
       try {
         // A read pending on the reset side, as a stream's read loop would have.
         const pending = pairs.map(([c]) => c.read(new Uint8Array(8)).catch(() => null));
-        for (const [c] of pairs) resetConn(c);
+        const resets = new ResetBatcher();
+        for (const [c] of pairs) resets.reset(c);
         for (const [, peer] of pairs) {
           await assert.rejects(() => peer.read(new Uint8Array(8)), Deno.errors.ConnectionReset);
         }
@@ -92,8 +93,9 @@ Deno.test({
     const { pairs, close } = await connPairs("127.0.0.1", 1240);
     try {
       const flood = pairs.slice(1200);
+      const resets = new ResetBatcher();
       for (const [c] of flood) {
-        resetConn(c);
+        resets.reset(c);
         await new Promise((r) => setTimeout(r, 0));
       }
       for (const [, peer] of flood) {

@@ -14,6 +14,7 @@ import { Session } from "../../src/session/session.ts";
 import { readWelcome } from "../../src/session/welcome.ts";
 import { Mux, muxLimits } from "../../src/mux/mux.ts";
 import { TcpLeg } from "../../src/transport/tcp_leg.ts";
+import { newRuntime } from "../../src/runtime/context.ts";
 import { serveTcp, type TestServer, writeAll } from "./net.ts";
 import { TEST_KEY } from "./tunnel.ts";
 import { nodeArgs, type NodeProcess, spawnNode } from "./process.ts";
@@ -87,6 +88,8 @@ export async function abuse(
     role: "client",
     env: { HT_AUTH_KEY: TEST_KEY, HT_LOG_LEVEL: "error" },
   }).session;
+  // The attacker's own process state, apart from any server this process runs.
+  const rt = newRuntime();
   const result: AbuseResult = {
     sessionsOpened: 0,
     sessionsRefused: 0,
@@ -113,9 +116,10 @@ export async function abuse(
       hmac: false,
       cfg,
       resumable: true,
+      deps: rt,
     });
     s.sendConfirm();
-    const mux = new Mux(s, { ...muxLimits(cfg), onOpen: null });
+    const mux = new Mux(s, { ...muxLimits(cfg), onOpen: null, deps: rt });
     s.attachLeg(w.leg, Role.BOTH, w.recvAck);
     result.sessions.push(s);
     const opened = [];

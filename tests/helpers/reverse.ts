@@ -7,6 +7,7 @@
 import { parseConfigText } from "../../src/config/load.ts";
 import { type RunningServer, startServer } from "../../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../../src/runtime/client.ts";
+import { newRuntime, type Runtime } from "../../src/runtime/context.ts";
 import { selfSignedCert } from "./tls.ts";
 import { freePort } from "./ports.ts";
 import { tempConfig } from "./process.ts";
@@ -16,6 +17,8 @@ export const TOKEN = "reverse-test-token-0123456789";
 export interface Reverse {
   server: RunningServer;
   client: RunningClient;
+  /** The runtime both run on, as a process's parts do: its metrics count both sides. */
+  runtime: Runtime;
   published: number;
   close(): Promise<void>;
 }
@@ -27,28 +30,38 @@ export async function startReverse(
 ): Promise<Reverse> {
   const published = await freePort();
   const tls = transport.startsWith("wss") ? await selfSignedCert() : null;
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
-      `log_level = "error"\n` +
-      (extra.server?.includes("ports =") ? "" : `ports = ["127.0.0.1:${published}=${target}"]\n`) +
-      (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : "") +
-      (extra.server ?? ""),
-    "toml",
-    "test-server.toml",
-    { env: {} },
-  ));
+  const runtime = newRuntime();
+  const server = await startServer(
+    parseConfigText(
+      `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
+        `log_level = "error"\n` +
+        (extra.server?.includes("ports =")
+          ? ""
+          : `ports = ["127.0.0.1:${published}=${target}"]\n`) +
+        (tls ? `tls_cert = "${tls.certFile}"\ntls_key = "${tls.keyFile}"\n` : "") +
+        (extra.server ?? ""),
+      "toml",
+      "test-server.toml",
+      { env: {} },
+    ),
+    runtime,
+  );
   const bind = server.legAddrs[0].port;
-  const client = await startClient(parseConfigText(
-    `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\n` +
-      `token = "${extra.token ?? TOKEN}"\nlog_level = "error"\nretry_interval = 1\n` +
-      (extra.client ?? ""),
-    "toml",
-    "test-client.toml",
-    { env: {} },
-  ));
+  const client = await startClient(
+    parseConfigText(
+      `[client]\nremote_addr = "127.0.0.1:${bind}"\ntransport = "${transport}"\n` +
+        `token = "${extra.token ?? TOKEN}"\nlog_level = "error"\nretry_interval = 1\n` +
+        (extra.client ?? ""),
+      "toml",
+      "test-client.toml",
+      { env: {} },
+    ),
+    runtime,
+  );
   return {
     server,
     client,
+    runtime,
     published,
     async close() {
       await client.close();

@@ -12,6 +12,7 @@ import { type FaultProxy, startFaultProxy } from "./fault_proxy.ts";
 import type { Config } from "../../src/config/model.ts";
 import { type RunningServer, startServer } from "../../src/runtime/server.ts";
 import { type RunningClient, startClient } from "../../src/runtime/client.ts";
+import { newRuntime, type Runtime } from "../../src/runtime/context.ts";
 
 await loadYamlSupport();
 
@@ -31,6 +32,8 @@ export type LegScheme = "ws" | "wss" | "http" | "https" | "quic";
 export interface Tunnel {
   server: RunningServer;
   client: RunningClient;
+  /** The runtime both run on, as a process's parts do: its metrics count both sides. */
+  runtime: Runtime;
   /** The fault proxies in front of the server's leg listeners, with `faults: true`. */
   faults: { up: FaultProxy; down: FaultProxy } | null;
   /** SOCKS5 proxy address of the client. */
@@ -68,13 +71,17 @@ export async function startTunnel(opts: {
 } = {}): Promise<Tunnel> {
   const kind = opts.kind ?? "ws";
   const split = opts.split ?? true;
-  const server = await startServer(config(
-    "server",
-    `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n` +
-      `  transport: ${kind}\n${
-        opts.server?.includes("allow_private") ? "" : "  allow_private: true\n"
-      }${opts.server ?? ""}`,
-  ));
+  const runtime = newRuntime();
+  const server = await startServer(
+    config(
+      "server",
+      `server:\n  upstream_addr: 127.0.0.1:0\n  downstream_addr: 127.0.0.1:0\n` +
+        `  transport: ${kind}\n${
+          opts.server?.includes("allow_private") ? "" : "  allow_private: true\n"
+        }${opts.server ?? ""}`,
+    ),
+    runtime,
+  );
   const [up, down = up] = server.legAddrs;
   const faults = opts.faults
     ? {
@@ -96,12 +103,15 @@ export async function startTunnel(opts: {
     const [upScheme, downScheme] = kind !== "ws" ? [kind, kind] : opts.legs ?? ["ws", "ws"];
     const upUrl = `${upScheme}://127.0.0.1:${upPort}/upstream`;
     const downUrl = split ? `${downScheme}://127.0.0.1:${downPort}/downstream` : upUrl;
-    client = await startClient(config(
-      "client",
-      `client:\n  upstream_url: ${upUrl}\n  downstream_url: ${downUrl}\n  socks5:\n    listen: 127.0.0.1:0\n${
-        opts.client ?? ""
-      }`,
-    ));
+    client = await startClient(
+      config(
+        "client",
+        `client:\n  upstream_url: ${upUrl}\n  downstream_url: ${downUrl}\n  socks5:\n    listen: 127.0.0.1:0\n${
+          opts.client ?? ""
+        }`,
+      ),
+      runtime,
+    );
     await client.mux(10_000);
   } catch (e) {
     // A tunnel that never came up leaves nothing running behind the failed test.
@@ -116,6 +126,7 @@ export async function startTunnel(opts: {
   return {
     server,
     client: running,
+    runtime,
     socks: { hostname: a.hostname, port: a.port },
     faults,
     close() {
