@@ -27,7 +27,7 @@ async function reverseUdp(transport: string, target: number): Promise<Reverse> {
   return r;
 }
 
-for (const transport of ["tcpmux", "wsmux", "tcp", "ws"]) {
+for (const transport of ["tcpmux", "wsmux", "tcp", "ws", "udp"]) {
   Deno.test(`reverse ${transport}: datagrams cross a published UDP port whole, both ways`, async () => {
     const echo = udpEcho();
     const r = await reverseUdp(transport, echo.port);
@@ -44,6 +44,19 @@ for (const transport of ["tcpmux", "wsmux", "tcp", "ws"]) {
         }
         assert.ok(back, `a ${size}-byte datagram came back`);
         assert.deepEqual(back, d, `${size} bytes, one datagram, intact`);
+      }
+      if (transport === "udp") {
+        // Over QUIC the small ones (1 and 100 bytes; the others are larger than a QUIC datagram
+        // and take the leg's stream) went as QUIC datagrams, except the flow's first one from
+        // the server, which its DGRAM_OPEN must precede: 3 each way at least (both sides count
+        // here, in one runtime).
+        const m = r.runtime.metrics;
+        assert.ok(
+          m.quicDatagramsOut.value >= 3,
+          `${m.quicDatagramsOut.value} sent as QUIC datagrams`,
+        );
+        assert.ok(m.quicDatagramsIn.value >= 3, `${m.quicDatagramsIn.value} received as such`);
+        assert.equal(m.quicDatagramsRefused.value, 0);
       }
     } finally {
       sock.close();

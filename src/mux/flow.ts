@@ -20,7 +20,14 @@ export interface FlowHost {
   /** Read once, when a flow is made. */
   readonly deps: FlowDeps;
   readonly maxPayload: number;
-  trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean;
+  /** `unordered`: it may go outside the session's sequence (a QUIC datagram). */
+  trySend(
+    flags: number,
+    streamId: number,
+    payload: Uint8Array,
+    ctrl?: number,
+    unordered?: boolean,
+  ): boolean;
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
   removeFlow(flow: Flow): void;
 }
@@ -43,8 +50,21 @@ export class Flow {
   #closed = false;
   #lastUsed = performance.now();
   #used = 0;
+  /**
+   * Whether the peer knows the flow: its datagrams may then overtake the sequence (see
+   * FlowHost.trySend). The side that opens a flow sends in sequence, behind its DGRAM_OPEN,
+   * until the peer's first datagram shows the open arrived.
+   */
+  #peerKnows: boolean;
 
-  constructor(readonly id: number, private host: FlowHost, private idleMs: number) {
+  /** `opened`: this side opened the flow (the peer learns of it from our DGRAM_OPEN). */
+  constructor(
+    readonly id: number,
+    private host: FlowHost,
+    private idleMs: number,
+    opened: boolean,
+  ) {
+    this.#peerKnows = !opened;
     const m = host.deps.metrics;
     this.#sent = m.datagramsOut;
     this.#received = m.datagramsIn;
@@ -77,7 +97,10 @@ export class Flow {
     if (this.#closed) return false;
     this.#lastUsed = performance.now();
     this.#used++;
-    if (d.length > this.maxDatagram || !this.host.trySend(Flag.CTRL, this.id, d, Ctrl.DGRAM)) {
+    if (
+      d.length > this.maxDatagram ||
+      !this.host.trySend(Flag.CTRL, this.id, d, Ctrl.DGRAM, this.#peerKnows)
+    ) {
       this.#dropped.inc();
       return false;
     }
@@ -90,6 +113,7 @@ export class Flow {
     if (this.#closed) return;
     this.#lastUsed = performance.now();
     this.#used++;
+    this.#peerKnows = true;
     this.#received.inc();
     if (this.#sink) this.#sink(d);
     else if (this.#early.length < EARLY_MAX) this.#early.push(d);

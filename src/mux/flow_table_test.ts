@@ -32,7 +32,7 @@ function host(): FlowHost & { closed: number[] } {
 /** `n` flows on `h`, each deleted from `t` when it closes (as the entries do). */
 function flows(h: FlowHost, t: FlowTable, n: number, first = 1): Flow[] {
   return Array.from({ length: n }, (_, i) => {
-    const f = new Flow(first + i, h, 60_000);
+    const f = new Flow(first + i, h, 60_000, true);
     f.onClose = () => t.delete(f);
     return f;
   });

@@ -25,7 +25,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 Deno.test("a flow in use outlives its idle period; left idle, it ends and tells the peer", async () => {
   const h = fullHost();
-  const f = new Flow(1, h, 300);
+  const f = new Flow(1, h, 300, true);
   let ended = false;
   f.onClose = () => ended = true;
   try {
@@ -53,7 +53,7 @@ Deno.test("a datagram larger than a frame carries is dropped, a flow's largest i
     send: () => Promise.resolve(),
     removeFlow: () => {},
   };
-  const f = new Flow(3, h, 60_000);
+  const f = new Flow(3, h, 60_000, true);
   assert.equal(f.maxDatagram, 1499);
   assert.equal(f.send(new Uint8Array(1499)), true);
   assert.equal(f.send(new Uint8Array(1500)), false);

@@ -108,8 +108,14 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
     return this.session.send(flags, streamId, payload, ctrl);
   }
 
-  trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
-    return this.session.trySend(flags, streamId, payload, ctrl);
+  trySend(
+    flags: number,
+    streamId: number,
+    payload: Uint8Array,
+    ctrl?: number,
+    unordered = false,
+  ): boolean {
+    return this.session.trySend(flags, streamId, payload, ctrl, unordered);
   }
 
   /** Opens a datagram flow to `target` on the peer's side; null if the session has no room now. */
@@ -119,7 +125,7 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
       return null;
     }
     this.#nextId = (this.#nextId + 2) >>> 0;
-    const f = new Flow(id, this, this.opts.udpIdleMs ?? 60_000);
+    const f = new Flow(id, this, this.opts.udpIdleMs ?? 60_000, true);
     this.#flows.set(id, f);
     return f;
   }
@@ -172,7 +178,7 @@ export class Mux implements SessionHandler, StreamHost, FlowHost {
       if ((id & 1) !== peerParity || id === 0 || this.#flows.has(id) || this.#streams.has(id)) {
         throw new FrameError(`peer opened flow ${id} with a used id or the wrong parity`);
       }
-      const f = new Flow(id, this, this.opts.udpIdleMs ?? 60_000);
+      const f = new Flow(id, this, this.opts.udpIdleMs ?? 60_000, false);
       this.#flows.set(id, f);
       let target: Address;
       try {

@@ -150,6 +150,12 @@ export class Metrics {
     "Datagrams carried, by direction.",
     "counter",
   );
+  readonly quicDatagrams = this.#family(
+    "quic_datagrams_total",
+    "Datagrams carried as QUIC datagrams beside a leg's stream, by direction (refused: " +
+      "received ones that were not a valid DGRAM frame of the session).",
+    "counter",
+  );
   readonly datagramsDropped = this.#plainCounter(
     "datagrams_dropped_total",
     "Datagrams dropped because the session had no room for them (UDP under pressure).",
@@ -269,6 +275,9 @@ export class Metrics {
   /** The datagram counters by direction, resolved once: a flow counts with an addition. */
   readonly datagramsOut = this.datagrams.with({ direction: "out" });
   readonly datagramsIn = this.datagrams.with({ direction: "in" });
+  readonly quicDatagramsOut = this.quicDatagrams.with({ direction: "out" });
+  readonly quicDatagramsIn = this.quicDatagrams.with({ direction: "in" });
+  readonly quicDatagramsRefused = this.quicDatagrams.with({ direction: "refused" });
 
   /** Registers a running server's or client's gauges; returns how to unregister them. */
   addGaugeSource(s: GaugeSource): () => void {

@@ -95,12 +95,46 @@ export class FrameReader {
   #emit(b: Uint8Array, v: DataView, off: number, stable: boolean): void {
     readHeader(v, off, this.#h);
     const payloadEnd = off + HEADER_LEN + this.#h.payloadLen;
-    if (this.mac && this.#h.flags & Flag.HMAC) {
-      const expect = this.mac.compute(b.subarray(off, payloadEnd));
-      if (!timingSafeEqual(expect, b.subarray(payloadEnd, payloadEnd + MAC_LEN))) {
-        throw new FrameError(`HMAC mismatch on frame seq ${this.#h.seq}`);
-      }
-    }
+    verifyMac(this.mac, this.#h, b, off, payloadEnd);
     this.onFrame(this.#h, b.subarray(off + HEADER_LEN, payloadEnd), stable);
   }
+}
+
+/** Verifies the HMAC of a frame that carries one (with a `mac`); throws on a mismatch. */
+function verifyMac(
+  mac: FrameMac | null,
+  h: FrameHeader,
+  b: Uint8Array,
+  off: number,
+  payloadEnd: number,
+): void {
+  if (!mac || !(h.flags & Flag.HMAC)) return;
+  const expect = mac.compute(b.subarray(off, payloadEnd));
+  if (!timingSafeEqual(expect, b.subarray(payloadEnd, payloadEnd + MAC_LEN))) {
+    throw new FrameError(`HMAC mismatch on frame seq ${h.seq}`);
+  }
+}
+
+/**
+ * A frame that arrived whole and on its own (a QUIC datagram), checked as a leg's frames are:
+ * exactly one frame, its header strict, its HMAC verified. Throws a FrameError otherwise.
+ */
+export function readWholeFrame(
+  b: Uint8Array,
+  sessionId: Uint8Array,
+  mac: FrameMac | null,
+  macAlways: boolean,
+  maxPayload: number,
+): { h: FrameHeader; payload: Uint8Array } {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length < HEADER_LEN) throw new FrameError(`a ${b.length}-byte datagram holds no frame`);
+  const rule = !mac ? MacRule.NEVER : macAlways ? MacRule.ALWAYS : MacRule.MAY;
+  const len = checkHeader(b, v, 0, sessionId, rule, maxPayload);
+  if (len !== b.length) {
+    throw new FrameError(`a ${b.length}-byte datagram holds a ${len}-byte frame`);
+  }
+  const h: FrameHeader = { flags: 0, streamId: 0, seq: 0, ack: 0, payloadLen: 0 };
+  readHeader(v, 0, h);
+  verifyMac(mac, h, b, 0, HEADER_LEN + h.payloadLen);
+  return { h, payload: b.subarray(HEADER_LEN, HEADER_LEN + h.payloadLen) };
 }

@@ -29,10 +29,10 @@ import {
   writeHeader,
 } from "../protocol/frame.ts";
 import { frameKey, hexOf, Role, roleName, type RoleValue } from "../protocol/handshake.ts";
-import type { Leg } from "../transport/leg.ts";
+import { carriesDatagrams, type Leg } from "../transport/leg.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
-import { FrameReader } from "./frame_reader.ts";
+import { FrameReader, readWholeFrame } from "./frame_reader.ts";
 import { SendRing } from "./send_ring.ts";
 import type { BufferBudget, SharedGrowth } from "./budget.ts";
 
@@ -325,6 +325,7 @@ export class Session {
       clearTimeout(this.#resumeTimer);
       this.#resumeTimer = null;
     }
+    if (carriesDatagrams(leg)) leg.onDatagram = (d) => this.#onDatagram(d);
     leg.start(
       (chunk, stable) => {
         if (!ls.alive) return;
@@ -423,12 +424,66 @@ export class Session {
   /**
    * Sends a sequenced frame only if it fits now and leaves half the replay ring free; returns
    * whether it was queued. Datagrams use it: under pressure they are dropped, never waited for,
-   * and streams keep the room they need.
+   * and streams keep the room they need. A DGRAM frame that may be `unordered` goes as a datagram
+   * of its own where the leg carries them.
    */
-  trySend(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
+  trySend(
+    flags: number,
+    streamId: number,
+    payload: Uint8Array,
+    ctrl?: number,
+    unordered = false,
+  ): boolean {
+    if (unordered && ctrl === Ctrl.DGRAM && this.#sendDatagram(flags, streamId, payload)) {
+      return true;
+    }
     const size = frameSize(payload.length + (ctrl === undefined ? 0 : 1), this.#signs(ctrl));
     if (this.#ring.bufferedBytes + size > this.#ring.limit / 2) return false;
     return this.#enqueue(flags, streamId, payload, ctrl);
+  }
+
+  /**
+   * Sends a DGRAM frame as a datagram of its own where the sending leg carries them (QUIC):
+   * unsequenced (Seq 0, no place in the replay ring), so a lost one is lost as on UDP and none
+   * waits behind a stream's bytes. False when it must go the sequenced way.
+   */
+  #sendDatagram(flags: number, streamId: number, payload: Uint8Array): boolean {
+    const leg = this.#sendLeg?.leg;
+    if (!leg || !carriesDatagrams(leg) || this.#closed) return false;
+    const plen = payload.length + 1;
+    const size = frameSize(plen, this.hmac);
+    if (size > leg.maxDatagram) return false;
+    // A fresh buffer: the runtime sends it later, and the flow's payload is its own.
+    const b = new Uint8Array(size);
+    const f = this.hmac ? flags | Flag.HMAC : flags;
+    writeHeader(b, new DataView(b.buffer), 0, f, this.id, streamId, 0, 0, plen);
+    b[HEADER_LEN] = Ctrl.DGRAM;
+    b.set(payload, HEADER_LEN + 1);
+    if (this.hmac) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN + plen)), HEADER_LEN + plen);
+    if (!leg.sendDatagram(b)) return false;
+    this.#bytesSent += payload.length;
+    this.#metrics.quicDatagramsOut.inc();
+    return true;
+  }
+
+  /** A datagram a leg received: one DGRAM frame, checked as any frame, outside the sequence. */
+  #onDatagram(frame: Uint8Array): void {
+    // Before the client confirmed the key, and after the end, nothing is taken.
+    if (this.#closed || this.#onConfirm || !this.#handler) return;
+    let f;
+    try {
+      f = readWholeFrame(frame, this.id, this.#mac, this.hmac, this.#cfg.maxFramePayload);
+    } catch {
+      this.#metrics.quicDatagramsRefused.inc();
+      return;
+    }
+    if (!(f.h.flags & Flag.CTRL) || f.payload[0] !== Ctrl.DGRAM || f.h.seq !== 0) {
+      this.#metrics.quicDatagramsRefused.inc();
+      return;
+    }
+    this.#bytesReceived += f.h.payloadLen - 1;
+    this.#metrics.quicDatagramsIn.inc();
+    this.#handler.onFrame(f.h, f.payload, true);
   }
 
   /** Whether a frame of this control type (undefined: not a control frame) carries an HMAC. */

@@ -13,7 +13,7 @@ import {
   verifyWelcome,
   WELCOME_LEN,
 } from "../protocol/handshake.ts";
-import type { Leg } from "../transport/leg.ts";
+import { type Leg, passDatagrams } from "../transport/leg.ts";
 import { type ByteConn, LegRefused, readExact } from "../transport/socket.ts";
 import { errText } from "../observe/error_text.ts";
 
@@ -90,7 +90,7 @@ export function readWelcome(
       reject(e);
     }
 
-    const tapped: Leg = {
+    const tapped: Leg = passDatagrams({
       label: leg.label,
       send: (b) => leg.send(b),
       close: () => leg.close(),
@@ -100,7 +100,7 @@ export function readWelcome(
         for (const c of pending.splice(0)) onData(c, true);
         if (closeErr !== null) onClose(closeErr);
       },
-    };
+    }, leg);
 
     leg.start((chunk, stable) => {
       if (sink) return sink(chunk, stable);

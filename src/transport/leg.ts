@@ -38,6 +38,36 @@ export function canBecomeRawPipe(leg: Leg): leg is RawPipeLeg {
   return "raw" in leg;
 }
 
+/**
+ * A leg that can also carry single frames as unreliable datagrams beside its byte stream (QUIC):
+ * the session sends UDP datagrams this way, unsequenced, so a lost or late one holds nothing up.
+ */
+export interface DatagramLeg extends Leg {
+  /** The largest frame one datagram carries now (0: none). */
+  readonly maxDatagram: number;
+  /** Sends one whole frame; false if it cannot go now (too large, too many queued). */
+  sendDatagram(frame: Uint8Array): boolean;
+  /** Set by the session before start(): receives each datagram, one whole frame each. */
+  onDatagram: ((frame: Uint8Array) => void) | null;
+}
+
+export function carriesDatagrams(leg: Leg): leg is DatagramLeg {
+  return "sendDatagram" in leg;
+}
+
+/** Gives a leg that wraps `inner` (the welcome reader's) the datagrams `inner` carries, if any. */
+export function passDatagrams<L extends Leg>(wrapper: L, inner: Leg): L {
+  if (!carriesDatagrams(inner)) return wrapper;
+  return Object.defineProperties(wrapper, {
+    maxDatagram: { get: () => inner.maxDatagram },
+    sendDatagram: { value: (f: Uint8Array) => inner.sendDatagram(f) },
+    onDatagram: {
+      get: () => inner.onDatagram,
+      set: (on: DatagramLeg["onDatagram"]) => inner.onDatagram = on,
+    },
+  });
+}
+
 const READ_BUF = 256 * 1024;
 
 /**

@@ -8,14 +8,21 @@
  * it back): the runtime's default reader allocates a fresh 64 KiB buffer for every read, which
  * cost a third of the throughput. Leg read loops take views of it (`readChunk`), so nothing is
  * copied on the way to the session.
+ *
+ * A QUIC leg also carries the session's UDP datagrams as QUIC datagrams (`QuicLeg`), one frame
+ * each, beside the stream: a lost one is lost as on any UDP path, and none waits for another.
  */
 
+import type { DatagramLeg } from "./leg.ts";
 import type { ByteConn } from "./socket.ts";
+import { TcpLeg } from "./tcp_leg.ts";
 
 /** The close code of a connection we end ourselves: H3_NO_ERROR, as an HTTP/3 peer ends one. */
 export const QUIC_DONE = 0x100;
 
 const READ_BUF = 256 * 1024;
+/** Datagrams handed to the runtime and not yet sent; beyond this a datagram takes the stream. */
+const MAX_QUEUED_DATAGRAMS = 256;
 
 export class QuicByteConn implements ByteConn {
   #reader: ReadableStreamBYOBReader;
@@ -56,6 +63,11 @@ export class QuicByteConn implements ByteConn {
     return p.length;
   }
 
+  /** The connection's datagram channel, for the leg. */
+  get quic(): Deno.QuicConn {
+    return this.conn;
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -65,5 +77,49 @@ export class QuicByteConn implements ByteConn {
     try {
       this.endpoint?.close();
     } catch { /* closed already */ }
+  }
+}
+
+/** A raw leg on a QUIC stream that also carries whole frames as QUIC datagrams. */
+export class QuicLeg extends TcpLeg implements DatagramLeg {
+  onDatagram: ((frame: Uint8Array) => void) | null = null;
+  #quic: Deno.QuicConn;
+  #queued = 0;
+  #reading = false;
+
+  constructor(conn: QuicByteConn, label: string) {
+    super(conn, label);
+    this.#quic = conn.quic;
+  }
+
+  get maxDatagram(): number {
+    return this.#quic.maxDatagramSize;
+  }
+
+  sendDatagram(frame: Uint8Array): boolean {
+    if (frame.length > this.#quic.maxDatagramSize || this.#queued >= MAX_QUEUED_DATAGRAMS) {
+      return false;
+    }
+    this.#queued++;
+    this.#quic.sendDatagram(frame).catch(() => {/* lost, as a datagram may be */})
+      .finally(() => this.#queued--);
+    return true;
+  }
+
+  override start(
+    onData: (chunk: Uint8Array, stable: boolean) => void,
+    onClose: (err?: Error) => void,
+  ): void {
+    super.start(onData, onClose);
+    if (this.#reading) return;
+    this.#reading = true;
+    (async () => {
+      try {
+        for (;;) {
+          const d = await this.#quic.readDatagram();
+          this.onDatagram?.(d);
+        }
+      } catch { /* the connection closed: so did the leg */ }
+    })();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The `quic` transport (also Backhaul's `transport = "udp"`): each leg is one QUIC connection on
  * UDP with one bidirectional stream, carrying frames back to back exactly as a raw TCP leg does
- * (the hello is the first frame; tcp_leg.ts on a QuicByteConn). QUIC brings its own loss recovery
+ * (the hello is the first frame; tcp_leg.ts on a QuicByteConn), plus UDP datagrams as QUIC
+ * datagrams (quic_conn.ts). QUIC brings its own loss recovery
  * and congestion control, survives a client's address change, and goes where TCP to a port is
  * throttled; a lost connection is a lost leg, which the session resumes.
  *
@@ -24,10 +25,9 @@ import {
 import { formatHostPort, parseHostPort } from "./address.ts";
 import type { DialRequest, LegListener, LegListenSpec, OnHello, Transport } from "./kind.ts";
 import type { Leg } from "./leg.ts";
-import { QuicByteConn } from "./quic_conn.ts";
+import { QuicByteConn, QuicLeg } from "./quic_conn.ts";
 import { clientQuicIdentity, serverQuicIdentity } from "./quic_identity.ts";
 import { LegRefused, readExact, TransportError, writeAll } from "./socket.ts";
-import { TcpLeg } from "./tcp_leg.ts";
 
 const ALPN = ["h3"];
 /** H3_FRAME_ERROR: what an HTTP/3 server answers bytes that are not HTTP/3 with. */
@@ -87,7 +87,7 @@ async function dialQuic(req: DialRequest): Promise<Leg> {
     const stream = await conn.createBidirectionalStream();
     bc = new QuicByteConn(conn, stream, conn.endpoint);
     await writeAll(bc, encodeHandshakeFrame(req.sessionId, req.hello));
-    return new TcpLeg(bc, req.label);
+    return new QuicLeg(bc, req.label);
   } catch (e) {
     if (bc) bc.close();
     else closeConn(conn, true);
@@ -219,7 +219,7 @@ async function acceptLeg(
     const attach = onHello(hello, peer, roles, null);
     if (!attach) return closeConn(conn, false, REFUSED);
     clearTimeout(timer);
-    attach(new TcpLeg(bc, peer));
+    attach(new QuicLeg(bc, peer));
   } catch {
     if (conn) closeConn(conn, false, REFUSED);
   } finally {
