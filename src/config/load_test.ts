@@ -56,7 +56,7 @@ Deno.test("defaults: a working forward client and exit server", () => {
     maxStreams: 8192,
     bufferBudget: 128 << 20,
     udpIdleTimeoutMs: 60_000,
-    quicCongestion: "default",
+    quicCongestion: "bbr",
   });
   assert.equal(c.log.level, "info");
   assert.deepEqual(c.auth, { key: KEY, hmac: false });

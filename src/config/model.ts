@@ -92,8 +92,8 @@ export interface SessionConfig {
   bufferBudget: number;
   /** A UDP flow idle this long ends. */
   udpIdleTimeoutMs: number;
-  /** Congestion control of QUIC legs, as the runtime names it. */
-  quicCongestion: "default" | "low-latency";
+  /** Congestion control of QUIC legs. */
+  quicCongestion: "bbr" | "cubic";
 }
 
 export interface ServerConfig {

@@ -232,11 +232,11 @@ const ROWS = [
   key("session.quic_congestion", {
     kind: "string",
     to: "session.quicCongestion",
-    default: "default",
+    default: "bbr",
     doc:
-      "QUIC legs' congestion control: `default` (loss-based, fastest on clean paths) or `low-latency` (BBR: keeps its rate under random loss)",
-    values: ["default", "low-latency"],
-    parse: (v) => v as "default" | "low-latency",
+      "QUIC legs' congestion control: `bbr` (keeps its rate under random loss) or `cubic` (loss-based: halves its rate at each loss)",
+    values: ["bbr", "cubic"],
+    parse: (v) => v as "bbr" | "cubic",
   }),
   key("session.buffer_budget", {
     kind: "size",

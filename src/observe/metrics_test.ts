@@ -151,10 +151,17 @@ Deno.test({
     // Memory: the kernel's figure, and 64 MiB written shows.
     const rss = scrape("process_resident_memory_bytes");
     assert.ok(Math.abs(rss - vmRss()) < 16 << 20, `${rss} vs VmRSS ${vmRss()}`);
-    const block = new Uint8Array(64 << 20).fill(1);
-    const grown = scrape("process_resident_memory_bytes") - rss;
+    // Memory freed meanwhile elsewhere in the process (a collection) can hide part of one block:
+    // a few tries, each with a block of its own, kept until the end.
+    const blocks: Uint8Array[] = [];
+    let grown = 0;
+    for (let i = 0; i < 3 && grown < 48 << 20; i++) {
+      const before = scrape("process_resident_memory_bytes");
+      blocks.push(new Uint8Array(64 << 20).fill(1));
+      grown = scrape("process_resident_memory_bytes") - before;
+    }
     assert.ok(grown >= 48 << 20, `resident memory grew by ${grown} after writing 64 MiB`);
-    assert.equal(block[block.length - 1], 1);
+    assert.ok(blocks.every((b) => b[b.length - 1] === 1));
 
     // CPU: spin until the kernel has counted 0.3 s more; the metric saw it too.
     const cpuBefore = scrape("process_cpu_seconds_total");

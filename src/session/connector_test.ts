@@ -41,7 +41,7 @@ function connector(port: number): Connector {
         timeoutMs: 5_000,
         caCerts: [],
         http: { upload: "auto", padding: [0, 0] },
-        quic: { authKey: KEY, congestion: "default" },
+        quic: { authKey: KEY, congestion: "bbr" },
       },
     }]],
     onSession: () => assert.fail("no session can come up"),

@@ -53,8 +53,8 @@ export interface HttpLegShape {
 export interface QuicOptions {
   /** The shared key, from which QUIC derives the TLS identity (quic_identity.ts). Never logged. */
   authKey: string;
-  /** Congestion control, as the runtime names it (`session.quic_congestion`). */
-  congestion: "default" | "low-latency";
+  /** Congestion control (`session.quic_congestion`). */
+  congestion: "bbr" | "cubic";
 }
 
 /** Where a client leg goes, for transports that do not dial through `OpenConn` (QUIC). */

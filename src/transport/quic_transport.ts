@@ -38,6 +38,12 @@ const MAX_PENDING_PER_SOURCE = 16;
 /** QUIC keeps a quiet connection alive and gives up a silent one after these. */
 const KEEPALIVE_MS = 5_000;
 const IDLE_TIMEOUT_MS = 30_000;
+/**
+ * The runtime's names for them: "low-latency" is BBR, which keeps its rate under random loss (in
+ * the bench: QUIC kept all of its rate under 1% drop with it, 30% with the loss-based default) and
+ * costs nothing on a clean path here, where the tunnel's processes, not the network, set the pace.
+ */
+const CONGESTION = { bbr: "low-latency", cubic: "default" } as const;
 
 export const quicTransport: Transport = {
   kind: "quic",
@@ -63,7 +69,7 @@ async function dialQuic(req: DialRequest): Promise<Leg> {
     alpnProtocols: ALPN,
     keepAliveInterval: KEEPALIVE_MS,
     maxIdleTimeout: IDLE_TIMEOUT_MS,
-    congestionControl: req.quic.congestion,
+    congestionControl: CONGESTION[req.quic.congestion],
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<never>((_, reject) => {
@@ -136,7 +142,7 @@ async function listenQuic(spec: LegListenSpec, onHello: OnHello): Promise<LegLis
     alpnProtocols: ALPN,
     keepAliveInterval: KEEPALIVE_MS,
     maxIdleTimeout: IDLE_TIMEOUT_MS,
-    congestionControl: spec.quic.congestion,
+    congestionControl: CONGESTION[spec.quic.congestion],
     // One stream carries the leg; an HTTP/3 client's three unidirectional ones are let be.
     maxConcurrentBidirectionalStreams: 1,
     maxConcurrentUnidirectionalStreams: 3,
