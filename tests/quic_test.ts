@@ -464,3 +464,19 @@ Deno.test("random datagrams at the QUIC port break nothing and are not answered 
     await echo.close();
   }
 });
+
+Deno.test("a client whose tls.sni names another certificate still reaches a server with the key's QUIC identity", async () => {
+  const echo = echoServer();
+  // The name is only verified against, never resolved: the leg dials 127.0.0.1.
+  const t = await startTunnel({
+    kind: "quic",
+    split: false,
+    client: "  tls:\n    sni: front.example\n",
+  });
+  try {
+    await echoWorks(t.socks, echo.port);
+  } finally {
+    await t.close();
+    await echo.close();
+  }
+});

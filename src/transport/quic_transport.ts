@@ -61,32 +61,16 @@ export const quicTransport: Transport = {
 async function dialQuic(req: DialRequest): Promise<Leg> {
   const t = req.target;
   const id = await clientQuicIdentity(req.quic.authKey);
-  const connecting: Promise<Deno.QuicConn> = Deno.connectQuic<false>({
-    hostname: t.hostname,
-    port: t.port,
-    serverName: t.sni || id.serverName,
-    caCerts: [id.caPem, ...t.caCerts],
-    alpnProtocols: ALPN,
-    keepAliveInterval: KEEPALIVE_MS,
-    maxIdleTimeout: IDLE_TIMEOUT_MS,
-    congestionControl: CONGESTION[req.quic.congestion],
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TransportError(`QUIC to ${formatHostPort(t.hostname, t.port)} timed out`)),
-      t.timeoutMs,
-    );
-  });
   let conn: Deno.QuicConn;
   try {
-    conn = await Promise.race([connecting, timedOut]);
+    conn = await connectQuic(req, t.sni || id.serverName, id.caPem);
   } catch (e) {
-    // A handshake that completes after the timeout is closed with its endpoint.
-    connecting.then((c) => closeConn(c, true), () => {});
-    throw refusalOf(e, t.sni !== "");
-  } finally {
-    clearTimeout(timer);
+    // `client.tls.sni` names a server's own certificate; a server with none presents the one
+    // the key derives, which the same client (its other legs fronted by that name) also reaches.
+    if (!t.sni || !isCertificateError(e)) throw refusalOf(e, t.sni !== "");
+    conn = await connectQuic(req, id.serverName, id.caPem).catch((e2) => {
+      throw refusalOf(e2, false);
+    });
   }
   let bc: QuicByteConn | null = null;
   try {
@@ -101,14 +85,55 @@ async function dialQuic(req: DialRequest): Promise<Leg> {
   }
 }
 
+/** One QUIC handshake to the leg's target, verifying `serverName`, within the dial timeout. */
+async function connectQuic(
+  req: DialRequest,
+  serverName: string,
+  caPem: string,
+): Promise<Deno.QuicConn> {
+  const t = req.target;
+  const connecting: Promise<Deno.QuicConn> = Deno.connectQuic<false>({
+    hostname: t.hostname,
+    port: t.port,
+    serverName,
+    caCerts: [caPem, ...t.caCerts],
+    alpnProtocols: ALPN,
+    keepAliveInterval: KEEPALIVE_MS,
+    maxIdleTimeout: IDLE_TIMEOUT_MS,
+    congestionControl: CONGESTION[req.quic.congestion],
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TransportError(`QUIC to ${formatHostPort(t.hostname, t.port)} timed out`)),
+      t.timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([connecting, timedOut]);
+  } catch (e) {
+    // A handshake that completes after the timeout is closed with its endpoint.
+    connecting.then((c) => closeConn(c, true), () => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const CERTIFICATE_ERROR = /invalid peer certificate|UnknownIssuer|NotValidForName/i;
+
+function isCertificateError(e: unknown): boolean {
+  return CERTIFICATE_ERROR.test(e instanceof Error ? e.message : String(e));
+}
+
 /**
  * A server that answered with a certificate we do not trust refused the leg, as far as the
  * connector is concerned: with the key's derived identity that means the keys differ. The runtime
  * says so only in its error's text, which is read here, at the boundary, and nowhere else.
  */
 function refusalOf(e: unknown, ownCert: boolean): unknown {
+  if (!isCertificateError(e)) return e;
   const text = e instanceof Error ? e.message : String(e);
-  if (!/invalid peer certificate|UnknownIssuer|NotValidForName/i.test(text)) return e;
   return new LegRefused(
     ownCert
       ? `the server's certificate is not valid for client.tls.sni (${text})`
