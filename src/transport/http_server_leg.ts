@@ -26,12 +26,20 @@ import { TransportError } from "./socket.ts";
 const MAX_AHEAD = 64;
 /** The most bytes of later POSTs one leg holds while an earlier one is missing. */
 const MAX_WAITING_BYTES = 16 * 1024 * 1024;
+/** The most bytes all legs of one listener hold that way together (key holders' legs all). */
+const MAX_HELD_BYTES = 64 * 1024 * 1024;
+
+/** What all legs of one listener hold of POSTs that wait for an earlier one. */
+interface Held {
+  bytes: number;
+}
 /** How long a gap in the order may stay unfilled before the leg is given up. */
 const GAP_TIMEOUT_MS = 30_000;
 
 /** The handler of HTTP legs' requests on one listener, with the legs it admitted. */
 export function serveHttpLegs(ctx: HttpServeContext): HttpLegServer {
   const legs = new Map<string, ServerHttpLeg>();
+  const held: Held = { bytes: 0 };
   return {
     take(ex) {
       if (!ex.roles) return null;
@@ -47,7 +55,7 @@ export function serveHttpLegs(ctx: HttpServeContext): HttpLegServer {
         const attach = ctx.onHello(cookie.hello, peer, ex.roles, cookie.others);
         if (!attach) return null;
         const id = legIdOf(cookie.hello);
-        const leg = new ServerHttpLeg(ex, peer, ctx.padding, () => legs.delete(id));
+        const leg = new ServerHttpLeg(ex, peer, ctx.padding, held, () => legs.delete(id));
         legs.get(id)?.close();
         legs.set(id, leg);
         return ex.respond(200, downloadFields(ctx.padding), null).then(() => {
@@ -106,6 +114,7 @@ class ServerHttpLeg implements Leg {
     private get: Exchange,
     peer: string,
     private range: PaddingRange,
+    private held: Held,
     private forget: () => void,
   ) {
     this.label = peer;
@@ -142,6 +151,7 @@ class ServerHttpLeg implements Leg {
     this.get.abort();
     this.#current?.ex.abort();
     for (const u of this.#ahead.values()) u.ex.abort();
+    for (const w of this.#waiting.values()) this.#release(w.size);
     this.#waiting.clear();
     if (this.#onClose) this.#end(err);
     else this.#closeReason = err;
@@ -261,17 +271,21 @@ class ServerHttpLeg implements Leg {
     this.#armGap();
     u.done = ex.body((b) => {
       size += b.length;
-      this.#waitingBytes += b.length;
-      if (this.#waitingBytes > MAX_WAITING_BYTES) {
+      this.#hold(b.length);
+      if (this.#waitingBytes > MAX_WAITING_BYTES || this.held.bytes > MAX_HELD_BYTES) {
         overflow = true;
-        throw new TransportError(`more than ${MAX_WAITING_BYTES} bytes wait for a missing upload`);
+        throw new TransportError(
+          this.#waitingBytes > MAX_WAITING_BYTES
+            ? `more than ${MAX_WAITING_BYTES} bytes wait for a missing upload`
+            : `the listener's legs hold more than ${MAX_HELD_BYTES} bytes for missing uploads`,
+        );
       }
       parts.push(b.slice());
     }, MAX_POST);
     try {
       await u.done;
     } catch (e) {
-      this.#waitingBytes -= size;
+      this.#release(size);
       if (overflow) this.fail(e as Error);
       return false;
     } finally {
@@ -283,6 +297,16 @@ class ServerHttpLeg implements Leg {
     return true;
   }
 
+  #hold(n: number): void {
+    this.#waitingBytes += n;
+    this.held.bytes += n;
+  }
+
+  #release(n: number): void {
+    this.#waitingBytes -= n;
+    this.held.bytes -= n;
+  }
+
   /** Delivers the waiting POSTs that are next in order. */
   #flushWaiting(): void {
     if (this.#current) return;
@@ -290,7 +314,7 @@ class ServerHttpLeg implements Leg {
       const w = this.#waiting.get(this.#next);
       if (!w) break;
       this.#waiting.delete(this.#next);
-      this.#waitingBytes -= w.size;
+      this.#release(w.size);
       this.#next++;
       for (const b of w.parts) this.#deliver(b, true);
     }

@@ -301,6 +301,28 @@ Deno.test("more than 16 MiB waiting behind a gap fails the leg", async () => {
   server.close();
 });
 
+Deno.test("all legs of a listener hold at most 64 MiB behind gaps; a closed leg gives its share back", async () => {
+  const { server, legs } = handler();
+  const body = bytes(MAX_POST, 9);
+  const open = [];
+  for (let i = 0; i < 5; i++) open.push(await openLeg(server, legs, 100 + i));
+  // Four legs hold 16 MiB each behind their gaps: the listener's bound, reached.
+  for (const l of open.slice(0, 4)) {
+    for (let seq = 1; seq <= 16; seq++) assert.equal(await whole(l.post(seq), body), true);
+  }
+  const fifth = open[4];
+  const over = fifth.post(1);
+  over.ex.send(new Uint8Array(1));
+  assert.equal(await over.taken, false);
+  assert.match(String(await fifth.closed), new RegExp(`hold more than ${64 * MiB} bytes`));
+  // One leg closing frees its 16 MiB: a new leg may wait for its gap again.
+  open[0].leg.close();
+  const again = await openLeg(server, legs, 200);
+  assert.equal(await whole(again.post(1), body), true);
+  assert.equal(again.isClosed(), false);
+  server.close();
+});
+
 Deno.test("the waiting POSTs are delivered intact once the gap fills", async () => {
   // Several 1 MiB POSTs in pieces, received out of order: held copies, not views of a reused
   // buffer.
