@@ -23,7 +23,7 @@ const TAG = {
 const te = new TextEncoder();
 
 /** One element: tag, definite length (short or long form), contents. */
-export function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array<ArrayBuffer> {
+function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array<ArrayBuffer> {
   const len = contents.reduce((n, c) => n + c.length, 0);
   let lenBytes: Uint8Array = Uint8Array.of(len);
   if (len > 0x7f) {

@@ -94,6 +94,8 @@ class ServerHttpLeg implements Leg {
   #closed = false;
   #onData: ((chunk: Uint8Array, stable: boolean) => void) | null = null;
   #onClose: ((err?: Error) => void) | null = null;
+  /** Why the leg ended, when that came before start(): told to onClose then. */
+  #closeReason: Error | undefined;
   /** Bytes that arrived before start(). */
   #early: Uint8Array[] = [];
   /** The number of the next POST in order. */
@@ -156,8 +158,6 @@ class ServerHttpLeg implements Leg {
     if (this.#onClose) this.#end(err);
     else this.#closeReason = err;
   }
-
-  #closeReason: Error | undefined;
 
   #end(err: Error | undefined): void {
     const onClose = this.#onClose!;

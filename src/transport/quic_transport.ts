@@ -25,7 +25,7 @@ import {
 import { formatHostPort, parseHostPort } from "./address.ts";
 import type { DialRequest, LegListener, LegListenSpec, OnHello, Transport } from "./kind.ts";
 import type { Leg } from "./leg.ts";
-import { QuicByteConn, QuicLeg } from "./quic_conn.ts";
+import { QUIC_DONE, QuicByteConn, QuicLeg } from "./quic_conn.ts";
 import { clientQuicIdentity, serverQuicIdentity } from "./quic_identity.ts";
 import { LegRefused, readExact, TransportError, writeAll } from "./socket.ts";
 
@@ -141,7 +141,7 @@ function refusalOf(e: unknown, ownCert: boolean): unknown {
   );
 }
 
-function closeConn(conn: Deno.QuicConn, endpoint: boolean, code = 0x100): void {
+function closeConn(conn: Deno.QuicConn, endpoint: boolean, code = QUIC_DONE): void {
   try {
     conn.close({ closeCode: code, reason: "" });
   } catch { /* closed already */ }
@@ -210,7 +210,7 @@ async function listenQuic(spec: LegListenSpec, onHello: OnHello): Promise<LegLis
       if (!closed) {
         closed = true;
         listener.stop();
-        endpoint.close({ closeCode: 0x100, reason: "" });
+        endpoint.close({ closeCode: QUIC_DONE, reason: "" });
       }
       return Promise.resolve();
     },
