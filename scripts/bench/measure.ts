@@ -1,7 +1,7 @@
 /**
  * The benchmark's measurements over one path: bulk throughput (with a sha256 spot check of the
- * first 8 MiB), connection rate with connection-time percentiles, 64-byte round-trip latency, and
- * process memory and CPU read from /proc.
+ * first 8 MiB), connection rate with connection-time percentiles, 64-byte round-trip latency (from
+ * a client process of its own), and process memory and CPU read from /proc.
  */
 
 import { createHash } from "node:crypto";
@@ -117,33 +117,32 @@ export async function connRate(path: Path, concurrency: number, seconds: number)
   };
 }
 
+/** The round-trip client (a process of its own) and how many connections it spreads pings over. */
+const PING_CLIENT = new URL("./ping.ts", import.meta.url).pathname;
+const PING_CONNS = 5;
+
 /**
- * 64-byte ping-pong over one open stream: `count` timed round trips, or as many as fit in 5 s,
- * after up to 100 untimed ones (at most 1 s: compilation, buffers growing) on every path.
+ * 64-byte ping-pong as a user's request/response sees it: `count` timed round trips from a client
+ * in a process of its own (bench/ping.ts, which says why), over a few connections one after the
+ * other, each after untimed warm-up pings.
  */
-export async function rtt(path: Path, count: number) {
-  const c = await path.connect();
-  await writeAll(c, new Uint8Array([0x45]));
-  const msg = new Uint8Array(64);
-  const buf = new Uint8Array(64);
-  const once = async () => {
-    await writeAll(c, msg);
-    for (let got = 0; got < 64;) {
-      const n = await c.read(buf.subarray(got));
-      if (n === null) throw new Error("echo closed");
-      got += n;
-    }
-  };
-  const warmEnd = performance.now() + 1000;
-  for (let i = 0; i < 100 && performance.now() < warmEnd; i++) await once();
-  const times: number[] = [];
-  const deadline = performance.now() + 5000;
-  while (times.length < count && performance.now() < deadline) {
-    const s = performance.now();
-    await once();
-    times.push((performance.now() - s) * 1000);
+export async function rtt(path: Path, count: number): Promise<{ p50us: number; p99us: number }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      PING_CLIENT,
+      JSON.stringify({ reach: path.reach, count, conns: PING_CONNS }),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    // A path that stops answering must not hang the benchmark.
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  if (!out.success) {
+    throw new Error(`the round-trip client failed: ${new TextDecoder().decode(out.stderr)}`);
   }
-  c.close();
+  const times: number[] = JSON.parse(new TextDecoder().decode(out.stdout));
   times.sort((a, b) => a - b);
   return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99) };
 }

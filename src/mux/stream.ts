@@ -44,6 +44,12 @@ export interface StreamHost {
   readonly pathRttMs: number;
   readonly maxPayload: number;
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void>;
+  /**
+   * Queues a frame only if the session has room for it now (and leaves room to spare); false when
+   * `send` would have to wait. A stream sends the frames of one read this way, so they are all
+   * queued before the session's writer runs, which then puts them on the leg in one write.
+   */
+  trySend(flags: number, streamId: number, payload: Uint8Array): boolean;
   remove(stream: Stream): void;
 }
 
@@ -63,9 +69,9 @@ const EMPTY = new Uint8Array(0);
  */
 const SMALL_READ = 4 * 1024;
 /**
- * The read buffer of a busy stream: four frames of the largest payload per read. A read that fills
- * the buffer quadruples it (4, 16, 64, 256 KiB), so a short burst does not leave a stream holding
- * the largest one.
+ * The read buffer of a busy stream: about 256 KiB, four frames of the largest payload per read. A
+ * read that fills the buffer quadruples it (4, 16, 64, 256 KiB), so a short burst does not leave a
+ * stream holding the largest one. Past one frame, sizes are whole frames (see nextReadSize).
  */
 const BUSY_READ = 256 * 1024;
 /** A stream whose socket takes a whole window faster than this is fast (see #adapt). */
@@ -93,6 +99,8 @@ export class Stream {
   /** Per queue entry: whether it is a pooled copy, given back to the pool once written. */
   #pooled: boolean[] = [];
   #queued = 0;
+  /** The first queue entry is being written: nothing may be appended to it. */
+  #headBusy = false;
   /**
    * Receive flow control in running totals: credit given to the peer (the initial window
    * included), bytes received, bytes written to the socket. The peer may have `credited - written`
@@ -108,6 +116,8 @@ export class Stream {
   #markWritten = 0;
   #markTime = 0;
   #writing = false;
+  /** Starts #writeLoop (one function for every queueMicrotask, not a closure per frame). */
+  #runWriter = () => this.#writeLoop();
   #conn: Pipe | null = null;
   #traffic: Traffic | null = null;
   #localFin = false;
@@ -167,7 +177,7 @@ export class Stream {
       return;
     }
     this.#readLoop(conn, leftover);
-    if (this.#queue.length || this.#remoteFin) this.#writeLoop();
+    if (this.#queue.length || this.#remoteFin) this.#kickWriter();
   }
 
   /** Aborts both directions and tells the peer. */
@@ -193,7 +203,7 @@ export class Stream {
     if (this.#done) return;
     this.#localFin = true;
     if (this.#remoteFin && this.#conn) {
-      if (!this.#writing) this.#writeLoop();
+      this.#kickWriter();
       return;
     }
     this.abort(reason);
@@ -214,13 +224,40 @@ export class Stream {
         this.#overBudget();
         return;
       }
-      const copy = !stable && payload.length <= CHUNK;
-      this.#queue.push(stable ? payload : copy ? this.#chunks.copy(payload) : payload.slice());
-      this.#pooled.push(copy);
-      this.#queued += payload.length;
+      this.#queueData(payload, stable);
     }
     if (flags & Flag.FIN) this.#remoteFin = true;
-    if (this.#conn && !this.#writing) this.#writeLoop();
+    this.#kickWriter();
+  }
+
+  /**
+   * Queues received data for the socket. A payload that is not `stable` (a view into a leg's read
+   * buffer) is copied into a pooled chunk, appended to the last one while that has room and is not
+   * being written: the frames of one leg read then reach the socket in one write.
+   */
+  #queueData(p: Uint8Array, stable: boolean): void {
+    const q = this.#queue, last = q.length - 1;
+    this.#queued += p.length;
+    if (!stable && last >= 0 && this.#pooled[last] && !(last === 0 && this.#headBusy)) {
+      const grown = this.#chunks.append(q[last], p);
+      if (grown) {
+        q[last] = grown;
+        return;
+      }
+    }
+    const pooled = !stable && p.length <= CHUNK;
+    q.push(stable ? p : pooled ? this.#chunks.copy(p) : p.slice());
+    this.#pooled.push(pooled);
+  }
+
+  /**
+   * Starts the writer unless it runs: a microtask later, once the rest of the leg read that brought
+   * this frame has been queued too.
+   */
+  #kickWriter(): void {
+    if (this.#writing || !this.#conn) return;
+    this.#writing = true;
+    queueMicrotask(this.#runWriter);
   }
 
   #onControl(p: Uint8Array): void {
@@ -263,20 +300,21 @@ export class Stream {
           await new Promise<void>((r) => this.#creditWake = r);
         }
         if (this.#done) return;
-        const n = await conn.read(buf.subarray(0, Math.min(this.#credit, buf.length)));
+        const n = await conn.read(this.#credit < buf.length ? buf.subarray(0, this.#credit) : buf);
         if (this.#done) return;
         if (n === null) break;
         // One read may fill several frames: fewer reads per byte on a busy stream.
         for (let off = 0; off < n; off += max) {
-          await this.host.send(Flag.DATA, this.id, buf.subarray(off, Math.min(n, off + max)));
+          const wait = this.#sendFrame(buf.subarray(off, Math.min(n, off + max)));
+          if (wait) await wait;
         }
         this.#credit -= n;
         this.#traffic!.out.inc(n);
         // A busy stream's buffer grows towards several full frames (when the budget allows); an
         // idle one keeps its small buffer.
-        if (n === buf.length && buf.length < BUSY_READ) {
-          const next = Math.min(4 * buf.length, BUSY_READ);
-          if (this.#charge(next - buf.length)) buf = new Uint8Array(next);
+        const next = nextReadSize(buf.length, max);
+        if (n === buf.length && next > buf.length && this.#charge(next - buf.length)) {
+          buf = new Uint8Array(next);
         }
       }
       if (this.#done || this.#localFin) return;
@@ -295,20 +333,32 @@ export class Stream {
       }
       if (this.#done) return;
       const n = Math.min(b.length - off, this.#credit, this.host.maxPayload);
-      await this.host.send(Flag.DATA, this.id, b.subarray(off, off + n));
+      const wait = this.#sendFrame(b.subarray(off, off + n));
+      if (wait) await wait;
       this.#credit -= n;
       this.#traffic!.out.inc(n);
       off += n;
     }
   }
 
+  /**
+   * Sends a DATA frame: queued at once when the session has room, so the frames of one read reach
+   * the leg in one write; otherwise the promise of its turn (see StreamHost.trySend). Frames of a
+   * stream stay in order because a waiting one is awaited before the next is offered.
+   */
+  #sendFrame(payload: Uint8Array): Promise<void> | undefined {
+    if (this.host.trySend(Flag.DATA, this.id, payload)) return undefined;
+    return this.host.send(Flag.DATA, this.id, payload);
+  }
+
   async #writeLoop(): Promise<void> {
     const conn = this.#conn!;
-    this.#writing = true;
     try {
       while (this.#queue.length && !this.#done) {
         const c = this.#queue[0];
+        this.#headBusy = true;
         await writeAll(conn, c);
+        this.#headBusy = false;
         // Ended meanwhile: its queue is gone and nothing more is granted.
         if (this.#done) break;
         this.#queue.shift();
@@ -327,7 +377,7 @@ export class Stream {
     } catch (e) {
       this.reset(`local write failed: ${errText(e)}`);
     } finally {
-      this.#writing = false;
+      this.#writing = this.#headBusy = false;
     }
   }
 
@@ -431,6 +481,18 @@ export class Stream {
     }
     this.host.remove(this);
   }
+}
+
+/**
+ * The read buffer after one of `len` bytes came back full: four times as large, up to about
+ * BUSY_READ, and past one frame a whole number of frames, so that no read ends in a sliver of a
+ * frame (a 64 KiB read and 65,535-byte frames made a 1-byte frame, and a socket write at the
+ * other end, per read).
+ */
+export function nextReadSize(len: number, maxPayload: number): number {
+  const busy = Math.max(1, Math.floor(BUSY_READ / maxPayload)) * maxPayload;
+  const next = Math.min(4 * len, busy);
+  return next > maxPayload ? Math.floor(next / maxPayload) * maxPayload : next;
 }
 
 function codeAndText(code: number, text: string): Uint8Array {

@@ -2,19 +2,22 @@
  * Stream credit accounting and half-close, with a fake StreamHost that records what the stream
  * sends and a real loopback TCP pair as the local socket: DATA never exceeds the credit until a
  * WINDOW grant, data beyond our window resets the stream, grants follow what the local socket
- * consumed, and a FIN in one direction leaves the other open.
+ * consumed, and a FIN in one direction leaves the other open. Also what keeps writes few: reads
+ * cut into whole frames, frames queued in order when the session must make room first, and the
+ * frames of one leg read written to the socket at once.
  */
 
 import assert from "node:assert/strict";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import {
+  nextReadSize,
   SHORT_PATH_WINDOW_GROWTH,
   Stream,
   type StreamDeps,
   StreamError,
   type StreamHost,
 } from "./stream.ts";
-import { connPipe } from "./pipe.ts";
+import { connPipe, type Pipe } from "./pipe.ts";
 import { ChunkPool } from "./chunk_pool.ts";
 import { BufferBudget, SharedGrowth } from "../session/budget.ts";
 import { Metrics } from "../observe/metrics.ts";
@@ -60,6 +63,17 @@ class FakeHost implements StreamHost {
   }
 
   send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): Promise<void> {
+    this.record(flags, streamId, payload, ctrl);
+    return Promise.resolve();
+  }
+
+  trySend(flags: number, streamId: number, payload: Uint8Array): boolean {
+    this.record(flags, streamId, payload);
+    return true;
+  }
+
+  /** A frame queued on the (imaginary) session. */
+  protected record(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): void {
     this.sent.push({ flags, streamId, payload: payload.slice(), ctrl });
     if (flags & Flag.DATA) {
       this.dataSent += payload.length;
@@ -67,7 +81,6 @@ class FakeHost implements StreamHost {
         this.overrun ??= `sent ${this.dataSent} bytes with only ${this.granted} granted`;
       }
     }
-    return Promise.resolve();
   }
 
   remove(stream: Stream): void {
@@ -267,6 +280,117 @@ Deno.test("leftover bytes are sent first, cut to maxPayload and to the credit", 
   } finally {
     s.abort("test over");
     safeClose(app);
+  }
+});
+
+Deno.test("a busy stream's reads are whole frames: 4 KiB, 16 KiB, one frame, four frames", () => {
+  const grow = (max: number) => {
+    const sizes = [Math.min(4096, max)];
+    for (let n; (n = nextReadSize(sizes.at(-1)!, max)) > sizes.at(-1)!;) sizes.push(n);
+    return sizes;
+  };
+  assert.deepEqual(grow(65535), [4096, 16384, 65535, 4 * 65535]);
+  assert.deepEqual(grow(16384), [4096, 16384, 65536, 16 * 16384]);
+  assert.deepEqual(grow(1024), [1024, 4096, 16384, 65536, 262144]);
+});
+
+/**
+ * A session whose replay ring is often full: every other frame does not fit at once, and one that
+ * waits is queued a moment later, as Session.send queues it once acknowledgements make room.
+ */
+class FullRingHost extends FakeHost {
+  #offers = 0;
+
+  override trySend(flags: number, streamId: number, payload: Uint8Array): boolean {
+    return this.#offers++ % 2 === 0 && super.trySend(flags, streamId, payload);
+  }
+
+  override send(flags: number, streamId: number, payload: Uint8Array, ctrl?: number) {
+    const copy = payload.slice();
+    return delay(1).then(() => this.record(flags, streamId, copy, ctrl));
+  }
+}
+
+Deno.test("a frame that waits for room in the session is queued before the next one", async () => {
+  const host = new FullRingHost(4 * 1024 * 1024, 65535);
+  const s = new Stream(1, host);
+  const { local, app } = await tcpPair();
+  try {
+    s.attach(connPipe(local, RESETS), TRAFFIC, bytes(3 * 65535 + 7, 5));
+    const input = bytes(2 * 1024 * 1024, 6);
+    await writeAll(app, input);
+    await until(() => host.dataSent === 3 * 65535 + 7 + input.length, "everything");
+    sameBytes(host.data, concat([bytes(3 * 65535 + 7, 5), input]));
+  } finally {
+    s.abort("test over");
+    safeClose(app);
+  }
+});
+
+/** A local end whose writes complete when the test says; it checks a write's bytes stayed put. */
+class HeldPipe implements Pipe {
+  writes: Uint8Array[] = [];
+  #held: (() => void)[] = [];
+
+  read(): Promise<number | null> {
+    return new Promise(() => {});
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    this.writes.push(p);
+    const before = p.slice();
+    return new Promise((done) =>
+      this.#held.push(() => {
+        sameBytes(p, before);
+        done(p.length);
+      })
+    );
+  }
+
+  /** Completes the writes made so far. */
+  complete(): void {
+    for (const f of this.#held.splice(0)) f();
+  }
+
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  close(): void {}
+
+  reset(): void {}
+}
+
+Deno.test("frames that arrive together leave in one write, copied out of the leg's buffer", async () => {
+  const host = new FakeHost(1024 * 1024, 65535);
+  const s = new Stream(2, host);
+  const pipe = new HeldPipe();
+  try {
+    s.attach(pipe, TRAFFIC);
+    // One leg read with four frames for this stream: views into one buffer the leg reuses.
+    const leg = new Uint8Array(65535);
+    for (let i = 1; i <= 4; i++) s.onFrame(Flag.DATA, leg.fill(i), false);
+    leg.fill(0);
+    await delay(0);
+    assert.equal(pipe.writes.length, 1, "one socket write");
+    const first = pipe.writes[0];
+    assert.equal(first.length, 4 * 65535);
+    for (let i = 1; i <= 4; i++) assert.equal(first[i * 65535 - 1], i, `frame ${i} in place`);
+    // While that write is in flight, another frame starts a chunk of its own.
+    s.onFrame(Flag.DATA, leg.fill(5), false);
+    s.onFrame(Flag.DATA, leg.fill(6).subarray(0, 10), false);
+    pipe.complete();
+    await until(() => pipe.writes.length === 2, "the second write");
+    assert.deepEqual(
+      [...new Set(pipe.writes[1])],
+      [5, 6],
+      "the frames that came meanwhile, and nothing else",
+    );
+    assert.equal(pipe.writes[1].length, 65535 + 10);
+    pipe.complete();
+    await until(() => host.grants.length > 0, "credit back for what the socket took");
+  } finally {
+    s.abort("test over");
   }
 });
 

@@ -77,16 +77,17 @@ function parse(server: boolean, chunks: Uint8Array[]): Parsed {
 
 Deno.test("maskInPlace equals a byte-wise XOR for every alignment, phase and length", () => {
   const mask = new Uint8Array([0x01, 0x80, 0xff, 0x5a]);
-  const backing = new Uint8Array(64 + 8);
+  const backing = new Uint8Array(100 + 8);
   for (let base = 0; base < 4; base++) {
     for (let off = 0; off < 5; off++) {
       for (let phase = 0; phase < 4; phase++) {
-        for (let n = 0; n <= 40; n++) {
-          const view = backing.subarray(base, base + 60);
-          const src = bytes(60, base * 1000 + off * 100 + phase * 10 + n);
+        // Up to 22 words: unrolled turns of eight words, and the words and bytes after them.
+        for (let n = 0; n <= 90; n++) {
+          const view = backing.subarray(base, base + 100);
+          const src = bytes(100, base * 1000 + off * 100 + phase * 10 + n);
           view.set(src);
           maskInPlace(view, off, n, mask, phase);
-          for (let i = 0; i < 60; i++) {
+          for (let i = 0; i < 100; i++) {
             const want = i >= off && i < off + n ? src[i] ^ mask[(phase + i - off) & 3] : src[i];
             if (view[i] !== want) {
               assert.fail(`base ${base} off ${off} phase ${phase} n ${n}: byte ${i}`);
