@@ -8,7 +8,6 @@
  */
 
 import { DEPLOYED_ENV } from "../../src/service/unit.ts";
-import { socks5Connect } from "../../src/forward/socks5_client.ts";
 import { generateKey } from "../../src/config/keygen.ts";
 import type { TempCert } from "../../tests/helpers/tls.ts";
 import {
@@ -18,6 +17,7 @@ import {
   spawnProcess,
 } from "../../tests/helpers/process.ts";
 import { type LossNet, NS_ADDR } from "./loss.ts";
+import { connectTo, type Reach } from "./ping.ts";
 
 export interface Path {
   name: string;
@@ -26,6 +26,8 @@ export interface Path {
   /** The leg port whose packets a `*-loss` path drops (to read how many were). */
   lossPort?: number;
   connect(): Promise<Deno.TcpConn>;
+  /** Where `connect` goes, for connections another process opens (the round-trip client). */
+  reach: Reach;
   stop(): Promise<void>;
 }
 
@@ -33,13 +35,17 @@ export interface Path {
  * The forward paths: the legs' URL scheme, both legs on one port and path or each on its own
  * (split), legs through nginx, and HTTP legs' `client.http_upload` where not the default (`auto`:
  * packet-up over HTTP/1.1, stream-up over HTTP/2). Raw legs (`tcp`, `quic`) need the server's
- * `server.transport` of that name, and their URLs have no path.
+ * `server.transport` of that name, and their URLs have no path. The defences against traffic
+ * analysis are measured on the split path: `session` settings the client asks for (encryption, a
+ * shaping preset), and `legs` per direction (N-way splitting, the extra legs to the same ports).
  */
 const FORWARD: Record<string, {
   scheme: "ws" | "wss" | "http" | "https" | "tcp" | "quic";
   split: boolean;
   nginx?: boolean;
   upload?: "stream";
+  session?: string;
+  legs?: number;
 }> = {
   ws: { scheme: "ws", split: false },
   wss: { scheme: "wss", split: false },
@@ -51,6 +57,10 @@ const FORWARD: Record<string, {
   https: { scheme: "https", split: true },
   "ws-nginx": { scheme: "ws", split: true, nginx: true },
   "http-nginx": { scheme: "http", split: true, nginx: true },
+  "split-enc": { scheme: "ws", split: true, session: "encrypt: true" },
+  "split-light": { scheme: "ws", split: true, session: "shaping: light" },
+  "split-strong": { scheme: "ws", split: true, session: "shaping: strong" },
+  split3: { scheme: "ws", split: true, legs: 3 },
 };
 
 export const TUNNEL_PATHS = [
@@ -114,12 +124,9 @@ async function ready(
   }
 }
 
-function tcp(port: number) {
-  return async () => {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
-    c.setNoDelay(true);
-    return c;
-  };
+/** A path entered as `reach` says. */
+function entered(reach: Reach) {
+  return { reach, connect: () => connectTo(reach) };
 }
 
 export interface PathContext {
@@ -145,7 +152,7 @@ async function startPair(
   name: string,
   files: { server: string; client: string },
   role: boolean,
-  connect: () => Promise<Deno.TcpConn>,
+  reach: Reach,
   { between = [], net = null }: { between?: NodeProcess[]; net?: LossNet | null } = {},
 ): Promise<Path> {
   const env = { HT_LOG_LEVEL: "warning", ...DEPLOYED_ENV };
@@ -157,8 +164,9 @@ async function startPair(
     : spawnNode(serverArgs, env);
   const c = spawnNode(args(files.client, "client"), env);
   const all = [s, c, ...between];
+  const entry = entered(reach);
   try {
-    await ready(connect, all, name);
+    await ready(entry.connect, all, name);
   } catch (e) {
     await Promise.all(all.map((p) => stop(p).catch(() => {})));
     throw e;
@@ -166,7 +174,7 @@ async function startPair(
   return {
     name,
     pids: { server: s.pid, client: c.pid },
-    connect,
+    ...entry,
     stop: async () => void await Promise.all(all.map(stop)),
   };
 }
@@ -218,7 +226,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     return p;
   };
   if (name === "direct") {
-    return { name, pids: {}, connect: tcp(ctx.target), stop: () => Promise.resolve() };
+    return { name, pids: {}, ...entered({ port: ctx.target }), stop: () => Promise.resolve() };
   }
   if (name === "socat") {
     if (!await hasCommand("socat")) return "socat is not installed";
@@ -230,9 +238,9 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
       `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=4096`,
       `TCP:127.0.0.1:${ctx.target},nodelay`,
     ]);
-    const connect = tcp(port);
-    await ready(connect, [p], name);
-    return { name, pids: { server: p.pid }, connect, stop: () => stop(p) };
+    const path = entered({ port });
+    await ready(path.connect, [p], name);
+    return { name, pids: { server: p.pid }, ...path, stop: () => stop(p) };
   }
   if (name === "ssh") {
     if (!await hasCommand("sshd") || !await hasCommand("ssh")) return "sshd/ssh are not installed";
@@ -262,25 +270,27 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
         "  allow_private: true\n" +
         (tls ? `  tls:\n    cert_file: ${tls.certFile}\n    key_file: ${tls.keyFile}\n` : ""),
     );
+    const more = (port: number, path: string) =>
+      JSON.stringify(
+        Array.from({ length: (fwd.legs ?? 1) - 1 }, () => `${fwd.scheme}://${host}:${port}${path}`),
+      );
     const client = await write(
       "client.yaml",
       `auth:\n  key: ${key}\nclient:\n  upstream_url: ${fwd.scheme}://${host}:${urlA}${upPath}\n` +
         `  downstream_url: ${fwd.scheme}://${host}:${urlB}${downPath}\n` +
+        (fwd.legs
+          ? `  upstream_urls: ${more(urlA, upPath)}\n  downstream_urls: ${more(urlB, downPath)}\n`
+          : "") +
         `  socks5:\n    listen: 127.0.0.1:${socks}\n` +
         (fwd.upload ? `  http_upload: ${fwd.upload}\n` : "") +
-        (tls ? `  tls:\n    ca_file: ${tls.certFile}\n` : ""),
+        (tls ? `  tls:\n    ca_file: ${tls.certFile}\n` : "") +
+        (fwd.session ? `session:\n  ${fwd.session}\n` : ""),
     );
-    const target = net ? net.target : ctx.target;
-    const connect = async () => {
-      // The exit resolves 127.0.0.1: inside the namespace for the paths across the veth.
-      const conn = await socks5Connect({ hostname: "127.0.0.1", port: socks }, "127.0.0.1", target);
-      conn.setNoDelay(true);
-      return conn;
-    };
+    const reach = { port: socks, socks5Target: net ? net.target : ctx.target };
     const between = fwd.nginx
       ? [await startNginx(`${ctx.tmp}/${name}-nginx`, [[frontA, legA], [frontB, legB]])]
       : [];
-    const path = await startPair(name, { server, client }, true, connect, { between, net });
+    const path = await startPair(name, { server, client }, true, reach, { between, net });
     return link === "loss" ? { ...path, lossPort: legA } : path;
   }
   if (name.startsWith("rev-")) {
@@ -312,7 +322,7 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
         relay ? relayPort : bind
       }"\ntransport = "${transport}"\ntoken = "${key}"\nnodelay = true\n`,
     );
-    return await startPair(name, { server, client }, false, tcp(published), {
+    return await startPair(name, { server, client }, false, { port: published }, {
       between: relay ? [relay] : [],
     });
   }

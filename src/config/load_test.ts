@@ -57,6 +57,10 @@ Deno.test("defaults: a working forward client and exit server", () => {
     bufferBudget: 128 << 20,
     udpIdleTimeoutMs: 60_000,
     quicCongestion: "bbr",
+    encrypt: false,
+    shaping: "off",
+    coverRate: 1 << 20,
+    coverBudget: 0,
   });
   assert.equal(c.log.level, "info");
   assert.deepEqual(c.auth, { key: KEY, hmac: false });

@@ -17,6 +17,10 @@ export type LegKind = string;
  */
 export type StreamMode = "mux" | "pool";
 
+/** Traffic-analysis resistance presets (`session.shaping`; what each does: session/shaping.ts). */
+export const SHAPING_PRESETS = ["off", "light", "strong"] as const;
+export type ShapingPreset = typeof SHAPING_PRESETS[number];
+
 /** One published port range of the reverse tunnel (Backhaul `ports`). */
 export interface PortMapping {
   /** Address the server binds, e.g. "0.0.0.0" or "::1". */
@@ -94,6 +98,13 @@ export interface SessionConfig {
   udpIdleTimeoutMs: number;
   /** Congestion control of QUIC legs. */
   quicCongestion: "bbr" | "cubic";
+  /** Ask for sealed records (record_seal.ts); a shaping preset other than off implies it. */
+  encrypt: boolean;
+  /** Traffic-analysis resistance preset (shaping.ts). */
+  shaping: ShapingPreset;
+  /** Cover traffic bounds: bytes per second on average, and bytes per session (0: unbounded). */
+  coverRate: number;
+  coverBudget: number;
 }
 
 export interface ServerConfig {
@@ -139,6 +150,9 @@ export interface ClientConfig {
   upstreamUrl: string;
   /** Equal to upstreamUrl for a single bidirectional leg. */
   downstreamUrl: string;
+  /** More legs of each direction (N-way splitting), after upstreamUrl and downstreamUrl. */
+  upstreamUrls: string[];
+  downstreamUrls: string[];
   legKind: LegKind;
   streamMode: StreamMode;
   tls: TlsClientConfig;

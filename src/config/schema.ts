@@ -6,7 +6,14 @@
  * reload lists and the README table are all derived from it, so they cannot drift apart.
  */
 
-import type { ClientConfig, Config, ServerConfig, TlsServerConfig } from "./model.ts";
+import {
+  type ClientConfig,
+  type Config,
+  type ServerConfig,
+  SHAPING_PRESETS,
+  type ShapingPreset,
+  type TlsServerConfig,
+} from "./model.ts";
 import { forwarderParser, parsePortMapping, parseStaticForward } from "./ports.ts";
 import { listenerKinds } from "../transport/registry.ts";
 import { parsePaddingRange } from "./units.ts";
@@ -238,6 +245,38 @@ const ROWS = [
     values: ["bbr", "cubic"],
     parse: (v) => v as "bbr" | "cubic",
   }),
+  key("session.encrypt", {
+    kind: "bool",
+    to: "session.encrypt",
+    default: false,
+    doc:
+      "frames in ChaCha20-Poly1305 records end to end, so a CDN or observer sees neither headers nor data (either side asking turns it on; a shaping preset implies it)",
+  }),
+  key("session.shaping", {
+    kind: "string",
+    to: "session.shaping",
+    default: "off",
+    doc:
+      "traffic-analysis resistance preset: `off`, `light` (padded records, a little cover traffic) or `strong` (more of both); the higher of the two sides' presets applies",
+    values: [...SHAPING_PRESETS],
+    parse: (v) => v as ShapingPreset,
+  }),
+  key("session.cover_rate", {
+    kind: "size",
+    to: "session.coverRate",
+    default: "1MiB",
+    doc: "most cover traffic a side sends per second on average (bursts up to 5 s worth)",
+    min: 0,
+    max: GiB,
+  }),
+  key("session.cover_budget", {
+    kind: "size",
+    to: "session.coverBudget",
+    default: "0",
+    doc: "most cover traffic a side sends over a session's life (0: only the rate bounds it)",
+    min: 0,
+    max: 1024 * GiB,
+  }),
   key("session.buffer_budget", {
     kind: "size",
     to: "session.bufferBudget",
@@ -416,6 +455,19 @@ const ROWS = [
     doc:
       "downstream leg; `ws(s)` and `http(s)` mix, `quic` mixes with any, `tcp`/`tls` with only `quic`; equal = one bidirectional leg",
     backhaul: "remote_addr",
+  }),
+  key("client.upstream_urls", {
+    kind: "list",
+    to: "client.upstreamUrls",
+    default: [],
+    doc:
+      "more upstream legs beside `client.upstream_url`, each a connection of its own (another domain or CDN, or the same); frames are split across them at random (at most 7)",
+  }),
+  key("client.downstream_urls", {
+    kind: "list",
+    to: "client.downstreamUrls",
+    default: [],
+    doc: "more downstream legs beside `client.downstream_url`, as `client.upstream_urls`",
   }),
   key("client.mode", {
     kind: "string",

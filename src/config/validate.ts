@@ -20,6 +20,7 @@ import {
 } from "../transport/registry.ts";
 import type { Transport } from "../transport/kind.ts";
 import { HELLO_COOKIE } from "../transport/hello_cookie.ts";
+import { MAX_LEGS_PER_ROLE } from "../protocol/handshake.ts";
 import { isHost, parseListenAddr } from "./ports.ts";
 import { type Bound, envName, KEY_BY_PATH, KEYS } from "./schema.ts";
 
@@ -320,6 +321,29 @@ function clientLegs(ck: Checks): void {
   // transport where one server listener takes both (WebSocket and HTTP legs).
   if (up && down) sameListener(ck, up, down, "client.downstream_url");
   if (up) v.legKind = up.kind;
+  // N-way splitting: each further leg is a URL of its own, served like the first of its way.
+  for (
+    const [path, urls] of [
+      ["client.upstream_urls", v.upstreamUrls],
+      ["client.downstream_urls", v.downstreamUrls],
+    ] as const
+  ) {
+    ck.check(
+      urls.length < MAX_LEGS_PER_ROLE,
+      path,
+      `${urls.length} URLs: at most ${MAX_LEGS_PER_ROLE - 1} legs beside the first`,
+    );
+    urls.forEach((u, i) => {
+      const t = url(u, `${path}[${i}]`);
+      if (t && up) sameListener(ck, up, t, `${path}[${i}]`, `"${u}"`);
+    });
+  }
+  ck.check(
+    v.streamMode !== "pool" || (v.upstreamUrls.length === 0 && v.downstreamUrls.length === 0) ||
+      !ck.open("client.upstream_urls", "client.downstream_urls"),
+    "client.mode",
+    "pool uses one connection per stream: client.upstream_urls and client.downstream_urls must be empty",
+  );
   v.servers.forEach((entry, i) => {
     const urls = entry.trim().split(/\s+/);
     const path = `client.servers[${i}]`;

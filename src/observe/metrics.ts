@@ -136,6 +136,10 @@ export class Metrics {
     "frames_replayed_total",
     "Frames resent after a leg was replaced.",
   );
+  readonly coverBytes = this.#plainCounter(
+    "cover_bytes_total",
+    "Bytes of cover traffic sent (session.shaping): padding-only records, not counted as data.",
+  );
   readonly handshakesRefused = this.#family(
     "handshakes_refused_total",
     "Legs refused at the handshake, by reason.",

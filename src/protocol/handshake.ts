@@ -3,7 +3,7 @@
  * in both directions, so a captured session id or a replayed handshake is useless and a fake
  * server learns nothing it can reuse. The key itself never crosses the wire.
  *
- *   HELLO   (client → server, 120 bytes): ver | role | flags | 0 | time ms (8) | client nonce (16) |
+ *   HELLO   (client → server, 120 bytes): ver | role | flags | leg index | time ms (8) | client nonce (16) |
  *           session id (16) | client recv ack (4) | route (8) | session proof (32) |
  *           MAC_auth("HT3 hello" ‖ bytes 0..87)
  *   WELCOME (server → client, 56 bytes): status | flags | 0 0 | server nonce (16) | server recv ack (4) |
@@ -47,6 +47,30 @@ export const Role = {
 export type RoleValue = typeof Role[keyof typeof Role];
 
 /**
+ * Most legs of one role a session may have (N-way splitting): a hello's leg index is below it.
+ * Slots number a session's legs: the role in the low 3 bits, the index above.
+ */
+export const MAX_LEGS_PER_ROLE = 8;
+
+export function slotOf(role: RoleValue, index: number): number {
+  return role + 8 * index;
+}
+
+export function roleOfSlot(slot: number): RoleValue {
+  return (slot & 7) as RoleValue;
+}
+
+export function indexOfSlot(slot: number): number {
+  return slot >> 3;
+}
+
+/** A slot's name for logs: "upstream", or "upstream 2" for the second upstream leg. */
+export function slotName(slot: number): string {
+  const i = indexOfSlot(slot);
+  return roleName(roleOfSlot(slot)) + (i > 0 ? ` ${i + 1}` : "");
+}
+
+/**
  * Session ids are 16 random bytes, except that every session of one client process starts with
  * the same INSTANCE_LEN bytes (random per process). That lets a server tell two clients that share
  * a token apart from one client with several sessions; it says nothing about the key.
@@ -83,7 +107,21 @@ export const HelloFlag = {
   RESUME: 2,
   /** The leg presents the route field as its balancer cookie (and nothing else beside the hello). */
   ROUTE: 4,
+  /** Frames travel in sealed records (session.encrypt; the welcome says what the session does). */
+  ENCRYPT: 8,
+  /** Bits 4–5: the shaping level asked for (hello) or in force (welcome); see shaping.ts. */
+  SHAPING: 0x30,
 } as const;
+
+/** The shaping level (0–3) in a hello's or welcome's flags. */
+export function shapingBits(flags: number): number {
+  return (flags & HelloFlag.SHAPING) >> 4;
+}
+
+/** Flags with the shaping level set to `level`. */
+export function withShaping(flags: number, level: number): number {
+  return (flags & ~HelloFlag.SHAPING) | ((level & 3) << 4);
+}
 
 export const WelcomeStatus = {
   OK: 0,
@@ -174,6 +212,8 @@ export function frameKey(sessionKeyBytes: Uint8Array): Uint8Array {
 
 export interface Hello {
   role: RoleValue;
+  /** Index among the session's legs of this role (N-way splitting). */
+  index: number;
   flags: number;
   timeMs: number;
   nonce: Uint8Array;
@@ -208,12 +248,16 @@ export function encodeHello(
   recvAck: number,
   nowMs = Date.now(),
   bind: HelloBinding = {},
+  index = 0,
 ): Uint8Array {
   const b = new Uint8Array(HELLO_LEN);
   const v = new DataView(b.buffer);
   b[0] = HELLO_VERSION;
   b[1] = role;
   b[2] = bind.route ? flags | HelloFlag.ROUTE : flags & ~HelloFlag.ROUTE;
+  // The byte must hold it (a larger one would wrap); the server checks the range it accepts.
+  if (!(index >= 0 && index <= 255)) throw new RangeError(`leg index ${index} is not a byte`);
+  b[3] = index;
   v.setFloat64(4, nowMs);
   randomFillSync(b.subarray(12, 28));
   b.set(sessionId, 28);
@@ -224,6 +268,11 @@ export function encodeHello(
   else randomFillSync(b.subarray(56, 88));
   b.set(mac(keys.auth, [enc("HT3 hello"), b.subarray(0, SIGNED_LEN)]), SIGNED_LEN);
   return b;
+}
+
+/** The MAC that ends a hello (it names the hello; with the welcome nonce it keys a leg's records). */
+export function helloMacOf(hello: Uint8Array): Uint8Array {
+  return hello.subarray(SIGNED_LEN, HELLO_LEN);
 }
 
 /** The proof that a hello's sender holds the key of the session it joins (over bytes 0..55). */
@@ -280,6 +329,11 @@ export function verifyHello(
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const role = b[1];
   if (role < Role.UP || role > Role.POOL) throw new HandshakeError(`hello role ${role} unknown`);
+  if (b[3] >= MAX_LEGS_PER_ROLE || (b[3] > 0 && role !== Role.UP && role !== Role.DOWN)) {
+    throw new HandshakeError(
+      `hello leg index ${b[3]} out of range for a ${roleName(role as RoleValue)} leg`,
+    );
+  }
   const timeMs = v.getFloat64(4);
   if (!(Math.abs(nowMs - timeMs) <= HELLO_MAX_SKEW_MS)) {
     throw new HandshakeError(
@@ -291,6 +345,7 @@ export function verifyHello(
   if (!replay.admit(macBytes, nowMs)) throw new HandshakeError("hello replayed", "replayed");
   return {
     role: role as RoleValue,
+    index: b[3],
     flags: b[2],
     timeMs,
     nonce: b.slice(12, 28),
@@ -354,6 +409,7 @@ export function verifyWelcome(
     flags: b[1],
     recvAck: v.getUint32(20),
     sessionKey: sessionKey(keys, helloMac, b.subarray(4, 20)),
+    nonce: b.slice(4, 20),
   };
 }
 
@@ -365,6 +421,8 @@ export interface VerifiedWelcome {
   /** The server's clock, sent with STALE_HELLO. */
   serverTimeMs?: number;
   sessionKey?: Uint8Array;
+  /** The server's nonce of this leg (with the hello's MAC, it keys the leg's records). */
+  nonce?: Uint8Array;
 }
 
 export function mac(key: Uint8Array, parts: Uint8Array[]): Uint8Array {

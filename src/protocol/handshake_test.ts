@@ -3,15 +3,25 @@ import {
   deriveKeys,
   encodeHello,
   encodeWelcome,
+  HandshakeError,
   HELLO_MAX_SKEW_MS,
   HelloFlag,
+  helloMacOf,
+  indexOfSlot,
+  MAX_LEGS_PER_ROLE,
   ReplayCache,
   Role,
+  roleOfSlot,
+  type RoleValue,
   sessionKey,
+  shapingBits,
+  slotName,
+  slotOf,
   verifyHello,
   verifyHelloProof,
   verifyWelcome,
   WelcomeStatus,
+  withShaping,
 } from "./handshake.ts";
 
 const keys = deriveKeys("correct horse battery staple");
@@ -47,6 +57,7 @@ Deno.test("welcome proves the server knows the key and binds to the hello", () =
     flags: 1,
     recvAck: 77,
     sessionKey: sessionKey(keys, h.mac, nonce),
+    nonce,
   });
   const fake = encodeWelcome(other, h, WelcomeStatus.OK, 0, 0);
   assert.throws(() => verifyWelcome(keys, hello, fake), /did not prove the key/);
@@ -97,4 +108,93 @@ Deno.test("the route a hello binds is under its MAC and sets the ROUTE flag", ()
   assert.throws(() => verifyHello(keys, steered, new ReplayCache()), /MAC does not verify/);
   const none = verifyHello(keys, encodeHello(keys, Role.UP, 0, sid, 0), new ReplayCache());
   assert.equal(none.flags & HelloFlag.ROUTE, 0);
+});
+
+const ROLES: RoleValue[] = [Role.UP, Role.DOWN, Role.BOTH, Role.POOL];
+
+Deno.test("a hello carries its leg index (byte 3) under its MAC", () => {
+  for (const role of [Role.UP, Role.DOWN]) {
+    for (let index = 0; index < MAX_LEGS_PER_ROLE; index++) {
+      const hello = encodeHello(keys, role, 0, sid, 0, Date.now(), {}, index);
+      assert.equal(hello[3], index);
+      const h = verifyHello(keys, hello, new ReplayCache());
+      assert.deepEqual([h.role, h.index], [role, index]);
+      const moved = hello.slice();
+      moved[3] ^= 1;
+      assert.throws(() => verifyHello(keys, moved, new ReplayCache()), /MAC does not verify/);
+    }
+  }
+  for (const role of ROLES) {
+    const h = verifyHello(keys, encodeHello(keys, role, 0, sid, 0), new ReplayCache());
+    assert.equal(h.index, 0, "the first leg of a role, by default");
+  }
+  // The hello's MAC, as the leg's records are keyed with it.
+  const hello = encodeHello(keys, Role.UP, 0, sid, 0);
+  assert.deepEqual(helloMacOf(hello), verifyHello(keys, hello, new ReplayCache()).mac);
+});
+
+Deno.test("a leg index of 8 or more, or above 0 on a tunnel or pool leg, is refused", () => {
+  const refused = (role: RoleValue, index: number) =>
+    assert.throws(
+      () =>
+        verifyHello(
+          keys,
+          encodeHello(keys, role, 0, sid, 0, Date.now(), {}, index),
+          new ReplayCache(),
+        ),
+      (e) => e instanceof HandshakeError && /leg index .* out of range/.test(e.message),
+      `${role} ${index}`,
+    );
+  for (const role of [Role.UP, Role.DOWN]) {
+    for (const index of [MAX_LEGS_PER_ROLE, MAX_LEGS_PER_ROLE + 1, 255]) refused(role, index);
+  }
+  for (const role of [Role.BOTH, Role.POOL]) {
+    for (const index of [1, MAX_LEGS_PER_ROLE - 1, MAX_LEGS_PER_ROLE]) refused(role, index);
+  }
+});
+
+Deno.test("slots: a role and an index each, told apart and named", () => {
+  const seen = new Set<number>();
+  for (const role of ROLES) {
+    for (let index = 0; index < MAX_LEGS_PER_ROLE; index++) {
+      const slot = slotOf(role, index);
+      assert.deepEqual([roleOfSlot(slot), indexOfSlot(slot)], [role, index]);
+      seen.add(slot);
+    }
+  }
+  assert.equal(seen.size, ROLES.length * MAX_LEGS_PER_ROLE, "no two legs share a slot");
+  assert.equal(slotOf(Role.UP, 0), Role.UP, "a first leg's slot is its role");
+  assert.equal(slotName(slotOf(Role.UP, 0)), "upstream");
+  assert.equal(slotName(slotOf(Role.DOWN, 2)), "downstream 3");
+});
+
+Deno.test("shaping bits: a 2-bit level in bits 4-5 that leaves the other flags alone", () => {
+  const others = [0, HelloFlag.HMAC, HelloFlag.RESUME | HelloFlag.ENCRYPT, 0xcf];
+  for (const flags of others) {
+    for (let level = 0; level < 4; level++) {
+      const f = withShaping(flags, level);
+      assert.equal(shapingBits(f), level);
+      assert.equal(f & ~HelloFlag.SHAPING, flags & ~HelloFlag.SHAPING, "other bits kept");
+      assert.equal(withShaping(f, 0) & HelloFlag.SHAPING, 0, "a level replaces the last");
+    }
+  }
+  assert.equal(HelloFlag.SHAPING & (HelloFlag.HMAC | HelloFlag.RESUME | HelloFlag.ROUTE), 0);
+  assert.equal(HelloFlag.SHAPING & HelloFlag.ENCRYPT, 0);
+  assert.equal(shapingBits(withShaping(0, 5)), 1, "only two bits are kept");
+});
+
+Deno.test("ENCRYPT and the shaping level travel in the hello and the welcome, under their MACs", () => {
+  const flags = withShaping(HelloFlag.ENCRYPT | HelloFlag.HMAC, 2);
+  const route = Uint8Array.from([8, 7, 6, 5, 4, 3, 2, 1]);
+  const hello = encodeHello(keys, Role.DOWN, flags, sid, 0, Date.now(), { route }, 3);
+  const h = verifyHello(keys, hello, new ReplayCache());
+  assert.equal(h.flags, flags | HelloFlag.ROUTE, "the route flag joins, nothing else changes");
+  assert.equal(shapingBits(h.flags), 2);
+  const w = encodeWelcome(keys, h, WelcomeStatus.OK, withShaping(HelloFlag.ENCRYPT, 1), 0);
+  const v = verifyWelcome(keys, hello, w);
+  assert.equal(v.flags & HelloFlag.ENCRYPT, HelloFlag.ENCRYPT);
+  assert.equal(shapingBits(v.flags), 1);
+  const downgraded = w.slice();
+  downgraded[1] = 0;
+  assert.throws(() => verifyWelcome(keys, hello, downgraded), /did not prove the key/);
 });

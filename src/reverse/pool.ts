@@ -1,8 +1,9 @@
 /**
  * Client side of pool mode (Backhaul `tcp` and `ws`): keeps `connection_pool` pre-dialled,
  * authenticated connections idle at the server so a user connection to a published port starts
- * without a dial round trip. Each pool connection carries one stream and then ends; a consumed or
- * lost one is replaced at once, and when the server reports a queue (POOL_WANT) more are dialled.
+ * without a dial round trip. Each pool connection carries one stream and then ends; a lost one is
+ * replaced at once, a consumed one in a quiet moment (REFILL_QUIET_MS), and when the server reports
+ * a queue (POOL_WANT) more are dialled at once.
  */
 
 import { getLogger } from "@logtape/logtape";
@@ -10,6 +11,7 @@ import type { SessionConfig } from "../config/model.ts";
 import {
   type HelloClock,
   HelloFlag,
+  helloMacOf,
   type Keys,
   Role,
   WelcomeStatus,
@@ -19,10 +21,12 @@ import type { DialSpec } from "../transport/dial.ts";
 import { Session, type SessionDeps } from "../session/session.ts";
 import { BackoffTimer } from "../session/connector.ts";
 import { handshakeLeg } from "../session/leg_handshake.ts";
+import { legKeys } from "../session/record_seal.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
 import { Ctrl } from "../protocol/frame.ts";
 import type { ReverseDialer } from "./client_dialer.ts";
-import { awaitOpen, ctrlFrame, splice } from "./raw_pool.ts";
+import { awaitOpen, ctrlFrame, readAhead, splice } from "./raw_pool.ts";
+import { connPipe } from "../mux/pipe.ts";
 import type { ReconnectConfig } from "../config/model.ts";
 import { Mux, type MuxDeps, type MuxLimits } from "../mux/mux.ts";
 import { StreamError } from "../mux/stream.ts";
@@ -30,6 +34,14 @@ import { errText } from "../observe/error_text.ts";
 import type { ResetBatcher } from "../transport/socket_reset.ts";
 
 const log = getLogger(["half-tunnel", "pool"]);
+
+/**
+ * A taken pool connection is replaced once no other was taken for this long, or at once when the
+ * idle pool is down to a quarter of its size. Dialling one (a connection and a handshake, on both
+ * sides) costs each process time that, spent right away, would delay the user connection that
+ * took it and the ones right behind it; in a quiet moment it delays nobody.
+ */
+const REFILL_QUIET_MS = 10;
 
 export interface PoolOptions {
   /** Signs hellos (the client's clock, corrected by the server's when it was behind). */
@@ -57,6 +69,7 @@ export class PoolManager {
   #stopped = false;
   #backoff: BackoffTimer;
   #retry: ReturnType<typeof setTimeout> | null = null;
+  #refill: ReturnType<typeof setTimeout> | null = null;
   #sessions = new Set<Session>();
   #raw = new Set<ByteConn>();
 
@@ -71,18 +84,21 @@ export class PoolManager {
 
   /** Fills the pool up to its size (call when a control session comes up). */
   fill(): void {
+    this.#cancelRefill();
     this.#grow(this.opts.size - this.size);
   }
 
   /** The server has `count` connections waiting or wants a bigger idle pool. */
   want(count: number): void {
+    this.#cancelRefill();
     const cap = this.opts.aggressive ? count : Math.min(count, this.opts.size);
-    this.#grow(cap - this.#dialing);
+    this.#grow(Math.max(cap - this.#dialing, this.opts.size - this.size));
   }
 
   stop(): void {
     this.#stopped = true;
     if (this.#retry !== null) clearTimeout(this.#retry);
+    this.#cancelRefill();
     for (const s of this.#sessions) s.close("client stopped");
     for (const c of this.#raw) {
       try {
@@ -101,8 +117,10 @@ export class PoolManager {
         const open = await awaitOpen(conn);
         if (!open) return;
         used = true;
-        this.#idle--;
-        this.#grow(this.opts.size - this.size);
+        this.#taken();
+        const head = readAhead(conn, open.rest);
+        // A read under way fails with the connection when the dial fails (it is closed below).
+        if (head instanceof Promise) head.catch(() => {});
         let target: Deno.TcpConn;
         try {
           target = await this.opts.dialer.dial(open.target);
@@ -115,9 +133,11 @@ export class PoolManager {
           );
           return;
         }
-        await writeAll(conn, ctrlFrame(sessionId, Ctrl.OPEN_OK, new Uint8Array(0)));
-        const { traffic } = this.opts.dialer;
-        await splice(target, conn, traffic, this.opts.deps.resets, undefined, open.rest);
+        // OPEN_OK goes out as the target's bytes will, while the user's first bytes (read during
+        // the dial) go to the target.
+        const ok = ctrlFrame(sessionId, Ctrl.OPEN_OK, new Uint8Array(0));
+        const app = connPipe(target, this.opts.deps.resets);
+        await splice(app, conn, this.opts.dialer.traffic, ok, head);
       } catch (e) {
         log.debug("raw pool connection ended: {reason}", { reason: errText(e) });
       } finally {
@@ -131,6 +151,27 @@ export class PoolManager {
         }
       }
     })();
+  }
+
+  /**
+   * A pool connection was taken for a user connection: see REFILL_QUIET_MS. Even a pool that ran
+   * low is refilled from a timer, after the target dial this connection is about to start.
+   */
+  #taken(): void {
+    this.#idle--;
+    this.#cancelRefill();
+    if (this.#stopped) return;
+    const low = this.size <= Math.floor(this.opts.size / 4);
+    this.#refill = setTimeout(() => {
+      this.#refill = null;
+      this.fill();
+    }, low ? 0 : REFILL_QUIET_MS);
+  }
+
+  #cancelRefill(): void {
+    if (this.#refill === null) return;
+    clearTimeout(this.#refill);
+    this.#refill = null;
   }
 
   #grow(n: number): void {
@@ -154,14 +195,14 @@ export class PoolManager {
         route: control.route,
         recvAck: 0,
         label: `${this.opts.spec().url.host} pool`,
-        // Raw TCP pool connections become plain byte pipes unless frames must carry HMACs.
-        raw: !this.opts.hmac,
+        // Raw TCP pool connections become plain byte pipes unless frames must be signed or sealed.
+        raw: !this.opts.hmac && !control.sealed,
       });
       if (w.status !== WelcomeStatus.OK) {
         w.leg.close();
         throw new Error(`pool connection refused: ${welcomeStatusText(w.status)}`);
       }
-      if (w.raw && !(w.flags & HelloFlag.HMAC)) {
+      if (w.raw && !(w.flags & (HelloFlag.HMAC | HelloFlag.ENCRYPT))) {
         this.#serveRaw(w.raw, control.id);
         this.#backoff.reset();
         return;
@@ -171,6 +212,8 @@ export class PoolManager {
         side: "client",
         key: w.sessionKey!,
         hmac: (w.flags & HelloFlag.HMAC) !== 0,
+        seal: control.sealed,
+        shaping: control.shaping,
         cfg: this.opts.session,
         resumable: false,
         deps: this.opts.deps,
@@ -183,12 +226,13 @@ export class PoolManager {
         deps: this.opts.deps,
         onOpen: (stream, target) => {
           used = true;
-          this.#idle--;
-          this.#grow(this.opts.size - this.size);
           this.opts.dialer.onStream(stream, target);
+          this.#taken();
         },
       });
-      session.attachLeg(w.leg, Role.BOTH, w.recvAck);
+      session.attachLeg(w.leg, Role.BOTH, w.recvAck, {
+        keys: control.sealed ? legKeys(w.sessionKey!, helloMacOf(w.hello), w.nonce!) : undefined,
+      });
       this.#sessions.add(session);
       this.#idle++;
       this.#backoff.reset();

@@ -19,18 +19,20 @@ import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../tran
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import type { ResetBatcher } from "../transport/socket_reset.ts";
 import { Session, type SessionDeps } from "../session/session.ts";
+import type { LegKeys } from "../session/record_seal.ts";
 import { Mux, type MuxDeps, type MuxLimits } from "../mux/mux.ts";
 import type { Stream } from "../mux/stream.ts";
-import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
 import { LogLimiter } from "../observe/log_limiter.ts";
 import type { Metrics, Traffic } from "../observe/metrics.ts";
 import { FlowTable, sourceOf } from "../mux/flow_table.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
-import { IdleRawConn, OpenRefused, splice } from "./raw_pool.ts";
+import { IdleRawConn, PoolConnLost } from "./raw_pool.ts";
+import { UserConn } from "./user_conn.ts";
 
 const log = getLogger(["half-tunnel", "reverse"]);
 
+const NOTHING = new Uint8Array(0);
 /** How long the client may take to connect its target for a raw pool connection. */
 const RAW_OPEN_TIMEOUT_MS = 10_000;
 /**
@@ -69,9 +71,9 @@ export interface PublisherOptions {
 }
 
 interface Waiter {
-  conn: Deno.TcpConn;
+  user: UserConn;
   target: Address;
-  header: Uint8Array | undefined;
+  first: Uint8Array;
   timer: ReturnType<typeof setTimeout>;
 }
 
@@ -218,8 +220,17 @@ export class Publisher {
   }
 
   /** Pool mode: a pre-dialled connection for one stream, proven with the control session's key. */
-  addPoolLeg(control: Session, leg: Leg, hello: Hello, welcome: Uint8Array, key: Uint8Array): void {
-    const raw = !control.hmac && canBecomeRawPipe(leg) ? leg.raw : undefined;
+  addPoolLeg(
+    control: Session,
+    leg: Leg,
+    hello: Hello,
+    welcome: Uint8Array,
+    key: Uint8Array,
+    keys: LegKeys,
+  ): void {
+    // A raw pipe carries the user's bytes as they are: never where frames must be signed or sealed.
+    const framed = control.hmac || control.sealed;
+    const raw = !framed && canBecomeRawPipe(leg) ? leg.raw : undefined;
     if (raw) {
       writeAll(raw, welcome).then(() => {
         const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
@@ -237,6 +248,8 @@ export class Publisher {
       side: "server",
       key,
       hmac: control.hmac,
+      seal: control.sealed,
+      shaping: control.shaping,
       cfg: this.opts.poolSession,
       resumable: false,
       deps: this.opts.deps,
@@ -248,7 +261,10 @@ export class Publisher {
       oneShot: true,
       deps: this.opts.deps,
     });
-    s.attachLeg(leg, Role.BOTH, 0, welcome);
+    s.attachLeg(leg, Role.BOTH, 0, {
+      preface: welcome,
+      keys: control.sealed ? keys : undefined,
+    });
     this.#idlePool.push(mux);
     s.closed.then(() => {
       const i = this.#idlePool.indexOf(mux);
@@ -259,10 +275,12 @@ export class Publisher {
 
   #onUser(conn: Deno.TcpConn, target: Address): void {
     tuneSocket(conn, this.opts.socket);
-    const header = this.opts.proxyProtocol
+    const user = new UserConn(conn, this.#resets);
+    // What the target gets before the user's bytes.
+    const first = this.opts.proxyProtocol
       ? proxyV2Header(conn.remoteAddr as Deno.NetAddr, conn.localAddr as Deno.NetAddr)
-      : undefined;
-    if (this.#dispatch(conn, target, header)) return;
+      : NOTHING;
+    if (this.#dispatch(user, target, first)) return;
     const port = (conn.localAddr as Deno.NetAddr).port;
     if (this.#queue.length >= this.opts.channelSize) {
       const n = this.#queue.length;
@@ -282,13 +300,13 @@ export class Publisher {
           }),
       });
       this.#metrics.publishedRefused.with({ entry: `port ${port}`, reason: "queue_full" }).inc();
-      this.#resets.reset(conn);
+      user.reset();
       return;
     }
     const w: Waiter = {
-      conn,
+      user,
       target,
-      header,
+      first,
       timer: setTimeout(() => {
         this.#queue = this.#queue.filter((x) => x !== w);
         this.#refusals.note(`late ${port}`, {
@@ -305,7 +323,7 @@ export class Publisher {
             }),
         });
         this.#metrics.publishedRefused.with({ entry: `port ${port}`, reason: "no_tunnel" }).inc();
-        this.#resets.reset(conn);
+        user.reset();
       }, QUEUE_WAIT_MS),
     };
     this.#queue.push(w);
@@ -317,10 +335,10 @@ export class Publisher {
    * than the idle pool overflows onto the control session (a multiplexed one), so connections
    * never wait for pool connections to be dialled; the client is asked to grow the pool.
    */
-  #dispatch(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): boolean {
+  #dispatch(user: UserConn, target: Address, first: Uint8Array): boolean {
     const raw = this.opts.mode === "pool" ? this.#idleRaw.shift() : undefined;
     if (raw) {
-      this.#spliceRaw(raw, conn, target, header);
+      this.#spliceRaw(raw, user, target, first);
       return true;
     }
     let mux = this.opts.mode === "pool" ? this.#idlePool.shift() : undefined;
@@ -337,13 +355,13 @@ export class Publisher {
         target: formatHostPort(target.host, target.port),
         reason: errText(e),
       });
-      this.#resets.reset(conn);
+      user.reset();
       return true;
     }
     // With one session the first bytes go out with the OPEN, saving a round trip; with more, they
     // wait for the answer, so that the connection can still move to another session.
-    if (this.#muxes.length > 1) this.#attachWhenOpen(mux, stream, conn, target, header);
-    else stream.attach(connPipe(conn, this.#resets), this.#trafficOf(conn), header);
+    if (this.#muxes.length > 1) this.#attachWhenOpen(mux, stream, user, target, first);
+    else stream.attach(user, this.#trafficOf(user), first);
     return true;
   }
 
@@ -358,9 +376,9 @@ export class Publisher {
   async #attachWhenOpen(
     mux: Mux,
     stream: Stream,
-    conn: Deno.TcpConn,
+    user: UserConn,
     target: Address,
-    header: Uint8Array | undefined,
+    first: Uint8Array,
   ): Promise<void> {
     let moved = false;
     const check = setInterval(() => {
@@ -373,52 +391,46 @@ export class Publisher {
     } catch {
       // Refused by the client: the connection ends as a failed stream does. Lost with its session
       // or given up above: unanswered, so it goes to the next session.
-      if (moved || mux.closed) this.#retry(conn, target, header);
-      else this.#resets.reset(conn);
+      if (moved || mux.closed) this.#retry(user, target, first);
+      else user.reset();
       return;
     } finally {
       clearInterval(check);
     }
-    stream.attach(connPipe(conn, this.#resets), this.#trafficOf(conn), header);
+    stream.attach(user, this.#trafficOf(user), first);
   }
 
   /** A connection whose OPEN was never answered lost nothing: the next tunnel carries it. */
-  #retry(conn: Deno.TcpConn, target: Address, header: Uint8Array | undefined): void {
-    if (!this.#dispatch(conn, target, header)) this.#resets.reset(conn);
+  #retry(user: UserConn, target: Address, first: Uint8Array): void {
+    if (!this.#dispatch(user, target, first)) user.reset();
   }
 
-  /** Raw pool mode: OPEN on the pre-dialled connection, then a plain byte splice. */
-  async #spliceRaw(raw: IdleRawConn, conn: Deno.TcpConn, target: Address, header?: Uint8Array) {
-    let early: Uint8Array;
+  /**
+   * Raw pool mode: OPEN on the pre-dialled connection, the user's bytes right behind it, then a
+   * plain byte splice. A pool connection that died unnoticed must not cost the user connection:
+   * it goes to the next one (or the control session) with what the dead one had sent; only the
+   * client's own refusal ends it.
+   */
+  async #spliceRaw(raw: IdleRawConn, user: UserConn, target: Address, first: Uint8Array) {
+    const pair = [user.conn, raw.conn];
+    this.#spliced.add(pair);
     try {
-      early = await raw.open(target, RAW_OPEN_TIMEOUT_MS);
+      await raw.carry(user, target, first, this.#trafficOf(user), RAW_OPEN_TIMEOUT_MS);
     } catch (e) {
       log.info("pool connection could not open {target}: {reason}", {
         target: formatHostPort(target.host, target.port),
         reason: errText(e),
       });
-      try {
-        raw.conn.close();
-      } catch { /* closed */ }
-      // A pool connection that died unnoticed must not cost the user connection: try the next
-      // one (or the control session); only the client's own refusal ends it.
-      if (!(e instanceof OpenRefused)) {
-        this.#retry(conn, target, header);
-      } else {
-        this.#resets.reset(conn);
-      }
+      if (e instanceof PoolConnLost) this.#retry(user, target, e.resend);
+      else user.reset();
       this.#askForPool();
-      return;
+    } finally {
+      this.#spliced.delete(pair);
     }
-    this.#askForPool();
-    const pair = [conn, raw.conn];
-    this.#spliced.add(pair);
-    await splice(conn, raw.conn, this.#trafficOf(conn), this.#resets, header, early);
-    this.#spliced.delete(pair);
   }
 
-  #trafficOf(conn: Deno.TcpConn): Traffic {
-    return this.#traffic.get((conn.localAddr as Deno.NetAddr).port)!;
+  #trafficOf(user: UserConn): Traffic {
+    return this.#traffic.get((user.conn.localAddr as Deno.NetAddr).port)!;
   }
 
   /**
@@ -437,7 +449,7 @@ export class Publisher {
   #drain(): void {
     while (this.#queue.length) {
       const w = this.#queue[0];
-      if (!this.#dispatch(w.conn, w.target, w.header)) return;
+      if (!this.#dispatch(w.user, w.target, w.first)) return;
       clearTimeout(w.timer);
       this.#queue.shift();
     }
@@ -473,7 +485,7 @@ export class Publisher {
     }
     for (const w of this.#queue) {
       clearTimeout(w.timer);
-      w.conn.close();
+      w.user.close();
     }
     this.#queue = [];
   }

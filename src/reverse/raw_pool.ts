@@ -2,7 +2,10 @@
  * Raw pool connections for the reverse tunnel's `tcp` transport: after the key-proof handshake a
  * pre-dialled connection waits idle; for one user connection the server sends a single OPEN frame,
  * the client answers OPEN_OK (or OPEN_FAIL) once its target is connected, and from then on both
- * sides splice bytes with no framing at all, at the speed of a plain relay. The kernel's TCP flow
+ * sides splice bytes with no framing at all, at the speed of a plain relay. The user's first bytes
+ * follow the OPEN without waiting for the answer, so a request reaches the target a round trip
+ * sooner (a multiplexed stream's first bytes go with its OPEN too); the server keeps them until the
+ * answer, so a pool connection found dead costs the user connection nothing. The kernel's TCP flow
  * control replaces credit windows, and a dropped connection ends its one stream, as with Backhaul.
  * Sessions that use frame HMACs never take this path (there would be nothing to authenticate).
  * The OPEN is not signed: the server is not an exit, and the client dials only what its mapping
@@ -20,11 +23,23 @@ import {
   writeHeader,
 } from "../protocol/frame.ts";
 import { type ByteConn, writeAll } from "../transport/socket.ts";
-import type { ResetBatcher } from "../transport/socket_reset.ts";
 import type { Cell, Traffic } from "../observe/metrics.ts";
+import type { Pipe } from "../mux/pipe.ts";
+import type { UserConn } from "./user_conn.ts";
 
+/**
+ * A splice reads into a small buffer, and a direction that fills it gets a large one: most
+ * connections through a pool are short, and each of their buffers is zeroed memory that the
+ * garbage collector must later find.
+ */
+const SPLICE_FIRST = 16 * 1024;
 const SPLICE_BUF = 64 * 1024;
 const MAX_CTRL_PAYLOAD = 1024;
+/**
+ * The most of a user connection's bytes a raw pool connection sends (and the server keeps) before
+ * its client has answered the OPEN; reading the user's connection then waits for the answer.
+ */
+const EARLY_MAX = 64 * 1024;
 
 /**
  * The client answered OPEN_FAIL: it could not connect the target. Unlike a pool connection that
@@ -32,6 +47,18 @@ const MAX_CTRL_PAYLOAD = 1024;
  */
 export class OpenRefused extends Error {
   override name = "OpenRefused";
+}
+
+/**
+ * The pool connection ended (or did not answer in time) before its client answered the OPEN.
+ * Nothing has been written to the user connection: another tunnel can carry it, sending `resend`
+ * (what went out on this one) first.
+ */
+export class PoolConnLost extends Error {
+  override name = "PoolConnLost";
+  constructor(message: string, readonly resend: Uint8Array) {
+    super(message);
+  }
 }
 
 /** Encodes a control frame (OPEN, OPEN_OK, OPEN_FAIL) for the raw handshake. */
@@ -80,31 +107,35 @@ function grow(b: Uint8Array): Uint8Array {
 
 /**
  * Copies bytes both ways between an application's connection and a raw pool connection until both
- * directions ended; half-close is passed on. The first failure on either side (a pool connection
- * that dies mid-stream, an application that resets) ends both at once, and the application's
- * connection is reset (in the process's batch, `resets`), never closed with FIN, so a broken
- * transfer never looks complete.
+ * directions ended; half-close is passed on. Each direction first writes what it was given (bytes
+ * read before the splice, or a read already under way: null is the end of input, which the pump's
+ * next read sees again). The first failure on either side (a pool connection that dies mid-stream,
+ * an application that resets) ends both at once, and the application's connection is reset, never
+ * closed with FIN, so a broken transfer never looks complete.
  */
 export async function splice(
-  app: Deno.Conn,
+  app: Pipe,
   pool: ByteConn & { closeWrite?: () => Promise<void> },
   traffic: Traffic,
-  resets: ResetBatcher,
   appToPoolFirst?: Uint8Array,
-  poolToAppFirst?: Uint8Array,
+  poolToAppFirst?: Uint8Array | Promise<Uint8Array | null>,
 ): Promise<void> {
   const pump = async (
     from: ByteConn,
     to: ByteConn & { closeWrite?: () => Promise<void> },
     count: Cell,
-    first?: Uint8Array,
+    first?: Uint8Array | Promise<Uint8Array | null>,
   ) => {
-    if (first?.length) await writeAll(to, first);
-    const buf = new Uint8Array(SPLICE_BUF);
+    const head = await first;
+    if (head?.length) await writeAll(to, head);
+    let buf = new Uint8Array(SPLICE_FIRST);
     for (let n; (n = await from.read(buf)) !== null;) {
       await writeAll(to, buf.subarray(0, n));
       count.inc(n);
+      if (n === buf.length && n < SPLICE_BUF) buf = new Uint8Array(SPLICE_BUF);
     }
+    // Freed now, not at the next full garbage collection: short connections come by the thousand.
+    buf.buffer.transfer(0);
     if (to.closeWrite) await to.closeWrite();
     else to.close();
   };
@@ -112,7 +143,7 @@ export async function splice(
   const fail = () => {
     if (failed) return;
     failed = true;
-    resets.reset(app);
+    app.reset();
     try {
       pool.close();
     } catch { /* already closed */ }
@@ -171,35 +202,139 @@ export class IdleRawConn {
   }
 
   /**
-   * Sends OPEN and waits for the answer; resolves with the bytes that followed it, or rejects with
-   * OpenRefused when the client could not connect the target.
+   * Carries `user` to `target` on this connection: OPEN goes out with `first` (bytes for the
+   * target: a PROXY header, or what a lost pool connection had sent), the user's bytes follow it
+   * without waiting for the client's answer (up to EARLY_MAX), and on OPEN_OK both directions are
+   * spliced. Resolves once the connection was carried; rejects with OpenRefused when the client
+   * could not connect its target, or with PoolConnLost when this connection died first.
    */
-  async open(target: Address, timeoutMs: number): Promise<Uint8Array> {
+  async carry(
+    user: UserConn,
+    target: Address,
+    first: Uint8Array,
+    traffic: Traffic,
+    timeoutMs: number,
+  ): Promise<void> {
     this.#taken = true;
     clearTimeout(this.#retire);
-    const timer = setTimeout(() => this.conn.close(), timeoutMs);
-    try {
-      await writeAll(
-        this.conn,
-        ctrlFrame(this.sessionId, Ctrl.OPEN, encodeAddress(target.host, target.port)),
-      );
-      const n = await this.#first;
-      if (n === null) throw new FrameError("pool connection closed before answering OPEN");
-      const f = await readCtrlFrame(this.conn, this.#buf.subarray(0, n));
-      if (!f) throw new FrameError("pool connection closed before answering OPEN");
-      if (f.payload[0] === Ctrl.OPEN_FAIL) {
-        throw new OpenRefused(
-          `client could not connect: ${new TextDecoder().decode(f.payload.subarray(2))}`,
-        );
-      }
-      if (f.payload[0] !== Ctrl.OPEN_OK) {
-        throw new FrameError(`unexpected control type ${f.payload[0]}`);
-      }
-      return f.rest;
-    } finally {
+    const timer = setTimeout(() => this.#close(), timeoutMs);
+    const open = ctrlFrame(this.sessionId, Ctrl.OPEN, encodeAddress(target.host, target.port));
+    const sent = [first];
+    // The user's bytes are read while OPEN is written, and written behind it.
+    const opened = writeAll(this.conn, concat([open, first]));
+    let answered = false;
+    const answer = opened.then(() => this.#answer()).finally(() => {
+      answered = true;
       clearTimeout(timer);
+    });
+    const early = this.#sendEarly(user, opened, answer, () => answered, sent);
+    let rest: Uint8Array | Error;
+    try {
+      rest = await answer;
+    } catch (e) {
+      rest = e instanceof Error ? e : new Error(String(e));
+      // Unblocks a write to a peer that stopped reading, so the early sender ends.
+      this.#close();
     }
+    if (!await early) {
+      // The user's connection failed while we waited: nothing left to carry.
+      user.reset();
+      this.#close();
+      return;
+    }
+    if (rest instanceof OpenRefused) throw rest;
+    if (rest instanceof Error) throw new PoolConnLost(rest.message, concat(sent));
+    traffic.out.inc(sent.reduce((n, b) => n + b.length, 0) - first.length);
+    await splice(user, this.conn, traffic, undefined, rest);
   }
+
+  /**
+   * Sends the user's bytes while the answer is outstanding, keeping each in `sent`. Stops at the
+   * answer (a read then in progress is handed to the connection's next reader) or at EARLY_MAX.
+   * Resolves false if reading the user's connection failed.
+   */
+  async #sendEarly(
+    user: UserConn,
+    opened: Promise<void>,
+    answer: Promise<unknown>,
+    answered: () => boolean,
+    sent: Uint8Array[],
+  ): Promise<boolean> {
+    const buf = new Uint8Array(SPLICE_FIRST);
+    const settled = answer.then(() => -1, () => -1);
+    for (let total = 0; !answered() && total < EARLY_MAX;) {
+      const read = user.read(buf);
+      let n: number | null;
+      try {
+        n = await Promise.race([read, settled]);
+      } catch {
+        return false;
+      }
+      if (n === -1) {
+        user.handOver(read, buf);
+        return true;
+      }
+      // The user's FIN: whoever reads next (the splice, or another tunnel) reads it again.
+      if (n === null) return true;
+      const chunk = buf.slice(0, n);
+      sent.push(chunk);
+      total += n;
+      try {
+        await opened;
+        await writeAll(this.conn, chunk);
+      } catch {
+        return true; // a dead pool connection: the answer says so
+      }
+    }
+    return true;
+  }
+
+  #close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed by the timer */ }
+  }
+
+  /** The client's answer to OPEN: the bytes that followed OPEN_OK. */
+  async #answer(): Promise<Uint8Array> {
+    const n = await this.#first;
+    if (n === null) throw new FrameError("pool connection closed before answering OPEN");
+    const f = await readCtrlFrame(this.conn, this.#buf.subarray(0, n));
+    if (!f) throw new FrameError("pool connection closed before answering OPEN");
+    if (f.payload[0] === Ctrl.OPEN_FAIL) {
+      throw new OpenRefused(
+        `client could not connect: ${new TextDecoder().decode(f.payload.subarray(2))}`,
+      );
+    }
+    if (f.payload[0] !== Ctrl.OPEN_OK) {
+      throw new FrameError(`unexpected control type ${f.payload[0]}`);
+    }
+    return f.rest;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * Client side: the first bytes behind the OPEN (`rest`, or a read started now, meant to run while
+ * the target is dialled, so that they go out the moment it is connected). Null at the end of input.
+ */
+export function readAhead(
+  conn: ByteConn,
+  rest: Uint8Array,
+): Uint8Array | Promise<Uint8Array | null> {
+  if (rest.length) return rest;
+  const buf = new Uint8Array(SPLICE_FIRST);
+  return conn.read(buf).then((n) => n === null ? null : buf.subarray(0, n));
 }
 
 /** Client side: waits for OPEN on a raw pool connection and returns the target. */

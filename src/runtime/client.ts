@@ -11,7 +11,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { ClientConfig, Config } from "../config/model.ts";
-import { deriveKeys, HelloClock, type Keys, Role } from "../protocol/handshake.ts";
+import { deriveKeys, HelloClock, type Keys, Role, type RoleValue } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import type { QuicOptions } from "../transport/kind.ts";
 import type { SocketOptions } from "../transport/socket.ts";
@@ -143,11 +143,19 @@ function serverPlans(
   });
   // One bidirectional leg when both directions go to the same URL, else one leg each way.
   const plans = (up: string, down: string): LegPlan[] =>
-    up === down
-      ? [{ role: Role.BOTH, spec: spec(up) }]
-      : [{ role: Role.UP, spec: spec(up) }, { role: Role.DOWN, spec: spec(down) }];
+    up === down ? [{ role: Role.BOTH, index: 0, spec: spec(up) }] : [
+      { role: Role.UP, index: 0, spec: spec(up) },
+      { role: Role.DOWN, index: 0, spec: spec(down) },
+    ];
+  // N-way splitting: the configured server's further legs, each in a slot of its own.
+  const extra = (role: RoleValue, urls: string[]): LegPlan[] =>
+    urls.map((url, i) => ({ role, index: i + 1, spec: spec(url) }));
   return [
-    plans(cc.upstreamUrl, cc.downstreamUrl),
+    [
+      ...plans(cc.upstreamUrl, cc.downstreamUrl),
+      ...extra(Role.UP, cc.upstreamUrls),
+      ...extra(Role.DOWN, cc.downstreamUrls),
+    ],
     ...cc.servers.map((s) => {
       const [up, down] = s.trim().split(/\s+/);
       return plans(up, down ?? up);

@@ -140,7 +140,8 @@ function sessionRegistry(
       publisher()?.addMux(mux);
     },
     onPoolLeg: cfg.server.streamMode === "pool"
-      ? (s, leg, hello, welcome, key) => publisher()?.addPoolLeg(s, leg, hello, welcome, key)
+      ? (s, leg, hello, welcome, key, keys) =>
+        publisher()?.addPoolLeg(s, leg, hello, welcome, key, keys)
       : null,
   });
 }

@@ -1,7 +1,7 @@
 /**
  * Client side of a resumable session: dials its legs (one bidirectional, or upstream + downstream
- * for split paths), and whenever a leg is lost redials that leg alone with exponential backoff and
- * jitter, rejoining the same session with a fresh key proof. If the server no longer knows the
+ * for split paths, and any further legs of each direction for N-way splitting), and whenever a leg
+ * is lost redials that leg alone with exponential backoff and jitter, rejoining the same session with a fresh key proof. If the server no longer knows the
  * session (restart, resume timeout) the connector starts a new one and says so.
  */
 
@@ -10,14 +10,18 @@ import type { ReconnectConfig, SessionConfig } from "../config/model.ts";
 import {
   HelloClock,
   HelloFlag,
+  helloMacOf,
   hexOf,
   type Keys,
   newSessionId,
   randomBytes,
-  roleName,
   type RoleValue,
+  shapingBits,
+  slotName,
+  slotOf,
   WelcomeStatus,
   welcomeStatusText,
+  withShaping,
 } from "../protocol/handshake.ts";
 import type { DialSpec } from "../transport/dial.ts";
 import { errText } from "../observe/error_text.ts";
@@ -26,7 +30,9 @@ import { LegRefused } from "../transport/socket.ts";
 import { transportName } from "../transport/mismatch.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import { SESSION_END, sessionEnd } from "./session_end.ts";
-import { handshakeLeg } from "./leg_handshake.ts";
+import { handshakeLeg, type LegWelcome } from "./leg_handshake.ts";
+import { legKeys } from "./record_seal.ts";
+import { shapingLevel, shapingOfLevel } from "./shaping.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
 
@@ -35,6 +41,8 @@ const FAILOVER_AFTER = 3;
 
 export interface LegPlan {
   role: RoleValue;
+  /** Index among the legs of this role (N-way splitting; 0 for the first). */
+  index: number;
   spec: DialSpec;
 }
 
@@ -80,7 +88,8 @@ export class Connector {
   #stopped = false;
   #waiters: ((s: Session) => void)[] = [];
   #sleeps = new Set<{ t: ReturnType<typeof setTimeout>; r: () => void }>();
-  #redialing = new Set<RoleValue>();
+  /** Slots (handshake.ts slotOf) being redialled. */
+  #redialing = new Set<number>();
   /** Index into `servers` of the server sessions are made with. */
   #server = 0;
   /** The likely causes of a refusal were logged; later refusals are quiet until one succeeds. */
@@ -158,7 +167,7 @@ export class Connector {
       this.#refusalSaid = false;
       const s = session!;
       this.#session = s;
-      s.onLegLost = (role, reason) => this.#redial(s, role, reason);
+      s.onLegLost = (slot, reason) => this.#redial(s, slot, reason);
       const since = Date.now();
       s.closed.then((reason) => {
         const end = sessionEnd(s, since, reason);
@@ -227,14 +236,34 @@ export class Connector {
       side: "client",
       key: w.sessionKey!,
       hmac: (w.flags & HelloFlag.HMAC) !== 0,
+      seal: (w.flags & HelloFlag.ENCRYPT) !== 0,
+      shaping: shapingOfLevel(shapingBits(w.flags)),
       cfg: this.opts.session,
       resumable: true,
       route,
       deps: this.opts.deps,
     });
-    s.attachLeg(w.leg, plan.role, w.recvAck);
+    this.#attach(s, plan, w);
     if (!session) s.sendConfirm();
     return s;
+  }
+
+  /** Attaches a welcomed leg in its plan's slot, with its record keys when the session seals. */
+  #attach(s: Session, plan: LegPlan, w: LegWelcome): void {
+    s.attachLeg(w.leg, plan.role, w.recvAck, {
+      index: plan.index,
+      keys: s.sealed ? legKeys(s.key, helloMacOf(w.hello), w.nonce!) : undefined,
+    });
+  }
+
+  /** What this client asks of a session in its hellos: HMACs, encryption, a shaping level. */
+  get #helloFlags(): number {
+    const cfg = this.opts.session;
+    const seal = cfg.encrypt || cfg.shaping !== "off";
+    return withShaping(
+      (this.opts.hmac ? HelloFlag.HMAC : 0) | (seal ? HelloFlag.ENCRYPT : 0),
+      shapingLevel(cfg.shaping),
+    );
   }
 
   /**
@@ -254,19 +283,23 @@ export class Connector {
       keys: this.opts.keys,
       clock: this.opts.clock,
       role: plan.role,
-      flags: flags | (this.opts.hmac ? HelloFlag.HMAC : 0),
+      index: plan.index,
+      flags: flags | this.#helloFlags,
       sessionId: id,
       joins,
       route,
       recvAck,
-      label: `${plan.spec.url.protocol}//${plan.spec.url.host} ${roleName(plan.role)}`,
+      label: `${plan.spec.url.protocol}//${plan.spec.url.host} ${
+        slotName(slotOf(plan.role, plan.index))
+      }`,
     });
   }
 
-  async #redial(s: Session, role: RoleValue, reason: string): Promise<void> {
-    if (this.#redialing.has(role)) return;
-    this.#redialing.add(role);
-    const plan = this.plans.find((p) => p.role === role)!;
+  async #redial(s: Session, slot: number, reason: string): Promise<void> {
+    if (this.#redialing.has(slot)) return;
+    const plan = this.plans.find((p) => slotOf(p.role, p.index) === slot);
+    if (!plan) return;
+    this.#redialing.add(slot);
     const backoff = new BackoffTimer(this.opts.reconnect);
     let unreachable = 0;
     try {
@@ -285,7 +318,7 @@ export class Connector {
         }
         const delay = backoff.next();
         log.warn("leg {role} lost ({reason}); retrying in {ms} ms", {
-          role: roleName(role),
+          role: slotName(slot),
           reason,
           ms: delay,
         });
@@ -314,8 +347,8 @@ export class Connector {
             w.leg.close();
             return;
           }
-          s.attachLeg(w.leg, role, w.recvAck);
-          log.info("leg {role} of session {sid} is back", { role: roleName(role), sid: s.label });
+          this.#attach(s, plan, w);
+          log.info("leg {role} of session {sid} is back", { role: slotName(slot), sid: s.label });
           return;
         } catch (e) {
           reason = errText(e);
@@ -323,7 +356,7 @@ export class Connector {
         }
       }
     } finally {
-      this.#redialing.delete(role);
+      this.#redialing.delete(slot);
     }
   }
 

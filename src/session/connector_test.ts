@@ -31,6 +31,7 @@ function connector(port: number): Connector {
     clock: new HelloClock(),
     servers: [[{
       role: Role.BOTH,
+      index: 0,
       spec: {
         url: new URL(`ws://127.0.0.1:${port}/tunnel`),
         tls: { caFile: "", insecureSkipVerify: false, sni: "" },

@@ -1,6 +1,6 @@
 /**
- * Cuts a leg's byte stream into frames, checks each header strictly and verifies the HMAC of every
- * frame that carries one (all of them in a session that uses frame HMACs; otherwise the signed
+ * Cuts a leg's byte stream (or a sealed record's plaintext) into frames, checks each header
+ * strictly and verifies the HMAC of every frame that carries one (all of them in a session that uses frame HMACs; otherwise the signed
  * control frames, see frame.ts SIGNED_CTRL). Complete frames inside a chunk are passed on as views (no copy); only a frame
  * split across chunks is reassembled in a buffer owned by the reader.
  */
@@ -64,6 +64,23 @@ export class FrameReader {
       this.#reserve(chunk.length - i);
       this.#acc.set(chunk.subarray(i), 0);
       this.#accLen = chunk.length - i;
+    }
+  }
+
+  /**
+   * The plaintext of one sealed record (record_seal.ts): whole frames, then zero padding. A record
+   * never splits a frame, so nothing is reassembled; the buffer is the record's own (stable).
+   */
+  pushRecord(plain: Uint8Array): void {
+    const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+    let i = 0;
+    // A frame begins with the magic byte; a zero where one would begin starts the padding.
+    while (i < plain.length && plain[i] !== 0) {
+      if (plain.length - i < HEADER_LEN) throw new FrameError("record ends inside a frame header");
+      const len = this.#check(plain, view, i);
+      if (plain.length - i < len) throw new FrameError("record ends inside a frame");
+      this.#emit(plain, view, i, true);
+      i += len;
     }
   }
 

@@ -3,6 +3,8 @@
  * HMAC trailer) must come out the same whether it arrives as one chunk, split at any offset, or a
  * byte at a time; bad MACs, foreign session ids and oversized payloads are refused with a
  * FrameError; payload views are stable only when the chunk was and the frame was not reassembled.
+ * A sealed record's plaintext (pushRecord) holds whole frames then zero padding: the frames come
+ * out as stable views, the padding not at all, and a record that ends inside a frame is an error.
  */
 
 import assert from "node:assert/strict";
@@ -320,4 +322,75 @@ Deno.test("a payload length over the limit throws as soon as the header is compl
   const r = reader(null, [], limit);
   r.push(big.slice(0, 20), true);
   assert.throws(() => r.push(big.slice(20, HEADER_LEN), true), /exceeds/);
+});
+
+for (const mac of [null, MAC]) {
+  const tag = mac ? "with HMAC" : "without HMAC";
+
+  Deno.test(`pushRecord: the frames of a record come out as stable views, padding dropped (${tag})`, () => {
+    const want = specs(MIXED_SIZES);
+    const frames = concat(want.map((s) => encode(s, mac)));
+    for (const pad of [0, 1, 33, 34, 35, 4096]) {
+      const record = concat([frames, new Uint8Array(pad)]);
+      const got: Got[] = [];
+      reader(mac, got).pushRecord(record);
+      assertFrames(got, want, mac !== null, `padding ${pad}`);
+      let off = 0;
+      for (const [i, g] of got.entries()) {
+        assert.ok(g.stable, `frame ${i} is stable`);
+        assert.equal(g.view.buffer, record.buffer, `frame ${i} is a view into the record`);
+        assert.equal(g.view.byteOffset, off + HEADER_LEN);
+        off += frameSize(want[i].payload.length, mac !== null);
+      }
+      const delivered = got.reduce((n, g) => n + frameSize(g.payload.length, mac !== null), 0);
+      assert.equal(delivered, record.length - pad, `padding ${pad}: nothing of it delivered`);
+    }
+  });
+
+  Deno.test(`pushRecord: a record cut inside a frame is a FrameError (${tag})`, () => {
+    const want = specs(SMALL_SIZES);
+    const encoded = want.map((s) => encode(s, mac));
+    const wire = concat(encoded);
+    const ends = new Map<number, number>();
+    for (let i = 0, off = 0; i < encoded.length; i++) ends.set(off += encoded[i].length, i + 1);
+    for (let cut = 1; cut <= wire.length; cut++) {
+      const got: Got[] = [];
+      const r = reader(mac, got);
+      const whole = ends.get(cut);
+      if (whole !== undefined) {
+        r.pushRecord(wire.slice(0, cut));
+        assertFrames(got, want.slice(0, whole), mac !== null, `record of ${cut} bytes`);
+      } else {
+        assert.throws(
+          () => r.pushRecord(wire.slice(0, cut)),
+          (e) => e instanceof FrameError && /record ends inside a frame/.test(e.message),
+          `record of ${cut} bytes`,
+        );
+      }
+    }
+  });
+}
+
+Deno.test("pushRecord: padding alone, or nothing, delivers nothing", () => {
+  for (const n of [0, 1, 34, 65536]) {
+    const got: Got[] = [];
+    reader(null, got).pushRecord(new Uint8Array(n));
+    assert.equal(got.length, 0, `${n} bytes of padding`);
+  }
+});
+
+Deno.test("pushRecord: the frames inside a record are checked as any frame", () => {
+  const [a, b] = specs([4, 9]);
+  const bad = encode(b, null);
+  bad[0] = 0x01; // not padding (not zero) and not a frame
+  assert.throws(() => reader(null, []).pushRecord(concat([encode(a, null), bad])), /bad magic/);
+  assert.throws(
+    () => reader(null, []).pushRecord(encode(a, null, OTHER_SID)),
+    /another session id/,
+  );
+  const forged = encode(a, new FrameMac(new Uint8Array(32).fill(9)));
+  assert.throws(() => reader(MAC, []).pushRecord(forged), /HMAC mismatch/);
+  assert.throws(() => reader(null, []).pushRecord(encode(a, MAC)), /where none belongs/);
+  const big = encode(specs([1001])[0], null);
+  assert.throws(() => reader(null, [], 1000).pushRecord(big), /exceeds the limit 1000/);
 });

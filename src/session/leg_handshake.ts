@@ -26,7 +26,9 @@ export interface LegRequest {
   keys: Keys;
   clock: HelloClock;
   role: RoleValue;
-  /** HelloFlag bits (HMAC, RESUME). */
+  /** Index among the session's legs of this role (N-way splitting). */
+  index?: number;
+  /** HelloFlag bits (HMAC, RESUME, ENCRYPT, shaping). */
   flags: number;
   sessionId: Uint8Array;
   /**
@@ -56,10 +58,16 @@ export interface LegWelcome extends Welcomed {
 export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
   const route = presentsRoute(r.spec) ? bytesOfHex(r.route) : undefined;
   for (let attempt = 0;; attempt++) {
-    const hello = encodeHello(r.keys, r.role, r.flags, r.sessionId, r.recvAck, r.clock.now(), {
-      sessionKey: r.joins,
-      route,
-    });
+    const hello = encodeHello(
+      r.keys,
+      r.role,
+      r.flags,
+      r.sessionId,
+      r.recvAck,
+      r.clock.now(),
+      { sessionKey: r.joins, route },
+      r.index,
+    );
     const leg = await dialLeg(r.spec, r.sessionId, hello, r.label, r.route);
     const conn = r.raw && canBecomeRawPipe(leg) ? leg.raw : undefined;
     const w: LegWelcome = conn

@@ -29,9 +29,11 @@ import {
   Role,
   roleName,
   sessionKey,
+  shapingBits,
   verifyHello,
   verifyHelloProof,
   WelcomeStatus,
+  withShaping,
 } from "../protocol/handshake.ts";
 import { encodeHandshakeFrame } from "../protocol/handshake_frame.ts";
 import type { Leg } from "../transport/leg.ts";
@@ -41,6 +43,8 @@ import { LogLimiter } from "../observe/log_limiter.ts";
 import { sourceOf } from "../transport/peer.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import { SESSION_END, sessionEnd } from "./session_end.ts";
+import { type LegKeys, legKeys } from "./record_seal.ts";
+import { shapingLevel, shapingOfLevel } from "./shaping.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
 
@@ -55,10 +59,18 @@ export interface RegistryOptions {
   onSession: (s: Session) => void;
   /**
    * A pool leg arrived for an existing session (pool mode), with the key of the one-shot session
-   * it starts; null refuses pool legs.
+   * it starts and that leg's record keys (used when the control session encrypts); null refuses
+   * pool legs.
    */
   onPoolLeg:
-    | ((s: Session, leg: Leg, hello: Hello, welcome: Uint8Array, key: Uint8Array) => void)
+    | ((
+      s: Session,
+      leg: Leg,
+      hello: Hello,
+      welcome: Uint8Array,
+      key: Uint8Array,
+      keys: LegKeys,
+    ) => void)
     | null;
   /** What the sessions share, and the metrics the registry counts in. */
   deps: SessionDeps;
@@ -105,19 +117,22 @@ export class SessionRegistry {
     }
     const key = hexOf(hello.sessionId);
     const hmac = this.opts.hmac || (hello.flags & HelloFlag.HMAC) !== 0;
+    // Encryption and shaping: either side asking turns them on, the higher preset applies, and a
+    // session keeps what it was created with (a joining leg's hello asks the same).
+    const shaping = s?.shaping ?? shapingOfLevel(
+      Math.max(shapingBits(hello.flags), shapingLevel(this.opts.cfg.shaping)),
+    );
+    const seal = s?.sealed ?? (this.opts.cfg.encrypt || shaping !== "off" ||
+      (hello.flags & HelloFlag.ENCRYPT) !== 0);
+    const flags = withShaping(
+      (hmac ? HelloFlag.HMAC : 0) | (seal ? HelloFlag.ENCRYPT : 0),
+      seal ? shapingLevel(shaping) : 0,
+    );
     const nonce = randomBytes(16);
     const welcome = (status: number, ack: number) =>
       encodeHandshakeFrame(
         hello.sessionId,
-        encodeWelcome(
-          this.opts.keys,
-          hello,
-          status,
-          hmac ? HelloFlag.HMAC : 0,
-          ack,
-          undefined,
-          nonce,
-        ),
+        encodeWelcome(this.opts.keys, hello, status, flags, ack, undefined, nonce),
       );
     if (hello.timeMs < this.startedAt) {
       this.opts.deps.metrics.handshakesRefused.with({ reason: "restarted" }).inc();
@@ -158,7 +173,15 @@ export class SessionRegistry {
       if (!pool) return null;
       const sess = s!;
       const poolKey = sessionKey(this.opts.keys, hello.mac, nonce);
-      return (leg) => pool(sess, leg, hello, welcome(WelcomeStatus.OK, 0), poolKey);
+      return (leg) =>
+        pool(
+          sess,
+          leg,
+          hello,
+          welcome(WelcomeStatus.OK, 0),
+          poolKey,
+          legKeys(poolKey, hello.mac, nonce),
+        );
     }
     if (!s && this.#sessions.size >= this.opts.maxSessions && !this.#evictIdle()) {
       this.opts.deps.metrics.handshakesRefused.with({ reason: "busy" }).inc();
@@ -181,6 +204,8 @@ export class SessionRegistry {
         side: "server",
         key: sessionKey(this.opts.keys, hello.mac, nonce),
         hmac,
+        seal,
+        shaping,
         cfg: this.opts.cfg,
         resumable: true,
         deps: this.opts.deps,
@@ -203,7 +228,11 @@ export class SessionRegistry {
     }
     const sess = s;
     return (leg) => {
-      sess.attachLeg(leg, hello.role, hello.recvAck, welcome(WelcomeStatus.OK, sess.recvSeq));
+      sess.attachLeg(leg, hello.role, hello.recvAck, {
+        index: hello.index,
+        preface: welcome(WelcomeStatus.OK, sess.recvSeq),
+        keys: sess.sealed ? legKeys(sess.key, hello.mac, nonce) : undefined,
+      });
     };
   };
 

@@ -65,6 +65,11 @@ export class SendRing {
     return this.#tail - this.#head;
   }
 
+  /** Whether frames wait to be sent. */
+  get hasUnsent(): boolean {
+    return this.#sendIdx < this.#starts.length;
+  }
+
   get unackedFrames(): number {
     return this.#starts.length - this.#first;
   }

@@ -5,8 +5,18 @@
  * dropped leg. It also runs liveness: keepalives on every leg, and a leg that stays silent for the
  * liveness timeout is closed and (on the client) redialled.
  *
- * Legs by role: the client sends its sequenced frames on its UP (or BOTH) leg, the server on its
- * DOWN (or BOTH) leg; unsequenced frames (keepalive, ack) go on every leg.
+ * Legs by role: the client sends its sequenced frames on its UP (or BOTH) legs, the server on its
+ * DOWN (or BOTH) legs; unsequenced frames (keepalive, ack) go on every leg. A direction may have
+ * several legs (N-way splitting, `client.upstream_urls`/`downstream_urls`, each in a slot of its
+ * own): the sender hands runs of frames to them at random, in batches of random size, to whichever
+ * leg is free, so no single leg sees a whole transfer and a slow leg holds back only what ordering
+ * needs; the receiver puts frames back in order. When one of several legs is lost, what it may
+ * have carried is resent at once on the others.
+ *
+ * With encryption (`session.encrypt`, record_seal.ts) every send on a leg is one sealed record, so
+ * a leg shows neither frame headers nor payload; shaping (`session.shaping`, shaping.ts) pads those
+ * records and adds cover records. Both sit between the replay ring and the leg: the ring keeps
+ * plaintext frames, and a replayed frame is sealed afresh on the leg that carries it.
  *
  * Every session has a key of its own (handshake.ts sessionKey). Frames a client sends that make the
  * server act (frame.ts SIGNED_CTRL) are signed with it even when frame HMACs are off, and the first frame of
@@ -15,7 +25,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { SessionConfig } from "../config/model.ts";
+import type { SessionConfig, ShapingPreset } from "../config/model.ts";
 import {
   Ctrl,
   Flag,
@@ -23,23 +33,46 @@ import {
   type FrameHeader,
   frameSize,
   HEADER_LEN,
+  MAX_PAYLOAD,
   seqAfter,
   SEQUENCED,
   SIGNED_CTRL,
   writeHeader,
 } from "../protocol/frame.ts";
-import { frameKey, hexOf, Role, roleName, type RoleValue } from "../protocol/handshake.ts";
+import {
+  frameKey,
+  hexOf,
+  Role,
+  roleName,
+  roleOfSlot,
+  type RoleValue,
+  slotOf,
+} from "../protocol/handshake.ts";
 import { carriesDatagrams, type Leg } from "../transport/leg.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader, readWholeFrame } from "./frame_reader.ts";
 import { SendRing } from "./send_ring.ts";
 import type { BufferBudget, SharedGrowth } from "./budget.ts";
+import { DATAGRAM_OVERHEAD, type LegKeys, RecordOpener, RecordSealer } from "./record_seal.ts";
+import {
+  BURST_GAP_MS,
+  CoverTraffic,
+  MAX_COVER_RECORD,
+  padTo,
+  PRESETS,
+  type ShapingPolicy,
+} from "./shaping.ts";
 
 const log = getLogger(["half-tunnel", "session"]);
 
 /** Largest run of frames handed to a transport in one send. */
 const SEND_BATCH = 256 * 1024;
+/** With several legs in a direction, each batch is drawn from this range (bytes; whole frames). */
+const SPLIT_BATCH_MIN = 8 * 1024;
+const SPLIT_BATCH_MAX = 96 * 1024;
+/** Unsealed small urgent frames and a run together up to this size are joined into one write. */
+const JOIN_WRITES = 64 * 1024;
 /** Acknowledge at least this often (bytes received), so the peer's ring drains. */
 const ACK_EVERY_BYTES = 128 * 1024;
 const ACK_DELAY_MS = 5;
@@ -77,9 +110,24 @@ export interface SessionHandler {
 interface LegState {
   leg: Leg;
   role: RoleValue;
+  /** The leg's place in the session: its role and its index among legs of that role. */
+  slot: number;
+  /** Whether this side sends its sequenced frames on this leg. */
+  sends: boolean;
   reader: FrameReader;
+  /** With encryption: this leg's record layer, each way. */
+  sealer: RecordSealer | null;
+  opener: RecordOpener | null;
+  /** The server's welcome, written (unsealed) before anything else. */
+  preface: Uint8Array | null;
   lastRecv: number;
   urgent: Uint8Array[];
+  /** Padding-only bytes (cover traffic) waiting to go out on this leg. */
+  cover: number;
+  /** N-way: the scheduler gave this leg the next batch of the ring. */
+  turn: boolean;
+  /** N-way: this leg's share of the current burst's batches (drawn per burst, see reweigh). */
+  weight: number;
   wake: (() => void) | null;
   alive: boolean;
   /** When our last keepalive went out (0: none outstanding), and the last round trip seen. */
@@ -92,6 +140,16 @@ export interface LegInfo {
   role: string;
   label: string;
   rttMs: number | null;
+}
+
+/** How a leg is attached: its place among legs of its role, its welcome and its keys. */
+export interface AttachOptions {
+  /** Index among the session's legs of this role (N-way splitting; 0 for the first). */
+  index?: number;
+  /** The server's welcome, written before anything else on this leg. */
+  preface?: Uint8Array;
+  /** The leg's record keys (record_seal.ts legKeys); required when the session encrypts. */
+  keys?: LegKeys;
 }
 
 /**
@@ -112,6 +170,10 @@ export interface SessionOptions {
   key: Uint8Array;
   /** Every frame carries an HMAC (not only the signed control frames). */
   hmac: boolean;
+  /** Frames travel in sealed records (record_seal.ts); the AEAD then authenticates every frame. */
+  seal?: boolean;
+  /** Shaping of what this side sends (shaping.ts); needs `seal`. */
+  shaping?: ShapingPreset;
   cfg: SessionConfig;
   /** False for one-shot pool sessions: they end with their leg. */
   resumable: boolean;
@@ -131,13 +193,16 @@ export class Session {
   readonly idHex: string;
   readonly side: "client" | "server";
   readonly hmac: boolean;
+  /** Frames travel in sealed records on every leg. */
+  readonly sealed: boolean;
+  readonly shaping: ShapingPreset;
   /** The session's own key: hellos that join it prove it (handshake.ts verifyHelloProof). */
   readonly key: Uint8Array;
   /** Client side: the routing value the session's legs present to balancers ("" otherwise). */
   readonly route: string;
 
-  /** Called when a leg is lost and the session is still open (the client redials). */
-  onLegLost: ((role: RoleValue, reason: string) => void) | null = null;
+  /** Called when a leg is lost and the session is still open (the client redials its slot). */
+  onLegLost: ((slot: number, reason: string) => void) | null = null;
 
   #handler: SessionHandler | null = null;
   /**
@@ -152,11 +217,29 @@ export class Session {
   #ringGrowth: SharedGrowth;
   #metrics: Metrics;
   #mac: FrameMac;
+  /** Frames carry HMACs: asked for, and not already authenticated by sealed records. */
+  #frameMacs: boolean;
+  #policy: ShapingPolicy;
+  #cover: CoverTraffic | null = null;
   #onConfirm: (() => void) | null;
   #confirmTimer: ReturnType<typeof setTimeout> | null = null;
-  #legs = new Map<RoleValue, LegState>();
-  #sendLeg: LegState | null = null;
+  #legs = new Map<number, LegState>();
+  /** Alive legs this side sends its sequenced frames on. */
+  #senders: LegState[] = [];
   #recvSeq = 0;
+  /**
+   * Frames that arrived ahead of a gap (N-way: legs deliver at their own pace), by seq, until the
+   * gap is filled. Bounded by what the peer may have in flight (its replay ring).
+   */
+  #ahead = new Map<number, { h: FrameHeader; payload: Uint8Array }>();
+  #aheadBytes = 0;
+  /**
+   * The peer's frames have come on more than one leg at a time: from then on frames may arrive
+   * ahead of a gap (those in flight on a surviving leg when another was lost, too).
+   */
+  #manyReceivers = false;
+  /** N-way: when frames were last handed to the scheduler (a burst begins after a quiet spell). */
+  #lastKick = -Infinity;
   #ackedUpTo = 0;
   #unackedBytes = 0;
   #ackTimer: ReturnType<typeof setTimeout> | null = null;
@@ -178,12 +261,16 @@ export class Session {
     this.idHex = hexOf(opts.id);
     this.side = opts.side;
     this.hmac = opts.hmac;
+    this.sealed = opts.seal ?? false;
+    this.shaping = this.sealed ? opts.shaping ?? "off" : "off";
+    this.#frameMacs = opts.hmac && !this.sealed;
+    this.#policy = PRESETS[this.shaping];
     this.key = opts.key;
     this.route = opts.route ?? "";
     this.#cfg = opts.cfg;
     this.#resumable = opts.resumable;
     // Four full frames are always granted; beyond that the ring grows only within the budget.
-    const floor = 4 * frameSize(opts.cfg.maxFramePayload + 1, opts.hmac);
+    const floor = 4 * frameSize(opts.cfg.maxFramePayload + 1, this.#frameMacs);
     this.#ring = new SendRing(opts.cfg.replayBuffer, undefined, opts.deps.budget, floor);
     this.#ringGrowth = opts.deps.ringGrowth;
     this.#metrics = opts.deps.metrics;
@@ -192,6 +279,13 @@ export class Session {
     this.#mac = new FrameMac(frameKey(opts.key));
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#keepalive = setInterval(() => this.#tick(), opts.cfg.keepaliveIntervalMs);
+    if (this.#policy.cover) {
+      this.#cover = new CoverTraffic(
+        this.#policy,
+        { rate: opts.cfg.coverRate, budget: opts.cfg.coverBudget },
+        (bytes) => this.#sendCover(bytes),
+      );
+    }
     this.#onConfirm = opts.onConfirm ?? null;
     if (this.#onConfirm) {
       this.#confirmTimer = setTimeout(
@@ -274,63 +368,100 @@ export class Session {
   }
 
   /**
-   * Adds an authenticated leg. `peerAck` is the last seq the peer received (from its hello or our
-   * welcome); `preface` (the server's welcome) is written before anything else on this leg.
+   * Adds an authenticated leg in its slot (replacing a leg there). `peerAck` is the last seq the
+   * peer received (from its hello or our welcome).
    */
-  attachLeg(leg: Leg, role: RoleValue, peerAck: number, preface?: Uint8Array): void {
+  attachLeg(leg: Leg, role: RoleValue, peerAck: number, opts: AttachOptions = {}): void {
     if (this.#closed) {
       leg.close();
       return;
     }
-    const old = this.#legs.get(role);
+    const slot = slotOf(role, opts.index ?? 0);
+    const old = this.#legs.get(slot);
+    // A leg replaced in its slot before its loss was seen (the peer redialled first) may have
+    // taken frames with it, like a lost one.
+    const replacedSender = old?.sends === true;
     if (old) this.#dropLeg(old);
     if (!this.#ring.ack(peerAck)) {
       leg.close();
       this.close(`peer acknowledged seq ${peerAck} that was never sent`);
       return;
     }
+    if (this.sealed && !opts.keys) {
+      leg.close();
+      this.close("an encrypted session got a leg without record keys");
+      return;
+    }
+    const client = this.side === "client";
+    const sends = role === Role.BOTH || role === (client ? Role.UP : Role.DOWN);
     const ls: LegState = {
       leg,
       role,
+      slot,
+      sends,
       reader: new FrameReader(
         this.id,
-        this.#mac,
-        this.hmac,
+        this.sealed ? null : this.#mac,
+        this.#frameMacs,
         this.#cfg.maxFramePayload,
         (h, p, s) => this.#onFrame(ls, h, p, s),
       ),
+      sealer: opts.keys ? new RecordSealer(client ? opts.keys.up : opts.keys.down) : null,
+      opener: null,
+      preface: opts.preface ?? null,
       lastRecv: Date.now(),
-      urgent: preface ? [preface] : [],
+      urgent: [],
+      cover: 0,
+      turn: false,
+      weight: 1,
       wake: null,
       alive: true,
       pingAt: 0,
       rttMs: null,
     };
-    this.#legs.set(role, ls);
-    const sends = role === Role.BOTH || role === (this.side === "client" ? Role.UP : Role.DOWN);
+    if (opts.keys) {
+      ls.opener = new RecordOpener(
+        client ? opts.keys.down : opts.keys.up,
+        (plain) => ls.reader.pushRecord(plain),
+      );
+    }
+    this.#legs.set(slot, ls);
+    if (!sends || role === Role.BOTH) {
+      let receivers = 0;
+      for (const l of this.#legs.values()) if (!l.sends || l.role === Role.BOTH) receivers++;
+      if (receivers > 1) this.#manyReceivers = true;
+    }
     if (sends) {
-      const replay = this.#ring.unackedFrames;
-      this.#ring.rewind();
-      this.#sendLeg = ls;
-      if (replay > 0) {
-        this.#metrics.framesReplayed.inc(replay);
-        log.info("session {sid}: resumed on {leg}, {n} frames replayed", {
-          sid: this.label,
-          leg: leg.label,
-          n: replay,
-        });
+      // A leg that replaces the only sender, or a sender that had not been seen lost, resends what
+      // the peer has not acknowledged; one that joins others that are sending needs to resend
+      // nothing (a lost one's share went again at once).
+      if (this.#senders.length === 0 || replacedSender) {
+        const replay = this.#ring.unackedFrames;
+        this.#ring.rewind();
+        if (replay > 0) {
+          this.#metrics.framesReplayed.inc(replay);
+          log.info("session {sid}: resumed on {leg}, {n} frames replayed", {
+            sid: this.label,
+            leg: leg.label,
+            n: replay,
+          });
+        }
       }
+      this.#senders.push(ls);
+      if (replacedSender) this.#kick();
     }
     if (this.#legsComplete() && this.#resumeTimer !== null) {
       clearTimeout(this.#resumeTimer);
       this.#resumeTimer = null;
     }
-    if (carriesDatagrams(leg)) leg.onDatagram = (d) => this.#onDatagram(d);
+    if (carriesDatagrams(leg)) leg.onDatagram = (d) => this.#onDatagram(ls, d);
+    const opener = ls.opener;
     leg.start(
       (chunk, stable) => {
         if (!ls.alive) return;
         ls.lastRecv = Date.now();
-        ls.reader.push(chunk, stable);
+        if (opener) opener.push(chunk);
+        else ls.reader.push(chunk, stable);
         this.#maybeAck();
       },
       (err) => this.#legClosed(ls, err),
@@ -412,13 +543,47 @@ export class Session {
     this.#ring.commit(frameSize(plen, signed));
     if (ctrl === undefined || ctrl === Ctrl.DGRAM) this.#bytesSent += payload.length;
     this.#noteAckSent();
-    const sl = this.#sendLeg;
-    if (sl?.wake) {
-      const w = sl.wake;
-      sl.wake = null;
-      w();
-    }
+    this.#kick();
     return true;
+  }
+
+  /**
+   * There are frames to send: with one sending leg, wakes its writer; with several, gives the next
+   * batch to one of the idle ones at random (the others stay idle until there is more).
+   */
+  #kick(): void {
+    const senders = this.#senders;
+    if (senders.length === 1) {
+      wakeLeg(senders[0]);
+      return;
+    }
+    if (senders.length === 0 || !this.#ring.hasUnsent || senders.some((l) => l.turn)) return;
+    const now = performance.now();
+    if (now - this.#lastKick >= BURST_GAP_MS) reweigh(senders);
+    this.#lastKick = now;
+    let idle = 0;
+    for (const l of senders) if (l.wake) idle += l.weight;
+    if (idle === 0) return; // a busy writer takes the next batch when it is done
+    let pick = Math.random() * idle;
+    let last: LegState | null = null;
+    for (const l of senders) {
+      if (!l.wake) continue;
+      last = l;
+      pick -= l.weight;
+      if (pick < 0) break;
+    }
+    last!.turn = true;
+    wakeLeg(last!);
+  }
+
+  /** Cover traffic: `bytes` of padding in a record of their own, on a sending leg at random. */
+  #sendCover(bytes: number): void {
+    const senders = this.#senders;
+    if (this.#closed || senders.length === 0) return;
+    const ls = senders[Math.floor(Math.random() * senders.length)];
+    ls.cover += bytes;
+    this.#metrics.coverBytes.inc(bytes);
+    wakeLeg(ls);
   }
 
   /**
@@ -448,31 +613,36 @@ export class Session {
    * waits behind a stream's bytes. False when it must go the sequenced way.
    */
   #sendDatagram(flags: number, streamId: number, payload: Uint8Array): boolean {
-    const leg = this.#sendLeg?.leg;
+    const ls = this.#senders[0];
+    const leg = ls?.leg;
     if (!leg || !carriesDatagrams(leg) || this.#closed) return false;
     const plen = payload.length + 1;
-    const size = frameSize(plen, this.hmac);
-    if (size > leg.maxDatagram) return false;
+    const size = frameSize(plen, this.#frameMacs);
+    if (size + (ls.sealer ? DATAGRAM_OVERHEAD : 0) > leg.maxDatagram) return false;
     // A fresh buffer: the runtime sends it later, and the flow's payload is its own.
     const b = new Uint8Array(size);
-    const f = this.hmac ? flags | Flag.HMAC : flags;
+    const f = this.#frameMacs ? flags | Flag.HMAC : flags;
     writeHeader(b, new DataView(b.buffer), 0, f, this.id, streamId, 0, 0, plen);
     b[HEADER_LEN] = Ctrl.DGRAM;
     b.set(payload, HEADER_LEN + 1);
-    if (this.hmac) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN + plen)), HEADER_LEN + plen);
-    if (!leg.sendDatagram(b)) return false;
+    if (this.#frameMacs) {
+      b.set(this.#mac.compute(b.subarray(0, HEADER_LEN + plen)), HEADER_LEN + plen);
+    }
+    if (!leg.sendDatagram(ls.sealer ? ls.sealer.sealDatagram(b) : b)) return false;
     this.#bytesSent += payload.length;
     this.#metrics.quicDatagramsOut.inc();
     return true;
   }
 
   /** A datagram a leg received: one DGRAM frame, checked as any frame, outside the sequence. */
-  #onDatagram(frame: Uint8Array): void {
+  #onDatagram(ls: LegState, datagram: Uint8Array): void {
     // Before the client confirmed the key, and after the end, nothing is taken.
     if (this.#closed || this.#onConfirm || !this.#handler) return;
     let f;
     try {
-      f = readWholeFrame(frame, this.id, this.#mac, this.hmac, this.#cfg.maxFramePayload);
+      const frame = ls.opener ? ls.opener.openDatagram(datagram) : datagram;
+      const mac = this.sealed ? null : this.#mac;
+      f = readWholeFrame(frame, this.id, mac, this.#frameMacs, this.#cfg.maxFramePayload);
     } catch {
       this.#metrics.quicDatagramsRefused.inc();
       return;
@@ -488,6 +658,7 @@ export class Session {
 
   /** Whether a frame of this control type (undefined: not a control frame) carries an HMAC. */
   #signs(ctrl: number | undefined): boolean {
+    if (this.sealed) return false; // the record's AEAD authenticates every frame
     return this.hmac ||
       (this.side === "client" && ctrl !== undefined && SIGNED_CTRL[ctrl] === true);
   }
@@ -500,7 +671,7 @@ export class Session {
   /** Closes the session; with `notify`, tells the peer first (best effort). */
   close(reason: string, notify = false): void {
     if (this.#closed) return;
-    const flushing = notify && this.#sendLeg !== null &&
+    const flushing = notify && this.#senders.length > 0 &&
       this.#enqueue(Flag.CTRL, 0, new TextEncoder().encode(reason.slice(0, 200)), Ctrl.CLOSE);
     this.#closed = true;
     this.#closeReason = reason;
@@ -508,6 +679,7 @@ export class Session {
     if (this.#confirmTimer !== null) clearTimeout(this.#confirmTimer);
     if (this.#resumeTimer !== null) clearTimeout(this.#resumeTimer);
     if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
+    this.#cover?.stop();
     this.#ring.wakeAll();
     this.#narrowRing();
     const legs = [...this.#legs.values()];
@@ -524,6 +696,8 @@ export class Session {
     }
     log.debug("session {sid} closed: {reason}", { sid: this.label, reason });
     this.#early.length = 0;
+    this.#ahead.clear();
+    this.#aheadBytes = 0;
     this.#handler?.onClose(reason);
     this.#closedResolve(reason);
   }
@@ -545,13 +719,48 @@ export class Session {
       return; // otherwise the ack field was all it carried
     }
     if (!seqAfter(h.seq, this.#recvSeq)) return; // duplicate from a replay
-    if (h.seq !== ((this.#recvSeq + 1) >>> 0 || 1)) {
+    if (h.seq !== nextSeq(this.#recvSeq)) {
+      this.#holdAhead(h, payload);
+      return;
+    }
+    this.#deliver(h, payload, stable);
+    for (;;) {
+      const f = this.#ahead.get(nextSeq(this.#recvSeq));
+      if (!f || this.#closed) break;
+      this.#ahead.delete(f.h.seq);
+      this.#aheadBytes -= HEADER_LEN + f.payload.length;
+      this.#deliver(f.h, f.payload, true);
+    }
+  }
+
+  /**
+   * A frame beyond a gap. With one leg carrying the peer's frames a gap is a protocol error; with
+   * several, the frame waits (copied unless stable) for the legs behind it.
+   */
+  #holdAhead(h: FrameHeader, payload: Uint8Array): void {
+    if (!this.#manyReceivers) {
       throw new FrameError(`sequence gap: got ${h.seq} after ${this.#recvSeq}`);
     }
+    if (this.#ahead.has(h.seq)) return;
+    // Headers count too, so empty frames are bounded as well.
+    const cost = HEADER_LEN + payload.length;
+    if (this.#aheadBytes + cost > this.#cfg.replayBuffer + 2 * MAX_PAYLOAD) {
+      throw new FrameError(
+        `frames held ahead of seq ${nextSeq(this.#recvSeq)} exceed session.replay_buffer`,
+      );
+    }
+    // A copy always: a view would keep its whole chunk (or decrypted record) alive.
+    this.#ahead.set(h.seq, { h: { ...h }, payload: payload.slice() });
+    this.#aheadBytes += cost;
+  }
+
+  /** The next frame in sequence: counted, acknowledged in time, passed up. */
+  #deliver(h: FrameHeader, payload: Uint8Array, stable: boolean): void {
     const ctrl = h.flags & Flag.CTRL ? payload[0] : undefined;
     // The frame reader verified any HMAC a frame carries; a client's must carry one.
     if (
-      this.side === "server" && ctrl !== undefined && SIGNED_CTRL[ctrl] && !(h.flags & Flag.HMAC)
+      this.side === "server" && !this.sealed && ctrl !== undefined && SIGNED_CTRL[ctrl] &&
+      !(h.flags & Flag.HMAC)
     ) {
       throw new FrameError(`control frame ${ctrl} without the HMAC it must carry`);
     }
@@ -587,7 +796,8 @@ export class Session {
   }
 
   #sendAck(): void {
-    const target = this.#sendLeg ?? this.#legs.values().next().value;
+    const target = this.#senders.find((l) => l.wake) ?? this.#senders[0] ??
+      this.#legs.values().next().value;
     if (!target || this.#closed) return;
     this.#queueUrgent(target, this.#unsequenced(Flag.ACK));
   }
@@ -599,43 +809,88 @@ export class Session {
 
   /** Builds a keepalive or pure-ack frame carrying the current ack. */
   #unsequenced(flags: number): Uint8Array {
-    const b = new Uint8Array(frameSize(0, this.hmac));
-    const f = this.hmac ? flags | Flag.HMAC : flags;
+    const b = new Uint8Array(frameSize(0, this.#frameMacs));
+    const f = this.#frameMacs ? flags | Flag.HMAC : flags;
     writeHeader(b, new DataView(b.buffer), 0, f, this.id, 0, 0, this.#recvSeq, 0);
-    if (this.hmac) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
+    if (this.#frameMacs) b.set(this.#mac.compute(b.subarray(0, HEADER_LEN)), HEADER_LEN);
     this.#noteAckSent();
     return b;
   }
 
   #queueUrgent(ls: LegState, frame: Uint8Array): void {
     ls.urgent.push(frame);
-    if (ls.wake) {
-      const w = ls.wake;
-      ls.wake = null;
-      w();
+    wakeLeg(ls);
+  }
+
+  /**
+   * One leg's writer: the welcome first, then in each write whatever is due on this leg: its
+   * urgent frames (acks, keepalives), the next run of the ring when this leg sends (with several
+   * sending legs, only when the scheduler gave it the batch), and cover padding; sealed into one
+   * record with encryption, else joined into one write when small.
+   */
+  async #writer(ls: LegState): Promise<void> {
+    const parts: Uint8Array[] = [];
+    while (ls.alive) {
+      if (ls.preface) {
+        const preface = ls.preface;
+        ls.preface = null;
+        if (!await this.#write(ls, [preface], 0, true)) return;
+        continue;
+      }
+      for (const u of ls.urgent) parts.push(u);
+      ls.urgent.length = 0;
+      if (ls.sends && (ls.turn || this.#senders.length === 1)) {
+        ls.turn = false;
+        // Also after close(): the CLOSE frame and anything before it still go out.
+        const run = this.#ring.takeUnsent(this.#senders.length > 1 ? splitBatch() : SEND_BATCH);
+        if (run) {
+          parts.push(run);
+          this.#cover?.burst();
+        }
+        if (this.#senders.length > 1) this.#kick();
+      }
+      // At most MAX_COVER_RECORD of cover per write: cover piled up behind a slow send goes over
+      // several records, never one too large to take.
+      const cover = ls.sealer ? Math.min(ls.cover, MAX_COVER_RECORD) : 0;
+      ls.cover -= cover;
+      if (parts.length === 0 && cover === 0) {
+        const woken = new Promise<void>((r) => ls.wake = r);
+        if (ls.sends && this.#senders.length > 1) this.#kick();
+        await woken;
+        continue;
+      }
+      const ok = await this.#write(ls, parts, cover);
+      parts.length = 0;
+      if (!ok) return;
     }
   }
 
-  async #writer(ls: LegState): Promise<void> {
-    while (ls.alive) {
-      let chunk: Uint8Array | null = null;
-      if (ls.urgent.length) {
-        chunk = ls.urgent.length === 1 ? ls.urgent[0] : concat(ls.urgent);
-        ls.urgent.length = 0;
-      } else if (ls === this.#sendLeg) {
-        // Also after close(): the CLOSE frame and anything before it still go out.
-        chunk = this.#ring.takeUnsent(SEND_BATCH);
+  /**
+   * Puts `parts` (and `cover` padding) on the leg in one write where it can (`plain`: as they are,
+   * for the welcome); false if the leg broke.
+   */
+  async #write(ls: LegState, parts: Uint8Array[], cover = 0, plain = false): Promise<boolean> {
+    try {
+      if (ls.sealer && !plain) {
+        let n = 0;
+        for (const p of parts) n += p.length;
+        // Cover joins the record's padding, and the total still lands on a bucket: records with
+        // cover look like records without.
+        const pad = padTo(this.#policy, n + cover) - n;
+        await ls.leg.send(ls.sealer.seal(parts, pad));
+        return true;
       }
-      if (!chunk) {
-        await new Promise<void>((r) => ls.wake = r);
-        continue;
+      let n = 0;
+      for (const p of parts) n += p.length;
+      if (parts.length === 1 || n <= JOIN_WRITES) {
+        await ls.leg.send(parts.length === 1 ? parts[0] : concat(parts));
+      } else {
+        for (const p of parts) await ls.leg.send(p);
       }
-      try {
-        await ls.leg.send(chunk);
-      } catch (e) {
-        this.#legClosed(ls, e instanceof Error ? e : new Error(String(e)));
-        return;
-      }
+      return true;
+    } catch (e) {
+      this.#legClosed(ls, e instanceof Error ? e : new Error(String(e)));
+      return false;
     }
   }
 
@@ -662,6 +917,13 @@ export class Session {
     this.#dropLeg(ls);
     if (this.#closed) return;
     this.#metrics.legsLost.inc();
+    if (ls.sends && this.#senders.length > 0 && this.#ring.unackedFrames > 0) {
+      // Other legs send too: what the lost one carried may be gone with it, so everything not yet
+      // acknowledged goes again on them now (the peer drops what it has), not after a redial.
+      this.#metrics.framesReplayed.inc(this.#ring.unackedFrames);
+      this.#ring.rewind();
+      this.#kick();
+    }
     if (!this.#resumable) {
       this.close(`leg ${ls.leg.label} lost: ${reason}`);
       return;
@@ -679,26 +941,66 @@ export class Session {
         }
       }, this.#cfg.resumeTimeoutMs);
     }
-    this.onLegLost?.(ls.role, reason);
+    this.onLegLost?.(ls.slot, reason);
   }
 
   #dropLeg(ls: LegState): void {
     if (!ls.alive) return;
     ls.alive = false;
-    if (this.#legs.get(ls.role) === ls) this.#legs.delete(ls.role);
-    if (this.#sendLeg === ls) this.#sendLeg = null;
-    ls.leg.close();
-    if (ls.wake) {
-      const w = ls.wake;
-      ls.wake = null;
-      w();
+    if (this.#legs.get(ls.slot) === ls) this.#legs.delete(ls.slot);
+    const i = this.#senders.indexOf(ls);
+    if (i >= 0) this.#senders.splice(i, 1);
+    // A batch it was given but never took goes to another leg.
+    if (ls.turn) {
+      ls.turn = false;
+      this.#kick();
     }
+    ls.leg.close();
+    wakeLeg(ls);
   }
 
+  /** Frames can flow both ways: a leg for each direction (or one for both) is attached. */
   #legsComplete(): boolean {
-    if (this.#legs.has(Role.BOTH)) return true;
-    return this.#legs.has(Role.UP) && this.#legs.has(Role.DOWN);
+    let up = false, down = false;
+    for (const slot of this.#legs.keys()) {
+      const role = roleOfSlot(slot);
+      if (role === Role.BOTH) return true;
+      if (role === Role.UP) up = true;
+      if (role === Role.DOWN) down = true;
+    }
+    return up && down;
   }
+}
+
+function wakeLeg(ls: LegState): void {
+  const w = ls.wake;
+  if (w) {
+    ls.wake = null;
+    w();
+  }
+}
+
+/**
+ * Draws each sending leg's share of a burst's batches at random, as TrafficSliver's weighted random
+ * splitting does: on one page a leg may carry most of it, on the next little, so what one leg sees
+ * says little about the page's size. Dirichlet(½): each weight a squared standard normal
+ * (Gamma(½)), which makes lopsided shares likelier than uniform ones.
+ */
+function reweigh(senders: LegState[]): void {
+  for (const l of senders) {
+    // Box–Muller: one standard normal from two uniforms.
+    const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+    l.weight = z * z + 1e-9;
+  }
+}
+
+function nextSeq(seq: number): number {
+  return (seq + 1) >>> 0 || 1;
+}
+
+/** A batch size for N-way splitting, uniform in [SPLIT_BATCH_MIN, SPLIT_BATCH_MAX]. */
+function splitBatch(): number {
+  return SPLIT_BATCH_MIN + Math.floor(Math.random() * (SPLIT_BATCH_MAX - SPLIT_BATCH_MIN));
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

@@ -2,12 +2,16 @@
  * Session sequencing, acknowledgement and resume, with two real Sessions (client and server, same
  * id and keys) joined by in-memory legs written here. Frames arrive in order exactly once; an ack
  * for a seq never sent is refused; after the legs drop and new ones are attached with the peers'
- * recvSeq, exactly the unacknowledged frames are replayed and nothing is delivered twice.
+ * recvSeq, exactly the unacknowledged frames are replayed and nothing is delivered twice. The same
+ * holds on sealed legs (records, padding and cover traffic), and with several legs per direction
+ * (N-way), also when one of them is lost; the reorder buffer that puts N-way frames back in order
+ * is bounded.
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { loadYamlSupport, parseConfigText } from "../config/load.ts";
-import type { SessionConfig } from "../config/model.ts";
+import type { SessionConfig, ShapingPreset } from "../config/model.ts";
 import {
   Ctrl,
   Flag,
@@ -15,16 +19,25 @@ import {
   type FrameHeader,
   frameSize,
   HEADER_LEN,
+  MAX_PAYLOAD,
   SEQUENCED,
   writeHeader,
 } from "../protocol/frame.ts";
-import { frameKey, Role, type RoleValue } from "../protocol/handshake.ts";
+import { frameKey, Role, roleName, type RoleValue, slotOf } from "../protocol/handshake.ts";
 import type { Leg } from "../transport/leg.ts";
 import { TransportError } from "../transport/socket.ts";
 import { FrameMac } from "./frame_mac.ts";
 import { FrameReader } from "./frame_reader.ts";
+import {
+  type DirectionKeys,
+  type LegKeys,
+  legKeys,
+  RECORD_OVERHEAD,
+  RecordOpener,
+} from "./record_seal.ts";
 import { Session } from "./session.ts";
-import { bytes, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
+import { MAX_COVER_RECORD, padTo, PRESETS } from "./shaping.ts";
+import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 import { sessionDeps } from "../../tests/helpers/deps.ts";
 
 await loadYamlSupport();
@@ -189,18 +202,22 @@ interface Peer {
   session: Session;
   got: Got[];
   closes: string[];
-  lost: [RoleValue, string][];
+  lost: [number, string][];
 }
 
 function peer(side: "client" | "server", hmac: boolean, opts: {
   cfg?: SessionConfig;
   resumable?: boolean;
+  seal?: boolean;
+  shaping?: ShapingPreset;
 } = {}): Peer {
   const session = new Session({
     id: SID,
     side,
     key: SESSION_KEY,
     hmac,
+    seal: opts.seal,
+    shaping: opts.shaping,
     cfg: opts.cfg ?? CFG,
     resumable: opts.resumable ?? true,
     deps: DEPS,
@@ -633,4 +650,496 @@ Deno.test("on a short path a ring stops at 1 MiB; sessions share 3 MiB of growth
   } finally {
     closeAll(...pairs.flat());
   }
+});
+
+// Encrypted legs and N-way splitting. Sealed sessions put every send in a record (record_seal.ts)
+// under keys of the leg's own; with several legs a role, each side spreads its sequenced frames
+// over its sending legs and the peer puts them back in order.
+
+/** The record keys of the leg in `slot`, as its handshake would give them (distinct per leg). */
+function keysOf(slot: number): LegKeys {
+  return legKeys(SESSION_KEY, new Uint8Array(32).fill(slot), new Uint8Array(16).fill(0x80 | slot));
+}
+
+interface NLeg {
+  role: RoleValue;
+  index: number;
+  client: MemLeg;
+  server: MemLeg;
+  /** The leg's record keys, when the sessions seal. */
+  keys?: LegKeys;
+}
+
+/**
+ * Attaches a leg to both sessions for each role listed (the n-th leg of a role gets index n), with
+ * record keys of its own when the sessions seal.
+ */
+function connectN(c: Session, s: Session, roles: RoleValue[], stable = true): NLeg[] {
+  const count = new Map<RoleValue, number>();
+  return roles.map((role) => {
+    const index = count.get(role) ?? 0;
+    count.set(role, index + 1);
+    const [client, server] = legPair(`${roleName(role)} ${index}`, stable);
+    const keys = c.sealed ? keysOf(slotOf(role, index)) : undefined;
+    c.attachLeg(client, role, s.recvSeq, { index, keys });
+    s.attachLeg(server, role, c.recvSeq, { index, keys });
+    return { role, index, client, server, keys };
+  });
+}
+
+const THREE_WAY = [Role.UP, Role.UP, Role.UP, Role.DOWN, Role.DOWN, Role.DOWN];
+
+/**
+ * What one end of a leg sent: its frames' headers and, on a sealed leg, each record's plaintext.
+ * `from`: the end that sent.
+ */
+function onWire(l: NLeg, from: "client" | "server"): {
+  headers: FrameHeader[];
+  records: Uint8Array[];
+} {
+  const sent = (from === "client" ? l.client : l.server).sentLog;
+  if (!l.keys) return { headers: headersIn(sent, false), records: [] };
+  const headers: FrameHeader[] = [];
+  const records: Uint8Array[] = [];
+  const reader = new FrameReader(SID, null, false, MAX_PAYLOAD, (h) => headers.push({ ...h }));
+  const keys: DirectionKeys = from === "client" ? l.keys.up : l.keys.down;
+  const opener = new RecordOpener(keys, (plain) => {
+    records.push(plain);
+    reader.pushRecord(plain);
+  });
+  for (const c of sent) opener.push(c);
+  return { headers, records };
+}
+
+const seqsOnWire = (l: NLeg, from: "client" | "server") =>
+  onWire(l, from).headers.filter((h) => h.flags & SEQUENCED).map((h) => h.seq);
+
+for (const hmac of [false, true]) {
+  for (const [layout, roles] of [["both", [Role.BOTH]], ["split", [Role.UP, Role.DOWN]]] as const) {
+    for (const stable of layout === "both" ? [true, false] : [true]) {
+      const tag = `${hmac ? "HMAC" : "no HMAC"}, ${layout} legs${stable ? "" : ", reused buffers"}`;
+
+      Deno.test(`sealed sessions carry frames both ways, and the wire shows none (${tag})`, async () => {
+        const c = peer("client", hmac, { seal: true });
+        const s = peer("server", hmac, { seal: true });
+        try {
+          const legs = connectN(c.session, s.session, [...roles], stable);
+          await Promise.all([sendRange(c, 1, 120), sendRange(s, 1, 80)]);
+          await until(() => s.got.length >= 120 && c.got.length >= 80, "all frames");
+          await within(c.session.drained(), "client ring drained");
+          await within(s.session.drained(), "server ring drained");
+          // The records authenticate every frame: no frame carries an HMAC of its own.
+          assertGot(s.got, "client", 120, false);
+          assertGot(c.got, "server", 80, false);
+          const seq = Array.from({ length: 120 }, (_, i) => i + 1);
+          const up = legs.find((l) => l.role !== Role.DOWN)!;
+          const down = legs.find((l) => l.role !== Role.UP)!;
+          assert.ok(up.client.sentLog.length > 0 && down.server.sentLog.length > 0);
+          assert.deepEqual(seqsOnWire(up, "client"), seq);
+          assert.deepEqual(seqsOnWire(down, "server"), seq.slice(0, 80));
+          for (const l of legs) {
+            // The ends that send anything (each side's sending leg, and a leg for both ways).
+            for (const end of [l.client, l.server].filter((e) => e.sentLog.length > 0)) {
+              const wire = concat(end.sentLog);
+              assert.equal(Buffer.from(wire).indexOf(SID), -1, `no session id on ${end.label}`);
+              assert.throws(() => headersIn(end.sentLog, false), FrameError, "no frames to parse");
+            }
+          }
+          assert.deepEqual([c.lost, s.lost, c.closes, s.closes], [[], [], [], []]);
+        } finally {
+          closeAll(c, s);
+        }
+      });
+    }
+  }
+}
+
+Deno.test("an encrypted session refuses a leg without record keys", () => {
+  const c = peer("client", false, { seal: true });
+  const [lc, ls] = legPair("keyless");
+  c.session.attachLeg(lc, Role.BOTH, 0);
+  assert.ok(c.session.isClosed);
+  assert.ok(lc.closed && ls.closed);
+  assert.match(c.closes[0], /without record keys/);
+});
+
+Deno.test("with shaping, every record is padded to a bucket of its preset", async () => {
+  const cfg = sessionConfig("session:\n  cover_rate: 0\n");
+  const c = peer("client", false, { cfg, seal: true, shaping: "light" });
+  const s = peer("server", false, { cfg, seal: true, shaping: "strong" });
+  try {
+    const legs = connectN(c.session, s.session, [Role.UP, Role.DOWN]);
+    await Promise.all([sendRange(c, 1, 60), sendRange(s, 1, 60)]);
+    await until(() => s.got.length >= 60 && c.got.length >= 60, "all frames");
+    assertGot(s.got, "client", 60, false);
+    assertGot(c.got, "server", 60, false);
+    for (
+      const [l, from, preset] of [[legs[0], "client", "light"], [
+        legs[1],
+        "server",
+        "strong",
+      ]] as const
+    ) {
+      const sent = from === "client" ? l.client.sentLog : l.server.sentLog;
+      const { records } = onWire(l, from);
+      assert.equal(records.length, sent.length, "one record per send");
+      for (const [i, r] of sent.entries()) {
+        const plain = r.length - RECORD_OVERHEAD;
+        assert.equal(plain, records[i].length);
+        assert.equal(
+          padTo(PRESETS[preset], plain),
+          plain,
+          `record ${i} of ${plain} bytes (${preset})`,
+        );
+      }
+    }
+  } finally {
+    closeAll(c, s);
+  }
+});
+
+Deno.test("a cover record reaches the peer and delivers nothing", async () => {
+  const c = peer("client", false, { seal: true, shaping: "light" });
+  const s = peer("server", false, { seal: true, shaping: "light" });
+  try {
+    const [leg] = connectN(c.session, s.session, [Role.BOTH]);
+    const coverBefore = DEPS.metrics.coverBytes.total();
+    // Data after a quiet spell: a burst, which draws cover records.
+    await sendRange(c, 1, 3);
+    const padOnly = () =>
+      onWire(leg, "client").records.filter((r) => r.length > 0 && r.every((b) => b === 0));
+    await until(() => padOnly().length > 0, "a padding-only record on the wire", 10_000);
+    assert.ok(DEPS.metrics.coverBytes.total() > coverBefore, "cover bytes are counted");
+    // The peer took it without delivering anything, and its records stay in step: more frames
+    // still open and arrive.
+    await sendRange(c, 4, 6);
+    await until(() => s.got.length >= 6, "frames after the cover record");
+    await within(c.session.drained(), "client drained");
+    assertGot(s.got, "client", 6, false);
+    assert.deepEqual([c.lost, s.lost, c.closes, s.closes], [[], [], [], []]);
+  } finally {
+    closeAll(c, s);
+  }
+});
+
+for (const sealed of [false, true]) {
+  const tag = sealed ? "sealed" : "plain";
+
+  Deno.test(`N-way: 3 + 3 legs share the transfer, which arrives in order, each frame once (${tag})`, async () => {
+    const c = peer("client", false, { seal: sealed });
+    const s = peer("server", false, { seal: sealed });
+    try {
+      const legs = connectN(c.session, s.session, THREE_WAY);
+      await Promise.all([sendRange(c, 1, 300), sendRange(s, 1, 300)]);
+      await until(() => s.got.length >= 300 && c.got.length >= 300, "all frames", 20_000);
+      await within(c.session.drained(), "client drained", 5000);
+      await within(s.session.drained(), "server drained", 5000);
+      assertGot(s.got, "client", 300, false);
+      assertGot(c.got, "server", 300, false);
+      for (const [role, from] of [[Role.UP, "client"], [Role.DOWN, "server"]] as const) {
+        const carried = legs.filter((l) => l.role === role).map((l) => seqsOnWire(l, from));
+        for (const [i, seqs] of carried.entries()) {
+          assert.ok(seqs.length > 0, `${roleName(role)} leg ${i} carried some frames`);
+          assert.ok(seqs.length < 300, `${roleName(role)} leg ${i} did not carry all`);
+        }
+        // Between them, every frame once.
+        assert.deepEqual(
+          carried.flat().sort((a, b) => a - b),
+          Array.from({ length: 300 }, (_, i) => i + 1),
+        );
+      }
+      assert.deepEqual([c.lost, s.lost, c.closes, s.closes], [[], [], [], []]);
+    } finally {
+      closeAll(c, s);
+    }
+  });
+
+  Deno.test(`N-way: a leg lost mid-transfer, its share goes on the others; all arrives once, in order (${tag})`, async () => {
+    const c = peer("client", false, { seal: sealed });
+    const s = peer("server", false, { seal: sealed });
+    try {
+      const legs = connectN(c.session, s.session, THREE_WAY);
+      // What the second upstream leg carries never arrives: lost with it.
+      const doomed = legs[1];
+      doomed.server.allow = 0;
+      const replayedBefore = DEPS.metrics.framesReplayed.total();
+      const sending = sendRange(c, 1, 300);
+      await until(
+        () => seqsOnWire(doomed, "client").length > 0,
+        "a batch on the doomed leg",
+        10_000,
+      );
+      doomed.client.close();
+      await sending;
+      await until(() => s.got.length >= 300, "all frames", 20_000);
+      await within(c.session.drained(), "client drained", 5000);
+      assertGot(s.got, "client", 300, false);
+      assert.ok(DEPS.metrics.framesReplayed.total() > replayedBefore, "frames were resent");
+      const slot = slotOf(Role.UP, 1);
+      assert.deepEqual([c.lost.map((l) => l[0]), s.lost.map((l) => l[0])], [[slot], [slot]]);
+      // The others carry on, both ways.
+      await Promise.all([sendRange(c, 301, 320), sendRange(s, 1, 40)]);
+      await until(() => s.got.length >= 320 && c.got.length >= 40, "frames after the loss", 10_000);
+      assertGot(s.got, "client", 320, false);
+      assertGot(c.got, "server", 40, false);
+      assert.deepEqual([c.closes, s.closes], [[], []]);
+    } finally {
+      closeAll(c, s);
+    }
+  });
+}
+
+// When one of two upstream legs is lost, the server has a single receiver left, and the frames that
+// survivor still had in flight (sent before the client knew of the loss) arrive after a gap: they
+// must wait for the resend, not end the survivor as a "sequence gap".
+Deno.test({
+  name: "N-way: one of two legs lost while the other's frames are in flight; all still arrives",
+  async fn() {
+    const c = peer("client", false);
+    const s = peer("server", false);
+    try {
+      const legs = connectN(c.session, s.session, [Role.UP, Role.UP, Role.DOWN]);
+      const [lost, kept] = legs;
+      lost.server.allow = 0;
+      kept.server.allow = 0;
+      const sending = sendRange(c, 1, 200).catch(() => {});
+      await until(
+        () => seqsOnWire(lost, "client").length > 0 && seqsOnWire(kept, "client").length > 0,
+        "batches on both legs",
+        10_000,
+      );
+      lost.client.close();
+      await until(() => s.lost.length === 1, "the server sees the loss");
+      kept.server.release(Infinity);
+      await sending;
+      await until(() => s.got.length >= 200, "all frames", 10_000);
+      assertGot(s.got, "client", 200, false);
+      assert.deepEqual(s.lost.map((l) => l[0]), [slotOf(Role.UP, 0)], "only the lost leg");
+    } finally {
+      closeAll(c, s);
+    }
+  },
+});
+
+/**
+ * A server session with `up` UP and `down` DOWN legs whose client ends the test drives with frames
+ * it builds (no HMAC): `ends[i]` is the client end of the i-th leg, UP legs first.
+ */
+function drivenServer(up: number, down: number, cfg = CFG, stable = true) {
+  const p = peer("server", false, { cfg });
+  const ends: MemLeg[] = [];
+  for (const [role, n] of [[Role.UP, up], [Role.DOWN, down]] as const) {
+    for (let index = 0; index < n; index++) {
+      const [mine, theirs] = legPair(`driven ${roleName(role)} ${index}`, stable);
+      mine.start(() => {}, () => {});
+      p.session.attachLeg(theirs, role, 0, { index });
+      ends.push(mine);
+    }
+  }
+  const frame = (flags: number, seq: number, payload: Uint8Array = new Uint8Array(0)) => {
+    const b = new Uint8Array(HEADER_LEN + payload.length);
+    writeHeader(b, new DataView(b.buffer), 0, flags, SID, 1, seq, 0, payload.length);
+    b.set(payload, HEADER_LEN);
+    return b;
+  };
+  return { p, ends, frame };
+}
+
+Deno.test("a gap is still a sequence gap with one receiving leg, however many send", async () => {
+  const { p, ends, frame } = drivenServer(1, 3);
+  try {
+    await ends[0].send(frame(Flag.DATA, 1, bytes(5, 1)));
+    await ends[0].send(frame(Flag.DATA, 3, bytes(5, 3)));
+    await until(() => p.lost.length === 1, "leg lost");
+    assert.equal(p.lost[0][0], slotOf(Role.UP, 0));
+    assert.match(p.lost[0][1], /sequence gap: got 3 after 1/);
+    assert.deepEqual(p.got.map((g) => g.seq), [1]);
+  } finally {
+    p.session.close("test over");
+  }
+});
+
+/** Small limits, so the reorder buffer's bound is reached with a few hundred frames. */
+const SMALL = sessionConfig(
+  "session:\n  max_frame_payload: 1024\n  stream_window: 1024\n  replay_buffer: 16KiB\n",
+);
+
+Deno.test("the reorder buffer holds frames across a gap, in order, up to its bound", async () => {
+  // Reused read buffers: frames held ahead must be copies.
+  const { p, ends, frame } = drivenServer(2, 1, SMALL, false);
+  const P = 1024;
+  try {
+    // Seq 1 is late on the first leg; the second delivers 2, 3, … until the buffer is full.
+    let sent = 0;
+    for (let seq = 2; seq < 10_000 && p.lost.length === 0; seq++) {
+      await ends[1].send(frame(Flag.DATA, seq, bytes(P, seq))).catch(() => {});
+      sent++;
+      await delay(0);
+    }
+    assert.equal(p.lost.length, 1, "the leg that overflowed it is lost");
+    assert.equal(p.lost[0][0], slotOf(Role.UP, 1));
+    assert.match(p.lost[0][1], /held ahead of seq 1 exceed session.replay_buffer/);
+    assert.equal(p.got.length, 0, "nothing passes the gap");
+    // The gap filled, what was held comes out in order.
+    await ends[0].send(frame(Flag.DATA, 1, bytes(P, 1)));
+    await until(() => p.got.length > 0, "the held frames");
+    const held = p.got.length - 1;
+    assert.deepEqual(p.got.map((g) => g.seq), Array.from({ length: held + 1 }, (_, i) => i + 1));
+    for (const g of p.got) sameBytes(g.payload, bytes(P, g.seq), `payload of ${g.seq}`);
+    assert.ok(held < sent, "the frame over the bound was not held");
+    // At least what the peer may have in flight (its replay ring) is held, and not much more.
+    assert.ok(held * P >= SMALL.replayBuffer, `${held} frames held`);
+    assert.ok(held * P <= SMALL.replayBuffer + 2 * MAX_PAYLOAD, `${held} frames held`);
+  } finally {
+    p.session.close("test over");
+  }
+});
+
+// The reorder buffer's bound counts headers too: frames without payload (FIN, empty DATA) must not
+// be held without limit by a peer with the key.
+Deno.test({
+  name: "the reorder buffer's bound holds for frames without payload",
+  async fn() {
+    const { p, ends, frame } = drivenServer(2, 1, SMALL);
+    try {
+      const perSend = 1000;
+      for (let first = 2; first < 100_000 && p.lost.length === 0; first += perSend) {
+        const frames = Array.from({ length: perSend }, (_, i) => frame(Flag.FIN, first + i));
+        await ends[1].send(concat(frames)).catch(() => {});
+        await delay(0);
+      }
+      assert.equal(p.lost.length, 1, "the leg that overflowed it is lost");
+      assert.match(p.lost[0][1], /exceed session.replay_buffer/);
+    } finally {
+      p.session.close("test over");
+    }
+  },
+});
+
+/** A leg whose sends wait until `open()`: a slow path, as a socket with a full buffer is. */
+class GatedLeg implements Leg {
+  #open = false;
+  /** Sends let through one at a time (step), and sends waiting for a turn. */
+  #permits = 0;
+  #waiting: (() => void)[] = [];
+  constructor(readonly inner: MemLeg) {}
+  get label(): string {
+    return this.inner.label;
+  }
+  async send(b: Uint8Array): Promise<void> {
+    if (!this.#open) {
+      if (this.#permits > 0) this.#permits--;
+      else await new Promise<void>((r) => this.#waiting.push(r));
+    }
+    return this.inner.send(b);
+  }
+  start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
+    this.inner.start(onData, onClose);
+  }
+  close(): void {
+    this.inner.close();
+    this.open();
+  }
+  /** Lets one send through (the one waiting, or the next). */
+  step(): void {
+    const w = this.#waiting.shift();
+    if (w) w();
+    else this.#permits++;
+  }
+  open(): void {
+    this.#open = true;
+    for (const w of this.#waiting.splice(0)) w();
+  }
+}
+
+// Cover traffic due while a leg's writer waits on a slow send adds up; it must go out over several
+// records of at most MAX_COVER_RECORD, never one too large to take.
+Deno.test({
+  name: "cover traffic that piles up behind a slow send does not break the leg",
+  async fn() {
+    const cfg = sessionConfig("session:\n  cover_rate: 1GiB\n");
+    const c = peer("client", false, { cfg, seal: true, shaping: "strong" });
+    const s = peer("server", false, { cfg, seal: true, shaping: "strong" });
+    const [lc, ls] = legPair("slow");
+    const slow = new GatedLeg(lc);
+    const keys = keysOf(Role.BOTH);
+    try {
+      c.session.attachLeg(slow, Role.BOTH, 0, { keys });
+      s.session.attachLeg(ls, Role.BOTH, 0, { keys });
+      const before = DEPS.metrics.coverBytes.total();
+      // Bursts a quiet spell apart, each writing its run while the leg holds the send before it:
+      // each draws a cover schedule, and the cover waits with the sends.
+      let n = 0;
+      const end = Date.now() + 20_000;
+      while (DEPS.metrics.coverBytes.total() - before <= 2 * MAX_COVER_RECORD && Date.now() < end) {
+        await c.session.send(Flag.DATA, 1, bytes(100, ++n));
+        slow.step();
+        await delay(300);
+      }
+      assert.ok(
+        DEPS.metrics.coverBytes.total() - before > 2 * MAX_COVER_RECORD,
+        "more cover due than two records take",
+      );
+      slow.open();
+      await until(() => s.got.length >= n || c.lost.length > 0, "the frames", 10_000);
+      assert.deepEqual(c.lost, [], "the leg is kept");
+      assert.equal(s.got.length, n);
+    } finally {
+      closeAll(c, s);
+    }
+  },
+});
+
+// A leg that replaces one still in its slot (a resume hello that reaches the server before the
+// server saw its old leg die) must resend what the old one carried, as a lost leg's share is, even
+// with other sending legs left (N-way); else the peer waits at the gap for good.
+Deno.test({
+  name: "N-way: a leg replaced in its slot before its loss was seen: its share is resent",
+  async fn() {
+    const c = peer("client", false);
+    const s = peer("server", false);
+    try {
+      const legs = connectN(c.session, s.session, [Role.UP, Role.DOWN, Role.DOWN]);
+      const old = legs[1];
+      old.client.allow = 0; // what the first downstream leg carries never arrives
+      const sending = sendRange(s, 1, 100).catch(() => {});
+      await until(() => seqsOnWire(old, "server").length > 0, "a batch on the old leg", 10_000);
+      // The client redials the slot; the server takes the new leg in place of the old one.
+      const [nc, ns] = legPair("downstream 0, again");
+      s.session.attachLeg(ns, Role.DOWN, c.session.recvSeq, { index: 0 });
+      await until(() => c.lost.length === 1, "the client's old leg closed");
+      c.session.attachLeg(nc, Role.DOWN, s.session.recvSeq, { index: 0 });
+      await sending;
+      await until(() => c.got.length >= 100, "all frames", 10_000);
+      assertGot(c.got, "server", 100, false);
+    } finally {
+      closeAll(c, s);
+    }
+  },
+});
+
+// Records with cover in them land on a bucket as data records do: otherwise an observer who knows
+// the buckets (they are in the source) could drop every record of another size and have the real
+// traffic back.
+Deno.test({
+  name: "with shaping, cover records are padded to a bucket too, like data records",
+  async fn() {
+    const c = peer("client", false, { seal: true, shaping: "light" });
+    const s = peer("server", false, { seal: true, shaping: "light" });
+    try {
+      const [leg] = connectN(c.session, s.session, [Role.BOTH]);
+      await sendRange(c, 1, 3);
+      const records = () => onWire(leg, "client").records;
+      await until(
+        () => records().some((r) => r.length > 0 && r.every((b) => b === 0)),
+        "a padding-only record on the wire",
+        10_000,
+      );
+      for (const r of records()) {
+        assert.equal(padTo(PRESETS.light, r.length), r.length, `a record of ${r.length} bytes`);
+      }
+    } finally {
+      closeAll(c, s);
+    }
+  },
 });

@@ -26,7 +26,13 @@ export interface Reverse {
 export async function startReverse(
   transport: string,
   target: number,
-  extra: { server?: string; client?: string; token?: string } = {},
+  extra: {
+    server?: string;
+    client?: string;
+    token?: string;
+    /** Environment settings both sides load (e.g. HT_SESSION_ENCRYPT). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<Reverse> {
   const published = await freePort();
   const tls = transport.startsWith("wss") ? await selfSignedCert() : null;
@@ -42,7 +48,7 @@ export async function startReverse(
         (extra.server ?? ""),
       "toml",
       "test-server.toml",
-      { env: {} },
+      { env: extra.env ?? {} },
     ),
     runtime,
   );
@@ -54,7 +60,7 @@ export async function startReverse(
         (extra.client ?? ""),
       "toml",
       "test-client.toml",
-      { env: {} },
+      { env: extra.env ?? {} },
     ),
     runtime,
   );
