@@ -1,8 +1,10 @@
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=131072 DENO_V8_FLAGS=--max-semi-space-size=2 deno run -A
 /**
  * half-tunnel command line: `server`, `client` (Half-Tunnel style, YAML), `-c config.toml`
  * (Backhaul style, role from the file), `check`, `keygen`, `demo`, `service`, `version`,
  * `completions` and `help`. The commands, their flags and their help live in one table,
- * src/cli/commands.ts.
+ * src/cli/commands.ts. Run as `./main.ts`, it starts in the environment an installed service gets
+ * (the first line: DEPLOYED_ENV of src/service/unit.ts).
  */
 
 import { dispatch } from "./src/cli/commands.ts";

@@ -18,6 +18,7 @@ import { formatHostPort } from "../transport/address.ts";
 import { type Flag, parseFlags, UsageError } from "./flags.ts";
 import { selfExec } from "./service.ts";
 import { KEY_BY_PATH } from "../config/schema.ts";
+import { DEPLOYED_ENV } from "../service/unit.ts";
 
 const GREETING = "half-tunnel demo: this page came through the tunnel\n";
 
@@ -130,10 +131,12 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
     console.error(`self-check failed: ${e instanceof Error ? e.message : e}`);
   }
   // The same tunnel by hand: the ports this demo got, and its key in the environment (a throwaway
-  // key, made for this run: printing it gives nothing away).
+  // key, made for this run: printing it gives nothing away); with the allocator and V8 settings
+  // of an installed service, so the two processes take the memory they would take there.
   const command = (role: string, settings: [string, string][]) =>
     [
       `HT_AUTH_KEY=${key}`,
+      ...Object.entries(DEPLOYED_ENV).map(([k, v]) => `${k}=${v}`),
       ...selfExec(),
       role,
       ...settings.flatMap(([k, v]) => ["--set", `${k}=${v}`]),

@@ -63,6 +63,16 @@ Deno.test("the unit and the Dockerfile run the tunnel with the same deployed env
   }
 });
 
+Deno.test("`./main.ts` and `deno task demo` start in the deployed environment too", async () => {
+  const assignments = Object.entries(DEPLOYED_ENV).map(([k, v]) => `${k}=${v}`).join(" ");
+  const main = await Deno.readTextFile(new URL("../../main.ts", import.meta.url));
+  assert.equal(main.split("\n")[0], `#!/usr/bin/env -S ${assignments} deno run -A`);
+  const tasks = JSON.parse(
+    await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
+  ).tasks;
+  assert.equal(tasks.demo, `${assignments} deno run -A main.ts demo`);
+});
+
 Deno.test("rendered units pass systemd-analyze verify", {
   ignore: await needs("systemd-analyze", "systemd"),
 }, async (t) => {

@@ -37,7 +37,10 @@ export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=2"];
  * and V8_FLAGS for launches through `deno run`. Not 64 KiB: node:tls (clients that skip
  * certificate verification) allocates just over that per read, and every read became an mmap and
  * munmap, which halved those clients' throughput (3.4 to 1.9 Gbit/s). Tests, `deno task abuse` and
- * `deno task bench` measure with it too.
+ * `deno task bench` measure with it too; `./main.ts` (its first line), `deno task demo` and the
+ * demo's printed commands start with it (service_test.ts checks the first two against this). A
+ * plain `deno run -A main.ts` cannot get it: V8 fixes the young generation's size when the process
+ * starts, before any of our code runs.
  */
 export const DEPLOYED_ENV: Readonly<Record<string, string>> = {
   MALLOC_MMAP_THRESHOLD_: "131072",
