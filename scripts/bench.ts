@@ -11,6 +11,17 @@
  * DNS round trips through socat and the reverse tunnel (see bench/udp.ts). `--loss` (root) adds
  * the lossy-link paths, TCP and QUIC legs across a routed veth link without and with 1% drop, to
  * the paths named (alone: only those; see bench/loss.ts); the report then ends with their ratios.
+ *
+ *   deno task bench --wf [--sites N] [--loads N] [--configs a,b,alias=c] [--out DIR] [--quick]
+ *                        [--seed N] [--timeout SECONDS] [--trees N]
+ *
+ * `--wf` runs the website-fingerprinting benchmark instead (scripts/wf/main.ts; root, chromium,
+ * tcpdump, python3 with scikit-learn): N synthetic sites (default 30) loaded N times each (20)
+ * by headless Chromium through each tunnel configuration named (default: all in wf/configs.ts;
+ * `alias=name` runs one again under another name), in turns, k-FP's accuracy per leg observer,
+ * and each defence's bandwidth and load-time overhead, into DIR (default: a fresh temp dir).
+ * `--quick`: 5 sites × 5 loads. `--timeout`: per page load (20 s); `--trees`: the random
+ * forest's (100). The full default run takes about 35 minutes on 2 cores (~0.5 s per load).
  */
 
 import { parseArgs } from "node:util";
@@ -30,6 +41,8 @@ import {
 } from "./bench/measure.ts";
 import { VERSION } from "../src/version.ts";
 import { udpBench, type UdpResult, udpTable } from "./bench/udp.ts";
+import { syscallsPer64KiB } from "./bench/syscalls.ts";
+import { connSetup, connSetupTable } from "./bench/conn_setup.ts";
 
 export interface PathResult {
   path: string;
@@ -57,6 +70,9 @@ export interface PathResult {
   socatUp8?: number;
   socatDown8?: number;
   connVsDirect?: number;
+  /** Syscalls of client and server together per 64 KiB moved by one stream (strace -c -f). */
+  syscallsUp?: number;
+  syscallsDown?: number;
   /** `*-loss` paths: the share of the leg's packets the drop rule took, in %. */
   droppedPercent?: number;
   /** `*-loss` paths: the mean size of those packets (GSO batches count as one), in bytes. */
@@ -77,19 +93,21 @@ export function table(results: PathResult[]): string {
   const head =
     "| path | 1 stream up / down Gbit/s | × socat | 8 streams up / down Gbit/s | × socat | " +
     "conn/s | × direct | conn p50 / p99 ms | RTT p50 / p99 µs | peak RSS 8 streams MiB | " +
-    "RSS client / server MiB | KiB per idle stream | CPU s/GB |";
-  const sep = "|" + "---|".repeat(13);
+    "RSS client / server MiB | KiB per idle stream | CPU s/GB | syscalls / 64 KiB up / down |";
+  const sep = "|" + "---|".repeat(14);
   const pair = (a?: number, b?: number, d = 2) => `${fmt(a, d)} / ${fmt(b, d)}`;
   const rows = results.map((r) =>
     r.skipped
-      ? `| ${r.path} | skipped: ${r.skipped} |||||||||||| `
+      ? `| ${r.path} | skipped: ${r.skipped} ||||||||||||| `
       : `| ${r.path} | ${pair(r.up1, r.down1)} | ${pair(r.socatUp1, r.socatDown1)} | ${
         pair(r.up8, r.down8)
       } | ${pair(r.socatUp8, r.socatDown8)} | ${fmt(r.connPerSec, 0)} | ${fmt(r.connVsDirect)} | ${
         pair(r.connP50ms, r.connP99ms)
       } | ${pair(r.rttP50us, r.rttP99us, 0)} | ${fmt(r.rss8MiB, 0)} | ${
         pair(r.rssClientMiB, r.rssServerMiB, 0)
-      } | ${fmt(r.kibPerIdleStream, 1)} | ${fmt(r.cpuSecPerGB)} |`
+      } | ${fmt(r.kibPerIdleStream, 1)} | ${fmt(r.cpuSecPerGB)} | ${
+        pair(r.syscallsUp, r.syscallsDown)
+      } |`
   );
   return [head, sep, ...rows].join("\n");
 }
@@ -218,6 +236,12 @@ async function main(): Promise<number> {
       r.down1 = median(s.down);
       // socat forks a process per connection, so only the tunnel's CPU can be read from /proc.
       if (p.pids.client) r.cpuSecPerGB = s.cpu / (s.bytes / 1e9);
+      if (p.pids.client && p.pids.server) {
+        for (const dir of ["up", "down"] as const) {
+          const sc = await syscallsPer64KiB(p, dir, quick ? 16 * 1024 * 1024 : undefined);
+          if (typeof sc !== "string") r[dir === "up" ? "syscallsUp" : "syscallsDown"] = sc.total;
+        }
+      }
       if (!quick) {
         // The whole-run peaks so far, kept before the peak counters restart for the 8 streams.
         lifePeak.set(p.name, [
@@ -293,6 +317,16 @@ async function main(): Promise<number> {
     }
     const ratios = comparisonTable(list);
     if (ratios) console.log("\n" + ratios);
+    if (!quick) {
+      const setups = await connSetup(live, {
+        count: quick ? 300 : 2000,
+        rounds: quick ? 2 : 4,
+        pings: quick ? 300 : 2000,
+      });
+      console.log(
+        "\nConnection setup (sequential: connect, 1-byte echo, close):\n" + connSetupTable(setups),
+      );
+    }
     let udp: UdpResult[] = [];
     if (values.udp || (!quick && !values.paths && !values.loss)) {
       console.error("starting the UDP paths");
@@ -314,4 +348,10 @@ async function main(): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  // The WF benchmark has options of its own: it gets the command line before parseArgs does.
+  const wf = Deno.args.includes("--wf")
+    ? (await import("./wf/main.ts")).wfMain(Deno.args.filter((a) => a !== "--wf"))
+    : null;
+  Deno.exit(await (wf ?? main()));
+}
