@@ -25,8 +25,8 @@ export interface Pipe {
  * resets. One object per stream, and reads and writes go straight to the socket: nothing is copied
  * or allocated per call.
  */
-class ConnPipe implements Pipe {
-  constructor(private readonly conn: Deno.Conn, private readonly resets: ResetBatcher) {}
+export class ConnPipe<C extends Deno.Conn = Deno.Conn> implements Pipe {
+  constructor(readonly conn: C, private readonly resets: ResetBatcher) {}
 
   read(p: Uint8Array): Promise<number | null> {
     return this.conn.read(p);

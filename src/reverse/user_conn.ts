@@ -6,10 +6,8 @@
  * to the next reader, and none is lost or read twice.
  */
 
-import type { Pipe } from "../mux/pipe.ts";
-import type { ResetBatcher } from "../transport/socket_reset.ts";
+import { ConnPipe } from "../mux/pipe.ts";
 
-/** A read started by a reader that gave the connection up, and the buffer it reads into. */
 interface HandedRead {
   done: Promise<number | null>;
   buf: Uint8Array;
@@ -17,13 +15,11 @@ interface HandedRead {
   off: number;
 }
 
-export class UserConn implements Pipe {
+export class UserConn extends ConnPipe<Deno.TcpConn> {
   #handed: HandedRead | null = null;
 
-  constructor(readonly conn: Deno.TcpConn, private readonly resets: ResetBatcher) {}
-
-  read(p: Uint8Array): Promise<number | null> {
-    return this.#handed ? this.#readHanded(p, this.#handed) : this.conn.read(p);
+  override read(p: Uint8Array): Promise<number | null> {
+    return this.#handed ? this.#readHanded(p, this.#handed) : super.read(p);
   }
 
   /**
@@ -51,22 +47,5 @@ export class UserConn implements Pipe {
     h.off += take;
     if (h.off === n) this.#handed = null;
     return take;
-  }
-
-  write(p: Uint8Array): Promise<number> {
-    return this.conn.write(p);
-  }
-
-  closeWrite(): Promise<void> {
-    return this.conn.closeWrite();
-  }
-
-  close(): void {
-    this.conn.close();
-  }
-
-  /** Ends the connection with RST (in the process's batch), so a cut transfer never looks whole. */
-  reset(): void {
-    this.resets.reset(this.conn);
   }
 }
