@@ -13,9 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { percentile, rtt } from "./measure.ts";
-import { type Path, startPath } from "./paths.ts";
-import { startTarget } from "./target.ts";
-import { selfSignedCert, type TempCert } from "../../tests/helpers/tls.ts";
+import { type Path, withPaths } from "./paths.ts";
 
 /** The target's echo job ('E') and the byte it echoes, sent in one write. */
 const ECHO_ONE = new Uint8Array([0x45, 0x2a]);
@@ -128,32 +126,15 @@ async function main(): Promise<number> {
       pings: { type: "string", default: "2000" },
     },
   });
-  const names = values.paths!.split(",");
-  const tmp = await Deno.makeTempDir({ prefix: "ht-conn-setup-" });
-  const target = startTarget();
-  let cert: TempCert | null = null;
-  const started: Path[] = [];
-  try {
-    cert = names.some((n) => /wss|https/.test(n)) ? await selfSignedCert() : null;
-    for (const name of names) {
-      console.error(`starting ${name}`);
-      const p = await startPath(name, { target: target.port, tmp, cert, net: null });
-      if (typeof p === "string") console.error(`  skipped: ${p}`);
-      else started.push(p);
-    }
-    const rs = await connSetup(started, {
+  return await withPaths(values.paths!.split(","), async (paths) => {
+    const rs = await connSetup(paths, {
       count: Number(values.count),
       rounds: Number(values.rounds),
       pings: Number(values.pings),
     });
     console.log(connSetupTable(rs));
     return rs.some((r) => r.failed) ? 1 : 0;
-  } finally {
-    await Promise.all(started.map((p) => p.stop().catch(() => {})));
-    await cert?.cleanup().catch(() => {});
-    target.close();
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
+  });
 }
 
 if (import.meta.main) Deno.exit(await main());

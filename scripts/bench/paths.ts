@@ -9,7 +9,8 @@
 
 import { DEPLOYED_ENV } from "../../src/service/unit.ts";
 import { generateKey } from "../../src/config/keygen.ts";
-import type { TempCert } from "../../tests/helpers/tls.ts";
+import { selfSignedCert, type TempCert } from "../../tests/helpers/tls.ts";
+import { startTarget } from "./target.ts";
 import {
   hasCommand,
   type NodeProcess,
@@ -327,4 +328,34 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     });
   }
   return `unknown path ${name}`;
+}
+
+/**
+ * Runs `use` on the named paths, started beside one target (with a throwaway certificate when a
+ * path needs TLS), and stops everything afterwards: what a part of the benchmark run on its own
+ * needs. A path that cannot start here is skipped, with the reason on stderr.
+ */
+export async function withPaths<T>(
+  names: string[],
+  use: (paths: Path[]) => Promise<T>,
+): Promise<T> {
+  const tmp = await Deno.makeTempDir({ prefix: "ht-bench-" });
+  const target = startTarget();
+  const started: Path[] = [];
+  let cert: TempCert | null = null;
+  try {
+    cert = names.some((n) => /wss|https/.test(n)) ? await selfSignedCert() : null;
+    for (const name of names) {
+      console.error(`starting ${name}`);
+      const p = await startPath(name, { target: target.port, tmp, cert, net: null });
+      if (typeof p === "string") console.error(`  ${name} skipped: ${p}`);
+      else started.push(p);
+    }
+    return await use(started);
+  } finally {
+    await Promise.all(started.map((p) => p.stop().catch(() => {})));
+    await cert?.cleanup().catch(() => {});
+    target.close();
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
 }

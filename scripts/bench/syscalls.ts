@@ -10,10 +10,9 @@
 
 import { parseArgs } from "node:util";
 import { hasCommand, type NodeProcess, spawnProcess } from "../../tests/helpers/process.ts";
-import { selfSignedCert, type TempCert } from "../../tests/helpers/tls.ts";
 import { readExact, writeAll } from "../../src/transport/socket.ts";
-import { type Path, startPath } from "./paths.ts";
-import { BLOCK, startTarget } from "./target.ts";
+import { type Path, withPaths } from "./paths.ts";
+import { BLOCK } from "./target.ts";
 
 const UNIT = 64 * 1024;
 /** Moved untraced first, so that compiling the data path and growing its buffers are not counted. */
@@ -163,35 +162,18 @@ async function main(): Promise<number> {
   });
   const names = (values.paths ?? "ws,split,rev-tcpmux,rev-wsmux").split(",");
   const bytes = Number(values.mib ?? 64) * 1024 * 1024;
-  const tmp = await Deno.makeTempDir({ prefix: "ht-bench-" });
-  const target = startTarget();
-  let cert: TempCert | null = null;
-  const results: SyscallCounts[] = [];
-  try {
-    cert = names.some((n) => /wss|https/.test(n)) ? await selfSignedCert() : null;
-    for (const name of names) {
-      const p = await startPath(name, { target: target.port, tmp, cert, net: null });
-      if (typeof p === "string") {
-        console.error(`${name}: skipped: ${p}`);
-        continue;
-      }
-      try {
-        for (const dir of ["up", "down"] as const) {
-          const r = await syscallsPer64KiB(p, dir, bytes);
-          if (typeof r === "string") console.error(`${name}: skipped: ${r}`);
-          else results.push(r);
-        }
-      } finally {
-        await p.stop();
+  return await withPaths(names, async (paths) => {
+    const results: SyscallCounts[] = [];
+    for (const p of paths) {
+      for (const dir of ["up", "down"] as const) {
+        const r = await syscallsPer64KiB(p, dir, bytes);
+        if (typeof r === "string") console.error(`${p.name}: skipped: ${r}`);
+        else results.push(r);
       }
     }
     console.log(syscallTable(results));
     return 0;
-  } finally {
-    target.close();
-    await cert?.cleanup().catch(() => {});
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
+  });
 }
 
 if (import.meta.main) Deno.exit(await main());
