@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=131072 DENO_V8_FLAGS=--max-semi-space-size=2 deno run -A
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=131072 DENO_V8_FLAGS=--max-semi-space-size=2 DENO_NO_UPDATE_CHECK=1 deno run -A
 /**
  * half-tunnel command line: `server`, `client` (Half-Tunnel style, YAML), `-c config.toml`
  * (Backhaul style, role from the file), `check`, `keygen`, `demo`, `service`, `version`,

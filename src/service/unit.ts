@@ -40,11 +40,14 @@ export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=2"];
  * `deno task bench` measure with it too; `./main.ts` (its first line), `deno task demo` and the
  * demo's printed commands start with it (service_test.ts checks the first two against this). A
  * plain `deno run -A main.ts` cannot get it: V8 fixes the young generation's size when the process
- * starts, before any of our code runs.
+ * starts, before any of our code runs. DENO_NO_UPDATE_CHECK: `deno run` otherwise looks up
+ * dl.deno.land once a day from the tunnel's own process (a DNS query and an HTTPS request that
+ * mark the host as running Deno, and a dial off the machine in tests).
  */
 export const DEPLOYED_ENV: Readonly<Record<string, string>> = {
   MALLOC_MMAP_THRESHOLD_: "131072",
   DENO_V8_FLAGS: V8_FLAGS.join(","),
+  DENO_NO_UPDATE_CHECK: "1",
 };
 
 /**

@@ -38,7 +38,9 @@ export function spawnProcess(cmd: string[], env: Record<string, string> = {}): N
   const child = new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     cwd: root,
-    env,
+    // Deno would otherwise look up dl.deno.land (its update check): nothing a test starts leaves
+    // this machine.
+    env: { DENO_NO_UPDATE_CHECK: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
