@@ -73,8 +73,13 @@ const SPLIT_BATCH_MIN = 8 * 1024;
 const SPLIT_BATCH_MAX = 96 * 1024;
 /** Unsealed small urgent frames and a run together up to this size are joined into one write. */
 const JOIN_WRITES = 64 * 1024;
-/** Acknowledge at least this often (bytes received), so the peer's ring drains. */
-const ACK_EVERY_BYTES = 128 * 1024;
+/**
+ * Acknowledge at least this often (bytes received) even unasked. A sender asks (ACK on a
+ * sequenced frame) once its ring is half full, and every frame this side sends carries the ack
+ * (a busy stream's WINDOW grants, every 512 KiB or so, do), so pure ACK writes are rare in a bulk
+ * transfer; this bounds what a sender that never asks (an older peer) waits for.
+ */
+const ACK_EVERY_BYTES = 1024 * 1024;
 const ACK_DELAY_MS = 5;
 const RESOLVED = Promise.resolve();
 /**
@@ -242,6 +247,10 @@ export class Session {
   #lastKick = -Infinity;
   #ackedUpTo = 0;
   #unackedBytes = 0;
+  /** The peer asked for an acknowledgement (its ring is half full). */
+  #ackWanted = false;
+  /** This side asked the peer for one and its ring has not since drained below half. */
+  #ackAsked = false;
   #ackTimer: ReturnType<typeof setTimeout> | null = null;
   /** The ring's limit on a short path, and the part of shared growth it holds beyond it. */
   #ringBase: number;
@@ -488,6 +497,13 @@ export class Session {
     while (!this.#enqueue(flags, streamId, payload, ctrl)) {
       if (this.#closed) throw new FrameError(`session closed: ${this.#closeReason}`);
       if (this.#widenRing()) continue;
+      // Full before half its limit (the buffer budget held it back): no frame asked for an ack,
+      // so a keepalive does (the peer answers it at once, with its ack).
+      if (!this.#ackAsked) {
+        this.#ackAsked = true;
+        const ls = this.#ackLeg();
+        if (ls) this.#queueUrgent(ls, this.#unsequenced(Flag.KEEPALIVE));
+      }
       await this.#ring.space();
     }
   }
@@ -521,9 +537,19 @@ export class Session {
     if (this.#closed) return false;
     const plen = payload.length + (ctrl === undefined ? 0 : 1);
     const signed = this.#signs(ctrl);
-    const r = this.#ring.reserve(frameSize(plen, signed));
+    const size = frameSize(plen, signed);
+    const r = this.#ring.reserve(size);
     if (!r) return false;
-    const f = signed ? flags | Flag.HMAC : flags;
+    let f = signed ? flags | Flag.HMAC : flags;
+    // The frame that fills the ring past half asks the peer to acknowledge at once, rather than
+    // after ACK_EVERY_BYTES: the ring may be small (the buffer budget, replay_buffer), and a full
+    // one stalls this side until an ack comes.
+    if (this.#ring.bufferedBytes + size < Math.min(this.#ring.limit, this.#ring.maxBytes) / 2) {
+      this.#ackAsked = false;
+    } else if (!this.#ackAsked) {
+      this.#ackAsked = true;
+      f |= Flag.ACK;
+    }
     writeHeader(
       r.buf,
       r.view,
@@ -540,7 +566,7 @@ export class Session {
     r.buf.set(payload, p);
     const end = r.off + HEADER_LEN + plen;
     if (signed) r.buf.set(this.#mac.compute(r.buf.subarray(r.off, end)), end);
-    this.#ring.commit(frameSize(plen, signed));
+    this.#ring.commit(size);
     if (ctrl === undefined || ctrl === Ctrl.DGRAM) this.#bytesSent += payload.length;
     this.#noteAckSent();
     this.#kick();
@@ -719,6 +745,11 @@ export class Session {
       return; // otherwise the ack field was all it carried
     }
     if (!seqAfter(h.seq, this.#recvSeq)) return; // duplicate from a replay
+    if (h.flags & Flag.ACK) {
+      // An ack request is the session's: the frame goes up without it.
+      this.#ackWanted = true;
+      h.flags &= ~Flag.ACK;
+    }
     if (h.seq !== nextSeq(this.#recvSeq)) {
       this.#holdAhead(h, payload);
       return;
@@ -785,7 +816,7 @@ export class Session {
   }
 
   #maybeAck(): void {
-    if (this.#unackedBytes >= ACK_EVERY_BYTES) {
+    if (this.#ackWanted || this.#unackedBytes >= ACK_EVERY_BYTES) {
       this.#sendAck();
     } else if (this.#recvSeq !== this.#ackedUpTo && this.#ackTimer === null) {
       this.#ackTimer = setTimeout(() => {
@@ -796,15 +827,21 @@ export class Session {
   }
 
   #sendAck(): void {
-    const target = this.#senders.find((l) => l.wake) ?? this.#senders[0] ??
+    const target = this.#ackLeg();
+    if (target) this.#queueUrgent(target, this.#unsequenced(Flag.ACK));
+  }
+
+  /** Where a pure ack (or an ack request) goes: an idle sending leg first. */
+  #ackLeg(): LegState | undefined {
+    if (this.#closed) return undefined;
+    return this.#senders.find((l) => l.wake) ?? this.#senders[0] ??
       this.#legs.values().next().value;
-    if (!target || this.#closed) return;
-    this.#queueUrgent(target, this.#unsequenced(Flag.ACK));
   }
 
   #noteAckSent(): void {
     this.#ackedUpTo = this.#recvSeq;
     this.#unackedBytes = 0;
+    this.#ackWanted = false;
   }
 
   /** Builds a keepalive or pure-ack frame carrying the current ack. */

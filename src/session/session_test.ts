@@ -39,6 +39,7 @@ import { Session } from "./session.ts";
 import { MAX_COVER_RECORD, padTo, PRESETS } from "./shaping.ts";
 import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 import { sessionDeps } from "../../tests/helpers/deps.ts";
+import { BufferBudget } from "./budget.ts";
 
 await loadYamlSupport();
 
@@ -584,6 +585,101 @@ Deno.test("keepalives are answered on the same leg and carry the ack", async () 
     assert.equal(answers.length, 1, "only the keepalive was answered");
   } finally {
     r.p.session.close("test over");
+  }
+});
+
+Deno.test("a frame asking for an ack (ACK on a sequenced frame) is acknowledged at once", async () => {
+  for (const ask of [true, false]) {
+    const p = peer("server", false);
+    const [mine, theirs] = legPair("raw");
+    mine.start(() => {}, () => {});
+    // A check queued from inside the session's read handler runs before the 5 ms ack timer the
+    // frame may have set: only an ack written at once is there by then.
+    let acked: boolean | null = null;
+    const start = theirs.start.bind(theirs);
+    theirs.start = (onData, onClose) =>
+      start((chunk, stable) => {
+        onData(chunk, stable);
+        setTimeout(() => {
+          acked ??= headersIn(theirs.sentLog, false).some((h) =>
+            h.flags === Flag.ACK && h.ack === 1
+          );
+        }, 0);
+      }, onClose);
+    p.session.attachLeg(theirs, Role.BOTH, 0);
+    try {
+      const f = new Uint8Array(frameSize(10, false));
+      const flags = ask ? Flag.DATA | Flag.ACK : Flag.DATA;
+      writeHeader(f, new DataView(f.buffer), 0, flags, SID, 1, 1, 0, 10);
+      await mine.send(f);
+      await until(() => acked !== null, "the check ran");
+      assert.equal(acked, ask, ask ? "acknowledged at once" : "acknowledged later, by the timer");
+      await until(() => p.got.length === 1, "frame delivered");
+      assert.equal(p.got[0].flags, Flag.DATA, "the request is the session's, not passed up");
+      await until(
+        () => headersIn(theirs.sentLog, false).some((h) => h.ack === 1),
+        "acknowledged in the end",
+      );
+    } finally {
+      p.session.close("test over");
+    }
+  }
+});
+
+Deno.test("the frame that fills the ring past half asks for an ack, once", async () => {
+  const c = peer("client", false), s = peer("server", false);
+  const legs = connect(c.session, s.session, "both");
+  // Nothing reaches the server, so no acknowledgement comes back and the ring only fills.
+  legs.toServer.allow = 0;
+  try {
+    const payload = new Uint8Array(65535);
+    let sent = 0;
+    for (let stalled = false; !stalled;) {
+      stalled = true;
+      c.session.send(Flag.DATA, 1, payload).then(() => (stalled = false, sent++), () => {});
+      await delay(0);
+    }
+    const frames = headersIn(legs.clientSend.sentLog, false).filter((h) => h.flags & SEQUENCED);
+    const asking = frames.filter((h) => h.flags & Flag.ACK);
+    assert.equal(asking.length, 1, `one request among ${frames.length} frames`);
+    const half = 512 * 1024, size = frameSize(65535, false);
+    assert.ok(
+      asking[0].seq * size >= half && (asking[0].seq - 1) * size < half,
+      `${asking[0].seq}`,
+    );
+    assert.ok(sent * size > 2 * half, "the ring grew past its 1 MiB base meanwhile");
+  } finally {
+    closeAll(c, s);
+  }
+});
+
+Deno.test("a ring the buffer budget keeps below half its limit asks with a keepalive when full", async () => {
+  const mk = (side: "client" | "server") =>
+    new Session({
+      id: SID,
+      side,
+      key: SESSION_KEY,
+      hmac: false,
+      cfg: CFG,
+      resumable: true,
+      // No budget: the ring gets only its floor of four full frames, a quarter of its 1 MiB limit.
+      deps: { ...sessionDeps(), budget: new BufferBudget(0) },
+    });
+  const c = mk("client"), s = mk("server");
+  const got: number[] = [];
+  s.handler = { onFrame: (_h, p) => got.push(p.length), onClose() {} };
+  c.handler = { onFrame() {}, onClose() {} };
+  try {
+    const legs = connect(c, s, "both");
+    const payload = new Uint8Array(65535);
+    for (let i = 0; i < 40; i++) await within(c.send(Flag.DATA, 1, payload), `frame ${i}`);
+    await until(() => got.length === 40, "all frames delivered");
+    const headers = headersIn(legs.clientSend.sentLog, false);
+    assert.ok(headers.some((h) => h.flags === Flag.KEEPALIVE), "a keepalive asked for the ack");
+    assert.ok(!headers.some((h) => h.flags & Flag.ACK && h.flags & SEQUENCED), "no frame could");
+  } finally {
+    c.close("test over");
+    s.close("test over");
   }
 });
 
