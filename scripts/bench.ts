@@ -26,7 +26,14 @@
 
 import { parseArgs } from "node:util";
 import { startTarget } from "./bench/target.ts";
-import { ALL_PATHS, isLossPath, LOSS_PATHS, type Path, startPath } from "./bench/paths.ts";
+import {
+  ALL_PATHS,
+  isLossPath,
+  LOSS_PATHS,
+  type Path,
+  RELAY_PATHS,
+  startPath,
+} from "./bench/paths.ts";
 import { DROP_PROBABILITY, type LossNet, startLossNet } from "./bench/loss.ts";
 import { selfSignedCert, type TempCert } from "../tests/helpers/tls.ts";
 import {
@@ -265,11 +272,13 @@ async function main(): Promise<number> {
       const l = await rtt(p, quick ? 300 : 2000);
       r.rttP50us = l.p50us;
       r.rttP99us = l.p99us;
-      if (!quick && p.name !== "socat") r.kibPerIdleStream = await idleStreamCost(p, 1000);
+      if (!quick && !RELAY_PATHS.includes(p.name)) {
+        r.kibPerIdleStream = await idleStreamCost(p, 1000);
+      }
       const mc = memory(p.pids.client), ms = memory(p.pids.server);
       const [lc, ls] = lifePeak.get(p.name) ?? [0, 0];
       if (mc) r.rssClientMiB = Math.max(lc, mc.peakKiB) / 1024;
-      if (ms && p.name !== "socat") r.rssServerMiB = Math.max(ls, ms.peakKiB) / 1024;
+      if (ms) r.rssServerMiB = Math.max(ls, ms.peakKiB) / 1024;
       console.error(
         `  ${p.name}: ${r.connPerSec.toFixed(0)} conn/s, RTT p50 ${r.rttP50us.toFixed(0)} µs`,
       );

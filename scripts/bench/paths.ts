@@ -1,5 +1,7 @@
 /**
- * The paths the benchmark compares, each started once: `direct`, a `socat` relay, `ssh -D` when
+ * The paths the benchmark compares, each started once: `direct`, a `socat` relay, two socat
+ * relays in series (`socat2`: the most any two relaying processes move on this machine, since each
+ * byte then crosses the kernel four times, as through a tunnel's client and server), `ssh -D` when
  * sshd is available, and half-tunnel's forward (SOCKS5: WebSocket, HTTP, TCP or QUIC legs, direct
  * or through nginx) and reverse (published port) paths as real processes. A path is a way to open
  * a TCP connection that ends at the target service. The `*-veth` and `*-loss` paths are forward
@@ -75,7 +77,9 @@ export const TUNNEL_PATHS = [
   "rev-quic",
   "rev-tcpmux-50ms",
 ];
-export const ALL_PATHS = ["direct", "socat", "ssh", ...TUNNEL_PATHS];
+/** Plain relays (socat forks a process per connection: no tunnel processes to measure). */
+export const RELAY_PATHS = ["socat", "socat2"];
+export const ALL_PATHS = ["direct", ...RELAY_PATHS, "ssh", ...TUNNEL_PATHS];
 /**
  * `deno task bench --loss`: TCP and QUIC legs over the veth, without and with 1% drop; each is its
  * FORWARD path (the name before the dash) with the server across the link.
@@ -229,19 +233,22 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
   if (name === "direct") {
     return { name, pids: {}, ...entered({ port: ctx.target }), stop: () => Promise.resolve() };
   }
-  if (name === "socat") {
+  if (RELAY_PATHS.includes(name)) {
     if (!await hasCommand("socat")) return "socat is not installed";
-    const [port] = freePorts(1);
-    const p = spawnProcess([
-      "socat",
-      "-b",
-      "65536",
-      `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=4096`,
-      `TCP:127.0.0.1:${ctx.target},nodelay`,
-    ]);
-    const path = entered({ port });
-    await ready(path.connect, [p], name);
-    return { name, pids: { server: p.pid }, ...path, stop: () => stop(p) };
+    // socat2: the first relay's target is the second relay.
+    const ports = freePorts(name === "socat2" ? 2 : 1);
+    const relays = ports.map((port, i) =>
+      spawnProcess([
+        "socat",
+        "-b",
+        "65536",
+        `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=4096`,
+        `TCP:127.0.0.1:${ports[i + 1] ?? ctx.target},nodelay`,
+      ])
+    );
+    const path = entered({ port: ports[0] });
+    await ready(path.connect, relays, name);
+    return { name, pids: {}, ...path, stop: async () => void await Promise.all(relays.map(stop)) };
   }
   if (name === "ssh") {
     if (!await hasCommand("sshd") || !await hasCommand("ssh")) return "sshd/ssh are not installed";
