@@ -38,10 +38,10 @@ import { DROP_PROBABILITY, type LossNet, startLossNet } from "./bench/loss.ts";
 import { selfSignedCert, type TempCert } from "../tests/helpers/tls.ts";
 import {
   connRate,
-  cpuSeconds,
   idleStreamCost,
   median,
   memory,
+  pathCpuSeconds,
   resetPeak,
   rtt,
   throughput,
@@ -221,9 +221,11 @@ async function main(): Promise<number> {
       for (const p of live) {
         for (const dir of ["up", "down"] as const) {
           const s = samples.get(p.name)!;
-          const c0 = cpuSeconds(p.pids.client) + cpuSeconds(p.pids.server);
+          const c0 = pathCpuSeconds(p);
           const t = await throughput(p, 1, dir, seconds);
-          s.cpu += cpuSeconds(p.pids.client) + cpuSeconds(p.pids.server) - c0;
+          // A relay's connection process is counted once it has ended and been reaped.
+          if (p.pids.relays) await new Promise((r) => setTimeout(r, 200));
+          s.cpu += pathCpuSeconds(p) - c0;
           s.bytes += t.bytes;
           s[dir].push(t.gbps);
           const r = results.get(p.name)!;
@@ -241,8 +243,7 @@ async function main(): Promise<number> {
       const s = samples.get(p.name)!;
       r.up1 = median(s.up);
       r.down1 = median(s.down);
-      // socat forks a process per connection, so only the tunnel's CPU can be read from /proc.
-      if (p.pids.client) r.cpuSecPerGB = s.cpu / (s.bytes / 1e9);
+      if (p.pids.client || p.pids.relays) r.cpuSecPerGB = s.cpu / (s.bytes / 1e9);
       if (p.pids.client && p.pids.server) {
         for (const dir of ["up", "down"] as const) {
           const sc = await syscallsPer64KiB(p, dir, quick ? 16 * 1024 * 1024 : undefined);

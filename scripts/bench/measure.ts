@@ -171,15 +171,26 @@ export function resetPeak(pid: number | undefined): boolean {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-export function cpuSeconds(pid: number | undefined): number {
+/**
+ * CPU seconds (user + system) a process has used so far; with `children`, also those of its
+ * children that have ended and been reaped (socat's per-connection processes).
+ */
+export function cpuSeconds(pid: number | undefined, children = false): number {
   if (!pid) return 0;
   try {
     const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const own = Number(fields[11]) + Number(fields[12]);
+    return (children ? own + Number(fields[13]) + Number(fields[14]) : own) / 100;
   } catch {
     return 0;
   }
+}
+
+/** CPU seconds the processes of a path have used so far (a relay's: with its ended children). */
+export function pathCpuSeconds(path: Path): number {
+  let sum = cpuSeconds(path.pids.client) + cpuSeconds(path.pids.server);
+  for (const pid of path.pids.relays ?? []) sum += cpuSeconds(pid, true);
+  return sum;
 }
 
 /** RSS growth of the tunnel processes per idle open stream, in KiB. */

@@ -24,8 +24,11 @@ import { connectTo, type Reach } from "./ping.ts";
 
 export interface Path {
   name: string;
-  /** Processes whose memory and CPU belong to the path (tunnel client and server). */
-  pids: { client?: number; server?: number };
+  /**
+   * Processes whose memory and CPU belong to the path (tunnel client and server); a relay's
+   * listening processes, whose per-connection children's CPU is theirs once a connection ends.
+   */
+  pids: { client?: number; server?: number; relays?: number[] };
   /** The leg port whose packets a `*-loss` path drops (to read how many were). */
   lossPort?: number;
   connect(): Promise<Deno.TcpConn>;
@@ -248,7 +251,12 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     );
     const path = entered({ port: ports[0] });
     await ready(path.connect, relays, name);
-    return { name, pids: {}, ...path, stop: async () => void await Promise.all(relays.map(stop)) };
+    return {
+      name,
+      pids: { relays: relays.map((r) => r.pid) },
+      ...path,
+      stop: async () => void await Promise.all(relays.map(stop)),
+    };
   }
   if (name === "ssh") {
     if (!await hasCommand("sshd") || !await hasCommand("ssh")) return "sshd/ssh are not installed";
