@@ -2,12 +2,31 @@
  * A TCP relay that delays every byte by a fixed time each way, for the benchmark's long-path row:
  * the tunnel's legs go through it, so a session sees a round trip of twice the delay, as across a
  * continent, while everything stays on loopback. Bytes are forwarded in order, whole, and a
- * half-close is passed on once the data before it has been delivered.
+ * half-close is passed on once the data before it has been delivered. With a delay of 0 it is the
+ * least a Deno process can do to relay (read into one buffer, write it out): the `deno2` row runs
+ * two in series, the floor for a tunnel's two Deno processes.
  *
  *   deno run -A scripts/bench/delay_relay.ts LISTEN_PORT TARGET_PORT DELAY_MS
  */
 
+/** No delay: each read is written out from the same buffer before the next read. */
+async function relay(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(256 * 1024);
+  try {
+    for (let n; (n = await from.read(buf)) !== null;) {
+      for (let o = 0; o < n;) o += await to.write(buf.subarray(o, n));
+    }
+    await to.closeWrite();
+  } catch {
+    from.close();
+  }
+}
+
 function pipe(from: Deno.Conn, to: Deno.Conn, delayMs: number): void {
+  if (delayMs === 0) {
+    relay(from, to);
+    return;
+  }
   const queue: { due: number; data: Uint8Array }[] = [];
   let wake: (() => void) | null = null;
   let ended = false;

@@ -1,7 +1,9 @@
 /**
  * The paths the benchmark compares, each started once: `direct`, a `socat` relay, two socat
  * relays in series (`socat2`: the most any two relaying processes move on this machine, since each
- * byte then crosses the kernel four times, as through a tunnel's client and server), `ssh -D` when
+ * byte then crosses the kernel four times, as through a tunnel's client and server), two minimal
+ * Deno relays in series (`deno2`: the same for two Deno processes, read and write and nothing
+ * else, in the tunnel's environment; measured as a tunnel is, its relays as client and server), `ssh -D` when
  * sshd is available, and half-tunnel's forward (SOCKS5: WebSocket, HTTP, TCP or QUIC legs, direct
  * or through nginx) and reverse (published port) paths as real processes. A path is a way to open
  * a TCP connection that ends at the target service. The `*-veth` and `*-loss` paths are forward
@@ -82,7 +84,7 @@ export const TUNNEL_PATHS = [
 ];
 /** Plain relays (socat forks a process per connection: no tunnel processes to measure). */
 export const RELAY_PATHS = ["socat", "socat2"];
-export const ALL_PATHS = ["direct", ...RELAY_PATHS, "ssh", ...TUNNEL_PATHS];
+export const ALL_PATHS = ["direct", ...RELAY_PATHS, "deno2", "ssh", ...TUNNEL_PATHS];
 /**
  * `deno task bench --loss`: TCP and QUIC legs over the veth, without and with 1% drop; each is its
  * FORWARD path (the name before the dash) with the server across the link.
@@ -254,6 +256,23 @@ export async function startPath(name: string, ctx: PathContext): Promise<Path | 
     return {
       name,
       pids: { relays: relays.map((r) => r.pid) },
+      ...path,
+      stop: async () => void await Promise.all(relays.map(stop)),
+    };
+  }
+  if (name === "deno2") {
+    const [front, back] = freePorts(2);
+    const relays = [[front, back], [back, ctx.target]].map(([from, to]) =>
+      spawnProcess(
+        [Deno.execPath(), "run", "-A", "scripts/bench/delay_relay.ts", `${from}`, `${to}`, "0"],
+        DEPLOYED_ENV,
+      )
+    );
+    const path = entered({ port: front });
+    await ready(path.connect, relays, name);
+    return {
+      name,
+      pids: { client: relays[0].pid, server: relays[1].pid },
       ...path,
       stop: async () => void await Promise.all(relays.map(stop)),
     };
