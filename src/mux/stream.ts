@@ -13,7 +13,6 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Ctrl, Flag } from "../protocol/frame.ts";
-import { writeAll } from "../transport/socket.ts";
 import type { BufferBudget, SharedGrowth } from "../session/budget.ts";
 import { LONG_PATH_MS } from "../session/session.ts";
 import { CHUNK, type ChunkPool } from "./chunk_pool.ts";
@@ -62,6 +61,9 @@ export class StreamError extends Error {
 const log = getLogger(["half-tunnel", "stream"]);
 const budgetLog = new LogLimiter();
 const EMPTY = new Uint8Array(0);
+const RESOLVED = Promise.resolve();
+/** Written queue slots that make the queue move its entries down to the start. */
+const QUEUE_COMPACT = 256;
 /**
  * The read buffer a stream starts with. An idle stream holds it in its pending read for as long as
  * it stays open, on both sides of the tunnel: 4 KiB rather than 16 halved the memory of 2,000 idle
@@ -95,9 +97,16 @@ export class Stream {
   readonly #chunks: ChunkPool;
   #credit: number;
   #creditWake: (() => void) | null = null;
+  /**
+   * Received data waiting for the socket: entries `#qHead` to `#qEnd` of `#queue`. Indices rather
+   * than push and shift, which on a queue that keeps emptying allocated a new backing store for
+   * nearly every message; slots are reused once the queue drains.
+   */
   #queue: Uint8Array[] = [];
   /** Per queue entry: whether it is a pooled copy, given back to the pool once written. */
   #pooled: boolean[] = [];
+  #qHead = 0;
+  #qEnd = 0;
   #queued = 0;
   /** The first queue entry is being written: nothing may be appended to it. */
   #headBusy = false;
@@ -116,8 +125,19 @@ export class Stream {
   #markWritten = 0;
   #markTime = 0;
   #writing = false;
-  /** Starts #writeLoop (one function for every queueMicrotask, not a closure per frame). */
-  #runWriter = () => this.#writeLoop();
+  /** Bytes of the queue's head already written (the kernel took part of it). */
+  #headOff = 0;
+  // The writer's steps (see #writeNext), made once: no closure per frame or per write.
+  #runWriter = () => this.#writeNext();
+  #afterWrite = (n: number) => this.#wrote(n);
+  #afterFin = () => {
+    this.#maybeDone();
+    this.#writing = this.#headBusy = false;
+  };
+  #writeFailed = (e: unknown) => {
+    this.reset(`local write failed: ${errText(e)}`);
+    this.#writing = this.#headBusy = false;
+  };
   #conn: Pipe | null = null;
   #traffic: Traffic | null = null;
   #localFin = false;
@@ -177,7 +197,7 @@ export class Stream {
       return;
     }
     this.#readLoop(conn, leftover);
-    if (this.#queue.length || this.#remoteFin) this.#kickWriter();
+    if (this.#qHead < this.#qEnd || this.#remoteFin) this.#kickWriter();
   }
 
   /** Aborts both directions and tells the peer. */
@@ -236,9 +256,12 @@ export class Stream {
    * being written: the frames of one leg read then reach the socket in one write.
    */
   #queueData(p: Uint8Array, stable: boolean): void {
-    const q = this.#queue, last = q.length - 1;
+    const q = this.#queue, last = this.#qEnd - 1;
     this.#queued += p.length;
-    if (!stable && last >= 0 && this.#pooled[last] && !(last === 0 && this.#headBusy)) {
+    if (
+      !stable && last >= this.#qHead && this.#pooled[last] &&
+      !(last === this.#qHead && this.#headBusy)
+    ) {
       const grown = this.#chunks.append(q[last], p);
       if (grown) {
         q[last] = grown;
@@ -246,18 +269,19 @@ export class Stream {
       }
     }
     const pooled = !stable && p.length <= CHUNK;
-    q.push(stable ? p : pooled ? this.#chunks.copy(p) : p.slice());
-    this.#pooled.push(pooled);
+    q[this.#qEnd] = stable ? p : pooled ? this.#chunks.copy(p) : p.slice();
+    this.#pooled[this.#qEnd++] = pooled;
   }
 
   /**
    * Starts the writer unless it runs: a microtask later, once the rest of the leg read that brought
-   * this frame has been queued too.
+   * this frame has been queued too. Through a resolved promise rather than queueMicrotask, which
+   * in Deno wraps each callback in a closure of its own and enters the runtime's C++ to queue it.
    */
   #kickWriter(): void {
     if (this.#writing || !this.#conn) return;
     this.#writing = true;
-    queueMicrotask(this.#runWriter);
+    RESOLVED.then(this.#runWriter);
   }
 
   #onControl(p: Uint8Array): void {
@@ -351,34 +375,67 @@ export class Stream {
     return this.host.send(Flag.DATA, this.id, payload);
   }
 
-  async #writeLoop(): Promise<void> {
-    const conn = this.#conn!;
+  /**
+   * The writer: writes the head of the queue (the rest of it after a partial write), then the FIN
+   * once the queue is empty after the peer's, and stops when neither is due. A chain of callbacks
+   * made once per stream rather than an async loop: per socket write no async function and no
+   * closure (this runs for every message a stream receives).
+   */
+  #writeNext(): void {
     try {
-      while (this.#queue.length && !this.#done) {
-        const c = this.#queue[0];
+      if (this.#qHead < this.#qEnd && !this.#done) {
         this.#headBusy = true;
-        await writeAll(conn, c);
-        this.#headBusy = false;
-        // Ended meanwhile: its queue is gone and nothing more is granted.
-        if (this.#done) break;
-        this.#queue.shift();
-        if (this.#pooled.shift()) this.#chunks.give(c);
-        this.#queued -= c.length;
-        this.#uncharge(c.length);
-        this.#traffic!.in.inc(c.length);
-        this.#written += c.length;
-        this.#maybeGrant();
+        const c = this.#queue[this.#qHead];
+        this.#conn!.write(this.#headOff ? c.subarray(this.#headOff) : c)
+          .then(this.#afterWrite, this.#writeFailed);
+        return;
       }
       if (this.#remoteFin && !this.#finWritten && !this.#done) {
         this.#finWritten = true;
-        await conn.closeWrite();
-        this.#maybeDone();
+        this.#conn!.closeWrite().then(this.#afterFin, this.#writeFailed);
+        return;
       }
     } catch (e) {
-      this.reset(`local write failed: ${errText(e)}`);
-    } finally {
-      this.#writing = this.#headBusy = false;
+      this.#writeFailed(e);
+      return;
     }
+    this.#writing = this.#headBusy = false;
+  }
+
+  /** `n` bytes of the queue's head were written. */
+  #wrote(n: number): void {
+    // Ended meanwhile: its queue is gone and nothing more is granted.
+    if (this.#done) {
+      this.#writing = this.#headBusy = false;
+      return;
+    }
+    const h = this.#qHead, c = this.#queue[h];
+    this.#headOff += n;
+    if (this.#headOff < c.length) return this.#writeNext();
+    this.#headOff = 0;
+    this.#headBusy = false;
+    this.#queue[h] = EMPTY;
+    if (this.#pooled[h]) this.#chunks.give(c);
+    if (++this.#qHead === this.#qEnd) {
+      this.#qHead = this.#qEnd = 0;
+    } else if (this.#qHead >= QUEUE_COMPACT) {
+      // A queue that never drains (a socket slower than the peer sends) would otherwise grow by
+      // a slot per message for as long as the stream lives.
+      this.#queue.copyWithin(0, this.#qHead, this.#qEnd);
+      this.#pooled.copyWithin(0, this.#qHead, this.#qEnd);
+      this.#qEnd -= this.#qHead;
+      this.#queue.length = this.#pooled.length = this.#qEnd;
+      this.#qHead = 0;
+    }
+    this.#queued -= c.length;
+    this.#uncharge(c.length);
+    this.#traffic!.in.inc(c.length);
+    this.#written += c.length;
+    this.#maybeGrant();
+    // The next write a microtask later, as the async loop this replaced took it: a leg read that
+    // completed in the same turn of the event loop appends its frames first, and they leave in
+    // that write instead of one of their own (more writes per byte otherwise).
+    RESOLVED.then(this.#runWriter);
   }
 
   /**
@@ -470,6 +527,7 @@ export class Stream {
     this.#share(0);
     // Pooled copies are not given back here: a write of one may still be in flight.
     this.#queue.length = this.#pooled.length = 0;
+    this.#qHead = this.#qEnd = 0;
     this.#queued = 0;
     this.#uncharge(this.#charged);
     const w = this.#creditWake;

@@ -13,12 +13,15 @@
 export type BudgetUse = "replay" | "streams";
 
 export class BufferBudget {
-  #used = { replay: 0, streams: 0 };
+  // Two fields rather than a record indexed by `use`: streams take and give on every frame, and a
+  // keyed access by string was a generic lookup each time.
+  #replay = 0;
+  #streams = 0;
 
   constructor(public limit: number) {}
 
   get used(): number {
-    return this.#used.replay + this.#used.streams;
+    return this.#replay + this.#streams;
   }
 
   /** Bytes still free. */
@@ -29,13 +32,18 @@ export class BufferBudget {
   /** Takes `n` bytes for `use` if they fit (replay rings: within half the limit). */
   take(n: number, use: BudgetUse): boolean {
     if (this.used + n > this.limit) return false;
-    if (use === "replay" && this.#used.replay + n > this.limit / 2) return false;
-    this.#used[use] += n;
+    if (use === "streams") {
+      this.#streams += n;
+      return true;
+    }
+    if (this.#replay + n > this.limit / 2) return false;
+    this.#replay += n;
     return true;
   }
 
   give(n: number, use: BudgetUse): void {
-    this.#used[use] = Math.max(0, this.#used[use] - n);
+    if (use === "streams") this.#streams = Math.max(0, this.#streams - n);
+    else this.#replay = Math.max(0, this.#replay - n);
   }
 }
 

@@ -27,6 +27,12 @@ export class FrameReader {
   #accView = new DataView(this.#acc.buffer);
   #accLen = 0;
   #h: FrameHeader = { flags: 0, streamId: 0, seq: 0, ack: 0, payloadLen: 0 };
+  /**
+   * Views of the whole buffer the last chunk lay in: a leg reads into one reused buffer, so frames
+   * are decoded through these at the chunk's offset instead of a new DataView per chunk.
+   */
+  #whole: Uint8Array = this.#acc;
+  #wholeView: DataView = this.#accView;
 
   /**
    * `macAlways`: every frame must carry an HMAC (the session uses frame HMACs); otherwise frames
@@ -53,11 +59,15 @@ export class FrameReader {
       this.#emit(this.#acc, this.#accView, 0, false);
       this.#accLen = 0;
     }
-    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.#whole.buffer !== chunk.buffer) {
+      this.#whole = new Uint8Array(chunk.buffer);
+      this.#wholeView = new DataView(chunk.buffer);
+    }
+    const whole = this.#whole, view = this.#wholeView, base = chunk.byteOffset;
     while (chunk.length - i >= HEADER_LEN) {
-      const len = this.#check(chunk, view, i);
+      const len = this.#check(whole, view, base + i);
       if (chunk.length - i < len) break;
-      this.#emit(chunk, view, i, stable);
+      this.#emit(whole, view, base + i, stable);
       i += len;
     }
     if (i < chunk.length) {

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { SendRing } from "./send_ring.ts";
 
 function put(r: SendRing, len: number, fill: number): number {
-  const slot = r.reserve(len);
-  assert.ok(slot, `no space for ${len}`);
-  slot.buf.fill(fill, slot.off, slot.off + len);
+  const off = r.reserve(len);
+  assert.ok(off >= 0, `no space for ${len}`);
+  r.buf.fill(fill, off, off + len);
   return r.commit(len);
 }
 
@@ -37,15 +37,14 @@ Deno.test("frames never straddle the wrap point and a full ring waits for acks",
   const r = new SendRing(300, 300);
   put(r, 120, 1);
   put(r, 120, 2);
-  assert.equal(r.reserve(120), null, "full");
+  assert.equal(r.reserve(120), -1, "full");
   let woke = false;
   const p = r.space().then(() => woke = true);
   r.takeUnsent(1000);
   r.ack(1);
   await p;
   assert.ok(woke);
-  const slot = r.reserve(120)!;
-  assert.equal(slot.off, 0, "padded to the start instead of splitting");
+  assert.equal(r.reserve(120), 0, "padded to the start instead of splitting");
   r.commit(120);
   const runs = [r.takeUnsent(1000)!];
   assert.equal(runs[0].length, 120);
@@ -64,10 +63,10 @@ Deno.test("the ring grows only up to its limit, and times frames to their acknow
   const r = new SendRing(64 * 1024, 1024);
   r.limit = 4096;
   let seq = 0;
-  while (r.reserve(1000)) seq = r.commit(1000);
+  while (r.reserve(1000) >= 0) seq = r.commit(1000);
   assert.equal(seq, 4, "four 1000-byte frames fit under a 4096-byte limit");
   r.limit = 8192;
-  assert.ok(r.reserve(1000), "a raised limit lets it grow again");
+  assert.ok(r.reserve(1000) >= 0, "a raised limit lets it grow again");
   assert.equal(r.ackTimeMs, 0, "unknown before any acknowledgement");
   for (let i = 0; i < 4; i++) {
     assert.ok(r.takeUnsent(1 << 20));

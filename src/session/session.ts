@@ -133,7 +133,12 @@ interface LegState {
   turn: boolean;
   /** N-way: this leg's share of the current burst's batches (drawn per burst, see reweigh). */
   weight: number;
-  wake: (() => void) | null;
+  /** The writer waits for something to send (see #flush); wakeLeg starts it again. */
+  idle: boolean;
+  /** The writer's step (#flush), its next one after a send, and its end on a failed send. */
+  flush: () => void;
+  sent: () => void;
+  failed: (e: unknown) => void;
   alive: boolean;
   /** When our last keepalive went out (0: none outstanding), and the last round trip seen. */
   pingAt: number;
@@ -423,7 +428,13 @@ export class Session {
       cover: 0,
       turn: false,
       weight: 1,
-      wake: null,
+      idle: false,
+      flush: () => this.#flush(ls),
+      // A microtask after the send settled, as the async loop this replaced went on: frames of a
+      // stream read that completed in the same turn of the event loop are in the ring by then,
+      // and leave in the next write rather than wait for a later one (fewer writes per byte).
+      sent: () => void RESOLVED.then(ls.flush),
+      failed: (e) => this.#legClosed(ls, e instanceof Error ? e : new Error(String(e))),
       alive: true,
       pingAt: 0,
       rttMs: null,
@@ -475,7 +486,7 @@ export class Session {
       },
       (err) => this.#legClosed(ls, err),
     );
-    this.#writer(ls);
+    this.#flush(ls);
   }
 
   /**
@@ -532,41 +543,43 @@ export class Session {
     this.#ring.limit = this.#ringBase;
   }
 
-  /** Encodes a sequenced frame into the ring if it fits now. */
-  #enqueue(flags: number, streamId: number, payload: Uint8Array, ctrl?: number): boolean {
+  /**
+   * Encodes a sequenced frame into the ring if it fits now (and, with `maxBuffered`, leaves the
+   * ring holding at most that many bytes).
+   */
+  #enqueue(
+    flags: number,
+    streamId: number,
+    payload: Uint8Array,
+    ctrl?: number,
+    maxBuffered = Infinity,
+  ): boolean {
     if (this.#closed) return false;
     const plen = payload.length + (ctrl === undefined ? 0 : 1);
     const signed = this.#signs(ctrl);
     const size = frameSize(plen, signed);
-    const r = this.#ring.reserve(size);
-    if (!r) return false;
+    const ring = this.#ring;
+    if (ring.bufferedBytes + size > maxBuffered) return false;
+    const off = ring.reserve(size);
+    if (off < 0) return false;
+    const buf = ring.buf;
     let f = signed ? flags | Flag.HMAC : flags;
     // The frame that fills the ring past half asks the peer to acknowledge at once, rather than
     // after ACK_EVERY_BYTES: the ring may be small (the buffer budget, replay_buffer), and a full
     // one stalls this side until an ack comes.
-    if (this.#ring.bufferedBytes + size < Math.min(this.#ring.limit, this.#ring.maxBytes) / 2) {
+    if (ring.bufferedBytes + size < Math.min(ring.limit, ring.maxBytes) / 2) {
       this.#ackAsked = false;
     } else if (!this.#ackAsked) {
       this.#ackAsked = true;
       f |= Flag.ACK;
     }
-    writeHeader(
-      r.buf,
-      r.view,
-      r.off,
-      f,
-      this.id,
-      streamId,
-      this.#ring.nextSeq,
-      this.#recvSeq,
-      plen,
-    );
-    let p = r.off + HEADER_LEN;
-    if (ctrl !== undefined) r.buf[p++] = ctrl;
-    r.buf.set(payload, p);
-    const end = r.off + HEADER_LEN + plen;
-    if (signed) r.buf.set(this.#mac.compute(r.buf.subarray(r.off, end)), end);
-    this.#ring.commit(size);
+    writeHeader(buf, ring.view, off, f, this.id, streamId, ring.nextSeq, this.#recvSeq, plen);
+    let p = off + HEADER_LEN;
+    if (ctrl !== undefined) buf[p++] = ctrl;
+    buf.set(payload, p);
+    const end = off + HEADER_LEN + plen;
+    if (signed) buf.set(this.#mac.compute(buf.subarray(off, end)), end);
+    ring.commit(size);
     if (ctrl === undefined || ctrl === Ctrl.DGRAM) this.#bytesSent += payload.length;
     this.#noteAckSent();
     this.#kick();
@@ -588,12 +601,12 @@ export class Session {
     if (now - this.#lastKick >= BURST_GAP_MS) reweigh(senders);
     this.#lastKick = now;
     let idle = 0;
-    for (const l of senders) if (l.wake) idle += l.weight;
+    for (const l of senders) if (l.idle) idle += l.weight;
     if (idle === 0) return; // a busy writer takes the next batch when it is done
     let pick = Math.random() * idle;
     let last: LegState | null = null;
     for (const l of senders) {
-      if (!l.wake) continue;
+      if (!l.idle) continue;
       last = l;
       pick -= l.weight;
       if (pick < 0) break;
@@ -628,9 +641,7 @@ export class Session {
     if (unordered && ctrl === Ctrl.DGRAM && this.#sendDatagram(flags, streamId, payload)) {
       return true;
     }
-    const size = frameSize(payload.length + (ctrl === undefined ? 0 : 1), this.#signs(ctrl));
-    if (this.#ring.bufferedBytes + size > this.#ring.limit / 2) return false;
-    return this.#enqueue(flags, streamId, payload, ctrl);
+    return this.#enqueue(flags, streamId, payload, ctrl, this.#ring.limit / 2);
   }
 
   /**
@@ -755,7 +766,8 @@ export class Session {
       return;
     }
     this.#deliver(h, payload, stable);
-    for (;;) {
+    // Frames wait ahead of a gap only with several legs: no lookup per frame otherwise.
+    while (this.#ahead.size > 0) {
       const f = this.#ahead.get(nextSeq(this.#recvSeq));
       if (!f || this.#closed) break;
       this.#ahead.delete(f.h.seq);
@@ -834,7 +846,7 @@ export class Session {
   /** Where a pure ack (or an ack request) goes: an idle sending leg first. */
   #ackLeg(): LegState | undefined {
     if (this.#closed) return undefined;
-    return this.#senders.find((l) => l.wake) ?? this.#senders[0] ??
+    return this.#senders.find((l) => l.idle) ?? this.#senders[0] ??
       this.#legs.values().next().value;
   }
 
@@ -860,75 +872,72 @@ export class Session {
   }
 
   /**
-   * One leg's writer: the welcome first, then in each write whatever is due on this leg: its
-   * urgent frames (acks, keepalives), the next run of the ring when this leg sends (with several
-   * sending legs, only when the scheduler gave it the batch), and cover padding; sealed into one
-   * record with encryption, else joined into one write when small.
+   * One step of a leg's writer: the welcome first, then in each write whatever is due on this leg:
+   * its urgent frames (acks, keepalives), the next run of the ring when this leg sends (with
+   * several sending legs, only when the scheduler gave it the batch), and cover padding; sealed
+   * into one record with encryption, else joined into one write when small. The next step runs
+   * when the write is done, or once the leg is woken when nothing was due (it is idle meanwhile).
+   * Steps chained by callbacks made once per leg rather than an async loop, which made a promise,
+   * its resolvers and an await for every wait and an async function for every write: for every
+   * frame sent.
    */
-  async #writer(ls: LegState): Promise<void> {
-    const parts: Uint8Array[] = [];
-    while (ls.alive) {
-      if (ls.preface) {
-        const preface = ls.preface;
-        ls.preface = null;
-        if (!await this.#write(ls, [preface], 0, true)) return;
-        continue;
-      }
-      for (const u of ls.urgent) parts.push(u);
-      ls.urgent.length = 0;
+  #flush(ls: LegState): void {
+    if (!ls.alive) return;
+    const preface = ls.preface;
+    let run: Uint8Array | null = null;
+    let cover = 0;
+    if (preface) {
+      ls.preface = null;
+    } else {
       if (ls.sends && (ls.turn || this.#senders.length === 1)) {
         ls.turn = false;
         // Also after close(): the CLOSE frame and anything before it still go out.
-        const run = this.#ring.takeUnsent(this.#senders.length > 1 ? splitBatch() : SEND_BATCH);
-        if (run) {
-          parts.push(run);
-          this.#cover?.burst();
-        }
+        run = this.#ring.takeUnsent(this.#senders.length > 1 ? splitBatch() : SEND_BATCH);
+        if (run) this.#cover?.burst();
         if (this.#senders.length > 1) this.#kick();
       }
       // At most MAX_COVER_RECORD of cover per write: cover piled up behind a slow send goes over
       // several records, never one too large to take.
-      const cover = ls.sealer ? Math.min(ls.cover, MAX_COVER_RECORD) : 0;
+      cover = ls.sealer ? Math.min(ls.cover, MAX_COVER_RECORD) : 0;
       ls.cover -= cover;
-      if (parts.length === 0 && cover === 0) {
-        const woken = new Promise<void>((r) => ls.wake = r);
+      if (!run && ls.urgent.length === 0 && cover === 0) {
+        ls.idle = true;
         if (ls.sends && this.#senders.length > 1) this.#kick();
-        await woken;
-        continue;
+        return;
       }
-      const ok = await this.#write(ls, parts, cover);
-      parts.length = 0;
-      if (!ok) return;
     }
+    let sending: Promise<void>;
+    try {
+      // The welcome goes as it is, even on a sealed leg (the peer reads it before any record).
+      sending = preface ? ls.leg.send(preface) : this.#write(ls, run, cover);
+    } catch (e) {
+      ls.failed(e);
+      return;
+    }
+    sending.then(ls.sent, ls.failed);
   }
 
   /**
-   * Puts `parts` (and `cover` padding) on the leg in one write where it can (`plain`: as they are,
-   * for the welcome); false if the leg broke.
+   * Puts the leg's urgent frames, then `run` (and `cover` padding) on the leg, in one write where
+   * it can.
    */
-  async #write(ls: LegState, parts: Uint8Array[], cover = 0, plain = false): Promise<boolean> {
-    try {
-      if (ls.sealer && !plain) {
-        let n = 0;
-        for (const p of parts) n += p.length;
-        // Cover joins the record's padding, and the total still lands on a bucket: records with
-        // cover look like records without.
-        const pad = padTo(this.#policy, n + cover) - n;
-        await ls.leg.send(ls.sealer.seal(parts, pad));
-        return true;
-      }
-      let n = 0;
-      for (const p of parts) n += p.length;
-      if (parts.length === 1 || n <= JOIN_WRITES) {
-        await ls.leg.send(parts.length === 1 ? parts[0] : concat(parts));
-      } else {
-        for (const p of parts) await ls.leg.send(p);
-      }
-      return true;
-    } catch (e) {
-      this.#legClosed(ls, e instanceof Error ? e : new Error(String(e)));
-      return false;
+  #write(ls: LegState, run: Uint8Array | null, cover: number): Promise<void> {
+    // The common case, a run of the ring and nothing else, goes as it is: no array per write.
+    if (run && ls.urgent.length === 0 && !ls.sealer) return ls.leg.send(run);
+    const parts = ls.urgent.splice(0);
+    if (run) parts.push(run);
+    let n = 0;
+    for (const p of parts) n += p.length;
+    if (ls.sealer) {
+      // Cover joins the record's padding, and the total still lands on a bucket: records with
+      // cover look like records without.
+      const pad = padTo(this.#policy, n + cover) - n;
+      return ls.leg.send(ls.sealer.seal(parts, pad));
     }
+    if (parts.length === 1 || n <= JOIN_WRITES) {
+      return ls.leg.send(parts.length === 1 ? parts[0] : concat(parts));
+    }
+    return sendEach(ls.leg, parts);
   }
 
   #tick(): void {
@@ -1009,12 +1018,11 @@ export class Session {
   }
 }
 
+/** Starts an idle leg's writer again, a microtask later (as a resolved wait would have). */
 function wakeLeg(ls: LegState): void {
-  const w = ls.wake;
-  if (w) {
-    ls.wake = null;
-    w();
-  }
+  if (!ls.idle) return;
+  ls.idle = false;
+  RESOLVED.then(ls.flush);
 }
 
 /**
@@ -1038,6 +1046,11 @@ function nextSeq(seq: number): number {
 /** A batch size for N-way splitting, uniform in [SPLIT_BATCH_MIN, SPLIT_BATCH_MAX]. */
 function splitBatch(): number {
   return SPLIT_BATCH_MIN + Math.floor(Math.random() * (SPLIT_BATCH_MAX - SPLIT_BATCH_MIN));
+}
+
+/** Writes larger than JOIN_WRITES go one by one rather than copied into one. */
+async function sendEach(leg: Leg, parts: Uint8Array[]): Promise<void> {
+  for (const p of parts) await leg.send(p);
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

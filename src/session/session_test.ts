@@ -75,7 +75,9 @@ async function within<T>(p: Promise<T>, what: string, ms = 2000): Promise<T> {
 /**
  * One end of an in-memory leg pair. Bytes sent arrive at the peer in order, cut into pieces at
  * deterministic pseudo-random sizes; `allow` limits how many more bytes the peer may deliver to
- * this end (a stalled path), and closing either end discards what is still in flight.
+ * this end (a stalled path), and closing either end discards what is still in flight. A send
+ * settles at once, or with `settleLater` on a later turn of the event loop, as a socket's write
+ * does.
  */
 class MemLeg implements Leg {
   peer!: MemLeg;
@@ -84,6 +86,7 @@ class MemLeg implements Leg {
   sentLog: Uint8Array[] = [];
   /** Bytes this end may still deliver to its owner; Infinity when the path is not stalled. */
   allow = Infinity;
+  settleLater = false;
   #inbox: Uint8Array[] = [];
   #onData: ((chunk: Uint8Array, stable: boolean) => void) | null = null;
   #onClose: ((err?: Error) => void) | null = null;
@@ -103,7 +106,7 @@ class MemLeg implements Leg {
     this.sentLog.push(c);
     this.peer.#inbox.push(c);
     this.peer.#schedule();
-    return Promise.resolve();
+    return this.settleLater ? delay(0) : Promise.resolve();
   }
 
   start(onData: (chunk: Uint8Array, stable: boolean) => void, onClose: (err?: Error) => void) {
@@ -786,6 +789,17 @@ function connectN(c: Session, s: Session, roles: RoleValue[], stable = true): NL
 const THREE_WAY = [Role.UP, Role.UP, Role.UP, Role.DOWN, Role.DOWN, Role.DOWN];
 
 /**
+ * `legs` with writes that settle on a later turn, as a socket's do: a leg stays busy while it
+ * writes, so the scheduler hands the next batches to the others. With writes that settled at once
+ * every leg was idle at each batch, and a leg that the burst's weights all but excluded could carry
+ * nothing.
+ */
+function busyWhileWriting(legs: NLeg[]): NLeg[] {
+  for (const l of legs) l.client.settleLater = l.server.settleLater = true;
+  return legs;
+}
+
+/**
  * What one end of a leg sent: its frames' headers and, on a sealed leg, each record's plaintext.
  * `from`: the end that sent.
  */
@@ -925,7 +939,7 @@ for (const sealed of [false, true]) {
     const c = peer("client", false, { seal: sealed });
     const s = peer("server", false, { seal: sealed });
     try {
-      const legs = connectN(c.session, s.session, THREE_WAY);
+      const legs = busyWhileWriting(connectN(c.session, s.session, THREE_WAY));
       await Promise.all([sendRange(c, 1, 300), sendRange(s, 1, 300)]);
       await until(() => s.got.length >= 300 && c.got.length >= 300, "all frames", 20_000);
       await within(c.session.drained(), "client drained", 5000);
@@ -954,7 +968,7 @@ for (const sealed of [false, true]) {
     const c = peer("client", false, { seal: sealed });
     const s = peer("server", false, { seal: sealed });
     try {
-      const legs = connectN(c.session, s.session, THREE_WAY);
+      const legs = busyWhileWriting(connectN(c.session, s.session, THREE_WAY));
       // What the second upstream leg carries never arrives: lost with it.
       const doomed = legs[1];
       doomed.server.allow = 0;
