@@ -111,6 +111,11 @@ export const HelloFlag = {
   ENCRYPT: 8,
   /** Bits 4–5: the shaping level asked for (hello) or in force (welcome); see shaping.ts. */
   SHAPING: 0x30,
+  /**
+   * Pool legs: the client can carry the connection as a byte pipe in its transport's messages
+   * (hello), and the server does (welcome). See RawPipeLeg.
+   */
+  RAW: 0x40,
 } as const;
 
 /** The shaping level (0–3) in a hello's or welcome's flags. */

@@ -70,6 +70,8 @@ export class PoolManager {
   #backoff: BackoffTimer;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #refill: ReturnType<typeof setTimeout> | null = null;
+  /** The pending refill is the one for a pool that ran low (not a quiet-moment one). */
+  #refillLow = false;
   #sessions = new Set<Session>();
   #raw = new Set<ByteConn>();
 
@@ -155,13 +157,18 @@ export class PoolManager {
 
   /**
    * A pool connection was taken for a user connection: see REFILL_QUIET_MS. Even a pool that ran
-   * low is refilled from a timer, after the target dial this connection is about to start.
+   * low is refilled from a timer, after the target dial this connection is about to start. A
+   * later take leaves that refill be: put off again by every connection of a steady stream (one
+   * per millisecond outlasts the timer), it left the pool to run dry, and the server to send the
+   * next user connections over the control session until it asked for more (POOL_WANT).
    */
   #taken(): void {
     this.#idle--;
-    this.#cancelRefill();
     if (this.#stopped) return;
     const low = this.size <= Math.floor(this.opts.size / 4);
+    if (low && this.#refillLow) return;
+    this.#cancelRefill();
+    this.#refillLow = low;
     this.#refill = setTimeout(() => {
       this.#refill = null;
       this.fill();
@@ -169,6 +176,7 @@ export class PoolManager {
   }
 
   #cancelRefill(): void {
+    this.#refillLow = false;
     if (this.#refill === null) return;
     clearTimeout(this.#refill);
     this.#refill = null;
@@ -195,7 +203,8 @@ export class PoolManager {
         route: control.route,
         recvAck: 0,
         label: `${this.opts.spec().url.host} pool`,
-        // Raw TCP pool connections become plain byte pipes unless frames must be signed or sealed.
+        // Pool connections become byte pipes unless frames must be signed or sealed (a WebSocket
+        // one only with a server that agrees: older ones make it a one-shot session).
         raw: !this.opts.hmac && !control.sealed,
       });
       if (w.status !== WelcomeStatus.OK) {

@@ -12,9 +12,9 @@ import { getLogger } from "@logtape/logtape";
 import type { PortMapping, SessionConfig, StreamMode } from "../config/model.ts";
 import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag } from "../protocol/frame.ts";
-import { type Hello, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
+import { type Hello, HelloFlag, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
-import { canBecomeRawPipe, type Leg } from "../transport/leg.ts";
+import { type Leg, rawPipeOf } from "../transport/leg.ts";
 import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import type { ResetBatcher } from "../transport/socket_reset.ts";
@@ -196,6 +196,11 @@ export class Publisher {
     });
   }
 
+  /** Idle pool connections: byte pipes, and one-shot sessions (framed pool legs). */
+  get idle(): { pipes: number; sessions: number } {
+    return { pipes: this.#idleRaw.length, sessions: this.#idlePool.length };
+  }
+
   /** A multiplexed session that can carry streams (mux mode, and pool mode's control session). */
   addMux(mux: Mux): void {
     const inst = instanceOf(mux.session.id);
@@ -224,15 +229,15 @@ export class Publisher {
     control: Session,
     leg: Leg,
     hello: Hello,
-    welcome: Uint8Array,
+    welcome: (raw: boolean) => Uint8Array,
     key: Uint8Array,
     keys: LegKeys,
   ): void {
     // A raw pipe carries the user's bytes as they are: never where frames must be signed or sealed.
     const framed = control.hmac || control.sealed;
-    const raw = !framed && canBecomeRawPipe(leg) ? leg.raw : undefined;
+    const raw = framed ? undefined : rawPipeOf(leg, (hello.flags & HelloFlag.RAW) !== 0);
     if (raw) {
-      writeAll(raw, welcome).then(() => {
+      writeAll(raw, welcome(true)).then(() => {
         const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
         const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, maxIdle, () => {
           const i = this.#idleRaw.indexOf(idle);
@@ -262,7 +267,7 @@ export class Publisher {
       deps: this.opts.deps,
     });
     s.attachLeg(leg, Role.BOTH, 0, {
-      preface: welcome,
+      preface: welcome(false),
       keys: control.sealed ? keys : undefined,
     });
     this.#idlePool.push(mux);

@@ -10,12 +10,13 @@ import { getLogger } from "@logtape/logtape";
 import {
   encodeHello,
   type HelloClock,
+  HelloFlag,
   type Keys,
   type RoleValue,
   WelcomeStatus,
 } from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec, presentsRoute } from "../transport/dial.ts";
-import { canBecomeRawPipe } from "../transport/leg.ts";
+import { canBecomeRawPipe, rawPipeOf } from "../transport/leg.ts";
 import type { ByteConn } from "../transport/socket.ts";
 import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
 
@@ -42,8 +43,8 @@ export interface LegRequest {
   recvAck: number;
   label: string;
   /**
-   * Read the welcome straight off the raw connection when the leg can become a raw pipe (raw TCP
-   * pool connections that may become byte pipes): the leg is then returned unstarted, with `raw`.
+   * Ask for a byte pipe (pool legs: HelloFlag.RAW) and read the welcome through it when the leg
+   * can become one: the leg is then returned unstarted, with `raw` when the server agreed.
    */
   raw?: boolean;
 }
@@ -51,7 +52,10 @@ export interface LegRequest {
 export interface LegWelcome extends Welcomed {
   /** The hello that was accepted (a pool session takes its nonce as id). */
   hello: Uint8Array;
-  /** The connection the welcome was read from, when `raw` was asked for and possible. */
+  /**
+   * The leg as a byte pipe, when `raw` was asked for, the leg can become one and (if the pipe needs
+   * it) the server agreed; the leg is unstarted then, and may still start framed.
+   */
   raw?: ByteConn;
 }
 
@@ -61,7 +65,7 @@ export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
     const hello = encodeHello(
       r.keys,
       r.role,
-      r.flags,
+      r.raw ? r.flags | HelloFlag.RAW : r.flags,
       r.sessionId,
       r.recvAck,
       r.clock.now(),
@@ -69,10 +73,14 @@ export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
       r.index,
     );
     const leg = await dialLeg(r.spec, r.sessionId, hello, r.label, r.route);
-    const conn = r.raw && canBecomeRawPipe(leg) ? leg.raw : undefined;
-    const w: LegWelcome = conn
-      ? { ...await readRawWelcome(conn, r.keys, hello, r.spec.timeoutMs), leg, hello, raw: conn }
-      : { ...await readWelcome(leg, r.keys, hello, r.spec.timeoutMs), hello };
+    let w: LegWelcome;
+    if (r.raw && canBecomeRawPipe(leg)) {
+      // Read through the pipe: the leg can still start framed if the server did not agree to it.
+      w = { ...await readRawWelcome(leg.raw, r.keys, hello, r.spec.timeoutMs), leg, hello };
+      w.raw = rawPipeOf(leg, (w.flags & HelloFlag.RAW) !== 0);
+    } else {
+      w = { ...await readWelcome(leg, r.keys, hello, r.spec.timeoutMs), hello };
+    }
     if (w.status !== WelcomeStatus.STALE_HELLO || attempt > 0 || w.serverTimeMs === undefined) {
       return w;
     }

@@ -58,16 +58,16 @@ export interface RegistryOptions {
   /** A new session was created (wire a multiplexer onto it). */
   onSession: (s: Session) => void;
   /**
-   * A pool leg arrived for an existing session (pool mode), with the key of the one-shot session
-   * it starts and that leg's record keys (used when the control session encrypts); null refuses
-   * pool legs.
+   * A pool leg arrived for an existing session (pool mode), with its welcome (saying whether the
+   * leg becomes a byte pipe: HelloFlag.RAW), the key of the one-shot session it starts otherwise
+   * and that leg's record keys (used when the control session encrypts); null refuses pool legs.
    */
   onPoolLeg:
     | ((
       s: Session,
       leg: Leg,
       hello: Hello,
-      welcome: Uint8Array,
+      welcome: (raw: boolean) => Uint8Array,
       key: Uint8Array,
       keys: LegKeys,
     ) => void)
@@ -129,10 +129,10 @@ export class SessionRegistry {
       seal ? shapingLevel(shaping) : 0,
     );
     const nonce = randomBytes(16);
-    const welcome = (status: number, ack: number) =>
+    const welcome = (status: number, ack: number, more = 0) =>
       encodeHandshakeFrame(
         hello.sessionId,
-        encodeWelcome(this.opts.keys, hello, status, flags, ack, undefined, nonce),
+        encodeWelcome(this.opts.keys, hello, status, flags | more, ack, undefined, nonce),
       );
     if (hello.timeMs < this.startedAt) {
       this.opts.deps.metrics.handshakesRefused.with({ reason: "restarted" }).inc();
@@ -178,7 +178,7 @@ export class SessionRegistry {
           sess,
           leg,
           hello,
-          welcome(WelcomeStatus.OK, 0),
+          (raw) => welcome(WelcomeStatus.OK, 0, raw ? HelloFlag.RAW : 0),
           poolKey,
           legKeys(poolKey, hello.mac, nonce),
         );

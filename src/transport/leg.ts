@@ -25,17 +25,33 @@ export interface Leg {
 }
 
 /**
- * A leg whose frames go onto its byte connection as they are (raw TCP/TLS), so that connection can
- * leave framing and become a plain byte pipe (reverse pool mode). A transport declares it by its
- * legs implementing this; legs that wrap frames (WebSocket messages) do not.
+ * A leg whose connection can leave framing and become a plain byte pipe (reverse pool mode). A raw
+ * TCP/TLS leg's frames go onto its byte connection as they are, so that connection is the pipe; a
+ * WebSocket leg's pipe is its messages' payload (WsPipe), which a peer that predates it would take
+ * for frames, so both ends must have said they use it (HelloFlag.RAW in the pool hello and its
+ * welcome). A transport declares it by its legs implementing this.
  */
 export interface RawPipeLeg extends Leg {
-  /** The byte connection under the leg; for use only before start(). */
+  /**
+   * The leg's connection as a byte pipe; for use only before start(). Reading the welcome through
+   * it leaves the leg able to start() framed after all (when the peer did not agree to the pipe).
+   */
   readonly raw: ByteConn;
+  /** The peer must have agreed to the pipe (HelloFlag.RAW): it is not the leg's own byte stream. */
+  readonly rawNeedsConsent: boolean;
 }
 
 export function canBecomeRawPipe(leg: Leg): leg is RawPipeLeg {
   return "raw" in leg;
+}
+
+/**
+ * The leg as a pool connection's byte pipe, if it can become one: `agreed` says the peer asked for
+ * it (the pool hello's HelloFlag.RAW, at the server) or accepted it (the welcome's, at the client),
+ * which a leg whose pipe is not its own byte stream needs.
+ */
+export function rawPipeOf(leg: Leg, agreed: boolean): ByteConn | undefined {
+  return canBecomeRawPipe(leg) && (agreed || !leg.rawNeedsConsent) ? leg.raw : undefined;
 }
 
 /**

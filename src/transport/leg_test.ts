@@ -1,13 +1,14 @@
 /**
- * Which legs can become raw byte pipes: a raw TCP/TLS leg declares it and hands out the very
- * connection it writes frames on; a WebSocket leg, whose frames are wrapped in messages, does not.
+ * Which legs can become raw byte pipes: a raw TCP/TLS leg hands out the very connection it writes
+ * frames on, whatever the peer said; a WebSocket leg hands out its messages as a pipe (WsPipe) only
+ * when the peer agreed, since one that predates it would take the pipe's bytes for frames.
  */
 
 import assert from "node:assert/strict";
-import { canBecomeRawPipe } from "./leg.ts";
+import { canBecomeRawPipe, rawPipeOf } from "./leg.ts";
 import type { ByteConn } from "./socket.ts";
 import { TcpLeg } from "./tcp_leg.ts";
-import { WsLeg } from "./ws_leg.ts";
+import { WsLeg, WsPipe } from "./ws_leg.ts";
 
 const conn: ByteConn = {
   read: () => Promise.resolve(null),
@@ -15,9 +16,14 @@ const conn: ByteConn = {
   close() {},
 };
 
-Deno.test("canBecomeRawPipe: a TcpLeg can, with its own connection; a WsLeg cannot", () => {
+Deno.test("rawPipeOf: a TcpLeg is its own connection either way; a WsLeg's pipe needs the peer's word", () => {
   const tcp = new TcpLeg(conn, "tcp");
   assert.ok(canBecomeRawPipe(tcp));
-  assert.equal(tcp.raw, conn);
-  assert.equal(canBecomeRawPipe(new WsLeg(conn, "ws", true, new Uint8Array(0))), false);
+  assert.equal(rawPipeOf(tcp, false), conn);
+  assert.equal(rawPipeOf(tcp, true), conn);
+  const ws = new WsLeg(conn, "ws", true, new Uint8Array(0));
+  assert.ok(canBecomeRawPipe(ws));
+  assert.equal(rawPipeOf(ws, false), undefined);
+  assert.ok(rawPipeOf(ws, true) instanceof WsPipe);
+  assert.equal(rawPipeOf(ws, true), ws.raw, "one pipe per leg");
 });

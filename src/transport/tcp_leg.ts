@@ -30,6 +30,8 @@ export class TcpLeg implements RawPipeLeg {
     return this.#conn;
   }
 
+  readonly rawNeedsConsent = false;
+
   send(bytes: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(new TransportError(`${this.label}: closed`));
     // The session's writer sends one thing at a time: that send settles through a callback made

@@ -2,22 +2,28 @@
  * A leg over one WebSocket connection (RFC 6455) on our own socket, for both ends: the client masks
  * what it sends, the server unmasks what it receives. Owning the socket (instead of the runtime's
  * WebSocket) gives real backpressure both ways: a send resolves when the kernel took the bytes, and
- * nothing is read faster than the session consumes it.
+ * nothing is read faster than the session consumes it. A reverse pool connection may leave framing
+ * for a byte pipe made of the leg's messages (WsPipe), as a raw TCP leg leaves it for its socket.
  */
 
 import { randomFillSync } from "node:crypto";
-import { type Leg, readLoop } from "./leg.ts";
+import { type RawPipeLeg, readLoop } from "./leg.ts";
 import { type ByteConn, TransportError, writeAll } from "./socket.ts";
 
 /** Payload starts at this aligned offset of the send buffer so masking can run on 32-bit words. */
 const PAYLOAD_OFF = 16;
+const OP_BINARY = 2;
+const OP_PING = 9;
+const OP_PONG = 10;
+const EMPTY = new Uint8Array(0);
 
-export class WsLeg implements Leg {
+export class WsLeg implements RawPipeLeg {
   #conn: ByteConn;
   #closed = false;
   #sendBuf = new Uint8Array(PAYLOAD_OFF + 4096);
   #mask = new Uint8Array(4);
   #writing: Promise<void> = Promise.resolve();
+  #pipe: WsPipe | null = null;
 
   /**
    * `client` selects the role: clients mask outgoing frames and expect unmasked ones; servers
@@ -32,8 +38,21 @@ export class WsLeg implements Leg {
     this.#conn = conn;
   }
 
+  /** The leg's binary messages as one byte stream (see WsPipe); for use only before start(). */
+  get raw(): WsPipe {
+    return this.#pipe ??= new WsPipe(
+      this.#conn,
+      this.client,
+      this.initial,
+      (opcode, payload) => this.#write(opcode, payload),
+      () => this.close(),
+    );
+  }
+
+  readonly rawNeedsConsent = true;
+
   send(bytes: Uint8Array): Promise<void> {
-    return this.#write(2, bytes);
+    return this.#write(OP_BINARY, bytes);
   }
 
   /** Serialises whole WebSocket frames so a pong never lands inside a data frame. */
@@ -81,7 +100,9 @@ export class WsLeg implements Leg {
       let err: Error | undefined;
       try {
         const parser = new WsFrameParser(!this.client, onData, (op, p) => this.#control(op, p));
-        if (this.initial.length) parser.push(this.initial);
+        // After a welcome read through the pipe: what the pipe was given and did not read.
+        const initial = this.#pipe ? this.#pipe.unread() : this.initial;
+        if (initial.length) parser.push(initial);
         err = await readLoop(
           this.#conn,
           (c) => parser.push(c),
@@ -98,7 +119,7 @@ export class WsLeg implements Leg {
   }
 
   #control(opcode: number, payload: Uint8Array): void {
-    if (opcode === 9) this.#write(10, payload.slice()).catch(() => {});
+    if (opcode === OP_PING) this.#write(OP_PONG, payload.slice()).catch(() => {});
   }
 
   close(): void {
@@ -109,6 +130,104 @@ export class WsLeg implements Leg {
     } catch {
       // already closed
     }
+  }
+}
+
+/**
+ * A WebSocket connection's binary messages as one byte stream, what a reverse pool connection of the
+ * `ws` and `wss` transports splices once its OPEN is answered (as Backhaul carries a pool
+ * connection's bytes in messages). A read unwraps frames inside the caller's buffer, so it never
+ * returns more than one plain read of that size would; each write is one message. Half-close is an
+ * empty message (a data message is never empty): unlike a Close frame, after which RFC 6455 lets a
+ * peer discard what still comes, it leaves the other direction open through any proxy. The peer's
+ * empty message is the end of input; a connection that ends otherwise (closed, or a Close frame)
+ * after any byte arrived is an error, so a transfer cut on the way is never taken for a complete
+ * one. Before any byte it is the end of input, as on a raw socket (a refused handshake).
+ */
+export class WsPipe implements ByteConn {
+  #parser: WsFrameParser;
+  #pending: Uint8Array;
+  /** The buffer a read unwraps into, and the payload bytes gathered at its start. */
+  #into: Uint8Array = EMPTY;
+  #got = 0;
+  #arrived = false;
+  #ended = false;
+
+  constructor(
+    private conn: ByteConn,
+    client: boolean,
+    initial: Uint8Array,
+    private frame: (opcode: number, payload: Uint8Array) => Promise<void>,
+    private closeLeg: () => void,
+  ) {
+    this.#pending = initial;
+    this.#parser = new WsFrameParser(
+      !client,
+      (piece) => this.#gather(piece),
+      (opcode, payload) => {
+        if (opcode === OP_PING) frame(OP_PONG, payload.slice()).catch(() => {});
+      },
+      () => this.#ended = true,
+    );
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (!this.#ended) {
+      let n: number | null;
+      if (this.#pending.length) {
+        n = Math.min(this.#pending.length, p.length);
+        p.set(this.#pending.subarray(0, n));
+        this.#pending = this.#pending.subarray(n);
+      } else if (this.#parser.closed || (n = await this.conn.read(p)) === null) {
+        if (!this.#arrived) return null;
+        throw new TransportError("the WebSocket ended in the middle of the stream");
+      }
+      this.#into = p;
+      this.#got = 0;
+      try {
+        this.#parser.push(p.subarray(0, n));
+      } finally {
+        this.#into = EMPTY;
+      }
+      if (this.#got > 0) {
+        this.#arrived = true;
+        return this.#got;
+      }
+    }
+    return null;
+  }
+
+  /** A payload piece of the buffer being read: moved down to the bytes gathered before it. */
+  #gather(piece: Uint8Array): void {
+    if (this.#ended) return;
+    const at = piece.byteOffset - this.#into.byteOffset;
+    this.#into.copyWithin(this.#got, at, at + piece.length);
+    this.#got += piece.length;
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    // Nothing to write is no message: an empty one would end the stream.
+    if (p.length === 0) return Promise.resolve(0);
+    return this.frame(OP_BINARY, p).then(() => p.length);
+  }
+
+  /**
+   * The bytes from the upgrade not read yet, for the leg to go on framed (a peer that did not agree
+   * to the pipe). Only between messages: a read never takes more of the connection than it asked
+   * for, so after a whole message (the welcome) nothing of the next one was taken.
+   */
+  unread(): Uint8Array {
+    if (!this.#parser.idle) throw new TransportError("the WebSocket pipe stopped inside a message");
+    return this.#pending;
+  }
+
+  /** The end of our direction: an empty message. */
+  closeWrite(): Promise<void> {
+    return this.frame(OP_BINARY, EMPTY);
+  }
+
+  close(): void {
+    this.closeLeg();
   }
 }
 
@@ -173,13 +292,25 @@ export class WsFrameParser {
   #phase = 0;
   #control: Uint8Array | null = null;
   #controlLen = 0;
+  /** Payload bytes of the data message under way (or the last one), so far. */
+  #messageLen = 0;
+  /** A data message's FIN has not come yet. */
+  #inMessage = false;
 
   constructor(
     /** Servers require masked frames; clients require unmasked ones. */
     private expectMasked: boolean,
     private onData: (chunk: Uint8Array, stable: boolean) => void,
     private onControl: (opcode: number, payload: Uint8Array) => void,
+    /** A whole data message without payload (however it was fragmented). */
+    private onEmptyMessage?: () => void,
   ) {}
+
+  /** Between frames and messages: nothing of a header, a payload or a fragmented message under way. */
+  get idle(): boolean {
+    return this.#headLen === 0 && this.#remaining === 0 && this.#control === null &&
+      !this.#inMessage;
+  }
 
   push(b: Uint8Array): void {
     let i = 0;
@@ -262,7 +393,10 @@ export class WsFrameParser {
       return;
     }
     if (op !== 0 && op !== 2) throw new TransportError(`unknown WebSocket opcode ${op}`);
+    this.#messageLen = (op === 0 ? this.#messageLen : 0) + len;
     this.#remaining = len;
+    this.#inMessage = !(h[0] & 0x80);
+    if (!this.#inMessage && this.#messageLen === 0) this.onEmptyMessage?.();
   }
 
   #finishControl(): void {

@@ -1,13 +1,14 @@
 /**
  * The hand-written WebSocket (RFC 6455) framing of WsLeg: the incremental parser (fragments,
  * control frames between fragments, the three payload length forms, masking rules, close frames,
- * input cut at every byte offset), the masking helper, the frame writer's exact bytes, and whole
- * WsLegs over an in-memory ByteConn pair and over a real loopback TCP pair.
+ * input cut at every byte offset), the masking helper, the frame writer's exact bytes, whole
+ * WsLegs over an in-memory ByteConn pair and over a real loopback TCP pair, and a leg's messages as
+ * a pool connection's byte stream (WsPipe).
  */
 
 import assert from "node:assert/strict";
 import type { ByteConn } from "./socket.ts";
-import { TransportError } from "./socket.ts";
+import { readExact, TransportError } from "./socket.ts";
 import { maskInPlace, WsFrameParser, WsLeg } from "./ws_leg.ts";
 import { bytes, concat, delay, sameBytes, until } from "../../tests/helpers/bytes.ts";
 
@@ -562,3 +563,132 @@ Deno.test("WsLeg over a real loopback TCP pair", async () => {
   assert.match(String(await atServer.ended), /peer closed the WebSocket/);
   server.close();
 });
+
+// ---- WsPipe: a pool connection's messages as a byte stream ----
+
+/** Reads `pipe` to its end with `size`-byte reads; each read must fit the buffer. */
+async function drain(pipe: ByteConn, size: number): Promise<Uint8Array> {
+  const got: Uint8Array[] = [];
+  const buf = new Uint8Array(size);
+  for (let n; (n = await pipe.read(buf)) !== null;) {
+    assert.ok(n > 0 && n <= size);
+    got.push(buf.slice(0, n));
+  }
+  return concat(got);
+}
+
+Deno.test("WsPipe: messages both ways, each write one message, reads never over their buffer", async () => {
+  const [cc, sc] = connPair(1000);
+  const client = new WsLeg(cc, "client", true, new Uint8Array(0)).raw;
+  const server = new WsLeg(sc, "server", false, new Uint8Array(0)).raw;
+  const sizes = [1, 125, 126, 70_000, 3];
+  for (const n of sizes) assert.equal(await client.write(bytes(n, n)), n);
+  await client.closeWrite();
+  for (const n of sizes) await server.write(bytes(n, n + 1));
+  await server.closeWrite();
+  sameBytes(await drain(server, 7), concat(sizes.map((n) => bytes(n, n))));
+  sameBytes(await drain(client, 65536), concat(sizes.map((n) => bytes(n, n + 1))));
+  const frames = decodeFrames(concat(cc.written));
+  assert.deepEqual(frames.map((f) => [f.op, f.masked, f.payload.length]), [
+    ...sizes.map((n) => [OP.BIN, true, n]),
+    [OP.BIN, true, 0],
+  ]);
+});
+
+Deno.test("WsPipe: the empty message is a half-close; the other way stays open", async () => {
+  const [cc, sc] = connPair();
+  const client = new WsLeg(cc, "client", true, new Uint8Array(0)).raw;
+  const server = new WsLeg(sc, "server", false, new Uint8Array(0)).raw;
+  await client.write(text("request"));
+  await client.closeWrite();
+  sameBytes(await drain(server, 100), text("request"));
+  await server.write(text("answer after the client's end"));
+  await server.closeWrite();
+  sameBytes(await drain(client, 100), text("answer after the client's end"));
+  assert.ok(!cc.closed && !sc.closed, "half-closes leave the socket to close()");
+  client.close();
+  assert.ok(cc.closed);
+});
+
+for (const client of [false, true]) {
+  const role = client ? "client" : "server";
+  const peer = from(!client);
+
+  Deno.test(`WsPipe ${role}: fragments, pings and bytes from the upgrade, cut anywhere`, async () => {
+    const wire = concat([
+      peer(OP.BIN, bytes(130, 1), { fin: false }),
+      peer(OP.PING, text("pp")),
+      peer(OP.CONT, bytes(10, 2), { fin: false }),
+      // A message whose last fragment is empty is not the end.
+      peer(OP.CONT, new Uint8Array(0)),
+      peer(OP.BIN, bytes(1, 4)),
+      peer(OP.BIN, new Uint8Array(0), { fin: false }),
+      peer(OP.CONT, new Uint8Array(0)),
+      peer(OP.BIN, text("after the end: never read")),
+    ]);
+    for (let cut = 0; cut <= wire.length; cut += 7) {
+      const conn = new FakeConn();
+      const pipe = new WsLeg(conn, role, client, wire.slice(0, cut)).raw;
+      conn.feed(wire.subarray(cut));
+      sameBytes(await drain(pipe, 50), concat([bytes(130, 1), bytes(10, 2), bytes(1, 4)]));
+      const pongs = decodeFrames(concat(conn.written));
+      assert.deepEqual(pongs.map((p) => [p.op, p.masked, new TextDecoder().decode(p.payload)]), [
+        [OP.PONG, client, "pp"],
+      ]);
+    }
+  });
+
+  Deno.test(`WsPipe ${role}: an end other than the empty message is an error once bytes came`, async () => {
+    for (const end of ["eof", "close"]) {
+      const conn = new FakeConn();
+      const pipe = new WsLeg(conn, role, client, new Uint8Array(0)).raw;
+      conn.feed(peer(OP.BIN, text("cut")));
+      if (end === "close") conn.feed(peer(OP.CLOSE, new Uint8Array(0)));
+      else conn.end();
+      const buf = new Uint8Array(16);
+      assert.equal(await pipe.read(buf), 3);
+      await assert.rejects(pipe.read(buf), TransportError, end);
+    }
+    // Before any byte it is the end of input, as a raw socket's: a refused handshake.
+    const conn = new FakeConn();
+    const pipe = new WsLeg(conn, role, client, new Uint8Array(0)).raw;
+    conn.end();
+    assert.equal(await pipe.read(new Uint8Array(16)), null);
+  });
+}
+
+for (const client of [false, true]) {
+  const role = client ? "client" : "server";
+  const peer = from(!client);
+
+  Deno.test(`WsPipe ${role}: after a whole message through the pipe the leg starts framed`, async () => {
+    // The welcome through the pipe, then frames a peer without the pipe sends; all of it already
+    // came with the upgrade, or the first part did, cut anywhere.
+    const wire = concat([
+      peer(OP.BIN, text("welcome")),
+      peer(OP.PING, text("p")),
+      peer(OP.BIN, text("frame"), { fin: false }),
+      peer(OP.CONT, text("s")),
+    ]);
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const conn = new FakeConn();
+      const leg = new WsLeg(conn, role, client, wire.slice(0, cut));
+      conn.feed(wire.subarray(cut));
+      assert.equal(new TextDecoder().decode((await readExact(leg.raw, 7))!), "welcome");
+      const r = run(leg);
+      await until(() => r.received.length >= 6, "the frames after the welcome");
+      sameBytes(r.received, text("frames"));
+      assert.equal(decodeFrames(concat(conn.written))[0].op, OP.PONG);
+      leg.close();
+    }
+  });
+
+  Deno.test(`WsPipe ${role}: a leg cannot start framed in the middle of a message`, async () => {
+    const conn = new FakeConn();
+    const leg = new WsLeg(conn, role, client, peer(OP.BIN, text("welcome and more")));
+    const n = await leg.raw.read(new Uint8Array(7));
+    assert.ok(n! > 0 && n! < 7, "a read takes no more of the connection than its buffer");
+    const r = run(leg);
+    assert.match(String(await r.ended), /inside a message/);
+  });
+}
