@@ -27,7 +27,7 @@ import { startClient } from "../src/runtime/client.ts";
 import { echoServer, readAll, within, writeAll } from "./helpers/net.ts";
 import { freePort } from "./helpers/ports.ts";
 import { nodeArgs, spawnNode } from "./helpers/process.ts";
-import { echoWorks, startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
+import { config, echoWorks, startTunnel, TEST_KEY } from "./helpers/tunnel.ts";
 
 const keys = deriveKeys(TEST_KEY);
 const te = new TextEncoder();
@@ -178,6 +178,41 @@ Deno.test("ambiguous IPv4 forms cannot reach loopback past the exit policy", asy
   } finally {
     await t.close();
     await echo.close();
+  }
+});
+
+Deno.test("a flood of streams the exit refuses writes one log line per target host, not one per stream", async () => {
+  const legPort = await freePort();
+  const server = spawnNode(
+    nodeArgs("server", {
+      "server.upstream_addr": `127.0.0.1:${legPort}`,
+      "server.downstream_addr": `127.0.0.1:${legPort}`,
+      "server.allow_private": "false",
+    }),
+    { HT_AUTH_KEY: TEST_KEY },
+  );
+  let client: Awaited<ReturnType<typeof startClient>> | null = null;
+  try {
+    await server.waitForLog(/listening for ws legs/);
+    client = await startClient(config(
+      "client",
+      `client:\n  upstream_url: ws://127.0.0.1:${legPort}/upstream\n` +
+        `  downstream_url: ws://127.0.0.1:${legPort}/downstream\n` +
+        `  socks5:\n    listen: 127.0.0.1:0\n`,
+    ));
+    await client.mux(10_000);
+    const socks = client.entries[0].addr;
+    // Loopback is refused by the exit policy: each CONNECT fails at the exit (reply 2).
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => socksConnectDomain(socks, "127.0.0.1", 1000 + i)),
+    );
+    assert.deepEqual(new Set(replies), new Set([2]));
+    const lines = server.log.split("\n").filter((l) => /failed/.test(l));
+    assert.equal(lines.length, 1, `one line for 200 refused streams, got:\n${lines.join("\n")}`);
+    assert.match(lines[0], /127\.0\.0\.1:\d+ failed: .*loopback or private address/);
+  } finally {
+    await client?.close();
+    await server.stop();
   }
 });
 

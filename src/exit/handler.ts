@@ -9,6 +9,7 @@ import type { Address } from "../protocol/address.ts";
 import { type Stream, StreamError } from "../mux/stream.ts";
 import { connPipe } from "../mux/pipe.ts";
 import { errText } from "../observe/error_text.ts";
+import { LogLimiter } from "../observe/log_limiter.ts";
 import type { Metrics, Traffic } from "../observe/metrics.ts";
 import { dialExit, type ExitPolicy } from "./dialer.ts";
 import type { ResetBatcher } from "../transport/socket_reset.ts";
@@ -29,6 +30,9 @@ export function exitHandler(
   deps: ExitDeps,
 ): (s: Stream, target: Address) => void {
   const { metrics, resets } = deps;
+  // A client may open streams to a target that fails by the thousand (a scan, a retrying app): one
+  // line per target host and minute, and a count.
+  const failures = new LogLimiter();
   return async (stream, target) => {
     metrics.streamsOpened.inc();
     try {
@@ -48,11 +52,23 @@ export function exitHandler(
     } catch (e) {
       metrics.streamsFailed.inc();
       const code = e instanceof StreamError ? e.code : Reply.GENERAL_FAILURE;
-      log.info("stream {id} to {host}:{port} failed: {reason}", {
-        id: stream.id,
-        host: target.host,
-        port: target.port,
-        reason: errText(e),
+      const reason = errText(e);
+      failures.note(target.host, {
+        first: () =>
+          log.info("stream {id} to {host}:{port} failed: {reason}", {
+            id: stream.id,
+            host: target.host,
+            port: target.port,
+            reason,
+          }),
+        more: (n, secs) =>
+          log.info("{n} more streams failed in {s} s, the last to {host}:{port}: {reason}", {
+            n,
+            s: secs,
+            host: target.host,
+            port: target.port,
+            reason,
+          }),
       });
       stream.fail(code, errText(e));
     }
