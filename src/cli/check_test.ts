@@ -81,6 +81,17 @@ Deno.test("check shows file lines, HT_ variables, --set and defaults as sources"
   });
 });
 
+Deno.test("check shows encryption on where a shaping preset turns it on", async () => {
+  await withFile("c.yaml", "client:\n  upstream_url: ws://example.org:80/up\n", async (path) => {
+    const env = { HT_AUTH_KEY: "env-secret-0123456789abcdef" };
+    const plain = await check(["client", "--config", path], env);
+    assert.deepEqual(row(plain.out, "session.encrypt"), ["false", "default"]);
+    const shaped = await check(["client", "--config", path, "--set", "session.shaping=light"], env);
+    assert.equal(shaped.code, 0, shaped.err);
+    assert.deepEqual(row(shaped.out, "session.encrypt"), ["true", "worked out from other keys"]);
+  });
+});
+
 Deno.test("check never prints a secret, set or refused", async () => {
   const secrets = KEYS.filter((k) => k.secret);
   assert.ok(secrets.some((k) => k.path === "auth.key"));

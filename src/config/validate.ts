@@ -175,6 +175,9 @@ function session(ck: Checks): void {
   } else {
     s.livenessTimeoutMs = 2 * s.keepaliveIntervalMs;
   }
+  // A shaping preset's padding and cover ride in sealed records: encryption is on with it, and
+  // the effective config (`check`) says so.
+  if (s.shaping !== "off") s.encrypt = true;
   ck.check(s.resumeTimeoutMs > 0, "session.resume_timeout", "must be longer than 0");
   const frames = 4 * (s.maxFramePayload + FRAME_OVERHEAD);
   ck.check(
