@@ -144,22 +144,42 @@ export function comparisonTable(results: PathResult[]): string {
   ].join("\n");
 }
 
+const USAGE = "usage: deno task bench [--quick] [--paths direct,socat,ws,...] [--seconds N] " +
+  "[--rounds N] [--json FILE] [--udp] [--loss]\n       deno task bench --wf [options] " +
+  "(see the top of scripts/bench.ts)";
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      paths: { type: "string" },
-      seconds: { type: "string" },
-      rounds: { type: "string" },
-      json: { type: "string" },
-      udp: { type: "boolean", default: false },
-      loss: { type: "boolean", default: false },
-    },
-  });
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        quick: { type: "boolean", default: false },
+        paths: { type: "string" },
+        seconds: { type: "string" },
+        rounds: { type: "string" },
+        json: { type: "string" },
+        udp: { type: "boolean", default: false },
+        loss: { type: "boolean", default: false },
+      },
+    }));
+  } catch (e) {
+    console.error(`bench: ${e instanceof Error ? e.message : e}\n${USAGE}`);
+    return 2;
+  }
   const quick = values.quick!;
   const seconds = Number(values.seconds ?? (quick ? 0.5 : 1.5));
   const rounds = Number(values.rounds ?? (quick ? 1 : 2));
+  if (!(seconds > 0) || !(Number.isInteger(rounds) && rounds > 0)) {
+    console.error(
+      `bench: --seconds must be a positive number and --rounds a positive integer\n${USAGE}`,
+    );
+    return 2;
+  }
   const named = values.paths ? values.paths.split(",") : values.loss ? [] : ALL_PATHS;
   const names = [...new Set([...named, ...(values.loss ? LOSS_PATHS : [])])];
   const known = [...ALL_PATHS, ...LOSS_PATHS];
