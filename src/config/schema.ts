@@ -437,7 +437,8 @@ const ROWS = [
     kind: "duration",
     to: "server.keepalivePeriodMs",
     default: "20s",
-    doc: "idle pool connections: keepalive interval (ws), recycled after this long unused (tcp)",
+    doc:
+      "idle pool connections: recycled after this long unused (keepalive interval of those framed as sessions: with HMAC, encryption or a ws client before byte pipes)",
     min: 50,
     backhaul: "keepalive_period",
   }),
