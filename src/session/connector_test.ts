@@ -11,7 +11,7 @@ import { loadYamlSupport, parseConfigText } from "../config/load.ts";
 import { deriveKeys, HelloClock, Role } from "../protocol/handshake.ts";
 import { answerHttp } from "../../tests/helpers/net.ts";
 import { until } from "../../tests/helpers/bytes.ts";
-import { sessionDeps } from "../../tests/helpers/deps.ts";
+import { sessionDeps, wsDialSpec } from "../../tests/helpers/deps.ts";
 import { Connector } from "./connector.ts";
 
 await loadYamlSupport();
@@ -32,18 +32,7 @@ function connector(port: number): Connector {
     servers: [[{
       role: Role.BOTH,
       index: 0,
-      spec: {
-        url: new URL(`ws://127.0.0.1:${port}/tunnel`),
-        tls: { caFile: "", insecureSkipVerify: false, sni: "" },
-        hostHeader: "",
-        edgeIp: "",
-        routeCookie: "",
-        socket: { nodelay: true, keepalive: false },
-        timeoutMs: 5_000,
-        caCerts: [],
-        http: { upload: "auto", padding: [0, 0] },
-        quic: { authKey: KEY, congestion: "bbr" },
-      },
+      spec: wsDialSpec(port, KEY),
     }]],
     onSession: () => assert.fail("no session can come up"),
     deps: sessionDeps(),

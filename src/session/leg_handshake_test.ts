@@ -22,6 +22,7 @@ import { decodeHelloCookie } from "../transport/hello_cookie.ts";
 import { readExact, writeAll } from "../transport/socket.ts";
 import { wsAccept } from "../transport/ws_accept.ts";
 import { WsLeg } from "../transport/ws_leg.ts";
+import { wsDialSpec } from "../../tests/helpers/deps.ts";
 import { handshakeLeg } from "./leg_handshake.ts";
 
 const KEY = "leg-handshake-test-key-0123456789-abcdef";
@@ -82,18 +83,7 @@ function fakeServer(
 
 function poolLeg(port: number, raw: boolean) {
   return handshakeLeg({
-    spec: {
-      url: new URL(`ws://127.0.0.1:${port}/tunnel`),
-      tls: { caFile: "", insecureSkipVerify: false, sni: "" },
-      hostHeader: "",
-      edgeIp: "",
-      routeCookie: "",
-      socket: { nodelay: true, keepalive: false },
-      timeoutMs: 5_000,
-      caCerts: [],
-      http: { upload: "auto", padding: [0, 0] },
-      quic: { authKey: KEY, congestion: "bbr" },
-    },
+    spec: wsDialSpec(port, KEY),
     keys,
     clock: new HelloClock(),
     role: Role.POOL,
