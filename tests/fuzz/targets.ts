@@ -509,14 +509,18 @@ function remember(recent: Known[], k: Known): void {
  * After an OK welcome: remembers the session and returns the frame generator that continues it. A
  * hello that proved a known session's key joined it (if the server still had it; otherwise the
  * frames signed with the old key are refused, which the probe tells); any other created a session
- * whose key comes from this welcome, and which must be confirmed first.
+ * whose key comes from this welcome, and which must be confirmed first. Null for a session that
+ * seals its frames (a hello whose random flags asked for it): the server reads records there, and
+ * plain frames would only be a record whose length is whatever the length mask makes of them, up
+ * to 1 MiB, which it rightly waits for until the leg's liveness timeout.
  */
 function acceptedSession(
   r: TunnelRig,
   recent: Known[],
   plan: HelloPlan,
   w: ReturnType<typeof parseWelcomeFrame>,
-): FrameGen {
+): FrameGen | null {
+  if (w.flags & HelloFlag.ENCRYPT) return null;
   const hmac = (w.flags & HelloFlag.HMAC) !== 0;
   const key = plan.joins?.key ?? w.sessionKey!;
   if (!plan.joins) remember(recent, { sid: plan.sid, hmac, key });
@@ -619,6 +623,7 @@ async function framesCase(
       return;
     }
     const g = acceptedSession(r, recent, plan, w);
+    if (!g) return;
     const watch = new ProbeWatch();
     // The server's frames start after the welcome.
     const answered = () => watch.scan(inbox.bytes.subarray(WELCOME_FRAME_LEN));
@@ -899,6 +904,7 @@ async function websocketCase(
       return;
     }
     const g = acceptedSession(r, recent, plan, w);
+    if (!g) return;
     const watch = new ProbeWatch();
     const answered = () => watch.scan(tunnelIn().subarray(WELCOME_FRAME_LEN));
     for (let round = rng.range(1, 3); round > 0; round--) {
