@@ -287,3 +287,55 @@ Deno.test("reverse tcp: idle pool connections are recycled before middleboxes fo
     await echo.close();
   }
 });
+
+Deno.test("reverse ws: pool pipes ping through a quiet spell and reset the user when their path dies", async () => {
+  const echo = echoServer();
+  const published = await freePort();
+  const server = await startServer(parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "ws"\ntoken = "${TOKEN}"\nkeepalive_period = 0.3\n` +
+      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
+    "toml",
+    "s.toml",
+    { env: { HT_LOG_LEVEL: "fatal" } },
+  ));
+  const proxy = startFaultProxy({
+    target: { hostname: "127.0.0.1", port: server.legAddrs[0].port },
+  });
+  const client = await startClient(parseConfigText(
+    `[client]\nremote_addr = "127.0.0.1:${proxy.port}"\ntransport = "ws"\ntoken = "${TOKEN}"\n` +
+      `connection_pool = 2\nkeepalive_period = 0.3\n`,
+    "toml",
+    "c.toml",
+    { env: { HT_LOG_LEVEL: "fatal" } },
+  ));
+  let user: Deno.TcpConn | null = null;
+  try {
+    await client.mux(10_000);
+    await proxy.waitFor(() => server.publisher!.idle.pipes === 2, 5_000);
+    user = await Deno.connect({ hostname: "127.0.0.1", port: published });
+    const buf = new Uint8Array(16);
+    const echoed = async (text: string) => {
+      await writeAll(user!, new TextEncoder().encode(text));
+      const n = await within(user!.read(buf), 5_000, `the echo of ${text}`);
+      return n === null ? null : new TextDecoder().decode(buf.subarray(0, n));
+    };
+    assert.equal(await echoed("a"), "a");
+    // Five keepalive periods without a byte of the user's: the pipe pings and stays.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await echoed("b"), "b");
+    // The path goes silent without a FIN or reset: within twice the period the user is reset.
+    proxy.halfOpen();
+    const end = await within(
+      user.read(buf).then((n) => (n === null ? "eof" : "data"), (e) => e.name),
+      5_000,
+      "the user's connection to end",
+    );
+    assert.equal(end, "ConnectionReset");
+  } finally {
+    user?.close();
+    await client.close();
+    await server.close();
+    await proxy.close();
+    await echo.close();
+  }
+});

@@ -438,7 +438,7 @@ const ROWS = [
     to: "server.keepalivePeriodMs",
     default: "20s",
     doc:
-      "idle pool connections: recycled after this long unused (keepalive interval of those framed as sessions: with HMAC, encryption or a ws client before byte pipes)",
+      "pool connections: recycled after this long unused; ws/wss ones ping at this interval (a connection quiet for twice that is dead)",
     min: 50,
     backhaul: "keepalive_period",
   }),
@@ -688,7 +688,8 @@ const ROWS = [
     kind: "duration",
     to: "client.keepalivePeriodMs",
     default: "20s",
-    doc: "TCP keepalive on tunnel connections and idle pool connections",
+    doc:
+      "TCP keepalive on tunnel connections; ws/wss pool connections ping at this interval (a connection quiet for twice that is dead)",
     min: 50,
     backhaul: "keepalive_period",
   }),

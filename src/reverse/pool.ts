@@ -211,8 +211,9 @@ export class PoolManager {
         w.leg.close();
         throw new Error(`pool connection refused: ${welcomeStatusText(w.status)}`);
       }
-      if (w.raw && !(w.flags & (HelloFlag.HMAC | HelloFlag.ENCRYPT))) {
-        this.#serveRaw(w.raw, control.id);
+      if (w.pipe && !(w.flags & (HelloFlag.HMAC | HelloFlag.ENCRYPT))) {
+        w.pipe.keepRawAlive?.(this.opts.session.keepaliveIntervalMs);
+        this.#serveRaw(w.pipe.raw, control.id);
         this.#backoff.reset();
         return;
       }

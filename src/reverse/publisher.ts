@@ -14,7 +14,7 @@ import type { Address } from "../protocol/address.ts";
 import { Ctrl, Flag } from "../protocol/frame.ts";
 import { type Hello, HelloFlag, instanceOf, type Keys, Role } from "../protocol/handshake.ts";
 import { formatHostPort } from "../transport/address.ts";
-import { type Leg, rawPipeOf } from "../transport/leg.ts";
+import { asRawPipe, type Leg } from "../transport/leg.ts";
 import { type ByteConn, type SocketOptions, tuneSocket, writeAll } from "../transport/socket.ts";
 import { type BurstListener, burstSocketsFor, listenBurst } from "../transport/burst_listener.ts";
 import type { ResetBatcher } from "../transport/socket_reset.ts";
@@ -235,10 +235,12 @@ export class Publisher {
   ): void {
     // A raw pipe carries the user's bytes as they are: never where frames must be signed or sealed.
     const framed = control.hmac || control.sealed;
-    const raw = framed ? undefined : rawPipeOf(leg, (hello.flags & HelloFlag.RAW) !== 0);
-    if (raw) {
+    const pipe = framed ? undefined : asRawPipe(leg, (hello.flags & HelloFlag.RAW) !== 0);
+    if (pipe) {
+      const raw = pipe.raw;
+      const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
+      pipe.keepRawAlive?.(maxIdle);
       writeAll(raw, welcome(true)).then(() => {
-        const maxIdle = this.opts.poolSession.keepaliveIntervalMs;
         const idle: IdleRawConn = new IdleRawConn(raw, hello.sessionId, maxIdle, () => {
           const i = this.#idleRaw.indexOf(idle);
           if (i >= 0) this.#idleRaw.splice(i, 1);

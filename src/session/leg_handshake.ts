@@ -16,7 +16,7 @@ import {
   WelcomeStatus,
 } from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec, presentsRoute } from "../transport/dial.ts";
-import { canBecomeRawPipe, rawPipeOf } from "../transport/leg.ts";
+import { asRawPipe, canBecomeRawPipe, type RawPipeLeg } from "../transport/leg.ts";
 import type { ByteConn } from "../transport/socket.ts";
 import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
 
@@ -53,10 +53,10 @@ export interface LegWelcome extends Welcomed {
   /** The hello that was accepted (a pool session takes its nonce as id). */
   hello: Uint8Array;
   /**
-   * The leg as a byte pipe, when `raw` was asked for, the leg can become one and (if the pipe needs
-   * it) the server agreed; the leg is unstarted then, and may still start framed.
+   * The leg, when `raw` was asked for, it can become a byte pipe and (if the pipe needs it) the
+   * server agreed; the leg is unstarted then, and may still start framed.
    */
-  raw?: ByteConn;
+  pipe?: RawPipeLeg;
 }
 
 export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
@@ -77,7 +77,7 @@ export async function handshakeLeg(r: LegRequest): Promise<LegWelcome> {
     if (r.raw && canBecomeRawPipe(leg)) {
       // Read through the pipe: the leg can still start framed if the server did not agree to it.
       w = { ...await readRawWelcome(leg.raw, r.keys, hello, r.spec.timeoutMs), leg, hello };
-      w.raw = rawPipeOf(leg, (w.flags & HelloFlag.RAW) !== 0);
+      w.pipe = asRawPipe(leg, (w.flags & HelloFlag.RAW) !== 0);
     } else {
       w = { ...await readWelcome(leg, r.keys, hello, r.spec.timeoutMs), hello };
     }

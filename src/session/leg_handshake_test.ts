@@ -118,10 +118,11 @@ Deno.test("pool leg over ws: a server that agrees to the pipe gets bytes both wa
   });
   const w = await poolLeg(s.port, true);
   assert.equal(w.status, WelcomeStatus.OK);
-  assert.ok(w.raw, "the leg is a byte pipe");
-  assert.equal(dec((await readExact(w.raw, 25))!), "OPEN and the user's bytes");
-  await writeAll(w.raw, enc("OPEN_OK"));
-  assert.equal(await w.raw.read(new Uint8Array(16)), null, "the server's empty message ends it");
+  assert.ok(w.pipe, "the leg is a byte pipe");
+  const pipe = w.pipe.raw;
+  assert.equal(dec((await readExact(pipe, 25))!), "OPEN and the user's bytes");
+  await writeAll(pipe, enc("OPEN_OK"));
+  assert.equal(await pipe.read(new Uint8Array(16)), null, "the server's empty message ends it");
   w.leg.close();
   await s.done;
 });
@@ -136,7 +137,7 @@ Deno.test("pool leg over ws: a server that predates the pipe gets a framed leg a
   });
   const w = await poolLeg(s.port, true);
   assert.equal(w.status, WelcomeStatus.OK);
-  assert.equal(w.raw, undefined, "no pipe without the server's word");
+  assert.equal(w.pipe, undefined, "no pipe without the server's word");
   assert.equal(await firstBytes(w.leg, 13), "frame one|two");
   w.leg.close();
   await s.done;
@@ -150,7 +151,7 @@ Deno.test("pool leg over ws: a leg that does not ask reads the welcome framed, w
     leg.close();
   });
   const w = await poolLeg(s.port, false);
-  assert.equal(w.raw, undefined);
+  assert.equal(w.pipe, undefined);
   assert.equal(await firstBytes(w.leg, 6), "framed");
   w.leg.close();
   await s.done;

@@ -39,6 +39,11 @@ export interface RawPipeLeg extends Leg {
   readonly raw: ByteConn;
   /** The peer must have agreed to the pipe (HelloFlag.RAW): it is not the leg's own byte stream. */
   readonly rawNeedsConsent: boolean;
+  /**
+   * Keeps the pipe alive at `intervalMs` where the transport needs it (a WebSocket through proxies
+   * that close quiet ones); a raw TCP pipe has its socket's keepalive instead.
+   */
+  keepRawAlive?(intervalMs: number): void;
 }
 
 export function canBecomeRawPipe(leg: Leg): leg is RawPipeLeg {
@@ -46,12 +51,12 @@ export function canBecomeRawPipe(leg: Leg): leg is RawPipeLeg {
 }
 
 /**
- * The leg as a pool connection's byte pipe, if it can become one: `agreed` says the peer asked for
- * it (the pool hello's HelloFlag.RAW, at the server) or accepted it (the welcome's, at the client),
- * which a leg whose pipe is not its own byte stream needs.
+ * The leg, if it can become a pool connection's byte pipe: `agreed` says the peer asked for it (the
+ * pool hello's HelloFlag.RAW, at the server) or accepted it (the welcome's, at the client), which a
+ * leg whose pipe is not its own byte stream needs.
  */
-export function rawPipeOf(leg: Leg, agreed: boolean): ByteConn | undefined {
-  return canBecomeRawPipe(leg) && (agreed || !leg.rawNeedsConsent) ? leg.raw : undefined;
+export function asRawPipe(leg: Leg, agreed: boolean): RawPipeLeg | undefined {
+  return canBecomeRawPipe(leg) && (agreed || !leg.rawNeedsConsent) ? leg : undefined;
 }
 
 /**

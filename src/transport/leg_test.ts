@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { canBecomeRawPipe, rawPipeOf } from "./leg.ts";
+import { asRawPipe } from "./leg.ts";
 import type { ByteConn } from "./socket.ts";
 import { TcpLeg } from "./tcp_leg.ts";
 import { WsLeg, WsPipe } from "./ws_leg.ts";
@@ -16,14 +16,12 @@ const conn: ByteConn = {
   close() {},
 };
 
-Deno.test("rawPipeOf: a TcpLeg is its own connection either way; a WsLeg's pipe needs the peer's word", () => {
+Deno.test("asRawPipe: a TcpLeg is its own connection either way; a WsLeg's pipe needs the peer's word", () => {
   const tcp = new TcpLeg(conn, "tcp");
-  assert.ok(canBecomeRawPipe(tcp));
-  assert.equal(rawPipeOf(tcp, false), conn);
-  assert.equal(rawPipeOf(tcp, true), conn);
+  assert.equal(asRawPipe(tcp, false)?.raw, conn);
+  assert.equal(asRawPipe(tcp, true)?.raw, conn);
   const ws = new WsLeg(conn, "ws", true, new Uint8Array(0));
-  assert.ok(canBecomeRawPipe(ws));
-  assert.equal(rawPipeOf(ws, false), undefined);
-  assert.ok(rawPipeOf(ws, true) instanceof WsPipe);
-  assert.equal(rawPipeOf(ws, true), ws.raw, "one pipe per leg");
+  assert.equal(asRawPipe(ws, false), undefined);
+  assert.ok(asRawPipe(ws, true)?.raw instanceof WsPipe);
+  assert.equal(ws.raw, ws.raw, "one pipe per leg");
 });

@@ -51,6 +51,10 @@ export class WsLeg implements RawPipeLeg {
 
   readonly rawNeedsConsent = true;
 
+  keepRawAlive(intervalMs: number): void {
+    this.raw.keepAlive(intervalMs);
+  }
+
   send(bytes: Uint8Array): Promise<void> {
     return this.#write(OP_BINARY, bytes);
   }
@@ -125,6 +129,7 @@ export class WsLeg implements RawPipeLeg {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#pipe?.stopKeepalive();
     try {
       this.#conn.close();
     } catch {
@@ -142,7 +147,8 @@ export class WsLeg implements RawPipeLeg {
  * peer discard what still comes, it leaves the other direction open through any proxy. The peer's
  * empty message is the end of input; a connection that ends otherwise (closed, or a Close frame)
  * after any byte arrived is an error, so a transfer cut on the way is never taken for a complete
- * one. Before any byte it is the end of input, as on a raw socket (a refused handshake).
+ * one. Before any byte it is the end of input, as on a raw socket (a refused handshake). Pings
+ * (keepAlive) keep a quiet pipe open through proxies that close idle WebSockets.
  */
 export class WsPipe implements ByteConn {
   #parser: WsFrameParser;
@@ -152,6 +158,13 @@ export class WsPipe implements ByteConn {
   #got = 0;
   #arrived = false;
   #ended = false;
+  /** For keepAlive: when we last sent, when bytes last came, since when a read waits (or -1). */
+  #sentAt = 0;
+  #cameAt = 0;
+  #waitingSince = -1;
+  #keepalive: ReturnType<typeof setInterval> | null = null;
+  /** Why keepAlive found the pipe dead. */
+  #dead = "";
 
   constructor(
     private conn: ByteConn,
@@ -178,7 +191,7 @@ export class WsPipe implements ByteConn {
         n = Math.min(this.#pending.length, p.length);
         p.set(this.#pending.subarray(0, n));
         this.#pending = this.#pending.subarray(n);
-      } else if (this.#parser.closed || (n = await this.conn.read(p)) === null) {
+      } else if (this.#parser.closed || (n = await this.#readConn(p)) === null) {
         if (!this.#arrived) return null;
         throw new TransportError("the WebSocket ended in the middle of the stream");
       }
@@ -197,6 +210,45 @@ export class WsPipe implements ByteConn {
     return null;
   }
 
+  /** One read of the connection, timed for keepAlive; a pipe found dead fails it. */
+  async #readConn(p: Uint8Array): Promise<number | null> {
+    this.#waitingSince = Date.now();
+    try {
+      const n = await this.conn.read(p);
+      if (this.#dead) throw new TransportError(this.#dead);
+      this.#cameAt = Date.now();
+      return n;
+    } catch (e) {
+      throw this.#dead ? new TransportError(this.#dead) : e;
+    } finally {
+      this.#waitingSince = -1;
+    }
+  }
+
+  /**
+   * Keeps the pipe alive until close(), as the framed pool sessions' keepalives did: a ping when
+   * nothing was sent for `intervalMs` (proxies and CDNs close WebSockets quiet for a minute or two,
+   * a long-idle SSH session's included), and the pipe fails (its reader gets an error, the user's
+   * connection a reset) when a read waited twice that with nothing coming, though the peer pings
+   * too: the path died without a word. A read not under way (the application is slow to take what
+   * came) is not waiting for the peer.
+   */
+  keepAlive(intervalMs: number): void {
+    this.#sentAt = this.#cameAt = Date.now();
+    this.#keepalive = setInterval(() => {
+      const now = Date.now();
+      const waited = this.#waitingSince < 0 ? 0 : now - Math.max(this.#cameAt, this.#waitingSince);
+      if (waited >= 2 * intervalMs) {
+        this.#dead = `nothing came on the WebSocket for ${waited} ms (keepalive ${intervalMs} ms)`;
+        this.close();
+      } else if (now - this.#sentAt >= intervalMs) {
+        this.#sentAt = now;
+        this.frame(OP_PING, EMPTY).catch(() => {});
+      }
+    }, intervalMs / 2);
+    Deno.unrefTimer(this.#keepalive);
+  }
+
   /** A payload piece of the buffer being read: moved down to the bytes gathered before it. */
   #gather(piece: Uint8Array): void {
     if (this.#ended) return;
@@ -208,6 +260,7 @@ export class WsPipe implements ByteConn {
   write(p: Uint8Array): Promise<number> {
     // Nothing to write is no message: an empty one would end the stream.
     if (p.length === 0) return Promise.resolve(0);
+    this.#sentAt = Date.now();
     return this.frame(OP_BINARY, p).then(() => p.length);
   }
 
@@ -223,11 +276,18 @@ export class WsPipe implements ByteConn {
 
   /** The end of our direction: an empty message. */
   closeWrite(): Promise<void> {
+    this.#sentAt = Date.now();
     return this.frame(OP_BINARY, EMPTY);
   }
 
+  /** Closes the leg, which ends keepAlive (stopKeepalive). */
   close(): void {
     this.closeLeg();
+  }
+
+  stopKeepalive(): void {
+    if (this.#keepalive !== null) clearInterval(this.#keepalive);
+    this.#keepalive = null;
   }
 }
 

@@ -692,3 +692,46 @@ for (const client of [false, true]) {
     assert.match(String(await r.ended), /inside a message/);
   });
 }
+
+Deno.test("WsPipe keepAlive: a quiet pipe pings, and the peer's pings keep a waiting read alive", async () => {
+  const conn = new FakeConn();
+  const leg = new WsLeg(conn, "client", true, new Uint8Array(0));
+  const pipe = leg.raw;
+  pipe.keepAlive(40);
+  const buf = new Uint8Array(64);
+  let settled = false;
+  const reading = pipe.read(buf).finally(() => settled = true);
+  const peer = from(false);
+  for (let i = 0; i < 10; i++) {
+    await delay(30);
+    conn.feed(peer(OP.PING, new Uint8Array(0)));
+  }
+  assert.ok(!settled, "the read waits on: the peer is alive");
+  const ours = decodeFrames(concat(conn.written)).filter((f) => f.op === OP.PING);
+  assert.ok(ours.length >= 3, `a ping at least every 60 ms of 300: ${ours.length}`);
+  assert.ok(ours.every((f) => f.masked), "a client's pings are masked");
+  conn.feed(peer(OP.BIN, text("data")));
+  assert.equal(await reading, 4);
+  leg.close();
+  const after = conn.written.length;
+  await delay(100);
+  assert.equal(conn.written.length, after, "no pings once closed");
+});
+
+Deno.test("WsPipe keepAlive: a read that waits twice the interval with nothing coming fails", async () => {
+  const conn = new FakeConn();
+  const pipe = new WsLeg(conn, "server", false, new Uint8Array(0)).raw;
+  pipe.keepAlive(30);
+  // Not reading is not waiting: an application slow to take what came costs nothing.
+  await delay(150);
+  conn.feed(from(true)(OP.BIN, text("late")));
+  assert.equal(await pipe.read(new Uint8Array(16)), 4);
+  // The keepalive timer does not hold the event loop open (a process exits around it): this does.
+  const hold = setTimeout(() => {}, 5_000);
+  try {
+    await assert.rejects(pipe.read(new Uint8Array(16)), TransportError, "nothing came");
+  } finally {
+    clearTimeout(hold);
+  }
+  assert.ok(conn.closed, "the connection is closed");
+});
