@@ -438,7 +438,7 @@ const ROWS = [
     to: "server.keepalivePeriodMs",
     default: "20s",
     doc:
-      "pool connections: recycled after this long unused; ws/wss ones ping at this interval (a connection quiet for twice that is dead)",
+      "pool connections: recycled after this long unused; keepalive interval of ws/wss ones and of those framed (HMAC, encryption): quiet for twice that is dead",
     min: 50,
     backhaul: "keepalive_period",
   }),
@@ -689,7 +689,7 @@ const ROWS = [
     to: "client.keepalivePeriodMs",
     default: "20s",
     doc:
-      "TCP keepalive on tunnel connections; ws/wss pool connections ping at this interval (a connection quiet for twice that is dead)",
+      "pool connections: keepalive interval of ws/wss ones and of those framed (HMAC, encryption): quiet for twice that is dead (tcp ones have the OS's TCP keepalive)",
     min: 50,
     backhaul: "keepalive_period",
   }),
