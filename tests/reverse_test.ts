@@ -13,6 +13,7 @@ import { freePort, freeRange } from "./helpers/ports.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
 import { config } from "./helpers/tunnel.ts";
 import { startReverse, TOKEN } from "./helpers/reverse.ts";
+import { connFds, keepaliveIdle, native } from "../src/transport/socket_native.ts";
 
 async function echoRoundTrip(port: number, data: Uint8Array): Promise<Uint8Array> {
   const c = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -338,4 +339,36 @@ Deno.test("reverse ws: pool pipes ping through a quiet spell and reset the user 
     await proxy.close();
     await echo.close();
   }
+});
+
+Deno.test({
+  name:
+    "reverse: the server probes quiet tunnel connections every keepalive_period (TCP keepalive)",
+  ignore: native() === null,
+  async fn() {
+    for (const transport of ["tcp", "ws"]) {
+      const server = await startServer(parseConfigText(
+        `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
+          `keepalive_period = 3\nports = ["127.0.0.1:${await freePort()}=9"]\n`,
+        "toml",
+        "s.toml",
+        { env: { HT_LOG_LEVEL: "fatal" } },
+      ));
+      const leg = await Deno.connect({ hostname: "127.0.0.1", port: server.legAddrs[0].port });
+      try {
+        // The server's end of this connection, in this process: the same addresses, swapped.
+        const serverEnd = { localAddr: leg.remoteAddr, remoteAddr: leg.localAddr } as Deno.Conn;
+        let fd: number | undefined;
+        for (let i = 0; i < 100 && fd === undefined; i++) {
+          [fd] = connFds([serverEnd]);
+          if (fd === undefined) await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.ok(fd !== undefined, "the server accepted the connection");
+        assert.equal(keepaliveIdle(fd), 3, `${transport}: probed after keepalive_period quiet`);
+      } finally {
+        leg.close();
+        await server.close();
+      }
+    }
+  },
 });

@@ -438,7 +438,7 @@ const ROWS = [
     to: "server.keepalivePeriodMs",
     default: "20s",
     doc:
-      "pool connections: recycled after this long unused; keepalive interval of ws/wss ones and of those framed (HMAC, encryption): quiet for twice that is dead",
+      "TCP keepalive of the tunnel connections it accepts (probed after this long quiet; two unanswered probes end one); idle pool connections recycled after this long unused; ws/wss and framed pool connections' keepalive interval",
     min: 50,
     backhaul: "keepalive_period",
   }),
@@ -689,7 +689,7 @@ const ROWS = [
     to: "client.keepalivePeriodMs",
     default: "20s",
     doc:
-      "pool connections: keepalive interval of ws/wss ones and of those framed (HMAC, encryption): quiet for twice that is dead (tcp ones have the OS's TCP keepalive)",
+      "ws/wss and framed (HMAC, encryption) pool connections' keepalive interval: quiet for twice that is dead (tcp ones are probed by the server's TCP keepalive)",
     min: 50,
     backhaul: "keepalive_period",
   }),

@@ -35,9 +35,15 @@ export interface SideSockets {
 /**
  * User-facing sockets follow `nodelay`; tunnel sockets always send at once, because the session
  * already coalesces frames and Nagle would only add delay to small ones (like a stream's OPEN).
+ * `keepaliveMs` times TCP keepalive on the tunnel sockets a server accepts (`keepalive_period`, as
+ * Backhaul's): its probes keep NATs and firewalls on the way from forgetting a quiet connection,
+ * and end one whose path died (a raw `tcp` pool connection has no keepalive of its own).
  */
-export function sideSockets(nodelay: boolean): SideSockets {
-  return { user: { nodelay, keepalive: true }, leg: { nodelay: true, keepalive: true } };
+export function sideSockets(nodelay: boolean, keepaliveMs?: number): SideSockets {
+  return {
+    user: { nodelay, keepalive: true },
+    leg: { nodelay: true, keepalive: true, ...(keepaliveMs ? { keepaliveMs } : {}) },
+  };
 }
 
 /** A pool connection's session: keepalives every `keepalivePeriodMs`, dead after two missed. */

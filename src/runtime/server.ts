@@ -44,7 +44,7 @@ export async function startServer(
   keys: Keys = deriveKeys(cfg.auth.key),
 ): Promise<RunningServer> {
   rt.budget.limit = cfg.session.bufferBudget;
-  const sockets = sideSockets(cfg.server.nodelay);
+  const sockets = sideSockets(cfg.server.nodelay, cfg.server.keepalivePeriodMs);
   const live = new LiveConfig(cfg, "server");
   // Ports of this process, which the exit refuses to dial (a loop through the tunnel).
   const ownPorts = new Set<number>();

@@ -17,7 +17,6 @@ import {
 } from "../protocol/handshake.ts";
 import { dialLeg, type DialSpec, presentsRoute } from "../transport/dial.ts";
 import { asRawPipe, canBecomeRawPipe, type RawPipeLeg } from "../transport/leg.ts";
-import type { ByteConn } from "../transport/socket.ts";
 import { readRawWelcome, readWelcome, type Welcomed } from "./welcome.ts";
 
 const log = getLogger(["half-tunnel", "client"]);
@@ -44,7 +43,7 @@ export interface LegRequest {
   label: string;
   /**
    * Ask for a byte pipe (pool legs: HelloFlag.RAW) and read the welcome through it when the leg
-   * can become one: the leg is then returned unstarted, with `raw` when the server agreed.
+   * can become one: the leg is then returned unstarted, as `pipe` when the server agreed.
    */
   raw?: boolean;
 }

@@ -7,6 +7,7 @@
  * the hello whether the leg is admitted, and a refused peer learns nothing.
  */
 
+import { getLogger } from "@logtape/logtape";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import type { LegListener, LegListenSpec, OnHello } from "./kind.ts";
 import { type ByteConn, tuneSocket } from "./socket.ts";
@@ -14,6 +15,9 @@ import { listenBurst, listenBurstTls } from "./burst_listener.ts";
 import { transportByKind, TRANSPORTS } from "./registry.ts";
 import { checksHello, type HttpFront, serveHttp1 } from "./http_front.ts";
 import { serveHttp2 } from "./h2_front.ts";
+import { tuneListener } from "./socket_native.ts";
+
+const log = getLogger(["half-tunnel", "listen"]);
 
 export type { LegListener, LegListenSpec };
 
@@ -81,6 +85,14 @@ export async function listenLegs(spec: LegListenSpec, onHello: OnHello): Promise
   } else {
     // Pool mode dials many legs at once; a burst listener keeps them from being reset.
     const l = listenBurst(hostname, port);
+    // Keepalive's timing can only be set through libc: on the listening sockets, once.
+    if (spec.socket.keepaliveMs && tuneListener(l.addr, spec.socket) === null) {
+      log.warn(
+        "leg listener on {addr}: cannot set TCP keepalive's timing (needs Linux and FFI); " +
+          "tunnel connections are probed on the system's schedule",
+        { addr: formatHostPort(l.addr.hostname, l.addr.port) },
+      );
+    }
     l.serve((conn) => {
       tuneSocket(conn, spec.socket);
       onConn(conn, conn.remoteAddr);

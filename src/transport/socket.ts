@@ -21,6 +21,13 @@ export class LegRefused extends TransportError {
 export interface SocketOptions {
   nodelay: boolean;
   keepalive: boolean;
+  /**
+   * With `keepalive`, TCP keepalive's timing (else the system's, two hours on Linux): a quiet
+   * connection is probed after this long and every this long after, and two unanswered probes end
+   * it. Set where the socket is reached through libc (socket_native.ts: listening sockets, whose
+   * connections inherit it).
+   */
+  keepaliveMs?: number;
 }
 
 export function tuneSocket(conn: Deno.Conn, opts: SocketOptions): void {

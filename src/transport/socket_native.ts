@@ -2,10 +2,10 @@
  * What the runtime does not expose about its sockets, reached through libc on Linux: the descriptor
  * behind a connection or listener is found among this process's descriptors (every number up to
  * the size of its descriptor table) by asking each for its addresses (getpeername, getsockname),
- * and options are set on it with
- * setsockopt. Used for resets (socket_reset.ts) and for TCP_NODELAY on TLS connections, which the
- * runtime cannot tune (burst_listener.ts). Structures are read little-endian, as on every CPU the
- * runtime ships for.
+ * and options are set on it with setsockopt. Used for resets (socket_reset.ts), for TCP_NODELAY on
+ * TLS connections and for TCP keepalive's timing on leg listeners, which the runtime cannot tune
+ * (burst_listener.ts, listen.ts). Structures are read little-endian, as on every CPU the runtime
+ * ships for.
  */
 
 import { parseIPv4, parseIPv6 } from "../protocol/address.ts";
@@ -16,6 +16,11 @@ export const SO_LINGER = 13;
 const SO_KEEPALIVE = 9;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
+const TCP_KEEPIDLE = 4;
+const TCP_KEEPINTVL = 5;
+const TCP_KEEPCNT = 6;
+/** Unanswered keepalive probes that end a connection (SocketOptions.keepaliveMs). */
+export const KEEPALIVE_PROBES = 2;
 const O_RDWR = 2;
 const O_CLOEXEC = 0o2000000;
 
@@ -150,14 +155,28 @@ export function connFds(conns: Deno.Conn[]): number[] {
 }
 
 function setTcpOptions(n: Native, fd: number, opts: SocketOptions): boolean {
-  const on = (v: boolean) => new Uint8Array(new Int32Array([v ? 1 : 0]).buffer);
-  return n.libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on(opts.nodelay), 4) === 0 &&
-    n.libc.setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, on(opts.keepalive), 4) === 0;
+  const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
+  const set = (level: number, name: number, v: number) =>
+    n.libc.setsockopt(fd, level, name, int(v), 4) === 0;
+  if (!set(IPPROTO_TCP, TCP_NODELAY, opts.nodelay ? 1 : 0)) return false;
+  if (!set(SOL_SOCKET, SO_KEEPALIVE, opts.keepalive ? 1 : 0)) return false;
+  if (!opts.keepalive || !opts.keepaliveMs) return true;
+  const s = Math.max(1, Math.round(opts.keepaliveMs / 1000));
+  return set(IPPROTO_TCP, TCP_KEEPIDLE, s) && set(IPPROTO_TCP, TCP_KEEPINTVL, s) &&
+    set(IPPROTO_TCP, TCP_KEEPCNT, KEEPALIVE_PROBES);
+}
+
+/** TCP keepalive's idle time of a socket, in seconds (0 when keepalive is off); null if unknown. */
+export function keepaliveIdle(fd: number): number | null {
+  const n = native();
+  if (!n) return null;
+  const on = intOption(n, fd, SOL_SOCKET, SO_KEEPALIVE);
+  return on === 0 ? 0 : on === null ? null : intOption(n, fd, IPPROTO_TCP, TCP_KEEPIDLE);
 }
 
 /**
- * Sets TCP_NODELAY and SO_KEEPALIVE on every listening socket bound to `addr`; connections the
- * kernel accepts from then on inherit both. Returns how many connections were already waiting to
+ * Sets TCP_NODELAY and SO_KEEPALIVE (with its timing, if given) on every listening socket bound to
+ * `addr`; connections the kernel accepts from then on inherit them. Returns how many connections were already waiting to
  * be accepted (they were made before and do not have them; see tuneConns), or null if the options
  * could not be set. Never throws.
  */
@@ -199,7 +218,7 @@ function acceptQueue(n: Native, fd: number): number {
   return new DataView(info.buffer).getUint32(TCPI_UNACKED, true);
 }
 
-/** Sets TCP_NODELAY and SO_KEEPALIVE on these connections; false if it could not. */
+/** Sets TCP_NODELAY and SO_KEEPALIVE (and its timing) on these connections; false if it could not. */
 export function tuneConns(conns: Deno.Conn[], opts: SocketOptions): boolean {
   const n = native();
   if (!n) return false;

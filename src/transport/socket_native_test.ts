@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connFds, native, tuneConns, tuneListener } from "./socket_native.ts";
+import { connFds, keepaliveIdle, native, tuneConns, tuneListener } from "./socket_native.ts";
 import { listenBurstTls } from "./burst_listener.ts";
 import { selfSignedCert } from "../../tests/helpers/tls.ts";
 
@@ -80,6 +80,27 @@ Deno.test({
       (await late).close();
     } finally {
       client.close();
+      l.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a listener tuned with keepalive timing hands it to the connections it accepts",
+  ignore: native() === null,
+  async fn() {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      assert.equal(tuneListener(l.addr, { nodelay: true, keepalive: true, keepaliveMs: 7_000 }), 0);
+      const client = await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port });
+      const conn = await l.accept();
+      const [fd] = connFds([conn]);
+      assert.equal(keepaliveIdle(fd), 7, "probed after 7 s quiet");
+      const [own] = connFds([client]);
+      assert.equal(keepaliveIdle(own), 0, "the dialled socket is untouched (keepalive off)");
+      conn.close();
+      client.close();
+    } finally {
       l.close();
     }
   },
