@@ -92,25 +92,58 @@ for (const transport of ["tcpmux", "tcp"]) {
   });
 }
 
-Deno.test("reverse tcpmux: a cut tunnel connection is resumed without losing a byte", async () => {
-  const echo = echoServer();
+/**
+ * A reverse server and client in this process, the client dialling through a fault proxy, with one
+ * port published to `target`; `server` and `client` are more lines for each table.
+ */
+async function viaFaultProxy(
+  transport: string,
+  target: number,
+  more: { server?: string; client?: string; logLevel?: string } = {},
+) {
+  const env = { HT_LOG_LEVEL: more.logLevel ?? "fatal" };
   const published = await freePort();
   const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcpmux"\ntoken = "${TOKEN}"\nheartbeat = 1\n` +
-      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
+    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "${transport}"\ntoken = "${TOKEN}"\n` +
+      `${more.server ?? ""}ports = ["127.0.0.1:${published}=${target}"]\n`,
     "toml",
     "s.toml",
-    { env: { HT_LOG_LEVEL: "error" } },
+    { env },
   ));
   const proxy = startFaultProxy({
     target: { hostname: "127.0.0.1", port: server.legAddrs[0].port },
   });
   const client = await startClient(parseConfigText(
-    `[client]\nremote_addr = "127.0.0.1:${proxy.port}"\ntransport = "tcpmux"\ntoken = "${TOKEN}"\nretry_interval = 0.05\n`,
+    `[client]\nremote_addr = "127.0.0.1:${proxy.port}"\ntransport = "${transport}"\n` +
+      `token = "${TOKEN}"\n${more.client ?? ""}`,
     "toml",
     "c.toml",
-    { env: { HT_LOG_LEVEL: "error" } },
-  ));
+    { env },
+  )).catch(async (e) => {
+    await server.close();
+    await proxy.close();
+    throw e;
+  });
+  return {
+    server,
+    proxy,
+    client,
+    published,
+    async close() {
+      await client.close();
+      await server.close();
+      await proxy.close();
+    },
+  };
+}
+
+Deno.test("reverse tcpmux: a cut tunnel connection is resumed without losing a byte", async () => {
+  const echo = echoServer();
+  const { client, proxy, published, close } = await viaFaultProxy("tcpmux", echo.port, {
+    server: "heartbeat = 1\n",
+    client: "retry_interval = 0.05\n",
+    logLevel: "error",
+  });
   try {
     await client.mux(10_000);
     const data = pattern(64 * 1024 * 1024, 5);
@@ -127,9 +160,7 @@ Deno.test("reverse tcpmux: a cut tunnel connection is resumed without losing a b
     assert.equal(sha256(back), sha256(data));
     assert.ok(cuts >= 3, `cuts: ${cuts}`);
   } finally {
-    await client.close();
-    await server.close();
-    await proxy.close();
+    await close();
     await echo.close();
   }
 });
@@ -253,23 +284,10 @@ Deno.test("reverse: channel_size bounds connections waiting for an absent client
 
 Deno.test("reverse tcp: idle pool connections are recycled before middleboxes forget them", async () => {
   const echo = echoServer();
-  const published = await freePort();
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "tcp"\ntoken = "${TOKEN}"\nkeepalive_period = 0.3\n` +
-      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-    "toml",
-    "s.toml",
-    { env: { HT_LOG_LEVEL: "fatal" } },
-  ));
-  const proxy = startFaultProxy({
-    target: { hostname: "127.0.0.1", port: server.legAddrs[0].port },
+  const { client, proxy, published, close } = await viaFaultProxy("tcp", echo.port, {
+    server: "keepalive_period = 0.3\n",
+    client: "connection_pool = 2\n",
   });
-  const client = await startClient(parseConfigText(
-    `[client]\nremote_addr = "127.0.0.1:${proxy.port}"\ntransport = "tcp"\ntoken = "${TOKEN}"\nconnection_pool = 2\n`,
-    "toml",
-    "c.toml",
-    { env: { HT_LOG_LEVEL: "fatal" } },
-  ));
   try {
     await client.mux(10_000);
     await proxy.waitFor(() => proxy.accepted >= 3, 5_000);
@@ -282,33 +300,17 @@ Deno.test("reverse tcp: idle pool connections are recycled before middleboxes fo
     const back = await echoRoundTrip(published, new TextEncoder().encode("fresh"));
     assert.equal(new TextDecoder().decode(back), "fresh");
   } finally {
-    await client.close();
-    await server.close();
-    await proxy.close();
+    await close();
     await echo.close();
   }
 });
 
 Deno.test("reverse ws: pool pipes ping through a quiet spell and reset the user when their path dies", async () => {
   const echo = echoServer();
-  const published = await freePort();
-  const server = await startServer(parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1:0"\ntransport = "ws"\ntoken = "${TOKEN}"\nkeepalive_period = 0.3\n` +
-      `ports = ["127.0.0.1:${published}=${echo.port}"]\n`,
-    "toml",
-    "s.toml",
-    { env: { HT_LOG_LEVEL: "fatal" } },
-  ));
-  const proxy = startFaultProxy({
-    target: { hostname: "127.0.0.1", port: server.legAddrs[0].port },
+  const { server, client, proxy, published, close } = await viaFaultProxy("ws", echo.port, {
+    server: "keepalive_period = 0.3\n",
+    client: "connection_pool = 2\nkeepalive_period = 0.3\n",
   });
-  const client = await startClient(parseConfigText(
-    `[client]\nremote_addr = "127.0.0.1:${proxy.port}"\ntransport = "ws"\ntoken = "${TOKEN}"\n` +
-      `connection_pool = 2\nkeepalive_period = 0.3\n`,
-    "toml",
-    "c.toml",
-    { env: { HT_LOG_LEVEL: "fatal" } },
-  ));
   let user: Deno.TcpConn | null = null;
   try {
     await client.mux(10_000);
@@ -334,9 +336,7 @@ Deno.test("reverse ws: pool pipes ping through a quiet spell and reset the user 
     assert.equal(end, "ConnectionReset");
   } finally {
     user?.close();
-    await client.close();
-    await server.close();
-    await proxy.close();
+    await close();
     await echo.close();
   }
 });
