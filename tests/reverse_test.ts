@@ -13,7 +13,8 @@ import { freePort, freeRange } from "./helpers/ports.ts";
 import { startFaultProxy } from "./helpers/fault_proxy.ts";
 import { config } from "./helpers/tunnel.ts";
 import { startReverse, TOKEN } from "./helpers/reverse.ts";
-import { connFds, keepaliveIdle, native } from "../src/transport/socket_native.ts";
+import { connFds, native } from "../src/transport/socket_native.ts";
+import { keepaliveIdle } from "./helpers/sockopt.ts";
 
 async function echoRoundTrip(port: number, data: Uint8Array): Promise<Uint8Array> {
   const c = await Deno.connect({ hostname: "127.0.0.1", port });

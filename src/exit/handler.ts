@@ -70,7 +70,7 @@ export function exitHandler(
             reason,
           }),
       });
-      stream.fail(code, errText(e));
+      stream.fail(code, reason);
     }
   };
 }

@@ -41,7 +41,8 @@ export interface RawPipeLeg extends Leg {
   readonly rawNeedsConsent: boolean;
   /**
    * Keeps the pipe alive at `intervalMs` where the transport needs it (a WebSocket through proxies
-   * that close quiet ones); a raw TCP pipe has its socket's keepalive instead.
+   * that close quiet ones); a raw TCP pipe has its socket's TCP keepalive instead (timed on the
+   * server's leg listeners, SocketOptions.keepaliveMs).
    */
   keepRawAlive?(intervalMs: number): void;
 }

@@ -23,9 +23,9 @@ export interface SocketOptions {
   keepalive: boolean;
   /**
    * With `keepalive`, TCP keepalive's timing (else the system's, two hours on Linux): a quiet
-   * connection is probed after this long and every this long after, and two unanswered probes end
-   * it. Set where the socket is reached through libc (socket_native.ts: listening sockets, whose
-   * connections inherit it).
+   * connection is probed after this long and every this long after (in whole seconds, at least
+   * one), and two unanswered probes end it. Set where the socket is reached through libc
+   * (socket_native.ts: listening sockets, whose connections inherit it).
    */
   keepaliveMs?: number;
 }

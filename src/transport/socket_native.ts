@@ -20,7 +20,7 @@ const TCP_KEEPIDLE = 4;
 const TCP_KEEPINTVL = 5;
 const TCP_KEEPCNT = 6;
 /** Unanswered keepalive probes that end a connection (SocketOptions.keepaliveMs). */
-export const KEEPALIVE_PROBES = 2;
+const KEEPALIVE_PROBES = 2;
 const O_RDWR = 2;
 const O_CLOEXEC = 0o2000000;
 
@@ -164,14 +164,6 @@ function setTcpOptions(n: Native, fd: number, opts: SocketOptions): boolean {
   const s = Math.max(1, Math.round(opts.keepaliveMs / 1000));
   return set(IPPROTO_TCP, TCP_KEEPIDLE, s) && set(IPPROTO_TCP, TCP_KEEPINTVL, s) &&
     set(IPPROTO_TCP, TCP_KEEPCNT, KEEPALIVE_PROBES);
-}
-
-/** TCP keepalive's idle time of a socket, in seconds (0 when keepalive is off); null if unknown. */
-export function keepaliveIdle(fd: number): number | null {
-  const n = native();
-  if (!n) return null;
-  const on = intOption(n, fd, SOL_SOCKET, SO_KEEPALIVE);
-  return on === 0 ? 0 : on === null ? null : intOption(n, fd, IPPROTO_TCP, TCP_KEEPIDLE);
 }
 
 /**

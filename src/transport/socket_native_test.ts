@@ -1,22 +1,14 @@
 import assert from "node:assert/strict";
-import { connFds, keepaliveIdle, native, tuneConns, tuneListener } from "./socket_native.ts";
+import { connFds, native, tuneConns, tuneListener } from "./socket_native.ts";
 import { listenBurstTls } from "./burst_listener.ts";
 import { selfSignedCert } from "../../tests/helpers/tls.ts";
+import { keepaliveIdle, noDelay } from "../../tests/helpers/sockopt.ts";
 
-/** TCP_NODELAY of a connection's socket as the kernel reports it (getsockopt through libc). */
+/** TCP_NODELAY of a connection's socket as the kernel reports it. */
 function noDelayOf(conn: Deno.Conn): number {
   const [fd] = connFds([conn]);
   assert.ok(fd !== undefined, "the connection's descriptor is found");
-  const v = new Int32Array(1), len = new Uint32Array([4]);
-  const r = native()!.libc.getsockopt(
-    fd,
-    6,
-    1,
-    new Uint8Array(v.buffer),
-    new Uint8Array(len.buffer),
-  );
-  assert.equal(r, 0);
-  return v[0];
+  return noDelay(fd);
 }
 
 async function pem() {

@@ -45,6 +45,7 @@ export class WsLeg implements RawPipeLeg {
       this.client,
       this.initial,
       (opcode, payload) => this.#write(opcode, payload),
+      (opcode, payload) => this.#control(opcode, payload),
       () => this.close(),
     );
   }
@@ -171,15 +172,14 @@ export class WsPipe implements ByteConn {
     client: boolean,
     initial: Uint8Array,
     private frame: (opcode: number, payload: Uint8Array) => Promise<void>,
+    control: (opcode: number, payload: Uint8Array) => void,
     private closeLeg: () => void,
   ) {
     this.#pending = initial;
     this.#parser = new WsFrameParser(
       !client,
       (piece) => this.#gather(piece),
-      (opcode, payload) => {
-        if (opcode === OP_PING) frame(OP_PONG, payload.slice()).catch(() => {});
-      },
+      control,
       () => this.#ended = true,
     );
   }
@@ -234,6 +234,7 @@ export class WsPipe implements ByteConn {
    * came) is not waiting for the peer.
    */
   keepAlive(intervalMs: number): void {
+    this.stopKeepalive();
     this.#sentAt = this.#cameAt = Date.now();
     this.#keepalive = setInterval(() => {
       const now = Date.now();
@@ -280,11 +281,12 @@ export class WsPipe implements ByteConn {
     return this.frame(OP_BINARY, EMPTY);
   }
 
-  /** Closes the leg, which ends keepAlive (stopKeepalive). */
+  /** Closes the leg, which ends keepAlive. */
   close(): void {
     this.closeLeg();
   }
 
+  /** Ends keepAlive; the leg calls it when it closes, whoever closed it. */
   stopKeepalive(): void {
     if (this.#keepalive !== null) clearInterval(this.#keepalive);
     this.#keepalive = null;
